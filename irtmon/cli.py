@@ -1,0 +1,228 @@
+"""The ``irtmon`` command line (typer). Every command has ``--help``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from irtmon.settings import Settings, get_settings
+
+app = typer.Typer(
+    help="irtmon: immuno-radiotherapy response monitor. Configure with IRTMON_* variables "
+    "(see `irtmon config`).",
+    no_args_is_help=True,
+    add_completion=False,
+)
+stack_app = typer.Typer(help="Run the local stack: a real Kafka broker and PostgreSQL server.",
+                        no_args_is_help=True)
+db_app = typer.Typer(help="Database migrations and status.", no_args_is_help=True)
+schemas_app = typer.Typer(help="Event contracts: JSON Schema export and checks.",
+                          no_args_is_help=True)
+publish_app = typer.Typer(help="Publish events to Kafka by hand.", no_args_is_help=True)
+app.add_typer(stack_app, name="stack")
+app.add_typer(db_app, name="db")
+app.add_typer(schemas_app, name="schemas")
+app.add_typer(publish_app, name="publish")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+@app.callback()
+def _setup(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+) -> None:
+    settings = get_settings()
+    level = "DEBUG" if verbose else settings.log_level
+    logging.basicConfig(
+        level=level, format="%(message)s", handlers=[RichHandler(console=err_console)]
+    )
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+
+
+def _fail(message: str) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code=1)
+
+
+# --------------------------------------------------------------------------- config
+
+
+@app.command("config")
+def config_cmd() -> None:
+    """List every setting with its environment variable, current value and meaning."""
+    settings = get_settings()
+    table = Table("variable", "value", "meaning")
+    for name, field in Settings.model_fields.items():
+        value = getattr(settings, name)
+        shown = "********" if "password" in name or "key" in name and value else str(value)
+        table.add_row(f"IRTMON_{name.upper()}", shown, field.description or "")
+    console.print(table)
+
+
+# --------------------------------------------------------------------------- stack
+
+
+def _print_status(st: object) -> None:
+    from irtmon.stack import StackStatus
+
+    assert isinstance(st, StackStatus)
+    table = Table("component", "state", "pid", "address", "detail")
+    for c in st.components:
+        state = "[green]running[/]" if c.running else "[red]stopped[/]"
+        if not c.managed:
+            state += " (external)"
+        table.add_row(c.name, state, str(c.pid or "-"), c.address, c.detail)
+    console.print(table)
+    flavour = st.database_flavour or "not migrated (run `irtmon db migrate`)"
+    console.print(f"database flavour: [bold]{flavour}[/]")
+    if st.topics:
+        console.print("topics: " + ", ".join(f"{k} ({v} partitions)" for k, v in st.topics.items()))
+
+
+@stack_app.command("up")
+def stack_up() -> None:
+    """Start the local Kafka broker and PostgreSQL server (idempotent) and create the topics.
+
+    Waits until both accept connections, then prints where they listen. Servers named by
+    IRTMON_KAFKA_BOOTSTRAP or IRTMON_DATABASE_URL are used as they are; nothing is started
+    for them.
+    """
+    from irtmon import stack
+
+    settings = get_settings()
+    with console.status("starting the local stack (first run resolves the Kafka jars)..."):
+        try:
+            st = stack.up(settings)
+        except stack.StackError as err:
+            raise _fail(str(err)) from err
+    _print_status(st)
+    console.print(f"Kafka:      {settings.bootstrap_servers}")
+    console.print(f"PostgreSQL: {settings.dsn}")
+
+
+@stack_app.command("down")
+def stack_down() -> None:
+    """Stop the local Kafka broker and PostgreSQL server (external servers are left alone)."""
+    from irtmon import stack
+
+    stopped = stack.down(get_settings())
+    console.print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+
+
+@stack_app.command("status")
+def stack_status(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Say what runs, with pids and ports, and the database flavour (TimescaleDB or plain)."""
+    from dataclasses import asdict
+
+    from irtmon import stack
+
+    st = stack.status(get_settings())
+    if as_json:
+        console.print_json(json.dumps(asdict(st)))
+    else:
+        _print_status(st)
+
+
+# --------------------------------------------------------------------------- db
+
+
+@db_app.command("migrate")
+def db_migrate() -> None:
+    """Apply pending SQL migrations (safe to re-run). Chooses TimescaleDB or plain tables."""
+    from irtmon.db import connect, migrate
+
+    settings = get_settings()
+    try:
+        with connect(settings, autocommit=True) as conn:
+            report = migrate(conn, settings.timescaledb)
+    except Exception as err:
+        raise _fail(str(err)) from err
+    console.print(f"database flavour: [bold]{report.flavour}[/] ({report.reason})")
+    if report.applied:
+        console.print("applied: " + ", ".join(report.applied))
+    else:
+        console.print("nothing to apply: the database is up to date")
+
+
+@db_app.command("status")
+def db_status() -> None:
+    """List applied migrations and their flavour."""
+    from irtmon.db import connect, migration_status
+
+    try:
+        with connect(get_settings(), autocommit=True) as conn:
+            rows = migration_status(conn)
+    except Exception as err:
+        raise _fail(str(err)) from err
+    table = Table("version", "file", "flavour", "applied at")
+    for version, filename, flavour, at in rows:
+        table.add_row(str(version), filename, flavour, at)
+    console.print(table if rows else "no migration applied yet")
+
+
+# --------------------------------------------------------------------------- schemas
+
+
+@schemas_app.command("export")
+def schemas_export() -> None:
+    """Write the JSON Schema file of every topic's record into schemas/json/."""
+    from schemas.export import export
+
+    for path in export():
+        console.print(f"wrote {path}")
+
+
+@schemas_app.command("validate")
+def schemas_validate(
+    topic: Annotated[str, typer.Argument(help="Topic whose record to validate against.")],
+    file: Annotated[typer.FileBinaryRead, typer.Argument(help="JSON file, or - for stdin.")],
+) -> None:
+    """Validate one event (JSON) against a topic's contract; exit 1 naming each bad field."""
+    from schemas import InvalidEventError, parse_event, topic as find_topic
+
+    try:
+        spec = find_topic(topic)
+        event = parse_event(spec.record, file.read())
+    except (KeyError, InvalidEventError) as err:
+        raise _fail(str(err).strip("'\"")) from err
+    console.print(f"valid {type(event).__name__} {event.event_id}")
+
+
+# --------------------------------------------------------------------------- publish
+
+
+@publish_app.command("samples")
+def publish_samples() -> None:
+    """Publish a few valid sample events (two demo patients) to their topics."""
+    from irtmon.samples import sample_events
+    from streams.publish import Publisher, topic_for
+
+    events = sample_events()
+    settings = get_settings()
+    try:
+        with Publisher(settings) as pub:
+            n = pub.publish(events)
+    except Exception as err:
+        raise _fail(f"could not publish to {settings.bootstrap_servers}: {err}") from err
+    by_topic: dict[str, int] = {}
+    for e in events:
+        by_topic[topic_for(e).name] = by_topic.get(topic_for(e).name, 0) + 1
+    console.print(f"published {n} events: " + ", ".join(f"{k} {v}" for k, v in by_topic.items()))
+
+
+def main() -> None:  # pragma: no cover - console entry
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,119 @@
+"""One settings object for the whole service, read from ``IRTMON_*`` environment variables.
+
+Create it once (:func:`get_settings`) and pass it down; no broker or database address is written
+anywhere else. Every field's default and meaning is listed by ``irtmon config``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """irtmon configuration. Each field ``name`` is set by ``IRTMON_NAME``."""
+
+    model_config = SettingsConfigDict(env_prefix="IRTMON_", extra="ignore")
+
+    state_dir: Path = Field(
+        default=Path(".irtmon"),
+        description="Folder for the local stack's data, logs and pid files (git-ignored).",
+    )
+    cache_dir: Path | None = Field(
+        default=None,
+        description="Folder for downloaded artefacts such as the Kafka jars "
+        "(default: <state_dir>/cache). Share it between state folders to download once.",
+    )
+
+    # Kafka
+    kafka_bootstrap: str | None = Field(
+        default=None,
+        description="Existing Kafka cluster (host:port,...). Unset: the local stack's broker.",
+    )
+    kafka_version: str = Field(default="3.9.2", description="Kafka broker version the stack runs.")
+    kafka_port: int = Field(default=19092, description="Local broker's client port (loopback).")
+    kafka_controller_port: int = Field(default=19093, description="Local KRaft controller port.")
+    kafka_heap: str = Field(default="512m", description="Local broker's JVM heap (-Xmx).")
+    kafka_security_protocol: str = Field(
+        default="PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."
+    )
+    kafka_sasl_mechanism: str | None = Field(default=None, description="e.g. SCRAM-SHA-512.")
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = Field(default=None, description="CA bundle for SSL.")
+
+    # PostgreSQL / TimescaleDB
+    database_url: str | None = Field(
+        default=None,
+        description="Existing PostgreSQL/TimescaleDB (postgresql://user:pw@host:port/db). "
+        "Unset: the local stack's server.",
+    )
+    pg_port: int = Field(default=15432, description="Local PostgreSQL server's port (loopback).")
+    pg_database: str = Field(default="irtmon", description="Database name on the local server.")
+    pg_bin_dir: Path = Field(
+        default=Path("/usr/lib/postgresql/15/bin"),
+        description="Where the PostgreSQL server binaries (initdb, pg_ctl, postgres) are.",
+    )
+    pg_os_user: str = Field(
+        default="postgres",
+        description="Unprivileged OS user that runs the local PostgreSQL when irtmon runs as root.",
+    )
+    timescaledb: str = Field(
+        default="auto",
+        description="auto: use TimescaleDB when the extension is available; off: plain tables.",
+        pattern="^(auto|off)$",
+    )
+
+    # Patient data
+    pseudonym_key: SecretStr | None = Field(
+        default=None,
+        description="Secret key of the keyed-hash pseudonyms (at least 16 bytes). Never commit it.",
+    )
+
+    log_level: str = Field(default="INFO", description="Python logging level.")
+
+    @property
+    def cache_path(self) -> Path:
+        return self.cache_dir if self.cache_dir is not None else self.state_dir / "cache"
+
+    @property
+    def local_kafka(self) -> bool:
+        """True when irtmon runs its own broker."""
+        return not self.kafka_bootstrap
+
+    @property
+    def local_postgres(self) -> bool:
+        """True when irtmon runs its own PostgreSQL server."""
+        return not self.database_url
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.kafka_bootstrap or f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def dsn(self) -> str:
+        """Connection string of the database irtmon uses."""
+        if self.database_url:
+            return self.database_url
+        return f"postgresql://irtmon@127.0.0.1:{self.pg_port}/{self.pg_database}"
+
+    def kafka_client_config(self) -> dict[str, object]:
+        """Security options for kafka-python clients (empty for PLAINTEXT)."""
+        config: dict[str, object] = {"security_protocol": self.kafka_security_protocol}
+        if self.kafka_sasl_mechanism:
+            config["sasl_mechanism"] = self.kafka_sasl_mechanism
+            config["sasl_plain_username"] = self.kafka_sasl_username
+            if self.kafka_sasl_password is not None:
+                config["sasl_plain_password"] = self.kafka_sasl_password.get_secret_value()
+        if self.kafka_ssl_cafile is not None:
+            config["ssl_cafile"] = str(self.kafka_ssl_cafile)
+        return config
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once from the environment."""
+    return Settings()

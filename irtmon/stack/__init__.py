@@ -1,0 +1,105 @@
+"""The local stack: a real Kafka broker and a real PostgreSQL server, run by irtmon itself.
+
+``up`` is idempotent: what runs is left alone, what is missing is started, and it returns once
+both accept connections. When ``IRTMON_KAFKA_BOOTSTRAP`` or ``IRTMON_DATABASE_URL`` name
+existing servers, those are used and nothing of ours is started for them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+
+from irtmon.settings import Settings
+from irtmon.stack import kafka, postgres
+from irtmon.stack.process import StackError
+from irtmon.stack.topics import describe_topics, ensure_topics
+
+__all__ = ["ComponentStatus", "StackError", "StackStatus", "down", "status", "up"]
+
+
+@dataclass
+class ComponentStatus:
+    name: str
+    managed: bool  # started by irtmon (local) or external
+    running: bool
+    pid: int | None
+    address: str
+    detail: str = ""
+
+
+@dataclass
+class StackStatus:
+    kafka: ComponentStatus
+    postgres: ComponentStatus
+    database_flavour: str | None = None
+    topics: dict[str, int] | None = None
+
+    @property
+    def components(self) -> list[ComponentStatus]:
+        return [self.kafka, self.postgres]
+
+
+def up(settings: Settings) -> StackStatus:
+    """Start what is missing, wait until both answer, create the registry's topics."""
+    if settings.local_postgres:
+        postgres.start(settings)
+    if settings.local_kafka:
+        kafka.start(settings)
+    elif not kafka.broker_ready(settings):
+        raise StackError(f"the Kafka cluster at {settings.bootstrap_servers} does not answer")
+    ensure_topics(settings)
+    return status(settings)
+
+
+def down(settings: Settings) -> list[str]:
+    """Stop the local servers (never external ones); return the names stopped."""
+    stopped = []
+    if settings.local_kafka and kafka.stop(settings):
+        stopped.append("kafka")
+    if settings.local_postgres and postgres.stop(settings):
+        stopped.append("postgres")
+    return stopped
+
+
+def _database_flavour(settings: Settings) -> tuple[bool, str | None, str]:
+    from irtmon.db.migrate import recorded_flavour
+
+    try:
+        with psycopg.connect(settings.dsn, autocommit=True, connect_timeout=3) as conn:
+            flavour = recorded_flavour(conn)
+            version = conn.execute("SHOW server_version").fetchone()
+            return True, (flavour.value if flavour else None), f"PostgreSQL {version[0]}"
+    except psycopg.Error as err:
+        return False, None, str(err).splitlines()[0] if str(err) else "not reachable"
+
+
+def status(settings: Settings) -> StackStatus:
+    """What runs, where it listens, and which database flavour the migrations chose."""
+    kafka_pid = kafka.running_pid(settings) if settings.local_kafka else None
+    kafka_ok = kafka.broker_ready(settings) if (kafka_pid or not settings.local_kafka) else False
+    pg_pid = postgres.running_pid(settings) if settings.local_postgres else None
+    pg_ok, flavour, pg_detail = (
+        _database_flavour(settings) if (pg_pid or not settings.local_postgres) else
+        (False, None, "not running")
+    )
+    topics = None
+    if kafka_ok:
+        try:
+            topics = describe_topics(settings)
+        except Exception as err:  # noqa: BLE001 - status must report, not fail
+            topics = {"<error>": 0}
+            pg_detail += f"; topics unreadable: {err}"
+    dsn_shown = settings.dsn.split("@")[-1]  # never print a password
+    return StackStatus(
+        kafka=ComponentStatus(
+            "kafka", settings.local_kafka, kafka_ok, kafka_pid, settings.bootstrap_servers,
+            f"Apache Kafka {settings.kafka_version} (KRaft)" if settings.local_kafka else "external",
+        ),
+        postgres=ComponentStatus(
+            "postgres", settings.local_postgres, pg_ok, pg_pid, dsn_shown, pg_detail
+        ),
+        database_flavour=flavour,
+        topics=topics,
+    )

@@ -1,0 +1,276 @@
+"""The local Apache Kafka broker: one KRaft node (broker and controller) on loopback.
+
+Its jars come from Maven Central through ``mvn`` (``kafka-pom.xml``) and are cached under
+``<cache>/kafka-<version>/lib``; storage is formatted on first start; logs go to
+``<state>/kafka/logs``. The registry's topics are created once the broker answers.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import shutil
+import subprocess
+import uuid
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from irtmon.settings import Settings
+from irtmon.stack.process import (
+    StackError,
+    pid_alive,
+    port_open,
+    read_pid,
+    spawn_detached,
+    tail,
+    terminate,
+    wait_until,
+)
+
+log = logging.getLogger(__name__)
+
+MAIN_CLASS = "kafka.Kafka"
+
+
+@dataclass(frozen=True)
+class KafkaPaths:
+    root: Path
+    lib: Path
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def properties(self) -> Path:
+        return self.root / "server.properties"
+
+    @property
+    def log4j(self) -> Path:
+        return self.root / "log4j.properties"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.root / "kafka.pid"
+
+    @property
+    def console(self) -> Path:
+        return self.logs / "console.log"
+
+    @property
+    def cluster_id_file(self) -> Path:
+        return self.root / "cluster.id"
+
+
+def paths(settings: Settings) -> KafkaPaths:
+    return KafkaPaths(
+        root=settings.state_dir.resolve() / "kafka",
+        lib=settings.cache_path.resolve() / f"kafka-{settings.kafka_version}" / "lib",
+    )
+
+
+def ensure_jars(settings: Settings) -> Path:
+    """Resolve the broker's jars with Maven once; return the folder holding them."""
+    lib = paths(settings).lib
+    marker = lib / ".complete"
+    if marker.exists():
+        return lib
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise StackError("Maven (mvn) is not on PATH; install it (apt-get install maven)")
+    java = shutil.which("java")
+    if java is None:
+        raise StackError("Java is not on PATH; install a JDK 17 (apt-get install openjdk-17-jdk)")
+    tmp = lib.with_name("lib.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    pom = resources.files("irtmon.stack").joinpath("kafka-pom.xml")
+    with resources.as_file(pom) as pom_path:
+        log.info("resolving Kafka %s jars from Maven Central (first run only)", settings.kafka_version)
+        result = subprocess.run(
+            [
+                mvn, "-q", "-B", "-f", str(pom_path),
+                f"-Dkafka.version={settings.kafka_version}",
+                "dependency:copy-dependencies",
+                f"-DoutputDirectory={tmp}",
+                "-DincludeScope=runtime",
+            ],
+            capture_output=True,
+            text=True,
+        )
+    if result.returncode != 0:
+        raise StackError(
+            f"mvn could not resolve Kafka {settings.kafka_version}:\n"
+            + (result.stdout + result.stderr)[-3000:]
+        )
+    shutil.rmtree(lib, ignore_errors=True)
+    tmp.rename(lib)
+    marker.write_text(settings.kafka_version + "\n")
+    return lib
+
+
+def _write_config(settings: Settings, p: KafkaPaths) -> None:
+    p.root.mkdir(parents=True, exist_ok=True)
+    p.logs.mkdir(parents=True, exist_ok=True)
+    host = "127.0.0.1"
+    p.properties.write_text(
+        "\n".join(
+            [
+                "# written by irtmon stack up; edits are overwritten",
+                "process.roles=broker,controller",
+                "node.id=1",
+                f"controller.quorum.voters=1@{host}:{settings.kafka_controller_port}",
+                f"listeners=PLAINTEXT://{host}:{settings.kafka_port},"
+                f"CONTROLLER://{host}:{settings.kafka_controller_port}",
+                f"advertised.listeners=PLAINTEXT://{host}:{settings.kafka_port}",
+                "controller.listener.names=CONTROLLER",
+                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                "inter.broker.listener.name=PLAINTEXT",
+                f"log.dirs={p.data}",
+                "num.partitions=1",
+                "auto.create.topics.enable=false",
+                "offsets.topic.replication.factor=1",
+                "offsets.topic.num.partitions=10",
+                "transaction.state.log.replication.factor=1",
+                "transaction.state.log.min.isr=1",
+                "transaction.state.log.num.partitions=4",
+                "group.initial.rebalance.delay.ms=0",
+                "log.retention.check.interval.ms=300000",
+                "",
+            ]
+        )
+    )
+    p.log4j.write_text(
+        "\n".join(
+            [
+                "log4j.rootLogger=INFO, file",
+                "log4j.appender.file=org.apache.log4j.RollingFileAppender",
+                f"log4j.appender.file.File={p.logs / 'server.log'}",
+                "log4j.appender.file.MaxFileSize=20MB",
+                "log4j.appender.file.MaxBackupIndex=3",
+                "log4j.appender.file.layout=org.apache.log4j.PatternLayout",
+                "log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n",
+                "log4j.logger.kafka=INFO",
+                "log4j.logger.org.apache.kafka=INFO",
+                "log4j.logger.state.change.logger=WARN",
+                "",
+            ]
+        )
+    )
+
+
+def _java(settings: Settings, p: KafkaPaths, main: str, *args: str) -> list[str]:
+    java = shutil.which("java") or "java"
+    return [
+        java,
+        f"-Xmx{settings.kafka_heap}",
+        "-Xms128m",
+        "-XX:+UseG1GC",
+        "-Djava.awt.headless=true",
+        f"-Dlog4j.configuration=file:{p.log4j}",
+        f"-Dkafka.logs.dir={p.logs}",
+        "-cp",
+        f"{p.lib}/*",
+        main,
+        *args,
+    ]
+
+
+def _format_storage(settings: Settings, p: KafkaPaths) -> None:
+    if (p.data / "meta.properties").exists():
+        return
+    if not p.cluster_id_file.exists():
+        # A Kafka cluster id is a UUID in URL-safe base64 without padding.
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        p.cluster_id_file.write_text(cluster_id + "\n")
+    cluster_id = p.cluster_id_file.read_text().strip()
+    result = subprocess.run(
+        _java(settings, p, "kafka.tools.StorageTool", "format", "-t", cluster_id,
+              "-c", str(p.properties), "--ignore-formatted"),
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise StackError("Kafka storage format failed:\n" + (result.stdout + result.stderr)[-3000:])
+
+
+def running_pid(settings: Settings) -> int | None:
+    """Pid of the local broker if it runs."""
+    pid = read_pid(paths(settings).pid_file)
+    if pid is not None and pid_alive(pid, MAIN_CLASS):
+        return pid
+    return None
+
+
+def start(settings: Settings, timeout: float = 120.0) -> int:
+    """Start the broker unless it runs; wait until it serves metadata; return its pid."""
+    p = paths(settings)
+    pid = running_pid(settings)
+    if pid is not None:
+        return pid
+    for port in (settings.kafka_port, settings.kafka_controller_port):
+        if port_open("127.0.0.1", port):
+            raise StackError(
+                f"port {port} is already taken by another process; stop it or set "
+                "IRTMON_KAFKA_PORT / IRTMON_KAFKA_CONTROLLER_PORT to free ports"
+            )
+    ensure_jars(settings)
+    _write_config(settings, p)
+    _format_storage(settings, p)
+    env = dict(os.environ)
+    env.pop("KAFKA_OPTS", None)
+    proc = spawn_detached(_java(settings, p, MAIN_CLASS, str(p.properties)), p.console, env=env)
+    pid = proc.pid
+    p.pid_file.write_text(f"{pid}\n")
+
+    def died() -> str | None:
+        if proc.poll() is None:
+            return None
+        return "the broker process exited:\n" + tail(p.console) + "\n" + tail(p.logs / "server.log")
+
+    wait_until(lambda: broker_ready(settings), timeout, "the Kafka broker", failed=died)
+    return pid
+
+
+def broker_ready(settings: Settings) -> bool:
+    """True when the broker accepts connections and answers a metadata request."""
+    host, _, port = settings.bootstrap_servers.split(",")[0].rpartition(":")
+    if not port_open(host or "127.0.0.1", int(port)):
+        return False
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=settings.bootstrap_servers,
+            request_timeout_ms=5000,
+            client_id="irtmon-stack",
+            **settings.kafka_client_config(),
+        )
+    except (KafkaError, OSError, ValueError):
+        return False
+    try:
+        admin.list_topics()
+        return True
+    except (KafkaError, OSError):
+        return False
+    finally:
+        admin.close()
+
+
+def stop(settings: Settings) -> bool:
+    """Stop the broker if it runs (controlled shutdown); True if one was stopped."""
+    pid = running_pid(settings)
+    p = paths(settings)
+    if pid is None:
+        p.pid_file.unlink(missing_ok=True)
+        return False
+    terminate(pid, MAIN_CLASS, timeout=45.0)
+    p.pid_file.unlink(missing_ok=True)
+    return True

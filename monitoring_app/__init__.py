@@ -1,0 +1,1 @@
+"""The clinicians' Streamlit app and its read queries."""
