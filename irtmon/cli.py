@@ -20,11 +20,13 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-stack_app = typer.Typer(help="Run the local stack: a real Kafka broker and PostgreSQL server.",
-                        no_args_is_help=True)
+stack_app = typer.Typer(
+    help="Run the local stack: a real Kafka broker and PostgreSQL server.", no_args_is_help=True
+)
 db_app = typer.Typer(help="Database migrations and status.", no_args_is_help=True)
-schemas_app = typer.Typer(help="Event contracts: JSON Schema export and checks.",
-                          no_args_is_help=True)
+schemas_app = typer.Typer(
+    help="Event contracts: JSON Schema export and checks.", no_args_is_help=True
+)
 publish_app = typer.Typer(help="Publish events to Kafka by hand.", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
 app.add_typer(db_app, name="db")
@@ -62,7 +64,7 @@ def config_cmd() -> None:
     table = Table("variable", "value", "meaning")
     for name, field in Settings.model_fields.items():
         value = getattr(settings, name)
-        shown = "********" if "password" in name or "key" in name and value else str(value)
+        shown = "********" if "password" in name or ("key" in name and value) else str(value)
         table.add_row(f"IRTMON_{name.upper()}", shown, field.description or "")
     console.print(table)
 
@@ -188,7 +190,8 @@ def schemas_validate(
     file: Annotated[typer.FileBinaryRead, typer.Argument(help="JSON file, or - for stdin.")],
 ) -> None:
     """Validate one event (JSON) against a topic's contract; exit 1 naming each bad field."""
-    from schemas import InvalidEventError, parse_event, topic as find_topic
+    from schemas import InvalidEventError, parse_event
+    from schemas import topic as find_topic
 
     try:
         spec = find_topic(topic)
@@ -218,6 +221,24 @@ def publish_samples() -> None:
     for e in events:
         by_topic[topic_for(e).name] = by_topic.get(topic_for(e).name, 0) + 1
     console.print(f"published {n} events: " + ", ".join(f"{k} {v}" for k, v in by_topic.items()))
+
+
+# --------------------------------------------------------------------------- demo
+
+
+@app.command("demo")
+def demo() -> None:
+    """The main job: bring the stack up, migrate the database, publish sample events.
+
+    Later stages (workers, the virtual clinic's replay, the app) join this command as they land.
+    """
+    stack_up()
+    db_migrate()
+    publish_samples()
+    console.print(
+        "\n[bold green]irtmon is up.[/] Inspect with `irtmon stack status`; "
+        "stop with `irtmon stack down` (or `make down`)."
+    )
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -42,39 +42,76 @@ def sample_events(start: datetime | None = None) -> list[_Record]:
         p = pseudonymise(clear_id, DEMO_KEY)
         study = f"1.2.826.0.1.3680043.10.1407.{n + 1}"
         ct = ImagingAcquired(
-            event_id=_id(p, "ct0"), patient=p, occurred_at=t0, modality=Modality.CT,
-            study_uid=study, series_uids=[f"{study}.1"],
-            location=FolderLocation(path=f"samples/{p}/ct0"), purpose=ImagingPurpose.PLANNING,
+            event_id=_id(p, "ct0"),
+            patient=p,
+            occurred_at=t0,
+            modality=Modality.CT,
+            study_uid=study,
+            series_uids=[f"{study}.1"],
+            location=FolderLocation(path=f"samples/{p}/ct0"),
+            purpose=ImagingPurpose.PLANNING,
         )
         events.append(ct)
-        events.append(TreatmentEvent(
-            event_id=_id(p, "rt"), patient=p, occurred_at=t0 + timedelta(days=7),
-            treatment=RtCourseStart(course_id="C1", prescribed_dose_gy=60, fractions_planned=30),
-        ))
-        events.append(TreatmentEvent(
-            event_id=_id(p, "fx1"), patient=p, occurred_at=t0 + timedelta(days=7, hours=1),
-            treatment=RtFraction(course_id="C1", fraction_number=1, dose_gy=2.0),
-        ))
-        events.append(TreatmentEvent(
-            event_id=_id(p, "ici1"), patient=p, occurred_at=t0 + timedelta(days=8),
-            treatment=ImmunotherapyDose(agent="durvalumab", cycle=1, dose_mg=1500),
-        ))
-        events.append(BiopsyAcquired(
-            event_id=_id(p, "bx0"), patient=p, occurred_at=t0 - timedelta(days=10),
-            specimen_id=f"S-{n + 1}", lab=LabValues(pd_l1_tps=40.0 if n == 0 else 5.0),
-            slides=[SlideLocation(slide_id=f"S-{n + 1}-A", path=f"samples/{p}/bx0/A.tiff")],
-        ))
+        events.append(
+            TreatmentEvent(
+                event_id=_id(p, "rt"),
+                patient=p,
+                occurred_at=t0 + timedelta(days=7),
+                treatment=RtCourseStart(
+                    course_id="C1", prescribed_dose_gy=60, fractions_planned=30
+                ),
+            )
+        )
+        events.append(
+            TreatmentEvent(
+                event_id=_id(p, "fx1"),
+                patient=p,
+                occurred_at=t0 + timedelta(days=7, hours=1),
+                treatment=RtFraction(course_id="C1", fraction_number=1, dose_gy=2.0),
+            )
+        )
+        events.append(
+            TreatmentEvent(
+                event_id=_id(p, "ici1"),
+                patient=p,
+                occurred_at=t0 + timedelta(days=8),
+                treatment=ImmunotherapyDose(agent="durvalumab", cycle=1, dose_mg=1500),
+            )
+        )
+        events.append(
+            BiopsyAcquired(
+                event_id=_id(p, "bx0"),
+                patient=p,
+                occurred_at=t0 - timedelta(days=10),
+                specimen_id=f"S-{n + 1}",
+                lab=LabValues(pd_l1_tps=40.0 if n == 0 else 5.0),
+                slides=[SlideLocation(slide_id=f"S-{n + 1}-A", path=f"samples/{p}/bx0/A.tiff")],
+            )
+        )
         fu = ImagingAcquired(
-            event_id=_id(p, "ct1"), patient=p, occurred_at=t0 + timedelta(weeks=8),
-            modality=Modality.PCCT, study_uid=f"{study}.9", series_uids=[f"{study}.9.1"],
-            location=FolderLocation(path=f"samples/{p}/ct1"), purpose=ImagingPurpose.FOLLOW_UP,
+            event_id=_id(p, "ct1"),
+            patient=p,
+            occurred_at=t0 + timedelta(weeks=8),
+            modality=Modality.PCCT,
+            study_uid=f"{study}.9",
+            series_uids=[f"{study}.9.1"],
+            location=FolderLocation(path=f"samples/{p}/ct1"),
+            purpose=ImagingPurpose.FOLLOW_UP,
         )
         events.append(fu)
         for acq, volume in ((ct, 30.0), (fu, 24.0 if n == 0 else 41.0)):
-            events.append(TimepointScore(
-                event_id=score_event_id(acq.event_id, "tumour_volume_ml", "sample", "0"),
-                patient=p, occurred_at=acq.occurred_at, source_event_id=acq.event_id,
-                score_name="tumour_volume_ml", value=volume, unit="ml",
-                model_name="sample", model_version="0", inputs=list(acq.series_uids),
-            ))
+            events.append(
+                TimepointScore(
+                    event_id=score_event_id(acq.event_id, "tumour_volume_ml", "sample", "0"),
+                    patient=p,
+                    occurred_at=acq.occurred_at,
+                    source_event_id=acq.event_id,
+                    score_name="tumour_volume_ml",
+                    value=volume,
+                    unit="ml",
+                    model_name="sample",
+                    model_version="0",
+                    inputs=list(acq.series_uids),
+                )
+            )
     return events

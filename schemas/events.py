@@ -65,7 +65,9 @@ DicomUID = Annotated[
 ShortText = Annotated[str, Field(min_length=1, max_length=256)]
 PathText = Annotated[
     str,
-    Field(min_length=1, max_length=4096, description="A file-system path on the worker's data roots."),
+    Field(
+        min_length=1, max_length=4096, description="A file-system path on the worker's data roots."
+    ),
 ]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 ScoreName = Annotated[

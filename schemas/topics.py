@@ -42,27 +42,51 @@ class TopicSpec:
 DEFAULT_PARTITIONS = 8
 
 IMAGING_ACQUIRED = TopicSpec(
-    "imaging.acquired", ImagingAcquired, "patient", DEFAULT_PARTITIONS, 30 * DAY_MS,
+    "imaging.acquired",
+    ImagingAcquired,
+    "patient",
+    DEFAULT_PARTITIONS,
+    30 * DAY_MS,
     "A CT or PCCT series is stable in the PACS and can be scored.",
 )
 BIOPSY_ACQUIRED = TopicSpec(
-    "biopsy.acquired", BiopsyAcquired, "patient", DEFAULT_PARTITIONS, 30 * DAY_MS,
+    "biopsy.acquired",
+    BiopsyAcquired,
+    "patient",
+    DEFAULT_PARTITIONS,
+    30 * DAY_MS,
     "A biopsy's whole-slide images are scanned.",
 )
 TREATMENT_EVENTS = TopicSpec(
-    "treatment.events", TreatmentEvent, "patient", DEFAULT_PARTITIONS, 30 * DAY_MS,
+    "treatment.events",
+    TreatmentEvent,
+    "patient",
+    DEFAULT_PARTITIONS,
+    30 * DAY_MS,
     "Radiotherapy course starts and fractions, immunotherapy doses.",
 )
 SCORES_TIMEPOINT = TopicSpec(
-    "scores.timepoint", TimepointScore, "patient", DEFAULT_PARTITIONS, 30 * DAY_MS,
+    "scores.timepoint",
+    TimepointScore,
+    "patient",
+    DEFAULT_PARTITIONS,
+    30 * DAY_MS,
     "Per-timepoint scores, once stored; the change-point agent consumes them.",
 )
 ALERTS = TopicSpec(
-    "alerts", Alert, "patient", DEFAULT_PARTITIONS, 90 * DAY_MS,
+    "alerts",
+    Alert,
+    "patient",
+    DEFAULT_PARTITIONS,
+    90 * DAY_MS,
     "Alerts raised or updated by the change-point agent.",
 )
 DEADLETTER = TopicSpec(
-    "deadletter", DeadLetter, "patient", 1, 90 * DAY_MS,
+    "deadletter",
+    DeadLetter,
+    "patient",
+    1,
+    90 * DAY_MS,
     "Events no worker could process, with the reason and their original bytes.",
 )
 

@@ -10,7 +10,13 @@ from __future__ import annotations
 import psycopg
 from psycopg.types.json import Jsonb
 
-from schemas.events import BiopsyAcquired, DeadLetter, ImagingAcquired, TimepointScore, TreatmentEvent
+from schemas.events import (
+    BiopsyAcquired,
+    DeadLetter,
+    ImagingAcquired,
+    TimepointScore,
+    TreatmentEvent,
+)
 
 
 def upsert_patient(conn: psycopg.Connection, pseudonym: str, seen_at: object) -> None:
@@ -35,9 +41,15 @@ def upsert_imaging(conn: psycopg.Connection, event: ImagingAcquired) -> None:
         ON CONFLICT (event_id) DO NOTHING
         """,
         (
-            event.event_id, event.patient, event.modality.value, event.occurred_at,
-            event.study_uid, list(event.series_uids), event.purpose.value,
-            Jsonb(event.location.model_dump(mode="json")), Jsonb(event.model_dump(mode="json")),
+            event.event_id,
+            event.patient,
+            event.modality.value,
+            event.occurred_at,
+            event.study_uid,
+            list(event.series_uids),
+            event.purpose.value,
+            Jsonb(event.location.model_dump(mode="json")),
+            Jsonb(event.model_dump(mode="json")),
         ),
     )
 
@@ -52,7 +64,10 @@ def upsert_biopsy(conn: psycopg.Connection, event: BiopsyAcquired) -> None:
         ON CONFLICT (event_id) DO NOTHING
         """,
         (
-            event.event_id, event.patient, event.occurred_at, event.specimen_id,
+            event.event_id,
+            event.patient,
+            event.occurred_at,
+            event.specimen_id,
             [s.slide_id for s in event.slides],
             Jsonb([s.model_dump(mode="json") for s in event.slides]),
             Jsonb(event.model_dump(mode="json")),
@@ -69,7 +84,10 @@ def upsert_treatment(conn: psycopg.Connection, event: TreatmentEvent) -> None:
         ON CONFLICT (event_id) DO NOTHING
         """,
         (
-            event.event_id, event.patient, event.occurred_at, event.treatment.kind.value,
+            event.event_id,
+            event.patient,
+            event.occurred_at,
+            event.treatment.kind.value,
             Jsonb(event.treatment.model_dump(mode="json")),
         ),
     )
@@ -88,15 +106,25 @@ def upsert_score(conn: psycopg.Connection, score: TimepointScore) -> None:
             unit = EXCLUDED.unit, inputs = EXCLUDED.inputs
         """,
         (
-            score.event_id, score.patient, score.occurred_at, score.source_event_id,
-            score.score_name, score.value, score.lower, score.upper, score.unit,
-            score.model_name, score.model_version, list(score.inputs),
+            score.event_id,
+            score.patient,
+            score.occurred_at,
+            score.source_event_id,
+            score.score_name,
+            score.value,
+            score.lower,
+            score.upper,
+            score.unit,
+            score.model_name,
+            score.model_version,
+            list(score.inputs),
         ),
     )
 
 
-def insert_dead_letter(conn: psycopg.Connection, letter: DeadLetter, payload: bytes,
-                       key: bytes | None) -> None:
+def insert_dead_letter(
+    conn: psycopg.Connection, letter: DeadLetter, payload: bytes, key: bytes | None
+) -> None:
     """Record a dead letter once per source message (topic, partition, offset)."""
     conn.execute(
         """
@@ -107,8 +135,16 @@ def insert_dead_letter(conn: psycopg.Connection, letter: DeadLetter, payload: by
         ON CONFLICT (source_topic, source_partition, source_offset) DO NOTHING
         """,
         (
-            letter.event_id, letter.source_topic, letter.partition, letter.offset,
-            letter.failed_event_id, letter.patient, letter.error_class, letter.reason,
-            payload, key, letter.occurred_at,
+            letter.event_id,
+            letter.source_topic,
+            letter.partition,
+            letter.offset,
+            letter.failed_event_id,
+            letter.patient,
+            letter.error_class,
+            letter.reason,
+            payload,
+            key,
+            letter.occurred_at,
         ),
     )

@@ -11,8 +11,11 @@ def connect(settings: Settings, autocommit: bool = False, **kwargs: object) -> p
     """Open a connection to ``settings.dsn`` with a clear error when the server is not there."""
     try:
         return psycopg.connect(
-            settings.dsn, autocommit=autocommit, connect_timeout=10,
-            application_name="irtmon", **kwargs,
+            settings.dsn,
+            autocommit=autocommit,
+            connect_timeout=10,
+            application_name="irtmon",
+            **kwargs,
         )
     except psycopg.OperationalError as err:
         hint = (

@@ -26,7 +26,9 @@ import psycopg
 
 log = logging.getLogger(__name__)
 
-_FILE_RE = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)(?:\.(?P<flavour>timescale|plain))?\.sql$")
+_FILE_RE = re.compile(
+    r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)(?:\.(?P<flavour>timescale|plain))?\.sql$"
+)
 _LOCK_ID = 0x1A7_0D0B  # advisory lock key serialising concurrent migrators
 NO_TRANSACTION = "-- irtmon: no-transaction"
 

@@ -81,21 +81,28 @@ def status(settings: Settings) -> StackStatus:
     kafka_ok = kafka.broker_ready(settings) if (kafka_pid or not settings.local_kafka) else False
     pg_pid = postgres.running_pid(settings) if settings.local_postgres else None
     pg_ok, flavour, pg_detail = (
-        _database_flavour(settings) if (pg_pid or not settings.local_postgres) else
-        (False, None, "not running")
+        _database_flavour(settings)
+        if (pg_pid or not settings.local_postgres)
+        else (False, None, "not running")
     )
     topics = None
     if kafka_ok:
         try:
             topics = describe_topics(settings)
-        except Exception as err:  # noqa: BLE001 - status must report, not fail
+        except Exception as err:
             topics = {"<error>": 0}
             pg_detail += f"; topics unreadable: {err}"
     dsn_shown = settings.dsn.split("@")[-1]  # never print a password
     return StackStatus(
         kafka=ComponentStatus(
-            "kafka", settings.local_kafka, kafka_ok, kafka_pid, settings.bootstrap_servers,
-            f"Apache Kafka {settings.kafka_version} (KRaft)" if settings.local_kafka else "external",
+            "kafka",
+            settings.local_kafka,
+            kafka_ok,
+            kafka_pid,
+            settings.bootstrap_servers,
+            f"Apache Kafka {settings.kafka_version} (KRaft)"
+            if settings.local_kafka
+            else "external",
         ),
         postgres=ComponentStatus(
             "postgres", settings.local_postgres, pg_ok, pg_pid, dsn_shown, pg_detail

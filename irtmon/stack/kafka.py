@@ -92,10 +92,16 @@ def ensure_jars(settings: Settings) -> Path:
     tmp.mkdir(parents=True)
     pom = resources.files("irtmon.stack").joinpath("kafka-pom.xml")
     with resources.as_file(pom) as pom_path:
-        log.info("resolving Kafka %s jars from Maven Central (first run only)", settings.kafka_version)
+        log.info(
+            "resolving Kafka %s jars from Maven Central (first run only)", settings.kafka_version
+        )
         result = subprocess.run(
             [
-                mvn, "-q", "-B", "-f", str(pom_path),
+                mvn,
+                "-q",
+                "-B",
+                "-f",
+                str(pom_path),
                 f"-Dkafka.version={settings.kafka_version}",
                 "dependency:copy-dependencies",
                 f"-DoutputDirectory={tmp}",
@@ -191,8 +197,17 @@ def _format_storage(settings: Settings, p: KafkaPaths) -> None:
         p.cluster_id_file.write_text(cluster_id + "\n")
     cluster_id = p.cluster_id_file.read_text().strip()
     result = subprocess.run(
-        _java(settings, p, "kafka.tools.StorageTool", "format", "-t", cluster_id,
-              "-c", str(p.properties), "--ignore-formatted"),
+        _java(
+            settings,
+            p,
+            "kafka.tools.StorageTool",
+            "format",
+            "-t",
+            cluster_id,
+            "-c",
+            str(p.properties),
+            "--ignore-formatted",
+        ),
         capture_output=True,
         text=True,
     )

@@ -106,8 +106,10 @@ def start(settings: Settings) -> int:
     p = paths(settings)
     _prepare_dirs(settings, p)
     if not (p.data / "PG_VERSION").exists():
-        _run(settings, ["initdb", "-D", str(p.data), "-U", ROLE, "--auth=trust",
-                        "-E", "UTF8", "--no-locale"])
+        _run(
+            settings,
+            ["initdb", "-D", str(p.data), "-U", ROLE, "--auth=trust", "-E", "UTF8", "--no-locale"],
+        )
     pid = running_pid(settings)
     if pid is None:
         if port_open("127.0.0.1", settings.pg_port):
@@ -120,8 +122,23 @@ def start(settings: Settings) -> int:
             f"-c unix_socket_directories={p.socket_dir} -c max_connections=100 "
             "-c shared_buffers=128MB -c fsync=on -c log_min_messages=warning"
         )
-        result = _run(settings, ["pg_ctl", "-D", str(p.data), "-l", str(p.log), "-w", "-t", "60",
-                                 "-o", options, "start"], check=False)
+        result = _run(
+            settings,
+            [
+                "pg_ctl",
+                "-D",
+                str(p.data),
+                "-l",
+                str(p.log),
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                options,
+                "start",
+            ],
+            check=False,
+        )
         if result.returncode != 0:
             raise StackError("PostgreSQL did not start:\n" + result.stderr[-1500:] + tail(p.log))
         pid = running_pid(settings)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -54,7 +55,10 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
 
 
 def wait_until(
-    check: Callable[[], bool], timeout: float, what: str, interval: float = 0.25,
+    check: Callable[[], bool],
+    timeout: float,
+    what: str,
+    interval: float = 0.25,
     failed: Callable[[], str | None] | None = None,
 ) -> None:
     """Poll ``check`` until it is true; ``failed`` may report an early, fatal reason."""
@@ -102,10 +106,8 @@ def terminate(pid: int, expect_in_cmdline: str, timeout: float = 30.0) -> None:
 
 def _reap(pid: int) -> None:
     """Collect the exit status if ``pid`` is our child (no-op otherwise)."""
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def tail(path: Path, lines: int = 15) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
@@ -43,10 +45,9 @@ def ensure_topics(
             )
             for s in missing
         ]
-        try:
+        # another process may create them concurrently
+        with contextlib.suppress(TopicAlreadyExistsError):
             admin.create_topics(new_topics=new, validate_only=False)
-        except TopicAlreadyExistsError:
-            pass  # created concurrently by another process
         return [s.name for s in missing]
     finally:
         admin.close()

@@ -1,0 +1,3 @@
+from irtmon.cli import app
+
+app(prog_name="irtmon")

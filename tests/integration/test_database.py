@@ -1,0 +1,196 @@
+"""Migrations and sinks on the real PostgreSQL server."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+
+from irtmon.db import connect, migrate, migration_status
+from irtmon.settings import Settings
+from monitoring_app.queries import cohort_daily, patient_scores
+from schemas import TimepointScore, pseudonymise, score_event_id
+from streams.sinks import upsert_score
+
+pytestmark = pytest.mark.integration
+
+EXPECTED_TABLES = {
+    "patients",
+    "acquisitions",
+    "treatment_events",
+    "timepoint_scores",
+    "tumour_measurements",
+    "alerts",
+    "audit_log",
+    "model_registry",
+    "dead_letters",
+    "irtmon_schema_migrations",
+}
+
+
+def new_patient() -> str:
+    return pseudonymise(str(uuid.uuid4()), "integration-test-key-0123456789")
+
+
+def test_migrations_apply_twice_without_error(settings: Settings) -> None:
+    # the session fixture migrated once already; twice more changes nothing
+    with connect(settings, autocommit=True) as conn:
+        second = migrate(conn, settings.timescaledb)
+        third = migrate(conn, settings.timescaledb)
+        assert second.applied == [] and third.applied == []
+        assert second.flavour == third.flavour
+        rows = migration_status(conn)
+        assert [r[0] for r in rows] == [1, 2]
+        tables = {
+            r[0]
+            for r in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+            ).fetchall()
+        }
+        assert tables >= EXPECTED_TABLES
+        assert conn.execute("SELECT to_regclass('cohort_daily')").fetchone()[0] is not None
+
+
+def test_fresh_database_migrates_plain_with_reason(settings: Settings) -> None:
+    if not settings.local_postgres:
+        pytest.skip("creates a scratch database on the local server")
+    name = f"scratch_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(settings.dsn, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        dsn = settings.dsn.rsplit("/", 1)[0] + f"/{name}"
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            report = migrate(conn)
+            assert report.flavour == "plain"
+            assert "not available" in report.reason
+            assert report.applied == ["0001_core.sql", "0002_timeseries.plain.sql"]
+            assert migrate(conn).applied == []
+            # TimescaleDB switched off is also plain, with its own reason
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("DROP TABLE irtmon_schema_migrations")
+            conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+            assert "turned off" in migrate(conn, "off").reason
+    finally:
+        with psycopg.connect(settings.dsn, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+def test_edited_migration_is_refused(settings: Settings) -> None:
+    with connect(settings, autocommit=True) as conn:
+        conn.execute("UPDATE irtmon_schema_migrations SET checksum = 'x' WHERE version = 1")
+        try:
+            with pytest.raises(RuntimeError, match="changed after it was applied"):
+                migrate(conn)
+        finally:
+            from irtmon.db.migrate import discover
+
+            real = next(m for m in discover() if m.version == 1).checksum
+            conn.execute(
+                "UPDATE irtmon_schema_migrations SET checksum = %s WHERE version = 1", (real,)
+            )
+
+
+def test_timepoint_score_written_and_read_back_idempotently(settings: Settings) -> None:
+    patient = new_patient()
+    t = datetime(2026, 2, 2, 10, tzinfo=UTC)
+    src = uuid.uuid4()
+
+    def score(version: str, value: float) -> TimepointScore:
+        return TimepointScore(
+            event_id=score_event_id(src, "response_probability", "response", version),
+            patient=patient,
+            occurred_at=t,
+            source_event_id=src,
+            score_name="response_probability",
+            value=value,
+            lower=value - 0.1,
+            upper=value + 0.1,
+            model_name="response",
+            model_version=version,
+            inputs=["1.2.3.4"],
+        )
+
+    with connect(settings) as conn:
+        upsert_score(conn, score("1", 0.42))
+        upsert_score(conn, score("1", 0.42))  # redelivery
+        upsert_score(conn, score("2", 0.61))  # a re-score with a new version sits beside it
+        conn.commit()
+        rows = patient_scores(conn, patient)
+    assert [(r["model_version"], r["value"]) for r in rows] == [("1", 0.42), ("2", 0.61)]
+    assert rows[0]["observed_at"] == t
+    assert rows[0]["inputs"] == ["1.2.3.4"]
+    assert rows[0]["lower"] == pytest.approx(0.32)
+
+    with connect(settings) as conn:
+        daily = cohort_daily(conn, t - timedelta(days=1))
+    mine = [
+        d
+        for d in daily
+        if d["day"].date() == t.date() and d["score_name"] == "response_probability"
+    ]
+    assert mine and mine[0]["n_scores"] >= 2
+
+
+def test_one_active_alert_per_patient_and_kind(db: psycopg.Connection) -> None:
+    patient = new_patient()
+    now = datetime.now(UTC)
+    db.execute("INSERT INTO patients (pseudonym, first_seen_at) VALUES (%s, %s)", (patient, now))
+    insert = (
+        "INSERT INTO alerts (alert_id, patient, kind, probability, summary, recommendation, "
+        "opened_at) VALUES (%s, %s, 'suspected_non_response', 0.8, 's', 'r', %s)"
+    )
+    db.execute(insert, (uuid.uuid4(), patient, now))
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        db.execute(insert, (uuid.uuid4(), patient, now))
+
+
+def test_alert_lifecycle_constraints(db: psycopg.Connection) -> None:
+    patient = new_patient()
+    now = datetime.now(UTC)
+    db.execute("INSERT INTO patients (pseudonym, first_seen_at) VALUES (%s, %s)", (patient, now))
+    alert = uuid.uuid4()
+    db.execute(
+        "INSERT INTO alerts (alert_id, patient, kind, probability, summary, recommendation, "
+        "opened_at) VALUES (%s, %s, 'confirmed_progression', 0.9, 's', 'r', %s)",
+        (alert, patient, now),
+    )
+    # dismissed needs a reason
+    with pytest.raises(psycopg.errors.CheckViolation), db.transaction():
+        db.execute(
+            "UPDATE alerts SET status = 'dismissed', closed_at = now(), "
+            "closed_by = 'dr' WHERE alert_id = %s",
+            (alert,),
+        )
+    db.execute(
+        "UPDATE alerts SET status = 'dismissed', closed_at = now(), closed_by = 'dr', "
+        "close_reason = 'pseudo-progression on review' WHERE alert_id = %s",
+        (alert,),
+    )
+
+
+def test_audit_log_is_append_only(db: psycopg.Connection) -> None:
+    db.execute(
+        "INSERT INTO audit_log (actor, action, entity, entity_id) "
+        "VALUES ('dr.a', 'acknowledge', 'alert', 'x')"
+    )
+    with pytest.raises(psycopg.errors.RaiseException, match="append-only"), db.transaction():
+        db.execute("UPDATE audit_log SET actor = 'someone else'")
+    with pytest.raises(psycopg.errors.RaiseException, match="append-only"), db.transaction():
+        db.execute("DELETE FROM audit_log")
+
+
+def test_model_registry_allows_one_promoted_version(db: psycopg.Connection) -> None:
+    name = f"m-{uuid.uuid4().hex[:6]}"
+    sha = "0" * 64
+    for version in ("1", "2"):
+        db.execute(
+            "INSERT INTO model_registry (name, version, sha256, path, promoted) "
+            "VALUES (%s, %s, %s, '/m', %s)",
+            (name, version, sha, version == "1"),
+        )
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        db.execute(
+            "UPDATE model_registry SET promoted = true WHERE name = %s AND version = '2'", (name,)
+        )

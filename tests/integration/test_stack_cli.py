@@ -1,0 +1,118 @@
+"""`irtmon stack up | status | down`, run twice, as a user would, on a private stack."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, free_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def processes_using(folder: Path) -> list[str]:
+    """Command lines of live processes that mention ``folder`` (our broker and postmaster)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = (proc / "stat").read_text().rsplit(")", 1)[-1].split()[0]
+        except OSError:
+            continue
+        if str(folder) in cmdline and state != "Z":
+            found.append(f"{proc.name}: {cmdline[:120]}")
+    return found
+
+
+@pytest.fixture
+def cli_env() -> dict[str, str]:
+    base = REPO / ".irtmon" / "test-stacks"
+    base.mkdir(parents=True, exist_ok=True)
+    state = base / f"cli-{os.getpid()}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IRTMON_")}
+    env.update(
+        {
+            "IRTMON_STATE_DIR": str(state),
+            "IRTMON_CACHE_DIR": str(REPO / ".irtmon" / "cache"),
+            "IRTMON_KAFKA_PORT": str(free_port()),
+            "IRTMON_KAFKA_CONTROLLER_PORT": str(free_port()),
+            "IRTMON_PG_PORT": str(free_port()),
+            "IRTMON_KAFKA_HEAP": "384m",
+            "COLUMNS": "200",
+        }
+    )
+    yield env
+    subprocess.run(
+        [sys.executable, "-m", "irtmon", "stack", "down"], env=env, cwd=REPO, capture_output=True
+    )
+    shutil.rmtree(state, ignore_errors=True)
+
+
+def irtmon(env: dict[str, str], *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "irtmon", *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def status(env: dict[str, str]) -> dict:
+    return json.loads(irtmon(env, "stack", "status", "--json"))
+
+
+def test_up_status_down_twice(cli_env: dict[str, str]) -> None:
+    state = Path(cli_env["IRTMON_STATE_DIR"])
+    for _ in range(2):
+        out = irtmon(cli_env, "stack", "up")
+        assert f"127.0.0.1:{cli_env['IRTMON_KAFKA_PORT']}" in out
+        assert f"127.0.0.1:{cli_env['IRTMON_PG_PORT']}" in out
+        first = status(cli_env)
+        assert first["kafka"]["running"] and first["postgres"]["running"]
+        assert first["topics"]["imaging.acquired"] == 8
+
+        # a second `up` while running changes nothing: same processes
+        irtmon(cli_env, "stack", "up")
+        again = status(cli_env)
+        assert again["kafka"]["pid"] == first["kafka"]["pid"]
+        assert again["postgres"]["pid"] == first["postgres"]["pid"]
+
+        migrated = irtmon(cli_env, "db", "migrate")
+        assert "database flavour: plain" in migrated
+        assert status(cli_env)["database_flavour"] == "plain"
+
+        assert "kafka, postgres" in irtmon(cli_env, "stack", "down")
+        assert processes_using(state) == []
+        stopped = status(cli_env)
+        assert not stopped["kafka"]["running"] and not stopped["postgres"]["running"]
+    assert "nothing was running" in irtmon(cli_env, "stack", "down")
+
+
+def test_taken_port_gives_a_clear_error(cli_env: dict[str, str]) -> None:
+    import socket
+
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", int(cli_env["IRTMON_KAFKA_PORT"])))
+        blocker.listen()
+        result = subprocess.run(
+            [sys.executable, "-m", "irtmon", "stack", "up"],
+            env=cli_env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+    assert result.returncode == 1
+    assert "already taken" in result.stderr and "IRTMON_KAFKA_PORT" in result.stderr
