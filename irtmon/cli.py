@@ -223,6 +223,203 @@ def publish_samples() -> None:
     console.print(f"published {n} events: " + ", ".join(f"{k} {v}" for k, v in by_topic.items()))
 
 
+def _pseudonym(patient_id: str | None, pseudonym: str | None) -> str:
+    """A pseudonym from --pseudonym, or made from --patient-id with IRTMON_PSEUDONYM_KEY."""
+    from schemas import is_pseudonym, pseudonymise
+
+    if pseudonym:
+        if not is_pseudonym(pseudonym):
+            raise _fail(f"--pseudonym {pseudonym!r} is not a pseudonym (psn- and 16 hex digits)")
+        return pseudonym
+    if not patient_id:
+        raise _fail("give --patient-id (pseudonymised at once) or --pseudonym")
+    key = get_settings().pseudonym_key
+    if key is None:
+        raise _fail("set IRTMON_PSEUDONYM_KEY to pseudonymise --patient-id")
+    return pseudonymise(patient_id, key.get_secret_value())
+
+
+def _publish_one(event: object) -> None:
+    from streams.publish import Publisher, topic_for
+
+    settings = get_settings()
+    try:
+        with Publisher(settings) as pub:
+            pub.publish([event])  # type: ignore[list-item]
+    except Exception as err:
+        raise _fail(f"could not publish to {settings.bootstrap_servers}: {err}") from err
+    console.print(
+        f"published {type(event).__name__} {event.event_id} to "  # type: ignore[attr-defined]
+        f"{topic_for(event).name}"
+    )  # type: ignore[arg-type]
+
+
+def _when(value: str | None):
+    from datetime import UTC, datetime
+
+    if value is None:
+        return datetime.now(UTC)
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+PatientId = Annotated[
+    str | None,
+    typer.Option(
+        help="Clear patient ID; pseudonymised at once with IRTMON_PSEUDONYM_KEY and never sent."
+    ),
+]
+PseudonymOpt = Annotated[str | None, typer.Option(help="An existing pseudonym instead.")]
+WhenOpt = Annotated[str | None, typer.Option(help="ISO time it happened (default: now).")]
+
+
+@publish_app.command("file")
+def publish_file(
+    topic: Annotated[str, typer.Argument(help="Registry topic, e.g. imaging.acquired.")],
+    file: Annotated[typer.FileBinaryRead, typer.Argument(help="JSON event, or - for stdin.")],
+) -> None:
+    """Validate an event (JSON) against the topic's contract and publish it."""
+    from schemas import InvalidEventError, parse_event
+    from schemas import topic as find_topic
+
+    try:
+        event = parse_event(find_topic(topic).record, file.read())
+    except (KeyError, InvalidEventError) as err:
+        raise _fail(str(err).strip("'\"")) from err
+    _publish_one(event)
+
+
+@publish_app.command("imaging")
+def publish_imaging(
+    folder: Annotated[str, typer.Option(help="Folder holding the DICOM series.")],
+    study_uid: Annotated[str, typer.Option(help="Study Instance UID.")],
+    series_uid: Annotated[list[str], typer.Option(help="Series Instance UID (repeatable).")],
+    modality: Annotated[str, typer.Option(help="CT or PCCT.")] = "CT",
+    purpose: Annotated[str, typer.Option(help="planning, follow_up or unknown.")] = "unknown",
+    rtstruct: Annotated[str | None, typer.Option(help="RTSTRUCT file of the target.")] = None,
+    seg: Annotated[str | None, typer.Option(help="DICOM SEG file of the target.")] = None,
+    patient_id: PatientId = None,
+    pseudonym: PseudonymOpt = None,
+    when: WhenOpt = None,
+) -> None:
+    """Send an imaging.acquired event for a series in a folder, as a scanner would."""
+    from pydantic import ValidationError
+
+    from schemas import FolderLocation, ImagingAcquired, LesionReference
+
+    lesion = None
+    if rtstruct or seg:
+        lesion = LesionReference(kind="rtstruct" if rtstruct else "seg", path=rtstruct or seg)
+    try:
+        event = ImagingAcquired(
+            patient=_pseudonym(patient_id, pseudonym),
+            occurred_at=_when(when),
+            modality=modality,
+            study_uid=study_uid,
+            series_uids=series_uid,
+            location=FolderLocation(path=folder),
+            purpose=purpose,
+            lesion=lesion,
+        )
+    except ValidationError as err:
+        raise _fail(str(err)) from err
+    _publish_one(event)
+
+
+@publish_app.command("biopsy")
+def publish_biopsy(
+    specimen_id: Annotated[str, typer.Option(help="Specimen (accession) id.")],
+    slide: Annotated[list[str], typer.Option(help="Slide file path (repeatable).")],
+    pd_l1_tps: Annotated[float | None, typer.Option(help="PD-L1 TPS, per cent.")] = None,
+    patient_id: PatientId = None,
+    pseudonym: PseudonymOpt = None,
+    when: WhenOpt = None,
+) -> None:
+    """Send a biopsy.acquired event for scanned slides, as a LIMS would."""
+    from pathlib import Path
+
+    from pydantic import ValidationError
+
+    from schemas import BiopsyAcquired, LabValues, SlideLocation
+
+    try:
+        event = BiopsyAcquired(
+            patient=_pseudonym(patient_id, pseudonym),
+            occurred_at=_when(when),
+            specimen_id=specimen_id,
+            lab=LabValues(pd_l1_tps=pd_l1_tps),
+            slides=[SlideLocation(slide_id=Path(p).stem, path=p) for p in slide],
+        )
+    except ValidationError as err:
+        raise _fail(str(err)) from err
+    _publish_one(event)
+
+
+@publish_app.command("treatment")
+def publish_treatment(
+    kind: Annotated[
+        str, typer.Argument(help="rt_course_start, rt_fraction or immunotherapy_dose.")
+    ],
+    course_id: Annotated[str, typer.Option(help="RT course id.")] = "C1",
+    dose_gy: Annotated[
+        float | None, typer.Option(help="Fraction dose or prescribed dose, Gy.")
+    ] = None,
+    fractions: Annotated[int | None, typer.Option(help="Fractions planned (course start).")] = None,
+    fraction_number: Annotated[int | None, typer.Option(help="Fraction number.")] = None,
+    agent: Annotated[str | None, typer.Option(help="Immunotherapy agent.")] = None,
+    cycle: Annotated[int | None, typer.Option(help="Immunotherapy cycle.")] = None,
+    dose_mg: Annotated[float | None, typer.Option(help="Immunotherapy dose, mg.")] = None,
+    patient_id: PatientId = None,
+    pseudonym: PseudonymOpt = None,
+    when: WhenOpt = None,
+) -> None:
+    """Send a treatment.events event, as the oncology information system would."""
+    from pydantic import ValidationError
+
+    from schemas import ImmunotherapyDose, RtCourseStart, RtFraction, TreatmentEvent
+
+    try:
+        if kind == "rt_course_start":
+            detail: object = RtCourseStart(
+                course_id=course_id, prescribed_dose_gy=dose_gy, fractions_planned=fractions
+            )
+        elif kind == "rt_fraction":
+            detail = RtFraction(
+                course_id=course_id, fraction_number=fraction_number, dose_gy=dose_gy
+            )
+        elif kind == "immunotherapy_dose":
+            detail = ImmunotherapyDose(agent=agent, cycle=cycle, dose_mg=dose_mg)
+        else:
+            raise _fail(f"unknown treatment kind {kind!r}")
+        event = TreatmentEvent(
+            patient=_pseudonym(patient_id, pseudonym), occurred_at=_when(when), treatment=detail
+        )
+    except ValidationError as err:
+        raise _fail(str(err)) from err
+    _publish_one(event)
+
+
+# --------------------------------------------------------------------------- worker
+
+
+@app.command("worker")
+def worker(
+    web_port: Annotated[
+        int | None, typer.Option(help="Health/metrics port (default IRTMON_WORKER_WEB_PORT).")
+    ] = None,
+) -> None:
+    """Run one stream worker (all agents). Start several to share the partitions."""
+    import os
+
+    if web_port is not None:
+        os.environ["IRTMON_WORKER_WEB_PORT"] = str(web_port)
+        get_settings.cache_clear()
+    from streams.worker import run
+
+    sys.argv = ["irtmon-worker", "worker"]
+    run(get_settings())
+
+
 # --------------------------------------------------------------------------- demo
 
 

@@ -73,6 +73,35 @@ class Settings(BaseSettings):
         description="Secret key of the keyed-hash pseudonyms (at least 16 bytes). Never commit it.",
     )
 
+    # Workers
+    consumer_group: str = Field(
+        default="irtmon", description="Kafka consumer group (and Faust app id) of the workers."
+    )
+    worker_web_port: int = Field(
+        default=6066, description="Worker's health and Prometheus metrics port (loopback)."
+    )
+    worker_web_host: str = Field(default="127.0.0.1", description="Worker's web bind address.")
+    worker_cpu_processes: int = Field(
+        default=1, ge=1, description="Processes a worker uses for DICOM decoding and inference."
+    )
+    commit_every: int = Field(
+        default=10, ge=1, description="Commit consumer offsets every N processed events..."
+    )
+    commit_interval_s: float = Field(
+        default=1.0, gt=0, description="...or every so many seconds, whichever comes first."
+    )
+    transient_retry_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="How long a transient failure (database or broker down) is retried with "
+        "back-off before the event is dead-lettered.",
+    )
+    data_roots: list[Path] = Field(
+        default_factory=lambda: [Path("data")],
+        description="Folders the workers may read DICOM and slides from (JSON list); a path "
+        "outside them is refused.",
+    )
+
     log_level: str = Field(default="INFO", description="Python logging level.")
 
     @property

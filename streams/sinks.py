@@ -7,6 +7,10 @@ psycopg connection and do not commit; the caller commits, then commits the Kafka
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
+from typing import TYPE_CHECKING
+
 import psycopg
 from psycopg.types.json import Jsonb
 
@@ -17,6 +21,9 @@ from schemas.events import (
     TimepointScore,
     TreatmentEvent,
 )
+
+if TYPE_CHECKING:
+    from streams.scoring import Measurement
 
 
 def upsert_patient(conn: psycopg.Connection, pseudonym: str, seen_at: object) -> None:
@@ -146,5 +153,42 @@ def insert_dead_letter(
             payload,
             key,
             letter.occurred_at,
+        ),
+    )
+
+
+def upsert_measurement(
+    conn: psycopg.Connection,
+    source_event_id: uuid.UUID,
+    patient: str,
+    observed_at: datetime,
+    m: Measurement,
+) -> None:
+    """Store one lesion measurement of an acquisition; a redelivery updates it in place."""
+    conn.execute(
+        """
+        INSERT INTO tumour_measurements (source_event_id, lesion_id, patient, observed_at,
+            series_uid, volume_ml, longest_diameter_mm, mask_source, registration_quality,
+            model_name, model_version)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+        ON CONFLICT (source_event_id, lesion_id, observed_at) DO UPDATE SET
+            volume_ml = EXCLUDED.volume_ml,
+            longest_diameter_mm = EXCLUDED.longest_diameter_mm,
+            mask_source = EXCLUDED.mask_source,
+            registration_quality = EXCLUDED.registration_quality,
+            model_name = EXCLUDED.model_name, model_version = EXCLUDED.model_version
+        """,
+        (
+            source_event_id,
+            m.lesion_id,
+            patient,
+            observed_at,
+            m.series_uid,
+            m.volume_ml,
+            m.longest_diameter_mm,
+            m.mask_source,
+            m.registration_quality,
+            m.model_name,
+            m.model_version,
         ),
     )

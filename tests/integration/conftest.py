@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -51,7 +55,18 @@ def stack_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def settings(stack_dir: Path) -> Iterator[Settings]:
     """A running stack with a migrated database, for the whole test session."""
     external = os.environ.get("IRTMON_KAFKA_BOOTSTRAP") and os.environ.get("IRTMON_DATABASE_URL")
-    s = Settings() if external else stack_settings(stack_dir)
+    s = (
+        Settings()
+        if external
+        else stack_settings(
+            stack_dir,
+            consumer_group=f"irtmon-it-{os.getpid()}",
+            data_roots=[REPO / ".irtmon" / "test-data"],
+            transient_retry_s=60,
+        )
+    )
+    for root in s.data_roots:
+        Path(root).mkdir(parents=True, exist_ok=True)
     stack.up(s)
     with connect(s, autocommit=True) as conn:
         migrate(conn, s.timescaledb)
@@ -66,3 +81,104 @@ def db(settings: Settings) -> Iterator[psycopg.Connection]:
     with connect(settings) as conn:
         yield conn
         conn.rollback()
+
+
+def settings_env(settings: Settings, **extra: object) -> dict[str, str]:
+    """Environment for a subprocess (worker, CLI) that must use the same stack as ``settings``."""
+    import json
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IRTMON_")}
+    for name, value in settings.model_dump(exclude_none=True).items():
+        if hasattr(value, "get_secret_value"):
+            value = value.get_secret_value()
+        if isinstance(value, list):
+            value = json.dumps([str(v) for v in value])
+        env[f"IRTMON_{name.upper()}"] = str(value)
+    for name, value in extra.items():
+        env[f"IRTMON_{name.upper()}"] = (
+            json.dumps([str(v) for v in value]) if isinstance(value, list) else str(value)
+        )
+    return env
+
+
+class Workers:
+    """Start and stop `irtmon worker` processes on the test stack."""
+
+    def __init__(self, settings: Settings, log_dir: Path) -> None:
+        self.settings = settings
+        self.log_dir = log_dir
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self, wait: bool = True, **extra: object) -> subprocess.Popen:
+        from tests.conftest import free_port
+
+        port = free_port()
+        env = settings_env(self.settings, worker_web_port=port, **extra)
+        log = open(self.log_dir / f"worker-{len(self.procs)}-{port}.log", "wb")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "irtmon", "worker"],
+            env=env,
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        proc.web_port = port  # type: ignore[attr-defined]
+        proc.log_path = Path(log.name)  # type: ignore[attr-defined]
+        self.procs.append(proc)
+        if wait:
+            self.wait_assigned(proc)
+        return proc
+
+    def assigned(self, proc: subprocess.Popen) -> list[str]:
+        import json
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{proc.web_port}/health",
+                timeout=2,  # type: ignore[attr-defined]
+            ) as response:
+                return json.loads(response.read())["assigned"]
+        except OSError:
+            return []
+
+    def wait_assigned(self, proc: subprocess.Popen, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"worker exited ({proc.returncode}):\n" + proc.log_path.read_text()[-3000:]  # type: ignore[attr-defined]
+                )
+            if self.assigned(proc):
+                return
+            time.sleep(0.5)
+        raise TimeoutError("worker got no partitions in time")
+
+    def stop(self, proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+        if proc.poll() is None:
+            proc.send_signal(sig)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            self.stop(proc)
+
+
+@pytest.fixture
+def workers(settings: Settings, tmp_path: Path) -> Iterator[Workers]:
+    manager = Workers(settings, tmp_path)
+    yield manager
+    manager.stop_all()
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 60, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

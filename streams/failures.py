@@ -1,0 +1,90 @@
+"""How a worker routes a failure: retry it (transient) or dead-letter it (permanent).
+
+Transient: the database or the broker is briefly unreachable, a DICOMweb server times out.
+These are retried with exponential back-off for up to ``transient_retry_s`` seconds.
+Everything else is permanent for that event: it goes to the dead-letter topic and table with
+its error class and message, and the worker moves on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import psycopg
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+try:  # the broker client's own connection errors
+    from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError
+
+    _KAFKA_TRANSIENT: tuple[type[BaseException], ...] = (
+        KafkaConnectionError,
+        KafkaTimeoutError,
+        NodeNotReadyError,
+    )
+except ImportError:  # pragma: no cover
+    _KAFKA_TRANSIENT = ()
+
+TRANSIENT: tuple[type[BaseException], ...] = (
+    psycopg.OperationalError,
+    ConnectionError,  # includes refused/reset; FileNotFoundError is not one
+    TimeoutError,
+    asyncio.TimeoutError,
+    *_KAFKA_TRANSIENT,
+)
+
+
+def is_transient(err: BaseException) -> bool:
+    """True for failures worth retrying (outages), False for failures of the event itself."""
+    if isinstance(err, psycopg.errors.QueryCanceled):
+        return False
+    return isinstance(err, TRANSIENT)
+
+
+class TransientFailurePersistedError(RuntimeError):
+    """A transient failure outlasted the retry window; the event is dead-lettered."""
+
+
+async def with_retries(
+    action: Callable[[], Awaitable[T]],
+    *,
+    window_s: float,
+    what: str,
+    first_delay_s: float = 0.5,
+    max_delay_s: float = 30.0,
+) -> T:
+    """Await ``action()``, retrying transient failures with jittered exponential back-off."""
+    deadline = time.monotonic() + window_s
+    delay = first_delay_s
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return await action()
+        except Exception as err:
+            if not is_transient(err):
+                raise
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TransientFailurePersistedError(
+                    f"{what}: still failing after {attempt} attempts over {window_s:.0f}s: "
+                    f"{type(err).__name__}: {err}"
+                ) from err
+            sleep = min(delay * (0.5 + random.random()), max_delay_s, remaining)
+            log.warning(
+                "transient failure, retrying",
+                extra={
+                    "what": what,
+                    "attempt": attempt,
+                    "error": type(err).__name__,
+                    "retry_in_s": round(sleep, 2),
+                },
+            )
+            await asyncio.sleep(sleep)
+            delay = min(delay * 2, max_delay_s)

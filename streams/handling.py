@@ -1,0 +1,156 @@
+"""The envelope every agent runs each message through.
+
+Consumes one Kafka message; parses it into its contract; runs the agent's ``process``
+coroutine with transient failures retried; dead-letters permanent failures (invalid event,
+unreadable or missing file, a model failing) with the error class, message, source topic,
+partition, offset and the original bytes, in the dead-letter topic and table; and never raises,
+so the worker keeps going and the message is acknowledged once it is settled.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from irtmon.settings import Settings
+from schemas import DeadLetter, InvalidEventError, is_pseudonym, parse_event
+from schemas.events import _Record
+from schemas.topics import TopicSpec
+from streams import metrics, sinks
+from streams.database import Database
+from streams.failures import is_transient, with_retries
+
+log = logging.getLogger("irtmon.worker")
+
+_DEAD_LETTER_NS = uuid.UUID("e7c6c1f4-40c5-4b8e-9a55-0d1c1a3b7f29")
+
+
+@dataclass(frozen=True)
+class Message:
+    """What the envelope needs of a consumed message."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+@dataclass
+class WorkerContext:
+    """Shared by the agents of one worker process."""
+
+    settings: Settings
+    db: Database
+    send: Callable[[str, bytes, bytes], Awaitable[None]]  # (topic, key, value), awaits the ack
+
+
+def dead_letter_id(msg: Message) -> uuid.UUID:
+    """Same source message, same dead-letter id: a replay does not duplicate it."""
+    return uuid.uuid5(_DEAD_LETTER_NS, f"{msg.topic}/{msg.partition}/{msg.offset}")
+
+
+def _patient_of(msg: Message, record: _Record | None) -> str | None:
+    patient = getattr(record, "patient", None)
+    if patient:
+        return patient
+    try:
+        raw = json.loads(msg.value).get("patient")
+    except (ValueError, AttributeError, UnicodeDecodeError):
+        return None
+    return raw if isinstance(raw, str) and is_pseudonym(raw) else None
+
+
+async def dead_letter(
+    ctx: WorkerContext, msg: Message, err: BaseException, record: _Record | None
+) -> DeadLetter:
+    """Record ``msg`` as a dead letter (table and topic) with the reason."""
+    letter = DeadLetter(
+        event_id=dead_letter_id(msg),
+        patient=_patient_of(msg, record),
+        occurred_at=datetime.now(UTC),
+        failed_event_id=getattr(record, "event_id", None),
+        source_topic=msg.topic,
+        partition=msg.partition,
+        offset=msg.offset,
+        error_class=type(err).__name__,
+        reason=(str(err) or repr(err))[:8000],
+        payload_b64=base64.b64encode(msg.value).decode(),
+        key_b64=base64.b64encode(msg.key).decode() if msg.key is not None else None,
+    )
+    window = ctx.settings.transient_retry_s
+    try:
+        await with_retries(
+            lambda: ctx.db.run(sinks.insert_dead_letter, letter, msg.value, msg.key),
+            window_s=window,
+            what="store dead letter",
+        )
+    except Exception:  # the topic copy below still keeps it; say so loudly
+        log.exception("dead letter not stored in the database", extra=_where(msg))
+    await with_retries(
+        lambda: ctx.send("deadletter", letter.key, letter.to_json_bytes()),
+        window_s=window,
+        what="publish dead letter",
+    )
+    metrics.EVENTS.labels(msg.topic, "dead_lettered").inc()
+    log.warning(
+        "event dead-lettered",
+        extra={
+            **_where(msg),
+            "error_class": letter.error_class,
+            "reason": letter.reason[:500],
+            "event_id": str(letter.failed_event_id or ""),
+            "patient": letter.patient or "",
+        },
+    )
+    return letter
+
+
+def _where(msg: Message) -> dict[str, Any]:
+    return {"topic": msg.topic, "partition": msg.partition, "offset": msg.offset}
+
+
+async def handle(
+    ctx: WorkerContext,
+    spec: TopicSpec,
+    msg: Message,
+    process: Callable[[Any], Awaitable[None]],
+) -> bool:
+    """Parse and process one message; True if processed, False if dead-lettered."""
+    started = time.perf_counter()
+    record: _Record | None = None
+    try:
+        record = parse_event(spec.record, msg.value)
+        current = record
+
+        async def attempt() -> None:
+            await process(current)
+
+        await with_retries(
+            attempt, window_s=ctx.settings.transient_retry_s, what=f"process {spec.name} event"
+        )
+    except Exception as err:  # every failure of one event is settled here, never raised
+        if is_transient(err):  # pragma: no cover - with_retries converts these
+            raise
+        await dead_letter(ctx, msg, err, record)
+        if not isinstance(err, InvalidEventError | OSError | ValueError):
+            log.error("unexpected failure", exc_info=err, extra=_where(msg))
+        return False
+    metrics.EVENTS.labels(msg.topic, "processed").inc()
+    metrics.LATENCY.labels(msg.topic).observe(time.perf_counter() - started)
+    log.info(
+        "event processed",
+        extra={
+            **_where(msg),
+            "event_id": str(record.event_id),
+            "patient": getattr(record, "patient", ""),
+        },
+    )
+    return True
