@@ -33,6 +33,15 @@ app.add_typer(db_app, name="db")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(publish_app, name="publish")
 
+
+def _register_subapps() -> None:
+    from clinic.cli import clinic_app
+
+    app.add_typer(clinic_app, name="clinic")
+
+
+_register_subapps()
+
 console = Console()
 err_console = Console(stderr=True)
 
