@@ -182,3 +182,14 @@ def wait_for(check: Callable[[], bool], timeout: float = 60, what: str = "condit
             return
         time.sleep(0.3)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@pytest.fixture(scope="session")
+def cohort(settings: Settings) -> Path:
+    """A small virtual-clinic cohort (3 patients, test size) inside the workers' data roots."""
+    from clinic import generate_cohort
+
+    out = Path(settings.data_roots[0]) / "cohort-seed7"
+    if not (out / "events.jsonl").exists():
+        generate_cohort(out, 3, 7, "test", key="integration-cohort-key-0123456789")
+    return out
