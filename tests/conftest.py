@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
@@ -10,10 +9,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from irtmon.stack.private import free_port  # noqa: E402,F401 - re-exported for the tests
 
 
 @pytest.fixture(scope="session")

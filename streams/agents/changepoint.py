@@ -2,7 +2,9 @@
 
 Consumes: ``scores.timepoint`` (TimepointScore)
 Produces: ``alerts`` (Alert) on a new or changed flag
-Side effects: ``alerts`` and ``audit_log`` rows
+Side effects: upserts the score into ``timepoint_scores`` (idempotent: the scoring agents have
+usually stored it already, but any producer of scores, such as a re-scoring job, may publish
+here alone), then ``alerts`` and ``audit_log`` rows
 
 The detectors and the decision rule belong to the change-point issue; until they land,
 :func:`streams.alerting.evaluate` is the seam this agent calls, and it raises no alert.
@@ -11,17 +13,25 @@ Scores are validated here all the same, so a malformed score is dead-lettered.
 
 from __future__ import annotations
 
-from schemas import TimepointScore
+import psycopg
+
+from schemas import Alert, TimepointScore
 from schemas.topics import SCORES_TIMEPOINT
-from streams import alerting, topics
+from streams import alerting, sinks, topics
 from streams.agents._loop import consume
 from streams.app import app
 from streams.context import worker_context
 
 
+def store_and_evaluate(conn: psycopg.Connection, score: TimepointScore) -> list[Alert]:
+    """One transaction: make sure the score is stored, then re-evaluate the patient."""
+    sinks.upsert_score(conn, score)
+    return alerting.evaluate(conn, score.patient)
+
+
 async def process_score(score: TimepointScore) -> None:
     ctx = worker_context()
-    new_alerts = await ctx.db.run(alerting.evaluate, score.patient)
+    new_alerts = await ctx.db.run(store_and_evaluate, score)
     for alert in new_alerts:
         await ctx.send(topics.alerts.get_topic_name(), alert.key, alert.to_json_bytes())
 

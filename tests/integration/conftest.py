@@ -22,21 +22,13 @@ import pytest
 from irtmon import stack
 from irtmon.db import connect, migrate
 from irtmon.settings import Settings
-from tests.conftest import REPO, free_port
+from irtmon.stack.private import private_settings, settings_env
+from tests.conftest import REPO
 
 
 def stack_settings(state_dir: Path, **overrides: object) -> Settings:
     """Settings for a private local stack in ``state_dir`` on free ports."""
-    values: dict[str, object] = {
-        "state_dir": state_dir,
-        "cache_dir": REPO / ".irtmon" / "cache",
-        "kafka_port": free_port(),
-        "kafka_controller_port": free_port(),
-        "pg_port": free_port(),
-        "kafka_heap": "384m",
-    }
-    values.update(overrides)
-    return Settings(**values)  # type: ignore[arg-type]
+    return private_settings(state_dir, REPO / ".irtmon" / "cache", **overrides)
 
 
 @pytest.fixture(scope="session")
@@ -83,24 +75,6 @@ def db(settings: Settings) -> Iterator[psycopg.Connection]:
         conn.rollback()
 
 
-def settings_env(settings: Settings, **extra: object) -> dict[str, str]:
-    """Environment for a subprocess (worker, CLI) that must use the same stack as ``settings``."""
-    import json
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IRTMON_")}
-    for name, value in settings.model_dump(exclude_none=True).items():
-        if hasattr(value, "get_secret_value"):
-            value = value.get_secret_value()
-        if isinstance(value, list):
-            value = json.dumps([str(v) for v in value])
-        env[f"IRTMON_{name.upper()}"] = str(value)
-    for name, value in extra.items():
-        env[f"IRTMON_{name.upper()}"] = (
-            json.dumps([str(v) for v in value]) if isinstance(value, list) else str(value)
-        )
-    return env
-
-
 class Workers:
     """Start and stop `irtmon worker` processes on the test stack."""
 
@@ -110,7 +84,7 @@ class Workers:
         self.procs: list[subprocess.Popen] = []
 
     def start(self, wait: bool = True, **extra: object) -> subprocess.Popen:
-        from tests.conftest import free_port
+        from irtmon.stack.private import free_port
 
         port = free_port()
         env = settings_env(self.settings, worker_web_port=port, **extra)

@@ -14,10 +14,10 @@ from kafka import KafkaConsumer, TopicPartition
 
 from clinic import load_events
 from irtmon.settings import Settings
+from irtmon.stack.private import settings_env
 from schemas import TOPICS, parse_event
 from streams.publish import topic_for
 from tests.conftest import REPO
-from tests.integration.conftest import settings_env
 
 pytestmark = pytest.mark.integration
 
