@@ -55,7 +55,8 @@ def _setup(
     logging.basicConfig(
         level=level, format="%(message)s", handlers=[RichHandler(console=err_console)]
     )
-    logging.getLogger("kafka").setLevel(logging.WARNING)
+    for noisy in ("kafka", "highdicom", "faust", "aiokafka", "mode"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def _fail(message: str) -> typer.Exit:
@@ -94,6 +95,14 @@ def _print_status(st: object) -> None:
     console.print(table)
     flavour = st.database_flavour or "not migrated (run `irtmon db migrate`)"
     console.print(f"database flavour: [bold]{flavour}[/]")
+    if st.workers:
+        console.print(
+            "workers: "
+            + ", ".join(
+                f"pid {pid} (health http://127.0.0.1:{port}/health)"
+                for port, pid in st.workers.items()
+            )
+        )
     if st.topics:
         console.print("topics: " + ", ".join(f"{k} ({v} partitions)" for k, v in st.topics.items()))
 
@@ -433,17 +442,43 @@ def worker(
 
 
 @app.command("demo")
-def demo() -> None:
-    """The main job: bring the stack up, migrate the database, publish sample events.
+def demo(
+    patients: Annotated[int, typer.Option(help="Virtual patients to generate.")] = 6,
+    seed: Annotated[int, typer.Option(help="Virtual clinic seed.")] = 1,
+    speedup: Annotated[float, typer.Option(help="Replay speed-up over real time.")] = 2e6,
+    n_workers: Annotated[int, typer.Option("--workers", help="Worker processes.")] = 1,
+) -> None:
+    """The main job: stack up, migrate, start the workers, replay a virtual-clinic cohort.
 
-    Later stages (workers, the virtual clinic's replay, the app) join this command as they land.
+    The cohort is generated once into the first data root (IRTMON_DATA_ROOTS) and replayed
+    onto Kafka as a scanner, a LIMS and an oncology system would send it; the workers score
+    it into the database. Stop everything with `irtmon stack down`.
     """
+    from pathlib import Path
+
+    from irtmon.stack import StackError
+    from irtmon.stack import workers as local_workers
+
+    settings = get_settings()
     stack_up()
     db_migrate()
-    publish_samples()
+    with console.status(f"starting {n_workers} worker(s)..."):
+        try:
+            running = local_workers.start(settings, n_workers)
+        except StackError as err:
+            raise _fail(str(err)) from err
+    console.print(f"workers: {', '.join(str(p) for p in running.values())} (pids)")
+    cohort = Path(settings.data_roots[0]) / f"cohort-demo-seed{seed}"
+    if not (cohort / "events.jsonl").exists():
+        from clinic.cli import Size, generate
+
+        generate(out=cohort, patients=patients, seed=seed, size=Size.TEST, timepoints=5, workers=1)
+    from clinic.cli import replay
+
+    replay(cohort=cohort, speedup=speedup, max_delay=0.5)
     console.print(
-        "\n[bold green]irtmon is up.[/] Inspect with `irtmon stack status`; "
-        "stop with `irtmon stack down` (or `make down`)."
+        "\n[bold green]irtmon is running.[/] Watch it with `irtmon stack status` and the "
+        f"worker logs in {settings.state_dir}/workers/; stop it with `irtmon stack down`."
     )
 
 

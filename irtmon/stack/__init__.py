@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import psycopg
 
 from irtmon.settings import Settings
-from irtmon.stack import kafka, postgres
+from irtmon.stack import kafka, postgres, workers
 from irtmon.stack.process import StackError
 from irtmon.stack.topics import describe_topics, ensure_topics
 
@@ -35,6 +35,7 @@ class StackStatus:
     postgres: ComponentStatus
     database_flavour: str | None = None
     topics: dict[str, int] | None = None
+    workers: dict[int, int] | None = None
 
     @property
     def components(self) -> list[ComponentStatus]:
@@ -54,8 +55,10 @@ def up(settings: Settings) -> StackStatus:
 
 
 def down(settings: Settings) -> list[str]:
-    """Stop the local servers (never external ones); return the names stopped."""
+    """Stop the local workers and servers (never external ones); return the names stopped."""
     stopped = []
+    if workers.stop(settings):
+        stopped.append("workers")
     if settings.local_kafka and kafka.stop(settings):
         stopped.append("kafka")
     if settings.local_postgres and postgres.stop(settings):
@@ -109,4 +112,5 @@ def status(settings: Settings) -> StackStatus:
         ),
         database_flavour=flavour,
         topics=topics,
+        workers=workers.running(settings),
     )
