@@ -102,6 +102,11 @@ class Settings(BaseSettings):
         "outside them is refused.",
     )
 
+    models_dir: Path = Field(
+        default=Path(".irtmon/models"),
+        description="Folder of trained model artefacts (<name>/<version>/ with model.json).",
+    )
+
     log_level: str = Field(default="INFO", description="Python logging level.")
 
     @property
