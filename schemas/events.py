@@ -364,6 +364,11 @@ class DeadLetter(_Record):
 M = TypeVar("M", bound=_Record)
 
 
+def _location(loc: tuple[int | str, ...]) -> str:
+    """A dotted field path; an empty key shows as "" so it is still named."""
+    return ".".join(str(p) if p != "" else '""' for p in loc) or "<message>"
+
+
 def parse_event(model: type[M], raw: bytes | str | dict[str, Any]) -> M:
     """Read one event from the wire into ``model``, or raise :class:`InvalidEventError`.
 
@@ -391,7 +396,5 @@ def parse_event(model: type[M], raw: bytes | str | dict[str, Any]) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as err:
-        errors = [
-            (".".join(str(p) for p in e["loc"]) or "<message>", e["msg"]) for e in err.errors()
-        ]
+        errors = [(_location(e["loc"]), e["msg"]) for e in err.errors()]
         raise InvalidEventError(name, errors) from err
