@@ -32,6 +32,8 @@ app.add_typer(stack_app, name="stack")
 app.add_typer(db_app, name="db")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(publish_app, name="publish")
+audit_app = typer.Typer(help="Checks that nothing was lost or doubled.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
 
 
 def _register_subapps() -> None:
@@ -415,6 +417,40 @@ def publish_treatment(
     except ValidationError as err:
         raise _fail(str(err)) from err
     _publish_one(event)
+
+
+# --------------------------------------------------------------------------- audit
+
+
+@audit_app.command("reconcile")
+def audit_reconcile(
+    show: Annotated[int, typer.Option(help="How many missing items to list.")] = 20,
+) -> None:
+    """Report events without results and results without events (exit 1 if any are missing)."""
+    from irtmon.audit import reconcile
+    from irtmon.db import connect
+
+    settings = get_settings()
+    try:
+        with connect(settings, autocommit=True) as conn:
+            report = reconcile(settings, conn)
+    except Exception as err:
+        raise _fail(str(err)) from err
+    console.print(
+        f"messages on the input topics: {report.messages}; processed: {report.processed}; "
+        f"dead-lettered: {report.dead_lettered}; duplicate deliveries on the topics: "
+        f"{report.duplicates_on_topic}"
+    )
+    console.print(f"events without results: {len(report.events_without_results)}")
+    for item in report.events_without_results[:show]:
+        console.print(f"  {item}")
+    console.print(
+        f"results without events: {len(report.results_without_events)} "
+        "(rows whose event is no longer, or never was, on a topic)"
+    )
+    console.print(f"scores without acquisitions: {report.scores_without_acquisitions}")
+    if not report.ok:
+        raise typer.Exit(code=1)
 
 
 # --------------------------------------------------------------------------- worker

@@ -15,6 +15,7 @@ import psycopg
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
+from irtmon.audit import reconcile
 from irtmon.settings import Settings
 from schemas import RtFraction, TreatmentEvent, pseudonymise
 from schemas.topics import TOPICS
@@ -194,6 +195,7 @@ def test_sigkill_mid_stream_loses_and_doubles_nothing(settings: Settings, worker
     wait_for(lambda: treatments_of(settings, patients) >= 40, what="some progress")
     workers.stop(first, signal.SIGKILL)
     done_at_kill = treatments_of(settings, patients)
+    assert done_at_kill < 400, "the kill must land mid-stream"
     workers.start()
     wait_for(lambda: treatments_of(settings, patients) == 400, timeout=120, what="all 400 rows")
     assert (
@@ -204,7 +206,19 @@ def test_sigkill_mid_stream_loses_and_doubles_nothing(settings: Settings, worker
         )
         == 400
     )
-    print(f"rows when killed: {done_at_kill}; after restart: 400, distinct 400")
+    # and across everything this session published: each message has its rows or a dead letter
+    with psycopg.connect(settings.dsn, autocommit=True) as conn:
+        wait_for(
+            lambda: not reconcile(settings, conn).events_without_results,
+            timeout=120,
+            what="every message on the input topics settled",
+        )
+        report = reconcile(settings, conn)
+    print(
+        f"rows when killed: {done_at_kill}; after restart: 400, distinct 400; reconcile: "
+        f"{report.messages} messages, {report.processed} processed, "
+        f"{report.dead_lettered} dead-lettered, {report.duplicates_on_topic} duplicates"
+    )
 
 
 def test_two_workers_share_the_partitions_and_agree_with_one(
