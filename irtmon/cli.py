@@ -41,6 +41,10 @@ def _register_subapps() -> None:
 
     app.add_typer(clinic_app, name="clinic")
 
+    from irtmon.cli_app import register as register_app_commands
+
+    register_app_commands(app)
+
 
 _register_subapps()
 

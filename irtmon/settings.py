@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -100,6 +101,29 @@ class Settings(BaseSettings):
         default_factory=lambda: [Path("data")],
         description="Folders the workers may read DICOM and slides from (JSON list); a path "
         "outside them is refused.",
+    )
+
+    # Alerts
+    alert_policy: dict[str, Any] | None = Field(
+        default=None,
+        description='Site decision policy, JSON of DecisionConfig fields, e.g. {"threshold": '
+        '0.7, "min_timepoints": 3, "confirm": "repeat"} (default: the calibrated rule).',
+    )
+    alert_webhook_url: str | None = Field(
+        default=None, description="POST each alert change here (JSON, HMAC-signed)."
+    )
+    alert_webhook_secret: SecretStr | None = Field(
+        default=None, description="HMAC-SHA256 key of X-Irtmon-Signature (>= 16 characters)."
+    )
+    alert_smtp_host: str | None = Field(default=None, description="SMTP server for e-mails.")
+    alert_smtp_port: int = Field(default=25, description="SMTP port.")
+    alert_smtp_from: str = Field(default="irtmon@localhost", description="E-mail sender.")
+    alert_smtp_to: str = Field(default="", description="E-mail recipients, comma-separated.")
+    alert_smtp_starttls: bool = Field(default=False, description="Use STARTTLS.")
+    alert_smtp_username: str | None = None
+    alert_smtp_password: SecretStr | None = None
+    alert_delivery_interval_s: float = Field(
+        default=15.0, gt=0, description="How often a worker delivers pending alert changes."
     )
 
     models_dir: Path = Field(

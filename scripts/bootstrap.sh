@@ -16,6 +16,7 @@ command -v mvn >/dev/null || need_apt+=(maven)
 command -v node >/dev/null || need_apt+=(nodejs npm)
 command -v runuser >/dev/null || need_apt+=(util-linux)
 command -v dciodvfy >/dev/null || need_apt+=(dicom3tools)   # DICOM validator for the tests
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)             # browser tests of the app
 for extra in ${IRTMON_APT_EXTRA:-}; do need_apt+=("$extra"); done
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

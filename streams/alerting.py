@@ -1,17 +1,556 @@
-"""The seam between the change-point agent and the decision layer.
+"""The decision layer of the change-point agent: stored series -> decision rule -> alerts.
 
-The change-point issue replaces :func:`evaluate` with the detectors (BOCPD, CUSUM, iRECIST)
-and the combined rule, and adds alert delivery. Until then no alert is raised.
+:func:`evaluate` reads one patient's burden and scores from the database, runs
+:class:`models.changepoint.DecisionRule`, and opens or updates that patient's alerts: one
+active (open or acknowledged) alert per patient and kind, updated in place, never duplicated.
+Alert ids are deterministic (uuid5 of patient, kind and the estimated change time at opening),
+so a replay of the same scores finds the alert it already made and changes nothing. A closed
+(resolved or dismissed) alert is not reopened by the same change.
+
+Lifecycle functions (:func:`acknowledge`, :func:`resolve`, :func:`dismiss`) change an alert's
+status. Every change writes one ``audit_log`` row (append-only) whose ``detail.alert`` is the
+Alert event as published; :mod:`streams.delivery` delivers from those rows (the outbox).
+
+Functions take an open connection and do not commit; the caller commits.
+
+Burden source, by priority (the first the patient has is used for the whole series):
+
+1. ``tumour_measurements``: longest diameters summed per acquisition (``source_event_id``);
+2. the ``tumour_sum_diameters_mm`` score;
+3. the ``longest_diameter_mm`` score;
+4. volumes (``tumour_measurements.volume_ml`` summed, or the ``tumour_volume_ml`` score), as
+   the diameter of the sphere of that volume.
+
+``response_probability`` and ``ct_immune_score`` are taken as of each burden assessment (the
+latest value observed at or before it, from any acquisition or biopsy).
 """
 
 from __future__ import annotations
 
+import math
+import uuid
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
 import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
-from schemas import Alert
+from models.changepoint import DecisionConfig, DecisionRule, PatientSeries
+from models.changepoint.decision import Decision, Flag
+from schemas import Alert, AlertKind, AlertStatus
+
+ACTOR = "irtmon.changepoint"
+"""Audit actor of alerts opened or updated by the decision rule."""
+
+ALERT_NAMESPACE = uuid.UUID("0b8f2d6e-4c1a-5e7b-9a3d-6f2e1c4b8a70")
+
+BURDEN_SCORES = ("tumour_sum_diameters_mm", "longest_diameter_mm", "tumour_volume_ml")
+OTHER_SCORES = ("response_probability", "ct_immune_score")
+
+RECOMMENDATION = {
+    AlertKind.SUSPECTED_NON_RESPONSE: "consider adaptive treatment review",
+    AlertKind.CONFIRMED_PROGRESSION: (
+        "iRECIST-confirmed progression: review treatment at the next tumour board"
+    ),
+}
 
 
-def evaluate(conn: psycopg.Connection, patient: str) -> list[Alert]:
-    """Re-evaluate ``patient``'s stored series; return alerts opened or updated (none yet)."""
-    del conn, patient
-    return []
+def alert_id(patient: str, kind: AlertKind | str, change_at: datetime) -> uuid.UUID:
+    """Deterministic id: the same patient, kind and change time give the same alert."""
+    return uuid.uuid5(ALERT_NAMESPACE, f"{patient}/{AlertKind(kind).value}/{change_at.isoformat()}")
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def _sphere_diameter_mm(volume_ml: float) -> float:
+    return (6.0 * volume_ml * 1000.0 / math.pi) ** (1.0 / 3.0)
+
+
+def load_series(conn: psycopg.Connection, patient: str) -> PatientSeries | None:
+    """The patient's burden assessments with the other scores as of each, or ``None`` when
+    no burden has been measured."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            """
+            SELECT source_event_id, min(observed_at) AS observed_at,
+                   sum(longest_diameter_mm) AS sld, count(longest_diameter_mm) AS n_d,
+                   sum(volume_ml) AS vol, count(volume_ml) AS n_v,
+                   array_agg(lesion_id ORDER BY lesion_id) AS lesions,
+                   max(model_name || '/' || model_version) AS model
+            FROM tumour_measurements
+            WHERE patient = %s
+            GROUP BY source_event_id
+            ORDER BY 2, 1
+            """,
+            (patient,),
+        )
+        meas = cur.fetchall()
+        cur.execute(
+            """
+            SELECT DISTINCT ON (source_event_id, score_name)
+                   source_event_id, observed_at, score_name, value,
+                   model_name || '/' || model_version AS model
+            FROM timepoint_scores
+            WHERE patient = %s AND score_name = ANY(%s)
+            ORDER BY source_event_id, score_name, observed_at, created_at DESC,
+                     model_version DESC
+            """,
+            (patient, list(BURDEN_SCORES + OTHER_SCORES)),
+        )
+        scores = cur.fetchall()
+
+    versions: dict[str, str] = {}
+    by_name: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in scores:
+        by_name[row["score_name"]].append(row)
+    for rows in by_name.values():
+        rows.sort(key=lambda r: r["observed_at"])
+
+    # burden: (time, sum of diameters, volume, lesion ids)
+    points: list[tuple[datetime, float, float, tuple[str, ...]]] = []
+    if any(m["n_d"] for m in meas):
+        points = [
+            (
+                m["observed_at"],
+                float(m["sld"]),
+                float(m["vol"]) if m["n_v"] else math.nan,
+                tuple(m["lesions"]),
+            )
+            for m in meas
+            if m["n_d"]
+        ]
+        versions["tumour_measurements"] = max(m["model"] for m in meas)
+    else:
+        vol_scores = {r["source_event_id"]: r for r in by_name.get("tumour_volume_ml", [])}
+        for name in ("tumour_sum_diameters_mm", "longest_diameter_mm"):
+            if by_name.get(name):
+                for r in by_name[name]:
+                    v = vol_scores.get(r["source_event_id"])
+                    points.append(
+                        (
+                            r["observed_at"],
+                            float(r["value"]),
+                            float(v["value"]) if v else math.nan,
+                            (),
+                        )
+                    )
+                versions[name] = by_name[name][-1]["model"]
+                break
+        else:
+            if any(m["n_v"] for m in meas):
+                points = [
+                    (
+                        m["observed_at"],
+                        _sphere_diameter_mm(float(m["vol"])),
+                        float(m["vol"]),
+                        tuple(m["lesions"]),
+                    )
+                    for m in meas
+                    if m["n_v"]
+                ]
+                versions["tumour_measurements"] = max(m["model"] for m in meas)
+            elif by_name.get("tumour_volume_ml"):
+                points = [
+                    (
+                        r["observed_at"],
+                        _sphere_diameter_mm(float(r["value"])),
+                        float(r["value"]),
+                        (),
+                    )
+                    for r in by_name["tumour_volume_ml"]
+                ]
+                versions["tumour_volume_ml"] = by_name["tumour_volume_ml"][-1]["model"]
+    if not points:
+        return None
+    points.sort(key=lambda p: p[0])
+    dedup: list[tuple[datetime, float, float, tuple[str, ...]]] = []
+    for p in points:
+        if not dedup or p[0] > dedup[-1][0]:
+            dedup.append(p)
+    times = [p[0] for p in dedup]
+    baseline_lesions = set(dedup[0][3])
+    new_lesions = [len(set(p[3]) - baseline_lesions) if baseline_lesions else 0 for p in dedup]
+
+    def as_of(name: str) -> np.ndarray | None:
+        rows = by_name.get(name)
+        if not rows:
+            return None
+        versions[name] = rows[-1]["model"]
+        out = []
+        for t in times:
+            prior = [r["value"] for r in rows if r["observed_at"] <= t]
+            out.append(float(prior[-1]) if prior else math.nan)
+        return np.asarray(out)
+
+    vols = np.array([p[2] for p in dedup])
+    return PatientSeries(
+        times=tuple(times),
+        sum_diameters_mm=np.array([p[1] for p in dedup]),
+        volume_ml=vols if np.all(np.isfinite(vols)) else None,
+        response_probability=as_of("response_probability"),
+        immune_score=as_of("ct_immune_score"),
+        new_lesions=np.asarray(new_lesions),
+        model_versions=versions,
+    )
+
+
+# ----------------------------------------------------------------------------- wording
+
+
+def _when(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%d")
+
+
+def describe(series: PatientSeries, decision: Decision, flag: Flag) -> str:
+    """What changed, when and how sure, in plain words."""
+    s = series.sum_diameters_mm
+    t, c = flag.index, flag.change_index
+    nadir_i = int(np.argmin(s[:t])) if t > 0 else 0
+    pct = 100.0 * (s[t] / s[nadir_i] - 1.0)
+    parts = []
+    if flag.kind == AlertKind.CONFIRMED_PROGRESSION.value:
+        parts.append(
+            f"iRECIST confirmed progression (iCPD) on {_when(series.times[t])}: the sum of "
+            f"longest diameters is {s[t]:.0f} mm, {pct:+.0f}% from the nadir of "
+            f"{s[nadir_i]:.0f} mm ({_when(series.times[nadir_i])}), confirming the "
+            f"unconfirmed progression (iUPD) of {_when(series.times[c])}."
+        )
+    else:
+        parts.append(
+            f"Suspected non-response from {_when(series.times[c])}: the sum of longest "
+            f"diameters rose from {s[nadir_i]:.0f} mm at its nadir ({_when(series.times[nadir_i])})"
+            f" to {s[t]:.0f} mm ({pct:+.0f}%) on {_when(series.times[t])}."
+        )
+    v = series.volume_ml
+    if v is not None:
+        vn = float(np.min(v[:t])) if t > 0 else float(v[0])
+        parts.append(f"Tumour volume {v[t]:.1f} ml ({100 * (v[t] / vn - 1):+.0f}% from its nadir).")
+    rp = series.response_probability
+    if rp is not None and np.isfinite(rp[t]):
+        peak = float(np.nanmax(rp[: t + 1]))
+        parts.append(f"Response probability {rp[t]:.2f} (highest so far {peak:.2f}).")
+    last = len(series) - 1
+    p_now = decision.probabilities[last]
+    sure = f"{100 * flag.probability:.0f}%"
+    if np.isfinite(p_now) and last != t:
+        sure += (
+            f" when raised, {100 * p_now:.0f}% at the latest assessment "
+            f"({_when(series.times[last])})"
+        )
+    parts.append(
+        f"Probability of non-response {sure}; iRECIST state {decision.states[last]}. "
+        f"Signals: {', '.join(flag.signals) or 'tumour burden'}."
+    )
+    parts.append(
+        "Models: " + ", ".join(f"{k} {v}" for k, v in sorted(decision.model_versions.items())) + "."
+    )
+    return " ".join(parts)[:2000]
+
+
+# ----------------------------------------------------------------------------- storing
+
+
+@dataclass(frozen=True)
+class _Content:
+    probability: float
+    change_at: datetime
+    summary: str
+    recommendation: str
+    signals: list[str]
+    model_versions: dict[str, str]
+
+
+def _row_to_alert(row: Mapping[str, Any]) -> Alert:
+    return Alert(
+        event_id=row["alert_id"],
+        patient=row["patient"],
+        occurred_at=row["updated_at"],
+        kind=AlertKind(row["kind"]),
+        status=AlertStatus(row["status"]),
+        probability=row["probability"],
+        change_at=row["change_at"],
+        summary=row["summary"],
+        recommendation=row["recommendation"],
+        signals=list(row["signals"]),
+        model_versions=dict(row["model_versions"]),
+    )
+
+
+def _audit(
+    conn: psycopg.Connection,
+    actor: str,
+    action: str,
+    alert: Alert,
+    at: datetime,
+    extra: Mapping[str, Any] | None = None,
+) -> None:
+    detail = {"alert": alert.model_dump(mode="json"), **(extra or {})}
+    conn.execute(
+        """
+        INSERT INTO audit_log (at, actor, action, entity, entity_id, patient, detail)
+        VALUES (%s, %s, %s, 'alert', %s, %s, %s)
+        """,
+        (at, actor, action, str(alert.event_id), alert.patient, Jsonb(detail)),
+    )
+
+
+def _select(
+    conn: psycopg.Connection, where: str, params: tuple[Any, ...], lock: bool = False
+) -> dict[str, Any] | None:
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(f"SELECT * FROM alerts WHERE {where}{' FOR UPDATE' if lock else ''}", params)
+        return cur.fetchone()
+
+
+def _upsert(
+    conn: psycopg.Connection, patient: str, kind: AlertKind, content: _Content, now: datetime
+) -> Alert | None:
+    """Open, update or leave the patient's alert of ``kind``; the event when it changed."""
+    active = _select(
+        conn,
+        "patient = %s AND kind = %s AND status IN ('open', 'acknowledged')",
+        (patient, kind.value),
+        lock=True,
+    )
+    if active is None:
+        aid = alert_id(patient, kind, content.change_at)
+        if _select(conn, "alert_id = %s", (aid,)) is not None:
+            return None  # this change was alerted before and closed: do not reopen
+        with conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(
+                """
+                INSERT INTO alerts (alert_id, patient, kind, status, probability, change_at,
+                                    summary, recommendation, signals, model_versions,
+                                    opened_at, updated_at)
+                VALUES (%s, %s, %s, 'open', %s, %s, %s, %s, %s, %s, %s, %s)
+                ON CONFLICT DO NOTHING
+                RETURNING *
+                """,
+                (
+                    aid,
+                    patient,
+                    kind.value,
+                    content.probability,
+                    content.change_at,
+                    content.summary,
+                    content.recommendation,
+                    content.signals,
+                    Jsonb(content.model_versions),
+                    now,
+                    now,
+                ),
+            )
+            row = cur.fetchone()
+        if row is None:  # a concurrent evaluation opened it first
+            return None
+        alert = _row_to_alert(row)
+        _audit(conn, ACTOR, "alert.opened", alert, now)
+        return alert
+    changes = {
+        key: (active[key], value)
+        for key, value in (
+            ("probability", content.probability),
+            ("summary", content.summary),
+            ("recommendation", content.recommendation),
+            ("signals", content.signals),
+            ("model_versions", content.model_versions),
+        )
+        if active[key] != value
+    }
+    if not changes:
+        return None
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            """
+            UPDATE alerts SET probability = %s, summary = %s, recommendation = %s,
+                              signals = %s, model_versions = %s, updated_at = %s
+            WHERE alert_id = %s
+            RETURNING *
+            """,
+            (
+                content.probability,
+                content.summary,
+                content.recommendation,
+                content.signals,
+                Jsonb(content.model_versions),
+                now,
+                active["alert_id"],
+            ),
+        )
+        row = cur.fetchone()
+    alert = _row_to_alert(row)
+    _audit(conn, ACTOR, "alert.updated", alert, now, {"changed": sorted(changes)})
+    return alert
+
+
+def evaluate(
+    conn: psycopg.Connection,
+    patient: str,
+    *,
+    config: DecisionConfig | None = None,
+    now: datetime | None = None,
+) -> list[Alert]:
+    """Re-evaluate ``patient``'s stored series; return the alerts opened or changed.
+
+    Idempotent: evaluating the same stored data again returns ``[]`` and writes nothing.
+    ``config`` defaults to :func:`site_config` (the settings' decision policy).
+    """
+    series = load_series(conn, patient)
+    if series is None or len(series) < 2:
+        return []
+    cfg = config or site_config()
+    decision = DecisionRule(config=cfg).fit(series).predict()
+    now = now or datetime.now(UTC)
+    out: list[Alert] = []
+    for flag in decision.flags:
+        kind = AlertKind(flag.kind)
+        last = len(series) - 1
+        p_now = decision.probabilities[last]
+        probability = flag.probability
+        if kind is AlertKind.SUSPECTED_NON_RESPONSE and np.isfinite(p_now):
+            probability = float(p_now)
+        content = _Content(
+            probability=round(min(max(probability, 0.0), 1.0), 4),
+            change_at=series.times[flag.change_index],
+            summary=describe(series, decision, flag),
+            recommendation=RECOMMENDATION[kind],
+            signals=list(flag.signals),
+            model_versions=dict(decision.model_versions),
+        )
+        alert = _upsert(conn, patient, kind, content, now)
+        if alert is not None:
+            out.append(alert)
+    return out
+
+
+def site_config() -> DecisionConfig:
+    """The decision policy from the settings, when they define one, else the defaults.
+
+    Reads ``IRTMON_ALERT_POLICY`` (a JSON object of :class:`DecisionConfig` fields, e.g.
+    ``{"threshold": 0.7, "min_timepoints": 3, "confirm": "repeat"}``) through
+    ``Settings.alert_policy`` once that field exists.
+    """
+    try:
+        from irtmon.settings import get_settings
+
+        policy = getattr(get_settings(), "alert_policy", None)
+    except Exception:
+        policy = None
+    if not policy:
+        return DecisionConfig()
+    return DecisionConfig.from_mapping(policy)
+
+
+# ----------------------------------------------------------------------------- lifecycle
+
+
+def _transition(
+    conn: psycopg.Connection,
+    aid: uuid.UUID | str,
+    by: str,
+    action: str,
+    allowed: tuple[AlertStatus, ...],
+    sets: str,
+    params: tuple[Any, ...],
+    at: datetime | None,
+    extra: Mapping[str, Any],
+) -> Alert:
+    if not by or not by.strip():
+        raise ValueError("say who acts on the alert (by=...)")
+    at = at or datetime.now(UTC)
+    row = _select(conn, "alert_id = %s", (uuid.UUID(str(aid)),), lock=True)
+    if row is None:
+        raise LookupError(f"no alert {aid}")
+    status = AlertStatus(row["status"])
+    if status not in allowed:
+        raise ValueError(
+            f"alert {aid} is {status.value}; {action.split('.')[-1]} needs "
+            f"{' or '.join(s.value for s in allowed)}"
+        )
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            f"UPDATE alerts SET {sets}, updated_at = %s WHERE alert_id = %s RETURNING *",
+            (*params, at, row["alert_id"]),
+        )
+        new = cur.fetchone()
+    alert = _row_to_alert(new)
+    _audit(conn, by, action, alert, at, {"from": status.value, **extra})
+    return alert
+
+
+def acknowledge(
+    conn: psycopg.Connection,
+    alert: uuid.UUID | str,
+    by: str,
+    *,
+    at: datetime | None = None,
+    note: str | None = None,
+) -> Alert:
+    """Someone has seen an open alert and is looking into it."""
+    at = at or datetime.now(UTC)
+    return _transition(
+        conn,
+        alert,
+        by,
+        "alert.acknowledged",
+        (AlertStatus.OPEN,),
+        "status = 'acknowledged', acknowledged_by = %s, acknowledged_at = %s",
+        (by, at),
+        at,
+        {"note": note} if note else {},
+    )
+
+
+def resolve(
+    conn: psycopg.Connection,
+    alert: uuid.UUID | str,
+    by: str,
+    *,
+    reason: str | None = None,
+    at: datetime | None = None,
+) -> Alert:
+    """The alert was acted upon (for example, the treatment was reviewed)."""
+    at = at or datetime.now(UTC)
+    return _transition(
+        conn,
+        alert,
+        by,
+        "alert.resolved",
+        (AlertStatus.OPEN, AlertStatus.ACKNOWLEDGED),
+        "status = 'resolved', closed_by = %s, closed_at = %s, close_reason = %s",
+        (by, at, reason),
+        at,
+        {"reason": reason} if reason else {},
+    )
+
+
+def dismiss(
+    conn: psycopg.Connection,
+    alert: uuid.UUID | str,
+    by: str,
+    reason: str,
+    *,
+    at: datetime | None = None,
+) -> Alert:
+    """The alert was wrong or not actionable (for example, pseudo-progression); ``reason``
+    is required."""
+    if not reason or not reason.strip():
+        raise ValueError("a dismissal needs a reason")
+    at = at or datetime.now(UTC)
+    return _transition(
+        conn,
+        alert,
+        by,
+        "alert.dismissed",
+        (AlertStatus.OPEN, AlertStatus.ACKNOWLEDGED),
+        "status = 'dismissed', closed_by = %s, closed_at = %s, close_reason = %s",
+        (by, at, reason),
+        at,
+        {"reason": reason},
+    )

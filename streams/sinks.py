@@ -23,7 +23,7 @@ from schemas.events import (
 )
 
 if TYPE_CHECKING:
-    from streams.scoring import Measurement
+    from streams.scoring import FeatureSet, Measurement
 
 
 def upsert_patient(conn: psycopg.Connection, pseudonym: str, seen_at: object) -> None:
@@ -155,6 +155,11 @@ def insert_dead_letter(
             letter.occurred_at,
         ),
     )
+    if letter.failed_event_id is not None:
+        conn.execute(
+            "UPDATE acquisitions SET status = 'failed' WHERE event_id = %s AND status <> 'scored'",
+            (letter.failed_event_id,),
+        )
 
 
 def upsert_measurement(
@@ -190,5 +195,33 @@ def upsert_measurement(
             m.registration_quality,
             m.model_name,
             m.model_version,
+        ),
+    )
+
+
+def upsert_features(
+    conn: psycopg.Connection,
+    source_event_id: uuid.UUID,
+    patient: str,
+    observed_at: datetime,
+    features: FeatureSet,
+) -> None:
+    """Store an acquisition's features and provenance (one row per extractor version)."""
+    conn.execute(
+        """
+        INSERT INTO acquisition_features (source_event_id, patient, observed_at, extractor,
+                                          extractor_version, features, provenance)
+        VALUES (%s, %s, %s, %s, %s, %s, %s)
+        ON CONFLICT (source_event_id, extractor, extractor_version) DO UPDATE SET
+            features = EXCLUDED.features, provenance = EXCLUDED.provenance
+        """,
+        (
+            source_event_id,
+            patient,
+            observed_at,
+            features.extractor,
+            features.version,
+            Jsonb(features.values),
+            Jsonb(features.provenance),
         ),
     )

@@ -54,7 +54,7 @@ def test_missing_weights_and_bad_names(tmp_path: Path) -> None:
     art.weights_path.unlink()
     with pytest.raises(ModelError, match="missing"):
         load_artifact(art.folder)
-    with pytest.raises(ModelError, match="model.json is missing"):
+    with pytest.raises(ModelError, match=r"model\.json is missing"):
         load_artifact(tmp_path)
     with pytest.raises(ValueError, match="version"):
         save_artifact(tmp_path / "m", "response", "no spaces", weights(tmp_path))

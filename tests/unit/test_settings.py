@@ -23,15 +23,15 @@ def test_environment_points_at_existing_servers(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("IRTMON_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
     monkeypatch.setenv("IRTMON_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
     monkeypatch.setenv("IRTMON_KAFKA_SASL_USERNAME", "irtmon")
-    monkeypatch.setenv("IRTMON_KAFKA_SASL_PASSWORD", "secret")
+    monkeypatch.setenv("IRTMON_KAFKA_SASL_PASSWORD", "s3cr3t-pw")
     s = Settings()
     assert not s.local_kafka and not s.local_postgres
     assert s.bootstrap_servers == "kafka1:9092,kafka2:9092"
     assert s.dsn.endswith("@tsdb:5432/irtmon")
     config = s.kafka_client_config()
     assert config["security_protocol"] == "SASL_SSL"
-    assert config["sasl_plain_password"] == "secret"
-    assert "secret" not in repr(s)
+    assert config["sasl_plain_password"] == "s3cr3t-pw"
+    assert "s3cr3t-pw" not in repr(s)
 
 
 def test_timescaledb_switch_is_validated(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,49 @@
+"""Change-point detection over one patient's score series, and the alerting decision rule.
+
+Every detector follows the same small estimator API: keyword-only constructor arguments,
+``fit(...) -> Self`` and ``predict() -> ChangeResult`` (online detectors also ``update``).
+"""
+
+from models.changepoint.bocpd import Bocpd
+from models.changepoint.cusum import Cusum
+from models.changepoint.decision import (
+    DEFAULT_COEFFICIENTS,
+    FEATURES,
+    Coefficients,
+    Decision,
+    DecisionConfig,
+    DecisionRule,
+    Flag,
+    calibrate,
+    features,
+)
+from models.changepoint.irecist import (
+    Assessment,
+    Irecist,
+    IrecistConfig,
+    IrecistState,
+    recist_progression,
+)
+from models.changepoint.result import ChangeResult
+from models.changepoint.series import PatientSeries
+
+__all__ = [
+    "DEFAULT_COEFFICIENTS",
+    "FEATURES",
+    "Assessment",
+    "Bocpd",
+    "ChangeResult",
+    "Coefficients",
+    "Cusum",
+    "Decision",
+    "DecisionConfig",
+    "DecisionRule",
+    "Flag",
+    "Irecist",
+    "IrecistConfig",
+    "IrecistState",
+    "PatientSeries",
+    "calibrate",
+    "features",
+    "recist_progression",
+]

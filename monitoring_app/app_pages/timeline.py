@@ -1,0 +1,108 @@
+"""Patient timeline: burden, response probability, immune signatures, treatment and alerts."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from monitoring_app import charts, data, ui
+from monitoring_app.vocab import IRECIST_STATE, NO_VALUE, RESPONSE_PROBABILITY
+
+user = ui.user()
+st.title("Patient timeline")
+top = st.columns([1.4, 2.6])
+with top[0]:
+    patient = ui.pick_patient(user, key="timeline_patient")
+if patient is None:
+    st.stop()
+info = data.patient(data.dsn(), patient, user.cohorts)
+if info is None:
+    st.error("This patient is outside your cohorts.")
+    st.stop()
+
+first = data.timeline(data.dsn(), patient)
+rp = first["scores"]
+rp = rp[rp["score_name"] == RESPONSE_PROBABILITY] if not rp.empty else rp
+keys = sorted({(r.model_name, r.model_version) for r in rp.itertuples()}) if not rp.empty else []
+labels = [f"{n} {v}" for n, v in keys]
+with top[1]:
+    chosen = st.multiselect(
+        "Response model versions",
+        labels,
+        default=labels,
+        key="timeline_versions",
+        help="After a re-score the versions are kept side by side; compare them here.",
+    )
+
+
+@st.fragment(run_every=data.REFRESH_S)
+def timeline(patient: str, chosen: list[str]) -> None:
+    d = data.timeline(data.dsn(), patient)
+    scores, alerts = d["scores"], d["alerts"]
+    burden = charts.burden_table(d["burden"])
+    rp = scores[scores["score_name"] == RESPONSE_PROBABILITY] if not scores.empty else scores
+    latest = rp.sort_values("observed_at").iloc[-1] if not rp.empty else None
+    state = scores[scores["score_name"] == IRECIST_STATE] if not scores.empty else scores
+    active = alerts[alerts["status"].isin(["open", "acknowledged"])] if not alerts.empty else alerts
+
+    m = st.columns(6)
+    m[0].metric(
+        "P(response)",
+        ui.prob(latest["value"]) if latest is not None else NO_VALUE,
+        help=None
+        if latest is None
+        else f"band {ui.band(latest['value'], latest['lower'], latest['upper'])} · "
+        f"{latest['model_name']} {latest['model_version']}",
+    )
+    m[1].metric("iRECIST", ui.irecist(state.iloc[-1]["value"]) if not state.empty else NO_VALUE)
+    if not burden.empty:
+        last = burden.iloc[-1]
+        m[2].metric("Sum of diameters", f"{last['sum_diameters_mm']:.0f} mm")
+        m[3].metric("vs baseline", f"{last['pct_from_baseline']:+.0f} %")
+        m[4].metric("vs nadir", f"{last['pct_from_nadir']:+.0f} %")
+    else:
+        for i, label in ((2, "Sum of diameters"), (3, "vs baseline"), (4, "vs nadir")):
+            m[i].metric(label, NO_VALUE)
+    m[5].metric("Active alerts", len(active))
+    st.caption(
+        f"{patient} · cohort {info['cohort']} · arm {info['arm'] or NO_VALUE} · "
+        f"refreshes every {data.REFRESH_S:g} s"
+    )
+    versions = [tuple(label.rsplit(" ", 1)) for label in chosen]
+    fig = charts.timeline_figure(d, versions)  # type: ignore[arg-type]
+    st.plotly_chart(fig, width="stretch", key="timeline_chart", config={"displaylogo": False})
+    if not alerts.empty:
+        st.subheader("Alerts of this patient")
+        st.dataframe(
+            pd.DataFrame(
+                {
+                    "Opened": [ui.when(t) for t in alerts["opened_at"]],
+                    "Kind": alerts["kind"].map(ui.KIND_LABEL),
+                    "Status": alerts["status"],
+                    "P": alerts["probability"].round(2),
+                    "Change at": [ui.day(t) for t in alerts["change_at"]],
+                    "Acknowledged": [
+                        f"{b} {ui.when(t)}" if isinstance(b, str) else NO_VALUE
+                        for b, t in zip(
+                            alerts["acknowledged_by"], alerts["acknowledged_at"], strict=True
+                        )
+                    ],
+                    "Closed": [
+                        f"{b} {ui.when(t)}: {r}" if isinstance(b, str) else NO_VALUE
+                        for b, t, r in zip(
+                            alerts["closed_by"],
+                            alerts["closed_at"],
+                            alerts["close_reason"],
+                            strict=True,
+                        )
+                    ],
+                    "Summary": alerts["summary"],
+                }
+            ),
+            hide_index=True,
+            width="stretch",
+            key="timeline_alerts",
+        )
+
+
+timeline(patient, chosen)

@@ -1,0 +1,460 @@
+"""Alert delivery: sinks behind one interface, fed from the audit log as an outbox.
+
+Every alert change is written to ``audit_log`` in the same transaction as the alert
+(:mod:`streams.alerting`), with the published Alert in ``detail.alert``. :func:`deliver_pending`
+sends each such row to every configured sink that has not yet acknowledged it, and appends a
+receipt (``entity = 'alert_delivery'``, ``action = 'delivery.sent'`` or ``'delivery.failed'``)
+per attempt, so a failed delivery is retried (with back-off between rounds) and recorded, never
+lost. Receivers should de-duplicate on ``X-Irtmon-Delivery`` (at-least-once).
+
+Sinks
+-----
+* :class:`WebhookSink`: ``POST`` of the Alert JSON; header ``X-Irtmon-Signature:
+  sha256=<hex HMAC-SHA256 of the body with the shared secret>``; retried with exponential
+  back-off on connection errors, 408, 429 and 5xx; other 4xx fail at once.
+* :class:`EmailSink`: a plain-text e-mail (:func:`render_text`) over SMTP (``smtplib``), with
+  optional STARTTLS and login.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import smtplib
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from typing import Any, Protocol
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from schemas import Alert, AlertKind
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-Irtmon-Signature"
+DELIVERY_HEADER = "X-Irtmon-Delivery"
+DELIVERABLE_ACTIONS = (
+    "alert.opened",
+    "alert.updated",
+    "alert.acknowledged",
+    "alert.resolved",
+    "alert.dismissed",
+)
+
+
+class DeliveryError(Exception):
+    """A delivery failed. ``permanent``: retrying the same request will not help."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+class AlertSink(Protocol):
+    """Where alerts go. ``send`` returns on success and raises :class:`DeliveryError`."""
+
+    name: str
+
+    def send(self, alert: Alert, delivery_id: str, action: str) -> None: ...
+
+
+# ----------------------------------------------------------------------------- wording
+
+_KIND_WORDS = {
+    AlertKind.SUSPECTED_NON_RESPONSE: "Suspected non-response",
+    AlertKind.CONFIRMED_PROGRESSION: "Confirmed progression (iRECIST iCPD)",
+}
+
+
+def subject(alert: Alert, action: str = "alert.opened") -> str:
+    verb = action.split(".")[-1]
+    return f"[irtmon] {_KIND_WORDS[alert.kind]} - {alert.patient} ({verb})"
+
+
+def render_text(alert: Alert, action: str = "alert.opened") -> str:
+    """The alert in plain words: what changed, when, how sure, which models, what to do."""
+    change = alert.change_at.astimezone(UTC).strftime("%Y-%m-%d") if alert.change_at else "unknown"
+    lines = [
+        f"{_KIND_WORDS[alert.kind]} for patient {alert.patient} ({action.split('.')[-1]}; "
+        f"status {alert.status.value}).",
+        "",
+        f"What changed: {alert.summary}",
+        f"Since: {change}",
+        f"How sure: {100 * alert.probability:.0f}% (calibrated probability of the decision rule)",
+        f"Signals: {', '.join(alert.signals) or '-'}",
+        "Models: "
+        + (", ".join(f"{k} {v}" for k, v in sorted(alert.model_versions.items())) or "-"),
+        f"Recommended review: {alert.recommendation}",
+        "",
+        f"Alert id: {alert.event_id}; updated {alert.occurred_at.astimezone(UTC).isoformat()}.",
+        "This is decision support, not a diagnosis; the treating team decides.",
+    ]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- retry
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Attempts and exponential back-off between them (seconds)."""
+
+    attempts: int = 4
+    base_s: float = 0.5
+    factor: float = 2.0
+    max_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ValueError("attempts must be at least 1")
+
+    def delay(self, attempt: int) -> float:
+        """Wait after failed attempt ``attempt`` (1-based)."""
+        return min(self.base_s * self.factor ** (attempt - 1), self.max_s)
+
+
+def _with_retries(
+    what: str, backoff: Backoff, fn: Callable[[], None], sleep: Callable[[float], None]
+) -> None:
+    last: DeliveryError | None = None
+    for attempt in range(1, backoff.attempts + 1):
+        try:
+            fn()
+            return
+        except DeliveryError as err:
+            last = err
+            log.warning("%s attempt %d/%d failed: %s", what, attempt, backoff.attempts, err)
+            if err.permanent or attempt == backoff.attempts:
+                break
+            sleep(backoff.delay(attempt))
+    assert last is not None
+    raise last
+
+
+# ----------------------------------------------------------------------------- webhook
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    url: str
+    secret: str
+    timeout_s: float = 10.0
+    backoff: Backoff = field(default_factory=Backoff)
+
+    def __post_init__(self) -> None:
+        if not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"webhook url must be http(s)://..., got {self.url!r}")
+        if len(self.secret) < 16:
+            raise ValueError("webhook secret must be at least 16 characters")
+
+
+def sign(body: bytes, secret: str) -> str:
+    """``sha256=<hex>``: HMAC-SHA256 of ``body`` with ``secret`` (the signature header value)."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def verify(body: bytes, secret: str, header: str) -> bool:
+    """Check a signature header in constant time (for receivers and tests)."""
+    return hmac.compare_digest(sign(body, secret), header)
+
+
+class WebhookSink:
+    """HTTP POST of the Alert JSON, signed, with retries."""
+
+    name = "webhook"
+
+    def __init__(
+        self, *, config: WebhookConfig, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
+        self.config = config
+        self._sleep = sleep
+
+    def send(self, alert: Alert, delivery_id: str = "", action: str = "alert.opened") -> None:
+        body = alert.to_json_bytes()
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "irtmon-alerts/1",
+            SIGNATURE_HEADER: sign(body, self.config.secret),
+            DELIVERY_HEADER: delivery_id or str(alert.event_id),
+            "X-Irtmon-Action": action,
+        }
+
+        def once() -> None:
+            req = urllib.request.Request(self.config.url, data=body, headers=headers, method="POST")
+            try:
+                with urllib.request.urlopen(req, timeout=self.config.timeout_s) as resp:
+                    resp.read()
+            except urllib.error.HTTPError as err:
+                retry = err.code in (408, 429) or err.code >= 500
+                raise DeliveryError(
+                    f"webhook answered HTTP {err.code}", permanent=not retry
+                ) from err
+            except (urllib.error.URLError, OSError) as err:
+                raise DeliveryError(f"webhook unreachable: {err}") from err
+
+        _with_retries(f"webhook {self.config.url}", self.config.backoff, once, self._sleep)
+
+
+# ----------------------------------------------------------------------------- e-mail
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    host: str
+    port: int = 25
+    sender: str = "irtmon@localhost"
+    recipients: tuple[str, ...] = ()
+    starttls: bool = False
+    username: str | None = None
+    password: str | None = None
+    timeout_s: float = 10.0
+    backoff: Backoff = field(default_factory=Backoff)
+
+    def __post_init__(self) -> None:
+        if not self.recipients:
+            raise ValueError("SMTP delivery needs at least one recipient")
+        if not 0 < self.port < 65536:
+            raise ValueError(f"invalid SMTP port {self.port}")
+
+
+class EmailSink:
+    """Plain-text e-mail over SMTP, with retries."""
+
+    name = "email"
+
+    def __init__(self, *, config: SmtpConfig, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.config = config
+        self._sleep = sleep
+
+    def message(self, alert: Alert, delivery_id: str, action: str) -> EmailMessage:
+        msg = EmailMessage()
+        msg["Subject"] = subject(alert, action)
+        msg["From"] = self.config.sender
+        msg["To"] = ", ".join(self.config.recipients)
+        msg[DELIVERY_HEADER] = delivery_id or str(alert.event_id)
+        msg.set_content(render_text(alert, action))
+        return msg
+
+    def send(self, alert: Alert, delivery_id: str = "", action: str = "alert.opened") -> None:
+        cfg = self.config
+        msg = self.message(alert, delivery_id, action)
+
+        def once() -> None:
+            try:
+                with smtplib.SMTP(cfg.host, cfg.port, timeout=cfg.timeout_s) as smtp:
+                    if cfg.starttls:
+                        smtp.starttls()
+                    if cfg.username:
+                        smtp.login(cfg.username, cfg.password or "")
+                    smtp.send_message(msg)
+            except smtplib.SMTPRecipientsRefused as err:
+                raise DeliveryError(f"SMTP refused the recipients: {err}", permanent=True) from err
+            except smtplib.SMTPAuthenticationError as err:
+                raise DeliveryError(f"SMTP login failed: {err}", permanent=True) from err
+            except (TimeoutError, smtplib.SMTPException, OSError) as err:
+                raise DeliveryError(f"SMTP {cfg.host}:{cfg.port} failed: {err}") from err
+
+        _with_retries(f"smtp {cfg.host}:{cfg.port}", cfg.backoff, once, self._sleep)
+
+
+# ----------------------------------------------------------------------------- configuration
+
+
+@dataclass(frozen=True)
+class DeliveryConfig:
+    """Which sinks the worker delivers to, and the outbox's pacing."""
+
+    webhook: WebhookConfig | None = None
+    email: SmtpConfig | None = None
+    email_actions: tuple[str, ...] = ("alert.opened",)
+    retry_after_s: float = 60.0
+    max_retry_after_s: float = 3600.0
+    not_before: datetime | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> DeliveryConfig:
+        """From ``IRTMON_ALERT_WEBHOOK_URL``, ``IRTMON_ALERT_WEBHOOK_SECRET``,
+        ``IRTMON_ALERT_SMTP_HOST``, ``_PORT``, ``_FROM``, ``_TO`` (comma-separated),
+        ``_STARTTLS``, ``_USERNAME``, ``_PASSWORD`` (unset fields: that sink is off)."""
+
+        def get(name: str, default: Any = None) -> Any:
+            value = getattr(settings, name, default)
+            if hasattr(value, "get_secret_value"):
+                value = value.get_secret_value()
+            return value
+
+        webhook = None
+        if get("alert_webhook_url"):
+            webhook = WebhookConfig(
+                url=str(get("alert_webhook_url")), secret=str(get("alert_webhook_secret") or "")
+            )
+        email = None
+        if get("alert_smtp_host"):
+            to = get("alert_smtp_to") or ()
+            if isinstance(to, str):
+                to = tuple(a.strip() for a in to.split(",") if a.strip())
+            email = SmtpConfig(
+                host=str(get("alert_smtp_host")),
+                port=int(get("alert_smtp_port", 25) or 25),
+                sender=str(get("alert_smtp_from") or "irtmon@localhost"),
+                recipients=tuple(to),
+                starttls=bool(get("alert_smtp_starttls", False)),
+                username=get("alert_smtp_username"),
+                password=get("alert_smtp_password"),
+            )
+        return cls(webhook=webhook, email=email)
+
+    def sinks(self) -> list[AlertSink]:
+        out: list[AlertSink] = []
+        if self.webhook is not None:
+            out.append(WebhookSink(config=self.webhook))
+        if self.email is not None:
+            out.append(EmailSink(config=self.email))
+        return out
+
+
+# ----------------------------------------------------------------------------- outbox
+
+
+@dataclass(frozen=True)
+class DeliveryOutcome:
+    audit_id: int
+    sink: str
+    ok: bool
+    error: str | None = None
+
+
+def _receipt(
+    conn: psycopg.Connection,
+    audit_id: int,
+    sink: str,
+    patient: str | None,
+    ok: bool,
+    attempt: int,
+    error: str | None,
+    at: datetime,
+) -> None:
+    conn.execute(
+        """
+        INSERT INTO audit_log (at, actor, action, entity, entity_id, patient, detail)
+        VALUES (%s, 'irtmon.delivery', %s, 'alert_delivery', %s, %s, %s)
+        """,
+        (
+            at,
+            "delivery.sent" if ok else "delivery.failed",
+            f"{audit_id}/{sink}",
+            patient,
+            Jsonb(
+                {
+                    "audit_id": audit_id,
+                    "sink": sink,
+                    "attempt": attempt,
+                    **({"error": error} if error else {}),
+                }
+            ),
+        ),
+    )
+
+
+def pending(
+    conn: psycopg.Connection, sink: str, actions: Sequence[str], since: datetime, limit: int = 100
+) -> list[dict[str, Any]]:
+    """Alert audit rows not yet delivered to ``sink``, with their failed attempts so far."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            """
+            SELECT a.id, a.action, a.patient, a.detail -> 'alert' AS alert,
+                   coalesce(f.failures, 0) AS failures, f.last_failure
+            FROM audit_log a
+            LEFT JOIN LATERAL (
+                SELECT count(*) AS failures, max(d.at) AS last_failure
+                FROM audit_log d
+                WHERE d.entity = 'alert_delivery' AND d.entity_id = a.id::text || '/' || %(sink)s
+                  AND d.action = 'delivery.failed'
+            ) f ON true
+            WHERE a.entity = 'alert' AND a.action = ANY(%(actions)s) AND a.at >= %(since)s
+              AND a.detail ? 'alert'
+              AND NOT EXISTS (
+                SELECT 1 FROM audit_log d
+                WHERE d.entity = 'alert_delivery' AND d.entity_id = a.id::text || '/' || %(sink)s
+                  AND d.action = 'delivery.sent')
+            ORDER BY a.id
+            LIMIT %(limit)s
+            """,
+            {"sink": sink, "actions": list(actions), "since": since, "limit": limit},
+        )
+        return cur.fetchall()
+
+
+def deliver_pending(
+    conn: psycopg.Connection,
+    sinks: Sequence[AlertSink],
+    config: DeliveryConfig | None = None,
+    *,
+    now: datetime | None = None,
+    limit: int = 100,
+) -> list[DeliveryOutcome]:
+    """Deliver every pending alert change to every sink; record each attempt.
+
+    Commits after each receipt (an outbox must record a send as soon as it happened). Rows
+    whose last failure is more recent than the back-off (``retry_after_s`` doubling per failure,
+    capped at ``max_retry_after_s``) wait for a later round; nothing is ever given up. Set
+    ``not_before`` to skip alert history older than a newly configured sink. A worker calls
+    this on a timer.
+    """
+    cfg = config or DeliveryConfig()
+    now = now or datetime.now(UTC)
+    since = cfg.not_before or datetime(1970, 1, 1, tzinfo=UTC)
+    outcomes: list[DeliveryOutcome] = []
+    for sink in sinks:
+        actions = cfg.email_actions if sink.name == "email" else DELIVERABLE_ACTIONS
+        for row in pending(conn, sink.name, actions, since, limit):
+            failures = int(row["failures"])
+            if failures and row["last_failure"] is not None:
+                wait = min(cfg.retry_after_s * 2 ** (failures - 1), cfg.max_retry_after_s)
+                if row["last_failure"] + timedelta(seconds=wait) > now:
+                    continue
+            alert = Alert.model_validate(row["alert"])
+            delivery_id = f"{row['id']}/{sink.name}"
+            try:
+                sink.send(alert, delivery_id, row["action"])
+            except DeliveryError as err:
+                _receipt(
+                    conn, row["id"], sink.name, row["patient"], False, failures + 1, str(err), now
+                )
+                outcomes.append(DeliveryOutcome(row["id"], sink.name, False, str(err)))
+            else:
+                _receipt(conn, row["id"], sink.name, row["patient"], True, failures + 1, None, now)
+                outcomes.append(DeliveryOutcome(row["id"], sink.name, True))
+            conn.commit()
+    return outcomes
+
+
+__all__ = [
+    "DELIVERABLE_ACTIONS",
+    "DELIVERY_HEADER",
+    "SIGNATURE_HEADER",
+    "AlertSink",
+    "Backoff",
+    "DeliveryConfig",
+    "DeliveryError",
+    "DeliveryOutcome",
+    "EmailSink",
+    "SmtpConfig",
+    "WebhookConfig",
+    "WebhookSink",
+    "deliver_pending",
+    "pending",
+    "render_text",
+    "sign",
+    "subject",
+    "verify",
+]

@@ -1,0 +1,251 @@
+"""The monitoring app's pages (Streamlit AppTest) on a database seeded by the virtual clinic."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from irtmon.db import connect
+from irtmon.settings import Settings, get_settings
+from monitoring_app.seed import SeedSummary, seed_cohort, seed_story, seed_users
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.integration
+
+ENTRY = str(REPO / "monitoring_app" / "streamlit_app.py")
+PASSWORD = "correct horse battery"
+
+
+@dataclass
+class Seeded:
+    settings: Settings
+    clinic: SeedSummary  # cohort "app-clinic": real DICOM and slides
+    other: SeedSummary  # cohort "app-other": story only
+
+
+@pytest.fixture(scope="module")
+def seeded(settings: Settings, cohort: Path) -> Iterator[Seeded]:
+    with connect(settings) as conn:
+        clinic = seed_cohort(conn, cohort, cohorts=("app-clinic",))
+        other = seed_story(
+            conn,
+            4,
+            seed=23,
+            n_timepoints=4,
+            cohorts=("app-other",),
+            key="app-test-other-key-0123456789",
+        )
+    with connect(settings, autocommit=True) as conn:
+        seed_users(
+            conn,
+            [
+                ("app-alice", "clinician", PASSWORD, ["app-clinic"]),
+                ("app-rob", "researcher", PASSWORD, ["app-clinic"]),
+                ("app-root", "admin", PASSWORD, []),
+            ],
+        )
+    saved = {k: os.environ.get(k) for k in ("IRTMON_DATABASE_URL", "IRTMON_DATA_ROOTS")}
+    os.environ["IRTMON_DATABASE_URL"] = settings.dsn
+    os.environ["IRTMON_DATA_ROOTS"] = f'["{settings.data_roots[0]}"]'
+    get_settings.cache_clear()
+    yield Seeded(settings, clinic, other)
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    get_settings.cache_clear()
+
+
+def login(user: str, password: str = PASSWORD) -> AppTest:
+    at = AppTest.from_file(ENTRY, default_timeout=60)
+    at.run()
+    at.text_input(key="login_user").input(user)
+    at.text_input(key="login_password").input(password)
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+def texts(at: AppTest) -> str:
+    parts = [m.value for m in at.markdown] + [c.value for c in at.caption]
+    parts += [t.value for t in at.title] + [str(m.value) for m in at.metric]
+    return "\n".join(parts)
+
+
+def test_logged_out_session_sees_only_the_login(seeded: Seeded) -> None:
+    at = AppTest.from_file(ENTRY, default_timeout=60)
+    at.run()
+    assert not at.exception
+    assert [t.value for t in at.title] == ["irtmon"]
+    assert len(at.dataframe) == 0 and len(at.metric) == 0
+    assert not [b for b in at.button if b.key == "sign_out"]
+    assert "psn-" not in texts(at)
+
+
+def test_wrong_password_is_refused_and_audited(seeded: Seeded, db: psycopg.Connection) -> None:
+    at = login("app-alice", "not the password")
+    assert [e.value for e in at.error] == ["Unknown user name or wrong password."]
+    assert [t.value for t in at.title] == ["irtmon"]
+    row = db.execute(
+        "SELECT detail->>'reason' FROM audit_log WHERE actor = 'app-alice' "
+        "AND action = 'login_failed' ORDER BY id DESC LIMIT 1"
+    ).fetchone()
+    assert row == ("wrong password",)
+
+
+def test_cohort_page_shows_the_clinicians_patients(seeded: Seeded, db: psycopg.Connection) -> None:
+    before = db.execute(
+        "SELECT count(*) FROM audit_log WHERE actor = 'app-alice' AND action = 'login'"
+    ).fetchone()[0]
+    at = login("app-alice")
+    assert [t.value for t in at.title] == ["Cohort"]
+    table = at.dataframe[0].value
+    assert set(table["Patient"]) == set(seeded.clinic.patients)  # not app-other's
+    for psn, p in seeded.clinic.latest_probability.items():
+        row = table[table["Patient"] == psn].iloc[0]
+        assert row["P(response)"] == pytest.approx(p)
+        assert row["Open alerts"] + row["Ack'd"] == len(seeded.clinic.alerts.get(psn, []))
+        assert row["iRECIST"] in {"iCR", "iPR", "iSD", "iUPD", "iCPD", "—"}
+        assert len(row["Trend"]) >= 1
+    risk = list(table["P(response)"])
+    assert risk[: sum(table["Open alerts"] > 0)] == sorted(risk[: sum(table["Open alerts"] > 0)])
+    after = db.execute(
+        "SELECT count(*) FROM audit_log WHERE actor = 'app-alice' AND action = 'login'"
+    ).fetchone()[0]
+    assert after == before + 1
+    # search by pseudonym
+    target = seeded.clinic.patients[0]
+    at.text_input(key="f_search").input(target[:10]).run()
+    assert list(at.dataframe[0].value["Patient"]) == [target]
+
+
+def test_admin_sees_every_cohort(seeded: Seeded) -> None:
+    at = login("app-root")
+    shown = set(at.dataframe[0].value["Patient"])
+    assert set(seeded.clinic.patients) | set(seeded.other.patients) <= shown
+
+
+def test_timeline_page(seeded: Seeded) -> None:
+    at = login("app-alice")
+    psn = seeded.clinic.patients[0]
+    at.session_state["irtmon_patient"] = psn
+    at.switch_page("app_pages/timeline.py").run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="timeline_patient").value == psn
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["P(response)"] == f"{seeded.clinic.latest_probability[psn]:.2f}"
+    assert metrics["Active alerts"] == str(len(seeded.clinic.alerts.get(psn, [])))
+    assert metrics["Sum of diameters"].endswith(" mm")
+    charts = at.get("plotly_chart")
+    assert len(charts) == 1
+    spec = charts[0].proto.spec
+    for trace in (
+        "% from baseline",
+        "% from nadir",
+        "seed-response 0.1",
+        "RT fraction",
+        "ICI cycle",
+        "pathology immune signature",
+        "ct virtual biopsy",
+    ):
+        assert trace in spec, trace
+
+
+def test_timeline_compares_model_versions(seeded: Seeded) -> None:
+    at = login("app-alice")
+    psn = seeded.clinic.patients[2]  # patient 3: re-scored with seed-response 0.2
+    at.session_state["irtmon_patient"] = psn
+    at.switch_page("app_pages/timeline.py").run()
+    versions = at.multiselect(key="timeline_versions")
+    assert versions.value == ["seed-response 0.1", "seed-response 0.2"]
+    spec = at.get("plotly_chart")[0].proto.spec
+    assert "seed-response 0.2" in spec
+    versions.unselect("seed-response 0.2").run()
+    assert "seed-response 0.2" not in at.get("plotly_chart")[0].proto.spec
+
+
+def test_images_page_reads_the_dicom_and_slide(seeded: Seeded) -> None:
+    at = login("app-alice")
+    at.session_state["irtmon_patient"] = seeded.clinic.patients[0]
+    at.switch_page("app_pages/images.py").run()
+    assert not at.exception, at.exception
+    assert not at.warning, [w.value for w in at.warning]
+    images = at.image
+    assert len(images) >= 3  # baseline, selected scan, slide
+    captions = "\n".join(c.value for c in at.caption)
+    assert "mask from labels.npz" in captions
+
+
+def test_acknowledging_an_alert_writes_the_audit_row(
+    seeded: Seeded, db: psycopg.Connection
+) -> None:
+    psn, kinds = next(iter(seeded.clinic.alerts.items()))
+    alert_id, status = db.execute(
+        "SELECT alert_id::text, status FROM alerts WHERE patient = %s AND kind = %s",
+        (psn, kinds[0]),
+    ).fetchone()
+    assert status == "open"
+    at = login("app-alice")
+    at.switch_page("app_pages/alerts.py").run()
+    assert psn in texts(at)
+    at.text_input(key=f"note_{alert_id}").input("seen at the tumour board")
+    at.button(key=f"ack_{alert_id}").click().run()
+    assert not at.exception, at.exception
+    assert any("acknowledged by app-alice" in s.value for s in at.success)
+    db.rollback()
+    row = db.execute(
+        "SELECT status, acknowledged_by, acknowledged_at IS NOT NULL FROM alerts "
+        "WHERE alert_id = %s",
+        (alert_id,),
+    ).fetchone()
+    assert row == ("acknowledged", "app-alice", True)
+    audit = db.execute(
+        "SELECT actor, patient, detail->>'note', detail->>'to' FROM audit_log "
+        "WHERE entity = 'alert' AND entity_id = %s AND action = 'acknowledge'",
+        (alert_id,),
+    ).fetchall()
+    assert audit == [("app-alice", psn, "seen at the tumour board", "acknowledged")]
+    # the action is on the patient's timeline
+    at.session_state["irtmon_patient"] = psn
+    at.switch_page("app_pages/timeline.py").run()
+    assert "alert action" in at.get("plotly_chart")[0].proto.spec
+    # dismissing needs a note; with one it closes the alert
+    at.switch_page("app_pages/alerts.py").run()
+    at.button(key=f"dismiss_{alert_id}").click().run()
+    assert any("needs a note" in e.value for e in at.error)
+    at.text_input(key=f"note_{alert_id}").input("pseudo-progression suspected")
+    at.button(key=f"dismiss_{alert_id}").click().run()
+    db.rollback()
+    row = db.execute(
+        "SELECT status, closed_by, close_reason FROM alerts WHERE alert_id = %s", (alert_id,)
+    ).fetchone()
+    assert row == ("dismissed", "app-alice", "pseudo-progression suspected")
+
+
+def test_researcher_reads_but_cannot_act(seeded: Seeded) -> None:
+    at = login("app-rob")
+    at.switch_page("app_pages/alerts.py").run()
+    assert any("cannot" in i.value or "not act" in i.value for i in at.info)
+    assert not [b for b in at.button if (b.key or "").startswith("ack_")]
+
+
+def test_models_page_lists_versions_and_promotion(seeded: Seeded) -> None:
+    at = login("app-alice")
+    at.switch_page("app_pages/models.py").run()
+    assert not at.exception, at.exception
+    md = "\n".join(m.value for m in at.markdown)
+    assert "seed-response" in md and "promoted 0.1" in md
+    table = next(
+        d.value
+        for d in at.dataframe
+        if "seed-response" in str(d.proto.id) or set(d.value["Version"]) == {"0.1", "0.2"}
+    )
+    assert set(table["Version"]) == {"0.1", "0.2"}
+    assert list(table[table["Promoted"]]["Version"]) == ["0.1"]
