@@ -41,6 +41,13 @@ def _register_subapps() -> None:
 
     app.add_typer(clinic_app, name="clinic")
 
+    from irtmon.cli_imaging import imaging_app
+    from irtmon.cli_pathology import pathology_app, train_pathology_app
+
+    app.add_typer(imaging_app, name="imaging")
+    app.add_typer(train_pathology_app, name="train")
+    app.add_typer(pathology_app, name="pathology")
+
     from irtmon.cli_app import register as register_app_commands
 
     register_app_commands(app)

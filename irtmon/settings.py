@@ -126,6 +126,10 @@ class Settings(BaseSettings):
         default=15.0, gt=0, description="How often a worker delivers pending alert changes."
     )
 
+    derived_dir: Path = Field(
+        default=Path(".irtmon/derived"),
+        description="Where workers write derived images (attention heat maps, SEG, SR).",
+    )
     models_dir: Path = Field(
         default=Path(".irtmon/models"),
         description="Folder of trained model artefacts (<name>/<version>/ with model.json).",

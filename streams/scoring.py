@@ -7,6 +7,9 @@ and outcomes are plain picklable dataclasses, so scoring runs in another process
 
 from __future__ import annotations
 
+import functools
+import json
+import math
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -15,8 +18,9 @@ from pathlib import Path
 
 import psycopg
 
-from models.exceptions import ModelError
-from schemas import BiopsyAcquired, ImagingAcquired, TimepointScore
+from models import imaging
+from models.exceptions import InsufficientDataError, ModelError
+from schemas import BiopsyAcquired, ImagingAcquired, TimepointScore, score_event_id
 from streams import sinks
 from streams.inputs import resolve_under_roots
 
@@ -56,6 +60,19 @@ class ImagingRequest:
 class BiopsyRequest:
     event: BiopsyAcquired
     slide_paths: list[Path]
+    model_folder: Path | None = None
+    model_sha256: str | None = None
+    derived_dir: Path | None = None  # where heat maps go (the data roots may be read-only)
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """All features of one acquisition with their provenance."""
+
+    extractor: str
+    version: str
+    values: dict[str, float | None]
+    provenance: object
 
 
 @dataclass
@@ -67,6 +84,7 @@ class Outcome:
     scores: list[TimepointScore] = field(default_factory=list)
     measurements: list[Measurement] = field(default_factory=list)
     observed_at: datetime | None = None
+    features: FeatureSet | None = None
 
 
 def imaging_request(event: ImagingAcquired, roots: Sequence[Path]) -> ImagingRequest:
@@ -102,14 +120,228 @@ def with_history(conn: psycopg.Connection, request: ImagingRequest) -> ImagingRe
     return request
 
 
+@functools.lru_cache(maxsize=8)
+def _baseline_of(path: str, lesion_path: str | None) -> imaging.Baseline:
+    """The baseline volume and lesion, read once per process and baseline scan."""
+    result = imaging.analyse_acquisition(
+        path, lesion_path=lesion_path, radiomics=False, peritumoural=False
+    )
+    return result.as_baseline()
+
+
 def score_imaging(request: ImagingRequest) -> Outcome:
-    """Score one acquisition (runs in the CPU pool)."""
-    raise ModelError("the imaging models are not installed in this build")
+    """Score one acquisition (runs in the CPU pool): burden and features by
+    :func:`models.imaging.analyse_acquisition`; follow-ups without contours propagate the
+    baseline lesion."""
+    event = request.event
+    location: str | Path = (
+        request.series_dir if request.series_dir is not None else str(event.location.url)  # type: ignore[union-attr]
+    )
+    baseline = None
+    if (
+        request.lesion_path is None
+        and request.baseline is not None
+        and (request.baseline.event_id != event.event_id)
+    ):
+        lesion = str(request.baseline.lesion_path) if request.baseline.lesion_path else None
+        baseline = _baseline_of(str(request.baseline.path), lesion)
+    result = imaging.analyse_acquisition(
+        location,
+        study_uid=event.study_uid,
+        series_uid=None
+        if event.modality == "PCCT" or len(event.series_uids) > 1
+        else event.series_uids[0],
+        lesion_path=request.lesion_path,
+        baseline=baseline,
+    )
+    version = result.provenance["algorithm_version"]
+    model = result.provenance["algorithm"]
+    inputs = list(result.provenance["series_uids"])
+    outcome = Outcome(event.event_id, event.patient, observed_at=event.occurred_at)
+    registration = result.provenance.get("registration") or {}
+    outcome.measurements.append(
+        Measurement(
+            lesion_id="target",
+            volume_ml=result.burden.volume_ml,
+            longest_diameter_mm=result.burden.longest_diameter_mm,
+            mask_source=result.provenance["mask_source"],
+            registration_quality=registration.get("registration_ncc"),
+            series_uid=result.series_uid,
+            model_name=model,
+            model_version=version,
+        )
+    )
+    for name, value, unit in (
+        ("tumour_volume_ml", result.burden.volume_ml, "ml"),
+        ("longest_diameter_mm", result.burden.longest_diameter_mm, "mm"),
+    ):
+        outcome.scores.append(
+            TimepointScore(
+                event_id=score_event_id(event.event_id, name, model, version),
+                patient=event.patient,
+                occurred_at=event.occurred_at,
+                source_event_id=event.event_id,
+                score_name=name,
+                value=round(value, 4),
+                unit=unit,
+                model_name=model,
+                model_version=version,
+                inputs=inputs[:256],
+            )
+        )
+    features = {k: v.value for k, v in result.features.items()}
+    outcome.features = FeatureSet(model, version, features, _json_safe(result.provenance))
+    return outcome
+
+
+def _json_safe(value: object) -> object:
+    """Provenance as plain JSON (numpy scalars and paths to Python values)."""
+    return json.loads(
+        json.dumps(value, default=lambda o: o.item() if hasattr(o, "item") else str(o))
+    )
+
+
+PATHOLOGY_MODEL = "pathology-mil"
+
+
+def with_pathology_model(conn: psycopg.Connection, request: BiopsyRequest) -> BiopsyRequest:
+    """Add the promoted pathology model (folder and registered hash) to the request."""
+    row = conn.execute(
+        "SELECT path, sha256 FROM model_registry WHERE name = %s AND promoted",
+        (PATHOLOGY_MODEL,),
+    ).fetchone()
+    if row is None:
+        raise ModelError(
+            f"no promoted {PATHOLOGY_MODEL} model: train and promote one "
+            "(irtmon train pathology --register --promote); the event can be replayed then"
+        )
+    request.model_folder, request.model_sha256 = Path(row[0]), row[1]
+    return request
 
 
 def score_biopsy(request: BiopsyRequest) -> Outcome:
-    """Score one biopsy (runs in the CPU pool)."""
-    raise ModelError("the pathology model is not installed in this build")
+    """Score one biopsy (runs in the CPU pool): the gated-attention MIL signature of each H&E
+    slide (:func:`models.pathology.analyse_slide`), averaged over the specimen's slides."""
+    from models import pathology
+
+    event = request.event
+    if request.model_folder is None:
+        raise ModelError(f"no {PATHOLOGY_MODEL} model given to score biopsy {event.event_id}")
+    he = [
+        (slide, path)
+        for slide, path in zip(event.slides, request.slide_paths, strict=True)
+        if slide.stain == "H&E"
+    ]
+    if not he:
+        raise InsufficientDataError(
+            f"specimen {event.specimen_id}: no H&E slide among {len(event.slides)}; "
+            "the immune signature needs one"
+        )
+    results = []
+    for slide, path in he:
+        heatmap = None
+        if request.derived_dir is not None:
+            folder = request.derived_dir / "heatmaps" / event.patient
+            folder.mkdir(parents=True, exist_ok=True)
+            heatmap = folder / f"{event.event_id}-{slide.slide_id}.attention.png"
+        results.append(
+            pathology.analyse_slide(
+                path,
+                request.model_folder,
+                expected_sha256=request.model_sha256,
+                heatmap_path=heatmap,
+            )
+        )
+    model = results[0].provenance.model_name
+    version = results[0].provenance.model_version
+    inputs = [s.slide_id for s, _ in he] + [
+        f"attention:{r.heatmap_path}" for r in results if r.heatmap_path
+    ]
+    til = sum(r.til_score for r in results) / len(results)
+    spread = max(r.til_log_std for r in results)
+    log_til = math.log1p(til)
+    values: list[tuple[str, float, float | None, float | None, str | None]] = [
+        (
+            "pathology_til_density",
+            til,
+            max(0.0, math.expm1(log_til - spread)),
+            math.expm1(log_til + spread),
+            "per mm2",
+        ),
+    ]
+    for phenotype in ("inflamed", "excluded", "desert"):
+        p = sum(r.probabilities[phenotype] for r in results) / len(results)
+        values.append((f"pathology_p_{phenotype}", p, None, None, None))
+    outcome = Outcome(event.event_id, event.patient, observed_at=event.occurred_at)
+    for name, value, lower, upper, unit in values:
+        outcome.scores.append(
+            TimepointScore(
+                event_id=score_event_id(event.event_id, name, model, version),
+                patient=event.patient,
+                occurred_at=event.occurred_at,
+                source_event_id=event.event_id,
+                score_name=name,
+                value=round(value, 6),
+                lower=None if lower is None else round(min(lower, value), 6),
+                upper=None if upper is None else round(max(upper, value), 6),
+                unit=unit,
+                model_name=model,
+                model_version=version,
+                inputs=inputs[:256],
+            )
+        )
+    outcome.features = FeatureSet(
+        model,
+        version,
+        {
+            "til_density": til,
+            "entropy": max(r.entropy for r in results),
+            "mc_dropout_std": max(r.mc_dropout_std for r in results),
+        },
+        _json_safe({"slides": [r.to_dict() for r in results]}),
+    )
+    return outcome
+
+
+def stored_scores(
+    conn: psycopg.Connection, source_event_id: uuid.UUID
+) -> list[TimepointScore] | None:
+    """The scores of an acquisition already scored (a redelivery), or None if it is not.
+
+    A redelivered event is not scored again: its stored scores are published once more (the
+    first publication may have been lost in a crash after the commit). Re-scoring with a new
+    model version is a deliberate step (``irtmon rescore``), not a side effect of a replay.
+    """
+    status = conn.execute(
+        "SELECT status FROM acquisitions WHERE event_id = %s", (source_event_id,)
+    ).fetchone()
+    if status is None or status[0] != "scored":
+        return None
+    rows = conn.execute(
+        """
+        SELECT event_id, patient, observed_at, score_name, value, lower, upper, unit,
+               model_name, model_version, inputs
+        FROM timepoint_scores WHERE source_event_id = %s ORDER BY score_name
+        """,
+        (source_event_id,),
+    ).fetchall()
+    return [
+        TimepointScore(
+            event_id=r[0],
+            patient=r[1],
+            occurred_at=r[2],
+            source_event_id=source_event_id,
+            score_name=r[3],
+            value=r[4],
+            lower=r[5],
+            upper=r[6],
+            unit=r[7],
+            model_name=r[8],
+            model_version=r[9],
+            inputs=list(r[10]),
+        )
+        for r in rows
+    ]
 
 
 def store_outcome(conn: psycopg.Connection, outcome: Outcome) -> None:
@@ -120,6 +352,10 @@ def store_outcome(conn: psycopg.Connection, outcome: Outcome) -> None:
         )
     for score in outcome.scores:
         sinks.upsert_score(conn, score)
+    if outcome.features is not None:
+        sinks.upsert_features(
+            conn, outcome.source_event_id, outcome.patient, outcome.observed_at, outcome.features
+        )
     conn.execute(
         "UPDATE acquisitions SET status = 'scored' WHERE event_id = %s", (outcome.source_event_id,)
     )

@@ -26,6 +26,13 @@ async def process_imaging(event: ImagingAcquired) -> None:
     ctx = worker_context()
     request = scoring.imaging_request(event, ctx.settings.data_roots)  # checks paths first
     await ctx.db.run(sinks.upsert_imaging, event)
+    already = await ctx.db.run(scoring.stored_scores, event.event_id)
+    if already is not None:  # a redelivery: publish what is stored, do not score again
+        for score in already:
+            await ctx.send(
+                topics.scores_timepoint.get_topic_name(), score.key, score.to_json_bytes()
+            )
+        return
     request = await ctx.db.run(scoring.with_history, request)
     loop = asyncio.get_running_loop()
     outcome = await loop.run_in_executor(cpu_pool(), scoring.score_imaging, request)

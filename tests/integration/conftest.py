@@ -167,3 +167,48 @@ def cohort(settings: Settings) -> Path:
     if not (out / "events.jsonl").exists():
         generate_cohort(out, 3, 7, "test", key="integration-cohort-key-0123456789")
     return out
+
+
+@pytest.fixture(scope="session")
+def pathology_model(settings: Settings, stack_dir: Path) -> Path:
+    """A small pathology MIL model trained here, registered and promoted in the test database
+    (plumbing only: 6 patients; the accuracy targets are checked by the pathology tests)."""
+    out = stack_dir / "pathology-run"
+    env = settings_env(settings, models_dir=stack_dir / "models")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "irtmon",
+            "train",
+            "pathology",
+            "--out",
+            str(out),
+            "--patients",
+            "6",
+            "--seed",
+            "3",
+            "--max-epochs",
+            "30",
+            "--patience",
+            "10",
+            "--workers",
+            "1",
+            "--register",
+            "--promote",
+            "--version",
+            "it-1",
+        ],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    with connect(settings, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT path FROM model_registry WHERE name = 'pathology-mil' AND promoted"
+        ).fetchone()
+    assert row is not None
+    return Path(row[0])

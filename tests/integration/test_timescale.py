@@ -63,9 +63,7 @@ def test_migrations_create_hypertables_and_the_continuous_aggregate(
     first = migrate(conn)
     assert first.flavour == Flavour.TIMESCALE, first.reason
     assert "community" in first.reason
-    assert first.applied == [
-        m.filename for m in discover() if m.flavour in ("common", "timescale")
-    ]
+    assert first.applied == [m.filename for m in discover() if m.flavour in ("common", "timescale")]
     assert "0002_timeseries.timescale.sql" in first.applied
     again = migrate(conn)
     assert again.applied == [] and again.flavour == Flavour.TIMESCALE

@@ -1,0 +1,269 @@
+"""The target lesion as a voxel mask on a CT volume: from RTSTRUCT, from DICOM SEG, or refined
+after propagation from a baseline scan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from scipy import ndimage
+from skimage.draw import polygon as draw_polygon
+
+from models.exceptions import InsufficientDataError, UnreadableInputError
+from models.imaging.volume import Volume
+
+__all__ = [
+    "LesionMask",
+    "MaskSource",
+    "mask_from_rtstruct",
+    "mask_from_seg",
+    "read_lesion",
+    "refine_mask",
+]
+
+_TARGET_WORDS = ("GTV", "TUMOR", "TUMOUR", "LESION", "TARGET", "CTV", "NEOPLASM")
+
+
+class MaskSource(StrEnum):
+    """How a lesion mask was obtained."""
+
+    RTSTRUCT = "rtstruct"
+    SEG = "seg"
+    PROPAGATED = "propagated"
+    GIVEN = "given"
+
+
+@dataclass
+class LesionMask:
+    """A boolean ``[z, y, x]`` mask on a volume's grid and where it came from."""
+
+    mask: np.ndarray
+    source: MaskSource
+    label: str
+    reference_uid: str = ""
+    """SOP Instance UID of the RTSTRUCT or SEG, when read from one."""
+
+
+def _read(path: str | Path) -> Dataset:
+    try:
+        return pydicom.dcmread(path)
+    except (InvalidDicomError, OSError, EOFError, ValueError, KeyError, TypeError) as err:
+        raise UnreadableInputError(f"lesion reference {path} cannot be read: {err}") from err
+
+
+def _pick(names: list[str], wanted: str | None, path: str | Path) -> int:
+    if wanted is not None:
+        for i, name in enumerate(names):
+            if name.strip().upper() == wanted.strip().upper():
+                return i
+        raise UnreadableInputError(f"{path}: no ROI or segment named {wanted!r} (found {names})")
+    for word in _TARGET_WORDS:
+        for i, name in enumerate(names):
+            if word in name.upper():
+                return i
+    if len(names) == 1:
+        return 0
+    raise UnreadableInputError(f"{path}: several ROIs {names}; name the target lesion")
+
+
+def _check_frame(ds: Dataset, volume_for: str, path: str | Path) -> None:
+    for_uid = str(ds.get("FrameOfReferenceUID", "") or "")
+    if not for_uid:
+        for item in ds.get("ReferencedFrameOfReferenceSequence") or []:
+            for_uid = str(item.get("FrameOfReferenceUID", ""))
+    if volume_for and for_uid and for_uid != volume_for:
+        raise UnreadableInputError(
+            f"{path}: frame of reference {for_uid} differs from the image series' {volume_for}"
+        )
+
+
+def mask_from_rtstruct(
+    path: str | Path, volume: Volume, roi_name: str | None = None, frame_of_reference: str = ""
+) -> LesionMask:
+    """Rasterise one ROI of an RTSTRUCT on ``volume``'s grid.
+
+    Each closed planar contour is filled on the slice nearest its plane (polygon scan conversion
+    of the vertices' continuous voxel coordinates); contours of one slice are combined by XOR,
+    so holes drawn as inner contours stay empty.
+
+    Raises
+    ------
+    UnreadableInputError
+        Not an RTSTRUCT, unknown ROI, another frame of reference.
+    InsufficientDataError
+        The ROI has no contour on this volume.
+    """
+    ds = _read(path)
+    if str(ds.get("Modality", "")) != "RTSTRUCT":
+        raise UnreadableInputError(f"{path} is not an RTSTRUCT (Modality {ds.get('Modality')})")
+    _check_frame(ds, frame_of_reference, path)
+    rois = {
+        int(r.ROINumber): str(r.get("ROIName", "")) for r in ds.get("StructureSetROISequence", [])
+    }
+    numbers = list(rois)
+    i = _pick([rois[n] for n in numbers], roi_name, path)
+    number, name = numbers[i], rois[numbers[i]]
+    g = volume.geometry
+    mask = np.zeros(g.shape, bool)
+    for roi in ds.get("ROIContourSequence", []):
+        if int(roi.get("ReferencedROINumber", -1)) != number:
+            continue
+        for contour in roi.get("ContourSequence", []):
+            pts = np.asarray(contour.ContourData, float).reshape(-1, 3)
+            idx = g.patient_to_index(pts)
+            k = round(float(np.median(idx[:, 0])))
+            if not 0 <= k < g.shape[0]:
+                continue
+            rr, cc = draw_polygon(idx[:, 1], idx[:, 2], shape=g.shape[1:])
+            layer = np.zeros(g.shape[1:], bool)
+            layer[rr, cc] = True
+            mask[k] ^= layer
+    if not mask.any():
+        raise InsufficientDataError(f"{path}: ROI {name!r} has no contour on this series")
+    return LesionMask(mask, MaskSource.RTSTRUCT, name, str(ds.get("SOPInstanceUID", "")))
+
+
+def mask_from_seg(
+    path: str | Path, volume: Volume, segment: str | None = None, frame_of_reference: str = ""
+) -> LesionMask:
+    """Place one segment of a DICOM SEG (binary or fractional) on ``volume``'s grid.
+
+    Frames are placed by their Plane Position (Patient); a SEG on another in-plane grid is
+    refused rather than resampled.
+    """
+    ds = _read(path)
+    if str(ds.get("Modality", "")) != "SEG":
+        raise UnreadableInputError(f"{path} is not a DICOM SEG (Modality {ds.get('Modality')})")
+    _check_frame(ds, frame_of_reference, path)
+    segs = {int(s.SegmentNumber): str(s.get("SegmentLabel", "")) for s in ds.SegmentSequence}
+    numbers = list(segs)
+    number = numbers[_pick([segs[n] for n in numbers], segment, path)]
+    try:
+        frames = ds.pixel_array
+    except (ValueError, RuntimeError, NotImplementedError, AttributeError) as err:
+        raise UnreadableInputError(f"{path}: SEG pixel data cannot be decoded: {err}") from err
+    if frames.ndim == 2:
+        frames = frames[None]
+    fractional = str(ds.get("SegmentationType", "BINARY")) == "FRACTIONAL"
+    threshold = 0.5 * float(ds.get("MaximumFractionalValue", 255)) if fractional else 0.5
+    g = volume.geometry
+    mask = np.zeros(g.shape, bool)
+    shared = (ds.get("SharedFunctionalGroupsSequence") or [Dataset()])[0]
+    for f, group in enumerate(ds.PerFrameFunctionalGroupsSequence):
+        ident = group.get("SegmentIdentificationSequence") or shared.get(
+            "SegmentIdentificationSequence"
+        )
+        if ident is None or int(ident[0].ReferencedSegmentNumber) != number:
+            continue
+        plane = group.get("PlanePositionSequence") or shared.get("PlanePositionSequence")
+        if plane is None:
+            raise UnreadableInputError(f"{path}: frame {f + 1} has no Plane Position (Patient)")
+        idx = g.patient_to_index(np.asarray(plane[0].ImagePositionPatient, float))[0]
+        k = round(float(idx[0]))
+        if abs(idx[0] - k) > 0.1 or np.any(np.abs(idx[1:]) > 0.1):
+            raise UnreadableInputError(
+                f"{path}: frame {f + 1} does not lie on the image series' grid"
+            )
+        if frames.shape[1:] != g.shape[1:]:
+            raise UnreadableInputError(f"{path}: SEG frame size differs from the image series'")
+        if 0 <= k < g.shape[0]:
+            mask[k] |= frames[f] > threshold
+    if not mask.any():
+        raise InsufficientDataError(f"{path}: segment {segs[number]!r} is empty on this series")
+    return LesionMask(mask, MaskSource.SEG, segs[number], str(ds.get("SOPInstanceUID", "")))
+
+
+def read_lesion(
+    path: str | Path, volume: Volume, label: str | None = None, frame_of_reference: str = ""
+) -> LesionMask:
+    """Read the lesion from an RTSTRUCT or a DICOM SEG, whichever ``path`` holds."""
+    modality = str(
+        pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["Modality"]).get("Modality")
+        if Path(path).is_file()
+        else ""
+    )
+    if modality == "SEG":
+        return mask_from_seg(path, volume, label, frame_of_reference)
+    if modality == "RTSTRUCT":
+        return mask_from_rtstruct(path, volume, label, frame_of_reference)
+    raise UnreadableInputError(f"lesion reference {path} is neither RTSTRUCT nor SEG")
+
+
+def refine_mask(
+    volume: Volume,
+    propagated: np.ndarray,
+    lesion_hu: float,
+    growth_mm: float = 12.0,
+    lesion_hu_max: float | None = None,
+) -> np.ndarray:
+    """Refine a propagated lesion mask on the new scan.
+
+    The lesion is re-delineated by a threshold halfway between its own intensity (median HU of
+    the eroded propagated mask, or ``lesion_hu`` from the baseline when that core is empty) and
+    the background's (median HU of a ring 4 to 10 mm around the propagated mask); the
+    connected components that touch the propagated core are kept, inside the propagated mask
+    dilated by ``growth_mm`` (so the lesion may grow or shrink) and holes are filled. The
+    half-way threshold places the boundary at 50 per cent partial volume, as a reader would.
+    Voxels brighter than the lesion ever is (``lesion_hu_max``, e.g. the 99th percentile of
+    the baseline lesion, plus half the gap to the next brighter tissue) are left out, so an
+    enhancing neighbour (heart, vessel) is not swallowed.
+
+    Raises
+    ------
+    InsufficientDataError
+        The propagated mask is empty or the lesion cannot be told from its background.
+    """
+    if not propagated.any():
+        raise InsufficientDataError("propagated lesion mask is empty")
+    sp = np.asarray(volume.geometry.spacing)
+    reach = growth_mm + 12.0
+    zz, yy, xx = np.nonzero(propagated)
+    pad = np.ceil(reach / sp).astype(int) + 1
+    lo = np.maximum([zz.min(), yy.min(), xx.min()] - pad, 0)
+    hi = np.minimum(np.array([zz.max(), yy.max(), xx.max()]) + pad + 1, volume.geometry.shape)
+    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+    img = volume.array[box]
+    prop = propagated[box]
+    inside = ndimage.distance_transform_edt(prop, sampling=sp)  # mm to the outside
+    outside = ndimage.distance_transform_edt(~prop, sampling=sp)  # mm to the lesion
+    core = inside > 3.0
+    if core.sum() < 10:
+        core = prop
+    inner = float(np.median(img[core])) if core.any() else lesion_hu
+    inner = 0.5 * (inner + lesion_hu)
+    ring = (outside > 4.0) & (outside <= 10.0)
+    outer = float(np.median(img[ring])) if ring.any() else -1000.0
+    if abs(inner - outer) < 40.0:
+        raise InsufficientDataError(
+            f"lesion ({inner:.0f} HU) cannot be told from its background ({outer:.0f} HU)"
+        )
+    threshold = 0.5 * (inner + outer)
+    smooth = ndimage.gaussian_filter(img, 0.6)  # for the upper bound only: less noise
+    candidate = (img > threshold) if inner > outer else (img < threshold)
+    if core.sum() >= 30:
+        top = float(np.percentile(smooth[core], 99))
+    else:
+        top = lesion_hu_max if lesion_hu_max is not None else inner + 100.0
+    if inner > outer:
+        candidate &= smooth <= top + 25.0
+    allowed = outside <= growth_mm
+    candidate &= allowed
+    labels, n = ndimage.label(candidate)
+    if n == 0:
+        raise InsufficientDataError("no lesion voxels found around the propagated mask")
+    seeds = np.unique(labels[core & candidate])
+    seeds = seeds[seeds > 0]
+    if seeds.size == 0:
+        sizes = ndimage.sum(candidate, labels, index=np.arange(1, n + 1))
+        seeds = np.array([int(np.argmax(sizes)) + 1])
+    refined = np.isin(labels, seeds)
+    refined = ndimage.binary_fill_holes(refined)
+    out = np.zeros_like(propagated, dtype=bool)
+    out[box] = refined
+    return out

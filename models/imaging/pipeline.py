@@ -1,0 +1,354 @@
+"""One acquisition in, burden and features out: :func:`analyse_acquisition`.
+
+A worker calls it with the acquisition's location(s) and, for a follow-up scan, the baseline
+(volume and lesion mask of the planning CT). It reads the series, recognises a multi-energy
+study, obtains the lesion (RTSTRUCT/SEG, or propagation from the baseline and refinement),
+measures the burden and computes radiomics, spectral and peritumoural features, and writes the
+DICOM SEG and SR when asked to. Pure: no broker, database or UI imports.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydicom.dataset import Dataset
+
+from models.exceptions import InsufficientDataError, UnreadableInputError
+from models.imaging.burden import Burden, measure_burden
+from models.imaging.dicomweb import SeriesRetriever, read_series_dicomweb
+from models.imaging.features import Feature
+from models.imaging.lesion import LesionMask, MaskSource, read_lesion, refine_mask
+from models.imaging.pcct import PcctStudy, find_pcct_series, vmi_kev
+from models.imaging.radiomics import (
+    DEFAULT_RADIOMICS_CONFIG,
+    RadiomicsConfig,
+    compute_radiomics,
+    peritumoural_features,
+)
+from models.imaging.registration import propagate_mask, register
+from models.imaging.series import CtSeries, SeriesIndex, index_folder, read_series
+from models.imaging.spectral import spectral_features
+from models.imaging.volume import Volume
+from models.imaging.writers import ALGORITHM_NAME, ALGORITHM_VERSION, write_outputs
+
+__all__ = ["Baseline", "ImagingResult", "analyse_acquisition"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Baseline:
+    """The baseline scan a follow-up's lesion is propagated from."""
+
+    volume: Volume
+    mask: np.ndarray
+    series_uid: str = ""
+
+    @property
+    def lesion_hu(self) -> float:
+        """Median attenuation inside the baseline lesion."""
+        return float(np.median(self.volume.array[self.mask]))
+
+    @property
+    def lesion_hu_max(self) -> float:
+        """99th percentile of attenuation inside the baseline lesion."""
+        return float(np.percentile(self.volume.array[self.mask], 99))
+
+
+@dataclass
+class ImagingResult:
+    """Burden, features and provenance of one acquisition."""
+
+    study_uid: str
+    series_uid: str
+    modality: str
+    burden: Burden
+    features: dict[str, Feature]
+    provenance: dict[str, Any]
+    volume: Volume = field(repr=False)
+    mask: np.ndarray = field(repr=False)
+    headers: list[Dataset] = field(repr=False, default_factory=list)
+    outputs: dict[str, str] = field(default_factory=dict)
+
+    def as_baseline(self) -> Baseline:
+        """This scan as the baseline of later follow-ups."""
+        return Baseline(self.volume, self.mask, self.series_uid)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dictionary (no arrays)."""
+        return {
+            "study_uid": self.study_uid,
+            "series_uid": self.series_uid,
+            "modality": self.modality,
+            "burden": {
+                "volume_ml": round(self.burden.volume_ml, 4),
+                "longest_axial_diameter_mm": round(self.burden.longest_diameter_mm, 3),
+                "diameter_slice": self.burden.diameter_slice,
+                "voxels": self.burden.voxels,
+            },
+            "features": {k: v.as_dict() for k, v in sorted(self.features.items())},
+            "provenance": self.provenance,
+            "outputs": self.outputs,
+        }
+
+
+def _is_url(location: str | Path) -> bool:
+    return str(location).startswith(("http://", "https://"))
+
+
+def _merge_indexes(locations: Sequence[str | Path]) -> SeriesIndex:
+    merged: SeriesIndex | None = None
+    for loc in locations:
+        idx = index_folder(loc)
+        if merged is None:
+            merged = idx
+            continue
+        for uid, paths in idx.images.items():
+            merged.images.setdefault(uid, []).extend(paths)
+        for uid, paths in idx.contours.items():
+            merged.contours.setdefault(uid, []).extend(paths)
+        merged.modality.update({k: v for k, v in idx.modality.items() if k not in merged.modality})
+        merged.headers.update({k: v for k, v in idx.headers.items() if k not in merged.headers})
+    assert merged is not None
+    return merged
+
+
+def _series_record(s: CtSeries) -> dict[str, Any]:
+    header = s.headers[0] if s.headers else Dataset()
+    return {
+        "series_uid": s.series_uid,
+        "kev": vmi_kev(header),
+        "kernel": s.kernel,
+        "reconstruction": {
+            "description": s.description,
+            "image_type": list(s.image_type),
+            "slice_thickness_mm": float(header.get("SliceThickness", 0) or 0) or None,
+            "spacing_mm": list(s.volume.geometry.spacing),
+        },
+        "manufacturer": s.manufacturer,
+        "model": s.model,
+        "unit": s.volume.unit,
+    }
+
+
+def _lesion_from_contours(
+    index: SeriesIndex, ref: CtSeries, label: str | None
+) -> LesionMask | None:
+    for wanted in ("SEG", "RTSTRUCT"):
+        for uid, paths in sorted(index.contours.items()):
+            if index.modality.get(uid) != wanted:
+                continue
+            for path in paths:
+                try:
+                    return read_lesion(path, ref.volume, label, ref.frame_of_reference_uid)
+                except UnreadableInputError as err:
+                    log.info("skipping %s: %s", path, err)
+    return None
+
+
+def analyse_acquisition(
+    location: str | Path | Sequence[str | Path],
+    *,
+    series_uid: str | None = None,
+    study_uid: str | None = None,
+    lesion_path: str | Path | None = None,
+    lesion_label: str | None = None,
+    baseline: Baseline | None = None,
+    config: RadiomicsConfig = DEFAULT_RADIOMICS_CONFIG,
+    radiomics: bool = True,
+    peritumoural: bool = True,
+    deformable: bool = True,
+    output_dir: str | Path | None = None,
+    dicomweb_client: SeriesRetriever | None = None,
+) -> ImagingResult:
+    """Burden, features and provenance of one CT or PCCT acquisition.
+
+    Parameters
+    ----------
+    location
+        A study or series folder, several folders, or a DICOMweb root URL (then ``study_uid``
+        and ``series_uid`` are required).
+    series_uid
+        The CT series to analyse; for a PCCT study the VMI nearest 70 keV is chosen when left
+        out, for a CT folder the only image series.
+    study_uid
+        Needed for DICOMweb.
+    lesion_path
+        RTSTRUCT or SEG of the lesion; when left out, one found in the folder is used.
+    lesion_label
+        ROI name or segment label (default: the first that looks like a target: GTV, tumour...).
+    baseline
+        Baseline volume and lesion, for a scan without contours.
+    config
+        Radiomics settings (versioned).
+    radiomics, peritumoural, deformable
+        Switches for the radiomics, the peritumoural ring and the deformable registration stage.
+    output_dir
+        When given, ``lesion-seg.dcm`` and ``burden-sr.dcm`` are written there.
+    dicomweb_client
+        A ready DICOMweb client (tests).
+
+    Raises
+    ------
+    UnreadableInputError
+        A series or lesion reference cannot be read (message names it and the problem).
+    InsufficientDataError
+        No lesion reference and no baseline, or an empty lesion.
+    OSError
+        Transient I/O (a DICOMweb server down): retry.
+    """
+    locations = [location] if isinstance(location, (str, Path)) else list(location)
+    pcct = PcctStudy()
+    index: SeriesIndex | None = None
+    if len(locations) == 1 and _is_url(locations[0]):
+        if not (study_uid and series_uid):
+            raise ValueError("a DICOMweb location needs study_uid and series_uid")
+        ref = read_series_dicomweb(str(locations[0]), study_uid, series_uid, client=dicomweb_client)
+        series_by_uid = {ref.series_uid: ref}
+    else:
+        index = _merge_indexes(locations)
+        pcct = find_pcct_series(index)
+        if series_uid is None and pcct.is_pcct:
+            kev = pcct.reference_kev()
+            series_uid = pcct.vmi[kev] if kev is not None else None
+        ref = read_series(index.root, series_uid, index=index)
+        series_by_uid = {ref.series_uid: ref}
+    volume = ref.volume
+
+    # the lesion
+    registration: dict[str, Any] = {}
+    lesion: LesionMask | None = None
+    if lesion_path is not None:
+        lesion = read_lesion(lesion_path, volume, lesion_label, ref.frame_of_reference_uid)
+    elif index is not None and index.contours:
+        lesion = _lesion_from_contours(index, ref, lesion_label)
+    if lesion is None:
+        if baseline is None:
+            raise InsufficientDataError(
+                f"series {ref.series_uid}: no RTSTRUCT or SEG and no baseline to propagate from"
+            )
+        reg = register(volume, baseline.volume, baseline.mask, deformable=deformable)
+        carried = propagate_mask(baseline.mask, baseline.volume, volume, reg.transform)
+        if not carried.any():
+            raise InsufficientDataError(
+                f"series {ref.series_uid}: the propagated lesion fell outside the scan"
+            )
+        # a kept B-spline stage already follows the lesion's growth or shrinkage: refine
+        # within a narrower band then
+        growth = 6.0 if reg.stage == "rigid+bspline" else 12.0
+        refined = refine_mask(
+            volume, carried, baseline.lesion_hu, growth, lesion_hu_max=baseline.lesion_hu_max
+        )
+        registration = {
+            **reg.quality(),
+            "baseline_series_uid": baseline.series_uid,
+            "propagated_volume_ml": round(float(carried.sum()) * volume.geometry.voxel_ml, 4),
+            "dice_propagated_refined": round(
+                float(2 * (carried & refined).sum() / (carried.sum() + refined.sum())), 4
+            ),
+        }
+        lesion = LesionMask(refined, MaskSource.PROPAGATED, "propagated target lesion")
+    mask = lesion.mask
+
+    burden = measure_burden(mask, volume.geometry)
+    ref_kev = vmi_kev(ref.headers[0]) if ref.headers else None
+    tag = {"series_uid": ref.series_uid, "kev": ref_kev}
+    features: dict[str, Feature] = {
+        "burden_volume_ml": Feature(
+            burden.volume_ml,
+            "ml",
+            "burden",
+            "lesion volume: voxel count x voxel volume of the lesion mask",
+            **tag,
+        ),
+        "burden_longest_axial_diameter_mm": Feature(
+            burden.longest_diameter_mm,
+            "mm",
+            "burden",
+            "RECIST 1.1 longest diameter: max Feret diameter of the mask outline over axial slices",
+            **tag,
+        ),
+    }
+    if radiomics:
+        features.update(
+            {k: replace(v, **tag) for k, v in compute_radiomics(volume, mask, config).items()}
+        )
+    if peritumoural:
+        features.update(
+            {k: replace(v, **tag) for k, v in peritumoural_features(volume, mask, config).items()}
+        )
+
+    # spectral features of a multi-energy study
+    if index is not None and pcct.is_pcct and len(pcct.vmi) + (pcct.iodine_map is not None) > 1:
+        vmis: dict[float, Volume] = {}
+        for kev, uid in sorted(pcct.vmi.items()):
+            s = series_by_uid.get(uid) or read_series(index.root, uid, index=index)
+            series_by_uid[uid] = s
+            if s.frame_of_reference_uid == ref.frame_of_reference_uid:
+                vmis[kev] = s.volume
+        iodine = None
+        if pcct.iodine_map is not None:
+            s = read_series(index.root, pcct.iodine_map, index=index)
+            series_by_uid[s.series_uid] = s
+            if s.frame_of_reference_uid == ref.frame_of_reference_uid:
+                iodine = s.volume
+        spectral = spectral_features(vmis, mask, volume, iodine)
+        for name, feat in spectral.items():
+            kev = None
+            if name.startswith("spec_mean_hu_"):
+                kev = float(name.removeprefix("spec_mean_hu_").removesuffix("kev"))
+            uid = (
+                pcct.vmi.get(kev, "")
+                if kev is not None
+                else (pcct.iodine_map or "" if "iodine" in name else "")
+            )
+            features[name] = replace(feat, series_uid=uid, kev=kev)
+
+    provenance: dict[str, Any] = {
+        "algorithm": ALGORITHM_NAME,
+        "algorithm_version": ALGORITHM_VERSION,
+        "study_uid": ref.study_uid,
+        "frame_of_reference_uid": ref.frame_of_reference_uid,
+        "reference_series_uid": ref.series_uid,
+        "series_uids": sorted(series_by_uid),
+        "series": {uid: _series_record(s) for uid, s in sorted(series_by_uid.items())},
+        "multi_energy": pcct.is_pcct,
+        "kev": ref_kev,
+        "kernel": ref.kernel,
+        "mask_source": lesion.source.value,
+        "mask_label": lesion.label,
+        "mask_reference_uid": lesion.reference_uid,
+        "registration": registration or None,
+        "feature_config_version": config.version,
+        "feature_config": config.as_dict(),
+        "radiomics_library": _mirp_version() if radiomics else None,
+    }
+    result = ImagingResult(
+        study_uid=ref.study_uid,
+        series_uid=ref.series_uid,
+        modality="PCCT" if pcct.is_pcct else "CT",
+        burden=burden,
+        features=features,
+        provenance=provenance,
+        volume=volume,
+        mask=mask,
+        headers=ref.headers,
+    )
+    if output_dir is not None:
+        seg_path, sr_path = write_outputs(output_dir, ref.headers, mask, lesion.source, burden)
+        result.outputs = {"seg": str(seg_path), "sr": str(sr_path)}
+    return result
+
+
+def _mirp_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"mirp {version('mirp')}"
+    except PackageNotFoundError:
+        return "mirp (unknown version)"

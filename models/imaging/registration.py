@@ -1,0 +1,225 @@
+"""Register a baseline scan to a follow-up scan and carry the baseline lesion across.
+
+Rigid first (Euler 3D, Mattes mutual information, multi-resolution on the whole volume), then a
+B-spline deformable stage on a box around the lesion, kept only where it improves the local
+match. Every random choice is seeded and ITK runs single-threaded here, so a re-run gives the
+same transform.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import SimpleITK as sitk  # noqa: N813
+
+from models.exceptions import InsufficientDataError
+from models.imaging.volume import Volume
+
+__all__ = ["RegistrationResult", "propagate_mask", "register"]
+
+_SEED = 20261124
+
+
+@dataclass
+class RegistrationResult:
+    """The transform (follow-up point -> baseline point) and how well it matches."""
+
+    transform: sitk.Transform
+    stage: str
+    """``rigid`` or ``rigid+bspline``."""
+    ncc_before: float
+    """Normalised cross-correlation around the lesion with the identity transform."""
+    ncc_rigid: float
+    ncc_final: float
+    """After the kept stages; 1 is a perfect match."""
+
+    def quality(self) -> dict[str, float | str]:
+        """The registration quality measures for provenance."""
+        return {
+            "registration_stage": self.stage,
+            "registration_ncc_before": round(self.ncc_before, 4),
+            "registration_ncc_rigid": round(self.ncc_rigid, 4),
+            "registration_ncc": round(self.ncc_final, 4),
+        }
+
+
+def _clamp(image: sitk.Image) -> sitk.Image:
+    return sitk.Clamp(sitk.Cast(image, sitk.sitkFloat32), sitk.sitkFloat32, -1000.0, 1500.0)
+
+
+def _ncc(
+    fixed: sitk.Image, moving: sitk.Image, transform: sitk.Transform, roi: sitk.Image
+) -> float:
+    warped = sitk.Resample(moving, fixed, transform, sitk.sitkLinear, -1000.0, sitk.sitkFloat32)
+    f = sitk.GetArrayViewFromImage(fixed)
+    m = sitk.GetArrayViewFromImage(warped)
+    sel = sitk.GetArrayViewFromImage(roi) > 0
+    if sel.sum() < 10:
+        return float("nan")
+    a = f[sel].astype(float) - f[sel].mean()
+    b = m[sel].astype(float) - m[sel].mean()
+    den = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum() / den) if den > 0 else 0.0
+
+
+def _roi_box(mask_image: sitk.Image, margin_mm: float) -> tuple[list[int], list[int]]:
+    arr = sitk.GetArrayViewFromImage(mask_image)
+    zz, yy, xx = np.nonzero(arr)
+    sp = np.asarray(mask_image.GetSpacing())[::-1]
+    pad = np.ceil(margin_mm / sp).astype(int)
+    lo = np.maximum(np.array([zz.min(), yy.min(), xx.min()]) - pad, 0)
+    hi = np.minimum(np.array([zz.max(), yy.max(), xx.max()]) + pad + 1, arr.shape)
+    return [int(v) for v in lo[::-1]], [int(v) for v in (hi - lo)[::-1]]
+
+
+def _shrink(image: sitk.Image, mm: float) -> sitk.Image:
+    """Block-average ``image`` to voxels of about ``mm`` (anti-aliased, fast)."""
+    factors = [max(1, round(mm / s)) for s in image.GetSpacing()]
+    return sitk.BinShrink(image, factors) if max(factors) > 1 else image
+
+
+def _crop(image: sitk.Image, mask_image: sitk.Image, margin_mm: float) -> sitk.Image:
+    index, size = _roi_box(mask_image, margin_mm)
+    return sitk.RegionOfInterest(image, size, index)
+
+
+def _method(sampling: float, iterations: int) -> sitk.ImageRegistrationMethod:
+    reg = sitk.ImageRegistrationMethod()
+    reg.SetMetricSamplingStrategy(reg.RANDOM)
+    reg.SetMetricSamplingPercentage(sampling, _SEED)
+    reg.SetInterpolator(sitk.sitkLinear)
+    reg.SetOptimizerAsRegularStepGradientDescent(
+        learningRate=2.0, minStep=1e-3, numberOfIterations=iterations, relaxationFactor=0.6
+    )
+    reg.SetOptimizerScalesFromPhysicalShift()
+    return reg
+
+
+def register(
+    fixed: Volume,
+    moving: Volume,
+    moving_mask: np.ndarray,
+    *,
+    deformable: bool = True,
+    margin_mm: float = 40.0,
+) -> RegistrationResult:
+    """Register ``moving`` (baseline) to ``fixed`` (follow-up) around ``moving_mask``.
+
+    Three stages, each on block-averaged images so a 512 x 512 x 200 study takes seconds:
+    a global rigid stage (Mattes mutual information, 4 mm voxels, whole field of view), a
+    local rigid stage (correlation, 2 mm voxels, the lesion box plus ``margin_mm``), and a
+    B-spline stage (30 mm control-point spacing) on the same box, kept only when it raises the
+    local normalised cross-correlation.
+
+    Parameters
+    ----------
+    fixed
+        The follow-up volume (the grid the lesion is carried to).
+    moving
+        The baseline volume.
+    moving_mask
+        The baseline lesion on ``moving``'s grid.
+    deformable
+        Try the B-spline stage.
+    margin_mm
+        Margin around the lesion for the local stages and metrics.
+
+    Raises
+    ------
+    InsufficientDataError
+        The baseline mask is empty.
+    """
+    if not moving_mask.any():
+        raise InsufficientDataError("baseline lesion mask is empty; nothing to propagate")
+    threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)  # reproducible sums
+    try:
+        return _register(fixed, moving, moving_mask, deformable, margin_mm)
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
+
+
+def _register(
+    fixed: Volume, moving: Volume, moving_mask: np.ndarray, deformable: bool, margin_mm: float
+) -> RegistrationResult:
+    f_full = _clamp(fixed.to_sitk())
+    m_full = _clamp(moving.to_sitk())
+    m_mask = moving.to_sitk(moving_mask.astype(np.uint8))
+
+    # 1. global rigid, 4 mm voxels
+    f4, m4 = _shrink(f_full, 4.0), _shrink(m_full, 4.0)
+    init = sitk.CenteredTransformInitializer(
+        f4, m4, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.GEOMETRY
+    )
+    reg = _method(0.25, 200)
+    reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
+    reg.SetShrinkFactorsPerLevel([2, 1])
+    reg.SetSmoothingSigmasPerLevel([4.0, 0.0])
+    reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
+    reg.SetInitialTransform(init, inPlace=True)
+    reg.Execute(f4, m4)
+    coarse = sitk.Euler3DTransform(init)
+
+    # where the lesion lands on the follow-up
+    landed = sitk.Resample(m_mask, f_full, coarse, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    if not sitk.GetArrayViewFromImage(landed).any():
+        landed = sitk.Resample(m_mask, f_full, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+    f_box = _shrink(_crop(f_full, landed, margin_mm), 2.0)
+    m_box = _shrink(_crop(m_full, m_mask, margin_mm + 20.0), 2.0)
+    roi_full = _crop(landed, landed, margin_mm)
+    roi = sitk.Resample(roi_full, f_box, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+    roi = sitk.BinaryDilate(roi > 0, [max(1, int(10 / s)) for s in f_box.GetSpacing()])
+
+    # 2. local rigid, 2 mm voxels
+    lreg = _method(0.5, 150)
+    lreg.SetMetricAsCorrelation()
+    rigid = sitk.Euler3DTransform(coarse)
+    lreg.SetInitialTransform(rigid, inPlace=True)
+    lreg.Execute(f_box, m_box)
+
+    ncc_before = _ncc(f_box, m_box, sitk.Euler3DTransform(), roi)
+    ncc_coarse = _ncc(f_box, m_box, coarse, roi)
+    ncc_rigid = _ncc(f_box, m_box, rigid, roi)
+    if np.isfinite(ncc_coarse) and not ncc_rigid >= ncc_coarse:
+        rigid, ncc_rigid = coarse, ncc_coarse
+    result = RegistrationResult(rigid, "rigid", ncc_before, ncc_rigid, ncc_rigid)
+    if not deformable:
+        return result
+
+    # 3. B-spline on the lesion box
+    mesh = [
+        max(1, round(sz * sp / 30.0))
+        for sz, sp in zip(f_box.GetSize(), f_box.GetSpacing(), strict=True)
+    ]
+    bspline = sitk.BSplineTransformInitializer(f_box, mesh, order=3)
+    dreg = sitk.ImageRegistrationMethod()
+    dreg.SetMetricAsMeanSquares()
+    dreg.SetMetricSamplingStrategy(dreg.RANDOM)
+    dreg.SetMetricSamplingPercentage(0.08, _SEED)
+    dreg.SetInterpolator(sitk.sitkLinear)
+    dreg.SetOptimizerAsLBFGSB(gradientConvergenceTolerance=1e-5, numberOfIterations=30)
+    dreg.SetMovingInitialTransform(rigid)
+    dreg.SetInitialTransform(bspline, inPlace=True)
+    dreg.SetShrinkFactorsPerLevel([2, 1])
+    dreg.SetSmoothingSigmasPerLevel([1.0, 0.0])
+    dreg.Execute(f_box, m_box)
+    composite = sitk.CompositeTransform([rigid, bspline])
+    ncc_def = _ncc(f_box, m_box, composite, roi)
+    if np.isfinite(ncc_def) and ncc_def > ncc_rigid + 0.005:
+        return RegistrationResult(composite, "rigid+bspline", ncc_before, ncc_rigid, ncc_def)
+    return result
+
+
+def propagate_mask(
+    mask: np.ndarray, source: Volume, target: Volume, transform: sitk.Transform
+) -> np.ndarray:
+    """Carry a mask from ``source``'s grid to ``target``'s with ``transform``.
+
+    The mask is resampled linearly as a fraction and thresholded at 0.5, so its volume is kept
+    across grids of different spacing.
+    """
+    moving = source.to_sitk(mask.astype(np.float32))
+    reference = target.to_sitk(np.zeros(target.geometry.shape, np.uint8))
+    out = sitk.Resample(moving, reference, transform, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    return sitk.GetArrayFromImage(out) >= 0.5

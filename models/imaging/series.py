@@ -1,0 +1,327 @@
+"""Read a CT series (a folder of DICOM files, or datasets from DICOMweb) into a :class:`Volume`.
+
+Slices are ordered by their position along the slice normal, never by file name; stored values
+are rescaled to HU with Rescale Slope / Intercept; compressed transfer syntaxes are decoded by
+pydicom's pixel handlers (pylibjpeg with its libjpeg, openjpeg and rle plugins; pyjpegls).
+A series that is not CT, has missing or duplicate slices, inconsistent spacing or geometry, or no
+pixel data is refused with :class:`~models.exceptions.UnreadableInputError` naming the series
+and the problem.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+
+from models.exceptions import UnreadableInputError
+from models.imaging.volume import Geometry, Volume
+
+__all__ = [
+    "CtSeries",
+    "SeriesIndex",
+    "index_folder",
+    "read_series",
+    "volume_from_datasets",
+]
+
+log = logging.getLogger(__name__)
+
+_IMAGE_MODALITIES = {"CT"}
+_CONTOUR_MODALITIES = {"RTSTRUCT", "SEG"}
+_SPACING_TOL = 0.02  # relative tolerance on slice gaps
+_ORIENT_TOL = 1e-3
+AIR_HU = np.float32(-1024.0)
+"""Floor of CT values: padding and out-of-field values are read as air."""
+
+
+@dataclass
+class CtSeries:
+    """A CT series read into a volume, with the attributes provenance needs."""
+
+    volume: Volume
+    series_uid: str
+    study_uid: str
+    frame_of_reference_uid: str
+    sop_instance_uids: list[str]
+    modality: str
+    manufacturer: str
+    model: str
+    description: str
+    kernel: str
+    image_type: tuple[str, ...]
+    headers: list[Dataset] = field(repr=False, default_factory=list)
+    """One header per slice (no pixel data), ordered like the volume: SEG/SR writers use them."""
+
+
+@dataclass
+class SeriesIndex:
+    """DICOM files of a folder grouped by series: images and contour objects apart."""
+
+    root: Path
+    images: dict[str, list[Path]] = field(default_factory=dict)
+    contours: dict[str, list[Path]] = field(default_factory=dict)
+    modality: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, Dataset] = field(default_factory=dict, repr=False)
+    """First header (no pixel data) of each series."""
+
+
+def _is_dicom_file(path: Path) -> bool:
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def index_folder(folder: str | Path) -> SeriesIndex:
+    """Group the DICOM files under ``folder`` (recursively) by Series Instance UID.
+
+    Files without the DICOM preamble (a manifest, a README) are skipped; a file with the
+    preamble that cannot be parsed is refused.
+
+    Raises
+    ------
+    UnreadableInputError
+        The folder does not exist, holds no DICOM file, or holds a corrupt one.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise UnreadableInputError(f"DICOM folder {root} does not exist or is not a folder")
+    index = SeriesIndex(root=root)
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        if not _is_dicom_file(path):
+            continue
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+        except (InvalidDicomError, OSError, EOFError, ValueError, KeyError, TypeError) as err:
+            raise UnreadableInputError(f"corrupt DICOM file {path}: {err}") from err
+        uid = str(ds.get("SeriesInstanceUID", ""))
+        if not uid:
+            raise UnreadableInputError(f"DICOM file {path} has no Series Instance UID")
+        modality = str(ds.get("Modality", ""))
+        target = index.contours if modality in _CONTOUR_MODALITIES else index.images
+        target.setdefault(uid, []).append(path)
+        index.modality.setdefault(uid, modality)
+        index.headers.setdefault(uid, ds)
+    if not index.images and not index.contours:
+        raise UnreadableInputError(f"no DICOM files under {root}")
+    return index
+
+
+def read_series(
+    folder: str | Path, series_uid: str | None = None, index: SeriesIndex | None = None
+) -> CtSeries:
+    """Read one CT series of ``folder`` into a volume in HU.
+
+    Parameters
+    ----------
+    folder
+        Folder holding the series (other series, RTSTRUCT and SEG files may sit beside it).
+    series_uid
+        Which series; may be left out when the folder holds exactly one image series.
+    index
+        A :func:`index_folder` result to reuse.
+
+    Raises
+    ------
+    UnreadableInputError
+        Naming the series and the problem (see :func:`volume_from_datasets`).
+    """
+    index = index or index_folder(folder)
+    if series_uid is None:
+        if len(index.images) != 1:
+            found = ", ".join(f"{u} ({index.modality[u]})" for u in index.images) or "none"
+            raise UnreadableInputError(
+                f"{index.root} holds {len(index.images)} image series; name one (found: {found})"
+            )
+        series_uid = next(iter(index.images))
+    if series_uid not in index.images:
+        raise UnreadableInputError(f"series {series_uid} is not in {index.root}")
+    datasets = []
+    for path in index.images[series_uid]:
+        try:
+            datasets.append(pydicom.dcmread(path))
+        except (InvalidDicomError, OSError, EOFError, ValueError, KeyError, TypeError) as err:
+            raise UnreadableInputError(
+                f"series {series_uid}: corrupt DICOM file {path}: {err}"
+            ) from err
+    return volume_from_datasets(datasets, source=str(index.root))
+
+
+def _vec(ds: Dataset, keyword: str, n: int) -> np.ndarray | None:
+    value = ds.get(keyword)
+    if value is None or len(value) != n:
+        return None
+    return np.asarray([float(v) for v in value], float)
+
+
+def _hu(ds: Dataset, series: str) -> np.ndarray:
+    if "PixelData" not in ds and "FloatPixelData" not in ds:
+        raise UnreadableInputError(
+            f"series {series}: instance {ds.get('SOPInstanceUID')} has no pixel data"
+        )
+    try:
+        stored = ds.pixel_array
+    except (ValueError, RuntimeError, NotImplementedError, AttributeError, TypeError) as err:
+        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "unknown")
+        raise UnreadableInputError(
+            f"series {series}: pixel data of instance {ds.get('SOPInstanceUID')} cannot be "
+            f"decoded (transfer syntax {getattr(syntax, 'name', syntax)}): {err}"
+        ) from err
+    if stored.ndim != 2:
+        raise UnreadableInputError(
+            f"series {series}: instance {ds.get('SOPInstanceUID')} is multi-frame or colour "
+            f"(shape {stored.shape}); only single-frame greyscale CT is read"
+        )
+    slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
+    intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
+    values = stored.astype(np.float32) * np.float32(slope) + np.float32(intercept)
+    rtype = str(ds.get("RescaleType", "HU") or "HU").upper()
+    if rtype in ("HU", "US"):
+        # outside the reconstruction field of view (Pixel Padding Value, or the artefacts of
+        # lossy compression around it) lies below air: read it as air
+        padding = ds.get("PixelPaddingValue")
+        if padding is not None:
+            values[stored == padding] = AIR_HU
+        np.maximum(values, AIR_HU, out=values)
+    return values
+
+
+def volume_from_datasets(datasets: Sequence[Dataset], source: str = "") -> CtSeries:
+    """Assemble the slices of one CT series into a :class:`CtSeries`.
+
+    Parameters
+    ----------
+    datasets
+        The slice datasets, in any order, pixel data included.
+    source
+        Where they came from (a folder or URL), for messages.
+
+    Raises
+    ------
+    UnreadableInputError
+        Empty, mixed series, not CT, missing geometry, inconsistent orientation or size,
+        duplicate slices, missing slices, irregular spacing, or undecodable pixel data.
+    """
+    if not datasets:
+        raise UnreadableInputError(f"no DICOM instances in {source or 'the request'}")
+    uids = {str(ds.get("SeriesInstanceUID", "")) for ds in datasets}
+    series = next(iter(uids)) if len(uids) == 1 else f"{sorted(uids)} from {source}"
+    where = f"{series}" + (f" ({source})" if source else "")
+    if len(uids) != 1:
+        raise UnreadableInputError(f"instances of several series mixed: {where}")
+    modalities = {str(ds.get("Modality", "")) for ds in datasets}
+    if not modalities <= _IMAGE_MODALITIES:
+        raise UnreadableInputError(
+            f"series {where} is not CT (Modality {', '.join(sorted(modalities)) or 'missing'})"
+        )
+    first = datasets[0]
+    orient = _vec(first, "ImageOrientationPatient", 6)
+    spacing = _vec(first, "PixelSpacing", 2)
+    if orient is None or spacing is None:
+        raise UnreadableInputError(
+            f"series {where}: missing Image Orientation (Patient) or Pixel Spacing"
+        )
+    row_dir, col_dir = orient[:3], orient[3:]
+    normal = np.cross(row_dir, col_dir)
+    size = (first.get("Rows"), first.get("Columns"))
+    positions = []
+    for ds in datasets:
+        pos = _vec(ds, "ImagePositionPatient", 3)
+        o = _vec(ds, "ImageOrientationPatient", 6)
+        s = _vec(ds, "PixelSpacing", 2)
+        if pos is None:
+            raise UnreadableInputError(
+                f"series {where}: instance {ds.get('SOPInstanceUID')} "
+                "has no Image Position (Patient)"
+            )
+        if o is None or not np.allclose(o, orient, atol=_ORIENT_TOL):
+            raise UnreadableInputError(f"series {where}: slices have different orientations")
+        if s is None or not np.allclose(s, spacing, rtol=1e-3):
+            raise UnreadableInputError(f"series {where}: slices have different pixel spacings")
+        if (ds.get("Rows"), ds.get("Columns")) != size:
+            raise UnreadableInputError(f"series {where}: slices have different sizes")
+        positions.append(float(np.dot(pos, normal)))
+    order = np.argsort(positions, kind="stable")
+    z = np.asarray(positions)[order]
+    datasets = [datasets[i] for i in order]
+    if len(datasets) > 1:
+        gaps = np.diff(z)
+        if np.any(gaps < 1e-3):
+            k = int(np.argmin(gaps))
+            raise UnreadableInputError(
+                f"series {where}: duplicate slices at position {z[k]:.2f} mm "
+                f"(instances {datasets[k].get('SOPInstanceUID')} and "
+                f"{datasets[k + 1].get('SOPInstanceUID')})"
+            )
+        step = float(np.median(gaps))
+        ratio = gaps / step
+        if np.any(np.abs(ratio - np.round(ratio)) > _SPACING_TOL) or np.any(ratio < 0.5):
+            raise UnreadableInputError(
+                f"series {where}: inconsistent slice spacing "
+                f"(gaps {np.unique(np.round(gaps, 3)).tolist()} mm)"
+            )
+        if np.any(np.round(ratio) > 1):
+            missing = int(np.sum(np.round(ratio) - 1))
+            k = int(np.argmax(ratio))
+            raise UnreadableInputError(
+                f"series {where}: {missing} missing slice(s) (gap of {gaps[k]:.2f} mm after "
+                f"position {z[k]:.2f} mm; slice spacing {step:.2f} mm)"
+            )
+    else:
+        step = float(first.get("SpacingBetweenSlices", 0) or first.get("SliceThickness", 0) or 1.0)
+    array = np.stack([_hu(ds, series) for ds in datasets])
+    origin = _vec(datasets[0], "ImagePositionPatient", 3)
+    geometry = Geometry(
+        origin=tuple(float(v) for v in origin),  # type: ignore[union-attr]
+        row_direction=tuple(float(v) for v in row_dir),
+        column_direction=tuple(float(v) for v in col_dir),
+        normal=tuple(float(v) for v in normal),
+        spacing=(step, float(spacing[0]), float(spacing[1])),
+        shape=tuple(int(v) for v in array.shape),  # type: ignore[arg-type]
+    )
+    unit = "HU"
+    rtype = str(first.get("RescaleType", "") or "")
+    if rtype and rtype.upper() not in ("HU", "US"):
+        unit = rtype
+    headers = [_header(ds) for ds in datasets]
+    return CtSeries(
+        volume=Volume(array, geometry, unit=unit),
+        series_uid=series,
+        study_uid=str(first.get("StudyInstanceUID", "")),
+        frame_of_reference_uid=str(first.get("FrameOfReferenceUID", "")),
+        sop_instance_uids=[str(ds.get("SOPInstanceUID", "")) for ds in datasets],
+        modality=str(first.get("Modality", "")),
+        manufacturer=str(first.get("Manufacturer", "") or ""),
+        model=str(first.get("ManufacturerModelName", "") or ""),
+        description=str(first.get("SeriesDescription", "") or ""),
+        kernel=_kernel(first),
+        image_type=tuple(str(v) for v in (first.get("ImageType") or ())),
+        headers=headers,
+    )
+
+
+def _kernel(ds: Dataset) -> str:
+    value = ds.get("ConvolutionKernel", "")
+    if isinstance(value, str):
+        return value
+    return "\\".join(str(v) for v in value) if value else ""
+
+
+def _header(ds: Dataset) -> Dataset:
+    """A copy of ``ds`` without its pixel data: enough for SEG and SR source references."""
+    copy = Dataset()
+    for elem in ds:
+        if elem.tag not in (0x7FE00010, 0x7FE00008, 0x7FE00009):
+            copy.add(elem)
+    if hasattr(ds, "file_meta"):
+        copy.file_meta = ds.file_meta
+    return copy

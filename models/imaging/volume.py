@@ -1,0 +1,95 @@
+"""A CT volume with its patient-space geometry.
+
+Arrays are indexed ``[slice, row, column]`` (z, y, x); geometry follows DICOM: the origin is the
+Image Position (Patient) of the first slice, ``row_direction`` and ``column_direction`` are the
+two halves of Image Orientation (Patient), ``normal`` points from slice 0 to slice 1, and
+``spacing`` is ``(slice, row, column)`` in millimetres.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import SimpleITK as sitk  # noqa: N813
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Where a ``[z, y, x]`` voxel array sits in the patient (LPS) frame."""
+
+    origin: tuple[float, float, float]
+    row_direction: tuple[float, float, float]
+    column_direction: tuple[float, float, float]
+    normal: tuple[float, float, float]
+    spacing: tuple[float, float, float]  # (slice, row, column) mm
+    shape: tuple[int, int, int]
+
+    @property
+    def voxel_ml(self) -> float:
+        """Volume of one voxel in millilitres."""
+        return float(np.prod(self.spacing)) / 1000.0
+
+    def direction_matrix(self) -> np.ndarray:
+        """3x3 matrix whose columns are the x (column index), y (row index), z axes."""
+        return np.array([self.row_direction, self.column_direction, self.normal], float).T
+
+    def index_to_patient(self, zyx: np.ndarray) -> np.ndarray:
+        """Patient coordinates (N x 3, mm) of ``zyx`` voxel indices (N x 3)."""
+        zyx = np.atleast_2d(np.asarray(zyx, float))
+        xyz_mm = zyx[:, ::-1] * np.array(self.spacing[::-1])
+        return np.asarray(self.origin) + xyz_mm @ self.direction_matrix().T
+
+    def patient_to_index(self, points: np.ndarray) -> np.ndarray:
+        """Continuous ``zyx`` indices (N x 3) of patient points (N x 3, mm)."""
+        points = np.atleast_2d(np.asarray(points, float))
+        xyz_mm = (points - np.asarray(self.origin)) @ self.direction_matrix()
+        return (xyz_mm / np.array(self.spacing[::-1]))[:, ::-1]
+
+    def same_grid(self, other: Geometry, tol_mm: float = 0.01) -> bool:
+        """Whether ``other`` describes the same voxel grid (within ``tol_mm``)."""
+        return (
+            self.shape == other.shape
+            and np.allclose(self.origin, other.origin, atol=tol_mm)
+            and np.allclose(self.spacing, other.spacing, atol=tol_mm)
+            and np.allclose(self.direction_matrix(), other.direction_matrix(), atol=1e-4)
+        )
+
+
+@dataclass
+class Volume:
+    """Voxel values (float32; HU for CT) and their geometry."""
+
+    array: np.ndarray
+    geometry: Geometry
+    unit: str = "HU"
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def to_sitk(self, array: np.ndarray | None = None) -> sitk.Image:
+        """A SimpleITK image of this volume (or of ``array`` on the same grid)."""
+        data = self.array if array is None else array
+        image = sitk.GetImageFromArray(data)
+        image.SetOrigin(self.geometry.origin)
+        image.SetSpacing(tuple(float(s) for s in self.geometry.spacing[::-1]))
+        image.SetDirection(tuple(float(v) for v in self.geometry.direction_matrix().ravel()))
+        return image
+
+
+def geometry_from_sitk(image: sitk.Image) -> Geometry:
+    """The :class:`Geometry` of a SimpleITK image."""
+    d = np.array(image.GetDirection(), float).reshape(3, 3)
+    sx, sy, sz = image.GetSpacing()
+    nx, ny, nz = image.GetSize()
+    return Geometry(
+        origin=tuple(float(v) for v in image.GetOrigin()),
+        row_direction=tuple(float(v) for v in d[:, 0]),
+        column_direction=tuple(float(v) for v in d[:, 1]),
+        normal=tuple(float(v) for v in d[:, 2]),
+        spacing=(float(sz), float(sy), float(sx)),
+        shape=(int(nz), int(ny), int(nx)),
+    )
+
+
+def volume_from_sitk(image: sitk.Image, unit: str = "HU") -> Volume:
+    """A :class:`Volume` from a SimpleITK image."""
+    return Volume(sitk.GetArrayFromImage(image).astype(np.float32), geometry_from_sitk(image), unit)

@@ -1,0 +1,202 @@
+"""Reading CT series: ordering, HU, geometry, compressed syntaxes, and clear refusals."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+
+from models.exceptions import IrtmonError, UnreadableInputError
+from models.imaging import index_folder, read_series, volume_from_datasets
+from tests.unit.imaging.synth import ct_datasets, phantom, write_series
+
+PYDICOM_DATA = Path(pydicom.__file__).parent / "data" / "test_files"
+
+
+def _local(name: str) -> str:
+    """A pydicom test file shipped in the wheel (never a download)."""
+    path = get_testdata_file(name, download=False)
+    if path is None:
+        pytest.skip(f"{name} is not bundled with this pydicom")
+    return str(path)
+
+
+def test_slices_are_ordered_by_position_and_rescaled(tmp_path: Path) -> None:
+    hu, _ = phantom()
+    folder = write_series(tmp_path / "ct", ct_datasets(hu))
+    series = read_series(folder)
+    assert series.volume.array.shape == hu.shape
+    assert np.allclose(series.volume.array, np.round(hu), atol=0.51)
+    g = series.volume.geometry
+    assert g.spacing == (2.0, 1.0, 1.0)
+    assert g.origin == (0.0, 0.0, -20.0)
+    assert g.normal == (0.0, 0.0, 1.0)
+    assert series.kernel == "Br40"
+
+
+def test_reversed_positions_are_sorted(tmp_path: Path) -> None:
+    hu, _ = phantom()
+    ds = ct_datasets(hu)
+    for k, d in enumerate(ds):  # files numbered head-to-feet, positions feet-to-head
+        d.InstanceNumber = len(ds) - k
+    series = volume_from_datasets(list(reversed(ds)))
+    assert np.allclose(series.volume.array, np.round(hu), atol=0.51)
+
+
+@pytest.mark.parametrize(
+    ("name", "low", "high"),
+    [
+        ("CT_small.dcm", -1024, 3100),
+        ("693_J2KI.dcm", -1024, 3100),  # JPEG 2000 (lossy), Pixel Padding Value outside the FOV
+        ("J2K_pixelrep_mismatch.dcm", -1024, 3100),  # JPEG 2000 lossless, signed
+    ],
+)
+def test_pydicom_real_ct_files_read_in_hu(name: str, low: float, high: float) -> None:
+    ds = pydicom.dcmread(_local(name))
+    series = volume_from_datasets([ds], source=name)
+    arr = series.volume.array
+    assert arr.shape[0] == 1
+    assert low <= float(arr.min()) < float(arr.max()) <= high
+    # soft tissue and air/fat present, as in any CT slice
+    assert float(np.percentile(arr, 99)) > -100
+
+
+def test_pydicom_examples_ct_matches_manual_rescale() -> None:
+    from pydicom import examples
+
+    ds = examples.ct
+    series = volume_from_datasets([ds])
+    manual = ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+    manual = np.maximum(manual, -1024.0)  # air floor; CT_small has no value below it anyway
+    assert np.allclose(series.volume.array[0], manual)
+
+
+def test_pydicom_dicomdir_series_read_or_refused_with_reason() -> None:
+    folder = PYDICOM_DATA / "dicomdirtests" / "98892001" / "CT5N"
+    if not folder.is_dir():
+        pytest.skip("dicomdir test files not bundled")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            series = read_series(folder)
+        except UnreadableInputError as err:
+            assert "98892001" in str(err) or "series" in str(err)
+        else:
+            assert series.volume.array.ndim == 3
+
+
+def test_series_without_pixel_data_is_refused() -> None:
+    folder = PYDICOM_DATA / "dicomdirtests" / "TINY_ALPHA"
+    if not folder.is_dir():
+        pytest.skip("dicomdir test files not bundled")
+    with pytest.raises(UnreadableInputError, match=r"no pixel data|Pixel Spacing|Orientation"):
+        read_series(folder / "PT000000" / "ST000000" / "SE000000")
+
+
+def test_non_ct_is_refused() -> None:
+    ds = pydicom.dcmread(_local("MR_small.dcm"))
+    with pytest.raises(UnreadableInputError, match=r"is not CT \(Modality MR\)"):
+        volume_from_datasets([ds])
+
+
+def _series(tmp_path: Path, **kw: object) -> list[pydicom.Dataset]:
+    hu, _ = phantom(shape=(8, 16, 16))
+    return ct_datasets(hu, **kw)  # type: ignore[arg-type]
+
+
+def test_duplicate_slices_are_refused(tmp_path: Path) -> None:
+    ds = _series(tmp_path)
+    ds[3].ImagePositionPatient = list(ds[2].ImagePositionPatient)
+    with pytest.raises(UnreadableInputError, match="duplicate slices"):
+        volume_from_datasets(ds)
+
+
+def test_missing_slice_is_refused(tmp_path: Path) -> None:
+    ds = _series(tmp_path)
+    del ds[4]
+    with pytest.raises(UnreadableInputError, match="1 missing slice"):
+        volume_from_datasets(ds)
+
+
+def test_inconsistent_spacing_is_refused(tmp_path: Path) -> None:
+    ds = _series(tmp_path)
+    for d in ds[5:]:
+        d.ImagePositionPatient = [0.0, 0.0, float(d.ImagePositionPatient[2]) + 0.7]
+    with pytest.raises(UnreadableInputError, match="inconsistent slice spacing"):
+        volume_from_datasets(ds)
+
+
+def test_mixed_sizes_and_orientations_are_refused(tmp_path: Path) -> None:
+    ds = _series(tmp_path)
+    ds[2].PixelSpacing = [0.5, 0.5]
+    with pytest.raises(UnreadableInputError, match="pixel spacings"):
+        volume_from_datasets(ds)
+    ds = _series(tmp_path)
+    ds[2].ImageOrientationPatient = [0.0, 1.0, 0.0, 1.0, 0.0, 0.0]
+    with pytest.raises(UnreadableInputError, match="orientations"):
+        volume_from_datasets(ds)
+
+
+def test_no_pixel_data_is_refused(tmp_path: Path) -> None:
+    ds = _series(tmp_path)
+    del ds[1].PixelData
+    with pytest.raises(UnreadableInputError, match="has no pixel data"):
+        volume_from_datasets(ds)
+
+
+def test_truncated_file_is_refused_with_its_name(tmp_path: Path) -> None:
+    folder = write_series(tmp_path / "ct", _series(tmp_path))
+    victim = sorted(folder.iterdir())[3]
+    data = victim.read_bytes()
+    victim.write_bytes(data[: len(data) - 300])
+    with pytest.raises(UnreadableInputError) as info:
+        read_series(folder)
+    assert info.value.args[0].startswith("series ") or victim.name in str(info.value)
+
+
+def test_corrupt_file_is_refused_with_its_name(tmp_path: Path) -> None:
+    folder = write_series(tmp_path / "ct", _series(tmp_path))
+    victim = sorted(folder.iterdir())[2]
+    victim.write_bytes(b"\0" * 128 + b"DICM" + b"\xff\xee" * 40)
+    with pytest.raises(UnreadableInputError, match=victim.name):
+        read_series(folder)
+
+
+def test_folder_errors(tmp_path: Path) -> None:
+    with pytest.raises(UnreadableInputError, match="does not exist"):
+        index_folder(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("not DICOM")
+    with pytest.raises(UnreadableInputError, match="no DICOM files"):
+        index_folder(tmp_path / "empty")
+
+
+def test_two_series_need_a_choice(tmp_path: Path) -> None:
+    write_series(tmp_path / "a", _series(tmp_path))
+    write_series(tmp_path / "b", _series(tmp_path))
+    with pytest.raises(UnreadableInputError, match="holds 2 image series"):
+        read_series(tmp_path)
+
+
+@pytest.mark.parametrize("syntax", ["RLELossless", "JPEGLSLossless", "JPEG2000Lossless"])
+def test_compressed_transfer_syntaxes_round_trip(tmp_path: Path, syntax: str) -> None:
+    import pydicom.uid as uids
+
+    hu, _ = phantom(shape=(4, 32, 32))
+    ds = ct_datasets(hu)
+    for d in ds:
+        try:
+            d.compress(getattr(uids, syntax))
+        except (RuntimeError, ValueError, NotImplementedError) as err:
+            pytest.skip(f"no encoder for {syntax} here: {err}")
+    folder = write_series(tmp_path / "ct", ds)
+    series = read_series(folder)
+    assert np.allclose(series.volume.array, np.round(hu), atol=0.51)
+
+
+def test_errors_are_project_errors() -> None:
+    assert issubclass(UnreadableInputError, IrtmonError)
