@@ -488,6 +488,25 @@ def worker(
 # --------------------------------------------------------------------------- demo
 
 
+def _ensure_pathology_model(settings: Settings, seed: int) -> None:
+    """Train, register and promote a pathology model on the first demo run (about 2 minutes)."""
+    from irtmon.cli_pathology import train_pathology
+    from irtmon.db import connect
+
+    with connect(settings, autocommit=True) as conn:
+        promoted = conn.execute(
+            "SELECT version FROM model_registry WHERE name = 'pathology-mil' AND promoted"
+        ).fetchone()
+    if promoted is not None:
+        console.print(f"pathology model: pathology-mil {promoted[0]} (promoted)")
+        return
+    console.print("no promoted pathology model: training one on virtual-clinic slides...")
+    train_pathology(
+        out=settings.state_dir / "runs" / f"pathology-seed{seed}", patients=30, seed=seed,
+        register=True, promote=True,
+    )
+
+
 @app.command("demo")
 def demo(
     patients: Annotated[int, typer.Option(help="Virtual patients to generate.")] = 6,
@@ -509,6 +528,7 @@ def demo(
     settings = get_settings()
     stack_up()
     db_migrate()
+    _ensure_pathology_model(settings, seed)
     with console.status(f"starting {n_workers} worker(s)..."):
         try:
             running = local_workers.start(settings, n_workers)
