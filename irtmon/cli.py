@@ -502,8 +502,11 @@ def _ensure_pathology_model(settings: Settings, seed: int) -> None:
         return
     console.print("no promoted pathology model: training one on virtual-clinic slides...")
     train_pathology(
-        out=settings.state_dir / "runs" / f"pathology-seed{seed}", patients=30, seed=seed,
-        register=True, promote=True,
+        out=settings.state_dir / "runs" / f"pathology-seed{seed}",
+        patients=30,
+        seed=seed,
+        register=True,
+        promote=True,
     )
 
 
@@ -513,6 +516,7 @@ def demo(
     seed: Annotated[int, typer.Option(help="Virtual clinic seed.")] = 1,
     speedup: Annotated[float, typer.Option(help="Replay speed-up over real time.")] = 2e6,
     n_workers: Annotated[int, typer.Option("--workers", help="Worker processes.")] = 1,
+    app_port: Annotated[int, typer.Option(help="Port of the monitoring app.")] = 8501,
 ) -> None:
     """The main job: stack up, migrate, start the workers, replay a virtual-clinic cohort.
 
@@ -543,10 +547,39 @@ def demo(
     from clinic.cli import replay
 
     replay(cohort=cohort, speedup=speedup, max_delay=0.5)
+    login = _ensure_demo_user(settings)
+    from irtmon.stack import app as local_app
+
+    with console.status("starting the monitoring app..."):
+        try:
+            local_app.start(settings, app_port)
+        except StackError as err:
+            raise _fail(str(err)) from err
     console.print(
-        "\n[bold green]irtmon is running.[/] Watch it with `irtmon stack status` and the "
-        f"worker logs in {settings.state_dir}/workers/; stop it with `irtmon stack down`."
+        f"\n[bold green]irtmon is running.[/] The app: http://127.0.0.1:{app_port} {login}\n"
+        f"Watch it with `irtmon stack status` and the logs in {settings.state_dir}/; stop it "
+        "with `irtmon stack down`."
     )
+
+
+def _ensure_demo_user(settings: Settings) -> str:
+    """A demo admin with a random password, created once; returns how to log in."""
+    import secrets
+
+    from irtmon.db import connect
+    from monitoring_app.passwords import hash_password
+    from monitoring_app.queries import save_user
+
+    with connect(settings, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM app_users WHERE username = 'demo'").fetchone()
+        if exists:
+            return (
+                "(user demo; its password was printed on the first demo run, or reset it "
+                "with `irtmon users add demo --role admin`)"
+            )
+        password = secrets.token_urlsafe(12)
+        save_user(conn, "demo", "admin", hash_password(password), [], actor="irtmon demo")
+    return f"(log in as demo / {password}; shown once)"
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import psycopg
 
 from irtmon.settings import Settings
-from irtmon.stack import kafka, postgres, workers
+from irtmon.stack import app, kafka, postgres, workers
 from irtmon.stack.process import StackError
 from irtmon.stack.topics import describe_topics, ensure_topics
 
@@ -57,6 +57,8 @@ def up(settings: Settings) -> StackStatus:
 def down(settings: Settings) -> list[str]:
     """Stop the local workers and servers (never external ones); return the names stopped."""
     stopped = []
+    if app.stop(settings):
+        stopped.append("app")
     if workers.stop(settings):
         stopped.append("workers")
     if settings.local_kafka and kafka.stop(settings):
