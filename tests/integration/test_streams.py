@@ -187,24 +187,24 @@ def test_publishing_twice_gives_the_same_rows(settings: Settings, workers: Worke
 
 
 def test_sigkill_mid_stream_loses_and_doubles_nothing(settings: Settings, workers: Workers) -> None:
-    patients = [patient() for _ in range(8)]
-    events = [e for p in patients for e in fractions(p, 50)]  # 400 events over 8 patients
+    patients = [patient() for _ in range(20)]
+    events = [e for p in patients for e in fractions(p, 100)]  # 2,000 events
     with Publisher(settings) as pub:
         pub.publish(events)
     first = workers.start()
-    wait_for(lambda: treatments_of(settings, patients) >= 40, what="some progress")
+    wait_for(lambda: treatments_of(settings, patients) >= 100, what="some progress")
     workers.stop(first, signal.SIGKILL)
     done_at_kill = treatments_of(settings, patients)
-    assert done_at_kill < 400, "the kill must land mid-stream"
+    assert done_at_kill < 2000, "the kill must land mid-stream"
     workers.start()
-    wait_for(lambda: treatments_of(settings, patients) == 400, timeout=120, what="all 400 rows")
+    wait_for(lambda: treatments_of(settings, patients) == 2000, timeout=120, what="all 2000 rows")
     assert (
         count(
             settings,
             "SELECT count(DISTINCT event_id) FROM treatment_events WHERE patient = ANY(%s)",
             (patients,),
         )
-        == 400
+        == 2000
     )
     # and across everything this session published: each message has its rows or a dead letter
     with psycopg.connect(settings.dsn, autocommit=True) as conn:
@@ -215,7 +215,7 @@ def test_sigkill_mid_stream_loses_and_doubles_nothing(settings: Settings, worker
         )
         report = reconcile(settings, conn)
     print(
-        f"rows when killed: {done_at_kill}; after restart: 400, distinct 400; reconcile: "
+        f"rows when killed: {done_at_kill}; after restart: 2000, distinct 2000; reconcile: "
         f"{report.messages} messages, {report.processed} processed, "
         f"{report.dead_lettered} dead-lettered, {report.duplicates_on_topic} duplicates"
     )
