@@ -4,8 +4,10 @@ Tissue, tumour nests and stroma come from thresholded smooth noise; nuclei are s
 Gaussian blobs of haematoxylin on an eosin background and turned into RGB by Beer-Lambert
 colour deconvolution vectors (Ruifrok and Johnston). Lymphocytes (small, dark, round) are placed
 by phenotype: inside the tumour nests when inflamed, held in the stroma near the nest border
-when excluded, few anywhere when desert. Rendering runs in horizontal strips so large slides
-stay within memory.
+when excluded, few anywhere when desert. Within that pattern their density is patchy: a smooth
+log-normal hot-spot field (:func:`_hot_spots`) concentrates them in clusters, as real
+infiltrates are, while the expected slide-level densities stay those asked for. Rendering runs
+in horizontal strips so large slides stay within memory.
 
 Ground truth per 256-px tile (:data:`TILE`): tissue fraction, tumour fraction, lymphocyte
 count and density per mm2 of tissue, tumour nucleus count.
@@ -31,6 +33,8 @@ _H = np.array([0.65, 0.70, 0.29])
 _E = np.array([0.07, 0.99, 0.11])
 _TUMOUR_NUCLEI_PER_MM2 = 8000.0
 _STROMA_NUCLEI_PER_MM2 = 700.0
+_HOT_SIGMA_PX = 160.0  # spatial scale of lymphocyte hot spots (full-resolution px)
+_HOT_GAIN = 1.1  # log-intensity spread of the hot-spot field (inflamed, excluded)
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,19 @@ def _points(rng: np.random.Generator, weight: np.ndarray, per_px: float, size: i
     r, c = np.divmod(cells, weight.shape[1])
     pts = np.column_stack([r, c]) * _LOW + rng.uniform(0.0, _LOW, (n, 2))
     return pts[(pts[:, 0] < size) & (pts[:, 1] < size)]
+
+
+def _hot_spots(rng: np.random.Generator, phenotype: ImmunePhenotype, n_low: int) -> np.ndarray:
+    """Relative lymphocyte intensity (mean 1): smooth log-normal field with hot spots.
+
+    Real infiltrates are patchy: lymphocytes gather in hot spots (and, in excluded tumours,
+    in parts of the invasive margin) rather than spreading evenly. The field is drawn for
+    every phenotype (so the random stream does not depend on it) and flattened for desert.
+    """
+    f = _smooth_field(rng, (n_low, n_low), _HOT_SIGMA_PX / _LOW)
+    gain = 0.0 if phenotype is ImmunePhenotype.DESERT else _HOT_GAIN
+    h = np.exp(gain * f)
+    return h / h.mean()
 
 
 def _upsample(low: np.ndarray, r0: int, r1: int, size: int) -> np.ndarray:
@@ -107,8 +124,11 @@ def render_slide(
 
     tumour_pts = _points(rng, tumour_low, _TUMOUR_NUCLEI_PER_MM2 * px_mm2, size)
     stroma_pts = _points(rng, stroma_low, _STROMA_NUCLEI_PER_MM2 * px_mm2, size)
-    intra = _points(rng, tumour_low, til_intratumoral_per_mm2 * px_mm2, size)
-    stroma_weight = border if phenotype is ImmunePhenotype.EXCLUDED else stroma_low
+    hot = _hot_spots(rng, phenotype, n_low)
+    intra_weight = tumour_low * hot
+    intra_scale = tumour_low.sum() / max(intra_weight.sum(), 1e-9)
+    intra = _points(rng, intra_weight, til_intratumoral_per_mm2 * px_mm2 * intra_scale, size)
+    stroma_weight = (border if phenotype is ImmunePhenotype.EXCLUDED else stroma_low) * hot
     scale = stroma_low.sum() / max(stroma_weight.sum(), 1e-9)
     stromal = _points(rng, stroma_weight, til_stromal_per_mm2 * px_mm2 * scale, size)
     lymph = np.vstack([intra, stromal])

@@ -70,21 +70,26 @@ def test_split_is_by_patient(run: dict) -> None:
 
 
 def test_attention_concentrates_on_lymphocytes(run: dict) -> None:
-    """Top 10 % of tiles by attention against the slide's average lymphocyte density.
+    """The top 10 % of tiles by attention hold at least twice the slide's lymphocyte density.
 
-    The clinic spreads inflamed slides' lymphocytes through tumour and stroma (about 900 and
-    500 per mm²), so even the best possible ranking (the tiles with the most true
-    lymphocytes) reaches only ~1.5-2x there; the attention is held to most of that ceiling,
-    and to 2x wherever the ceiling is at least 2.5x.
+    Density is lymphocytes per unit of ground-truth tissue area (the clinic's tile truth), the
+    top tiles' over the slide's average over the tiles used. The clinic places lymphocytes in
+    hot spots (inside the nests when inflamed, in the stroma at the margin when excluded), so
+    the ceiling (the top 10 % by true lymphocyte density) is well above 2x on those slides.
+    On every held-out inflamed and excluded slide the attention reaches 2x and most of the
+    ceiling; per phenotype the median reaches 2.5x.
     """
     rows = [r for r in run["metrics"]["v1"]["per_slide"] if r["phenotype"] != "desert"]
     assert {r["phenotype"] for r in rows} == {"inflamed", "excluded"}
     for r in rows:
         ratio, oracle = r["attention_enrichment"], r["attention_enrichment_oracle"]
-        assert ratio >= 1.2, r
+        assert oracle >= 2.0, r
+        assert ratio >= 2.0, r
         assert ratio >= 0.75 * oracle, r
-        if oracle >= 2.5:
-            assert ratio >= 2.0, r
+    for phenotype in ("inflamed", "excluded"):
+        mine = [r for r in rows if r["phenotype"] == phenotype]
+        assert np.median([r["attention_enrichment_oracle"] for r in mine]) >= 2.5, phenotype
+        assert np.median([r["attention_enrichment"] for r in mine]) >= 2.5, phenotype
     ratios = [r["attention_enrichment"] / r["attention_enrichment_oracle"] for r in rows]
     assert np.median(ratios) >= 0.85
 
