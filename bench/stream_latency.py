@@ -17,21 +17,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
 import psycopg
 from kafka import KafkaConsumer
 
+from bench._worker import running_worker
 from clinic import generate_cohort, load_events
 from irtmon import stack
 from irtmon.db import connect, migrate
 from irtmon.settings import Settings
-from irtmon.stack.private import free_port, private_settings, settings_env
+from irtmon.stack.private import private_settings
 from schemas import ImagingAcquired, parse_event, pseudonymise
 from streams import scoring, sinks
 from streams.publish import Publisher
@@ -70,23 +68,7 @@ def wait_scored(conn: psycopg.Connection, event_id: uuid.UUID, timeout: float = 
 
 
 def run_irtmon(settings: Settings, events: list[ImagingAcquired]) -> list[float]:
-    port = free_port()
-    log = open(settings.state_dir / "latency-worker.log", "wb")  # noqa: SIM115
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "irtmon", "worker"],
-        cwd=REPO,
-        env=settings_env(settings, worker_web_port=port, consumer_group="latency-irtmon"),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-                    if json.loads(r.read())["assigned"]:
-                        break
-            except OSError:
-                time.sleep(0.5)
+    with running_worker(settings, "latency-irtmon"):
         latencies = []
         with connect(settings, autocommit=True) as conn, Publisher(settings) as pub:
             for event in events:
@@ -94,9 +76,6 @@ def run_irtmon(settings: Settings, events: list[ImagingAcquired]) -> list[float]
                 pub.publish([event])
                 latencies.append(wait_scored(conn, event.event_id) - start)
         return latencies
-    finally:
-        worker.terminate()
-        worker.wait(timeout=60)
 
 
 def run_baseline(settings: Settings, events: list[ImagingAcquired]) -> list[float]:

@@ -18,10 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import time
-import urllib.request
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,10 +26,11 @@ from pathlib import Path
 import psycopg
 from kafka import KafkaConsumer
 
+from bench._worker import running_worker
 from irtmon import stack
 from irtmon.db import connect, migrate
 from irtmon.settings import Settings
-from irtmon.stack.private import free_port, private_settings, settings_env
+from irtmon.stack.private import private_settings
 from schemas import TimepointScore, parse_event, pseudonymise, score_event_id
 from streams.publish import Publisher
 
@@ -77,33 +75,13 @@ def wait_rows(conn: psycopg.Connection, patients: list[str], n: int, timeout: fl
 
 
 def run_irtmon(settings: Settings, n: int, n_patients: int) -> float:
-    port = free_port()
-    log = open(settings.state_dir / "bench-worker.log", "wb")  # noqa: SIM115
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "irtmon", "worker"],
-        cwd=REPO,
-        env=settings_env(settings, worker_web_port=port, consumer_group="bench-irtmon"),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-                    if json.loads(r.read())["assigned"]:
-                        break
-            except OSError:
-                time.sleep(0.5)
+    with running_worker(settings, "bench-irtmon"):
         events, patients = score_events(n, n_patients, f"irtmon-{uuid.uuid4()}")
         with connect(settings, autocommit=True) as conn, Publisher(settings) as pub:
             start = time.perf_counter()
             pub.publish(events)
             end = wait_rows(conn, patients, n, timeout=600)
         return n / (end - start)
-    finally:
-        worker.terminate()
-        worker.wait(timeout=60)
 
 
 def run_baseline(settings: Settings, n: int, n_patients: int) -> float:

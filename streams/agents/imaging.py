@@ -12,33 +12,20 @@ The science (reading the series, lesion, burden, features, virtual biopsy, respo
 
 from __future__ import annotations
 
-import asyncio
-
 from schemas import ImagingAcquired
 from schemas.topics import IMAGING_ACQUIRED
 from streams import scoring, sinks, topics
 from streams.agents._loop import consume
+from streams.agents._scoring import score_and_publish
 from streams.app import app
-from streams.context import cpu_pool, worker_context
+from streams.context import worker_context
 
 
 async def process_imaging(event: ImagingAcquired) -> None:
-    ctx = worker_context()
-    request = scoring.imaging_request(event, ctx.settings.data_roots)  # checks paths first
-    await ctx.db.run(sinks.upsert_imaging, event)
-    already = await ctx.db.run(scoring.stored_scores, event.event_id)
-    if already is not None:  # a redelivery: publish what is stored, do not score again
-        for score in already:
-            await ctx.send(
-                topics.scores_timepoint.get_topic_name(), score.key, score.to_json_bytes()
-            )
-        return
-    request = await ctx.db.run(scoring.with_history, request)
-    loop = asyncio.get_running_loop()
-    outcome = await loop.run_in_executor(cpu_pool(), scoring.score_imaging, request)
-    await ctx.db.run(scoring.store_outcome, outcome)
-    for score in outcome.scores:
-        await ctx.send(topics.scores_timepoint.get_topic_name(), score.key, score.to_json_bytes())
+    request = scoring.imaging_request(event, worker_context().settings.data_roots)  # paths first
+    await score_and_publish(
+        event, request, sinks.upsert_imaging, scoring.with_history, scoring.score_imaging
+    )
 
 
 @app.agent(topics.imaging_acquired, name="score_acquisition")
