@@ -197,3 +197,39 @@ def test_model_registry_allows_one_promoted_version(db: psycopg.Connection) -> N
         db.execute(
             "UPDATE model_registry SET promoted = true WHERE name = %s AND version = '2'", (name,)
         )
+
+
+@pytest.mark.parametrize(
+    ("group", "allowed", "refused"),
+    [
+        (
+            "irtmon_app",
+            "UPDATE alerts SET updated_at = now() WHERE false",
+            "INSERT INTO timepoint_scores (event_id, patient, observed_at, source_event_id, "
+            "score_name, value, model_name, model_version) VALUES (gen_random_uuid(), 'x', now(), "
+            "gen_random_uuid(), 'x', 1, 'm', '1')",
+        ),
+        (
+            "irtmon_worker",
+            "SELECT count(*) FROM timepoint_scores",
+            "SELECT count(*) FROM app_users",
+        ),
+    ],
+)
+def test_roles_have_least_privilege(
+    settings: Settings, group: str, allowed: str, refused: str
+) -> None:
+    if not settings.local_postgres:
+        pytest.skip("creates a login role on the local server")
+    user = f"it_{group}_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(settings.dsn, autocommit=True) as admin:
+        admin.execute(f'CREATE ROLE "{user}" LOGIN IN ROLE {group}')
+    try:
+        dsn = settings.dsn.replace("postgresql://irtmon@", f"postgresql://{user}@")
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(allowed)
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(refused)
+    finally:
+        with psycopg.connect(settings.dsn, autocommit=True) as admin:
+            admin.execute(f'DROP ROLE "{user}"')
