@@ -205,3 +205,58 @@ def test_non_ct_and_corrupt_series_are_dead_lettered(
         )[0][0]
         assert status == "failed"
     assert all(p.poll() is None for p in workers.procs)
+
+
+@pytest.mark.timeout(600)
+def test_no_clear_identifier_in_topics_logs_or_metrics(
+    settings: Settings, workers: Workers, cohort: Path
+) -> None:
+    """The virtual clinic's clear patient ids appear only in its ground-truth file: never in
+    a topic, a worker's log or its metrics."""
+    import urllib.request
+
+    from kafka import KafkaConsumer, TopicPartition
+
+    from schemas.topics import TOPICS
+
+    identities = (cohort / "ground_truth" / "identities.csv").read_text().splitlines()[1:]
+    clear_ids = [line.split(",")[0] for line in identities if line]
+    assert clear_ids and all(clear_ids)
+    proc = workers.start()
+    events = load_events(cohort)
+    with Publisher(settings) as pub:
+        pub.publish(events)
+    ids = [e.event_id for e in events if isinstance(e, ImagingAcquired | BiopsyAcquired)]
+    wait_for(
+        lambda: (
+            rows(
+                settings,
+                "SELECT count(*) FROM acquisitions WHERE event_id = ANY(%s) "
+                "AND status IN ('scored', 'failed')",
+                (ids,),
+            )[0][0]
+            == len(ids)
+        ),
+        timeout=600,
+        what="the cohort settled",
+    )
+    with urllib.request.urlopen(f"http://127.0.0.1:{proc.web_port}/metrics", timeout=5) as r:
+        metrics = r.read().decode()
+    assert "irtmon_events_total" in metrics
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        enable_auto_commit=False,
+        consumer_timeout_ms=3000,
+    )
+    tps = [TopicPartition(n, p) for n, spec in TOPICS.items() for p in range(spec.partitions)]
+    consumer.assign(tps)
+    consumer.seek_to_beginning(*tps)
+    messages = [(r.key or b"") + b" " + r.value for r in consumer]
+    consumer.close()
+    assert len(messages) > len(events)
+    logs = proc.log_path.read_text(errors="replace")  # type: ignore[attr-defined]
+    assert "event processed" in logs
+    for clear in clear_ids:
+        assert clear not in metrics, clear
+        assert clear not in logs, clear
+        assert not any(clear.encode() in m for m in messages), clear
