@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import getpass
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -52,7 +51,10 @@ def app_command(
         "--client.toolbarMode",
         "minimal",
     ]
-    raise typer.Exit(subprocess.call(cmd, env=env, cwd=ENTRY.parents[1]))
+    # Replace this process with Streamlit, so that stopping it (SIGTERM to this pid) stops the
+    # server itself and no orphan is left behind.
+    os.chdir(ENTRY.parents[1])
+    os.execve(sys.executable, cmd, env)
 
 
 @users_app.command("add")

@@ -54,15 +54,8 @@ def start(settings: Settings, port: int = 8501, timeout: float = 90.0) -> int:
             time.sleep(0.5)
     else:
         raise StackError(f"the app did not answer on port {port} in {timeout:.0f}s")
-    # the streamlit process is the child of `irtmon app`; remember the one serving
-    _pid_file(settings).write_text(f"{_streamlit_pid(proc.pid) or proc.pid}\n")
+    _pid_file(settings).write_text(f"{proc.pid}\n")  # `irtmon app` execs streamlit: same pid
     return proc.pid
-
-
-def _streamlit_pid(parent: int) -> int | None:
-    for child in Path(f"/proc/{parent}/task/{parent}/children").read_text().split():
-        return int(child)
-    return None
 
 
 def stop(settings: Settings) -> bool:
