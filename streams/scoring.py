@@ -176,22 +176,40 @@ def score_imaging(request: ImagingRequest) -> Outcome:
         ("longest_diameter_mm", result.burden.longest_diameter_mm, "mm"),
     ):
         outcome.scores.append(
-            TimepointScore(
-                event_id=score_event_id(event.event_id, name, model, version),
-                patient=event.patient,
-                occurred_at=event.occurred_at,
-                source_event_id=event.event_id,
-                score_name=name,
-                value=round(value, 4),
-                unit=unit,
-                model_name=model,
-                model_version=version,
-                inputs=inputs[:256],
-            )
+            _score(event, name, round(value, 4), model, version, inputs, unit=unit)
         )
     features = {k: v.value for k, v in result.features.items()}
     outcome.features = FeatureSet(model, version, features, _json_safe(result.provenance))
     return outcome
+
+
+def _score(
+    event: ImagingAcquired | BiopsyAcquired,
+    name: str,
+    value: float,
+    model: str,
+    version: str,
+    inputs: list[str],
+    *,
+    unit: str | None = None,
+    lower: float | None = None,
+    upper: float | None = None,
+) -> TimepointScore:
+    """One score of an acquisition or biopsy, with its deterministic id."""
+    return TimepointScore(
+        event_id=score_event_id(event.event_id, name, model, version),
+        patient=event.patient,
+        occurred_at=event.occurred_at,
+        source_event_id=event.event_id,
+        score_name=name,
+        value=value,
+        lower=lower,
+        upper=upper,
+        unit=unit,
+        model_name=model,
+        model_version=version,
+        inputs=inputs[:256],
+    )
 
 
 def _json_safe(value: object) -> object:
@@ -275,19 +293,16 @@ def score_biopsy(request: BiopsyRequest) -> Outcome:
     outcome = Outcome(event.event_id, event.patient, observed_at=event.occurred_at)
     for name, value, lower, upper, unit in values:
         outcome.scores.append(
-            TimepointScore(
-                event_id=score_event_id(event.event_id, name, model, version),
-                patient=event.patient,
-                occurred_at=event.occurred_at,
-                source_event_id=event.event_id,
-                score_name=name,
-                value=round(value, 6),
+            _score(
+                event,
+                name,
+                round(value, 6),
+                model,
+                version,
+                inputs,
+                unit=unit,
                 lower=None if lower is None else round(min(lower, value), 6),
                 upper=None if upper is None else round(max(upper, value), 6),
-                unit=unit,
-                model_name=model,
-                model_version=version,
-                inputs=inputs[:256],
             )
         )
     outcome.features = FeatureSet(
