@@ -48,6 +48,10 @@ def _register_subapps() -> None:
     app.add_typer(train_pathology_app, name="train")
     app.add_typer(pathology_app, name="pathology")
 
+    from irtmon.cli_models import register as register_model_commands
+
+    register_model_commands(app, train_pathology_app)
+
     from irtmon.cli_app import register as register_app_commands
 
     register_app_commands(app)

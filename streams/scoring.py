@@ -20,8 +20,10 @@ import psycopg
 
 from models import imaging
 from models.exceptions import InsufficientDataError, ModelError
+from models.response.history import History, Scan
 from schemas import BiopsyAcquired, ImagingAcquired, TimepointScore, score_event_id
 from streams import sinks
+from streams.history import ResponseModels, load_history, response_models, to_timepoint_score
 from streams.inputs import resolve_under_roots
 
 
@@ -54,6 +56,8 @@ class ImagingRequest:
     series_dir: Path | None  # None for DICOMweb locations
     lesion_path: Path | None
     baseline: Baseline | None = None
+    history: History | None = None  # the patient's earlier scans, biopsies, treatment
+    models: ResponseModels | None = None  # virtual biopsy and response model, when promoted
 
 
 @dataclass
@@ -117,6 +121,13 @@ def with_history(conn: psycopg.Connection, request: ImagingRequest) -> ImagingRe
     ).fetchone()
     if row and row[1]:
         request.baseline = Baseline(row[0], Path(row[1]), Path(row[2]) if row[2] else None)
+    known = load_history(conn, request.event.patient, until=request.event.occurred_at)
+    request.history = History(
+        tuple(s for s in known.scans if s.key != str(request.event.event_id)),
+        known.biopsies,
+        known.treatment,
+    )
+    request.models = response_models(conn)
     return request
 
 
@@ -180,7 +191,43 @@ def score_imaging(request: ImagingRequest) -> Outcome:
         )
     features = {k: v.value for k, v in result.features.items()}
     outcome.features = FeatureSet(model, version, features, _json_safe(result.provenance))
+    outcome.scores += _response_scores(request, result.burden, features, inputs)
     return outcome
+
+
+def _response_scores(
+    request: ImagingRequest, burden: imaging.Burden, features: dict, inputs: list[str]
+) -> list[TimepointScore]:
+    """The virtual biopsy and the response probability of this scan, with the promoted models
+    (none when no model is promoted), from what is known at the scan's time."""
+    from models.response.inference import load_models, score_timepoint
+
+    models = request.models
+    if models is None or (models.signature is None and models.response is None):
+        return []
+    event = request.event
+    scan = Scan(
+        at=event.occurred_at,
+        volume_ml=burden.volume_ml,
+        diameter_mm=burden.longest_diameter_mm,
+        features=_json_safe(features),  # type: ignore[arg-type]
+        pcct=event.modality == "PCCT",
+        key=str(event.event_id),
+    )
+    prior = request.history or History(())
+    history = History((*prior.scans, scan), prior.biopsies, prior.treatment)
+    loaded = load_models(
+        models.signature.as_tuple() if models.signature else None,
+        models.response.as_tuple() if models.response else None,
+        models.response_signature.as_tuple()[:2] if models.response_signature else None,
+    )
+    out = []
+    for value in score_timepoint(history, event.occurred_at, loaded):
+        used = inputs if value.model_name != "response" else [s.key for s in history.scans]
+        out.append(
+            to_timepoint_score(value, event.patient, event.event_id, event.occurred_at, used)
+        )
+    return out
 
 
 def _score(

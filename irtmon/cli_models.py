@@ -1,0 +1,395 @@
+"""``irtmon train ct-signature|response``, ``irtmon models list|show|promote`` and
+``irtmon rescore``: the response models' shell.
+
+The science is in :mod:`models.response`; this module parses options, shows progress, finds
+artefacts (a path, a version, or the promoted one) and touches the database for the registry
+and for re-scoring.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+models_app = typer.Typer(help="The model registry: list, show, promote.", no_args_is_help=True)
+_console = Console()
+_err = Console(stderr=True)
+
+STAGE_LABELS = {"scans": "patients' studies analysed", "slides": "slides scored by the teacher"}
+
+
+def _fail(message: str) -> typer.Exit:
+    _err.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code=1)
+
+
+def _settings() -> Any:
+    from irtmon.settings import get_settings
+
+    return get_settings()
+
+
+def resolve_artifact(name: str, ref: str | None, models_dir: Path) -> Path:
+    """An artefact folder from a path, a version, or (None) the promoted/latest version."""
+    from models.registry import latest_version
+
+    if ref is not None:
+        if Path(ref).is_dir():
+            return Path(ref)
+        folder = models_dir / name / ref
+        if not folder.is_dir():
+            raise _fail(f"no {name} model {ref!r} (neither a folder nor a version in {models_dir})")
+        return folder
+    try:
+        import psycopg
+
+        from irtmon.db import connect
+
+        with connect(_settings()) as conn:
+            row = conn.execute(
+                "SELECT path FROM model_registry WHERE name = %s AND promoted", (name,)
+            ).fetchone()
+        if row is not None:
+            return Path(row[0])
+    except (psycopg.Error, OSError, RuntimeError):
+        pass
+    latest = latest_version(models_dir, name)
+    if latest is None or latest.folder is None:
+        raise _fail(f"no {name} model found: train one, or pass its folder or version")
+    return latest.folder
+
+
+def _progress_bar() -> tuple[Progress, Any]:
+    bar = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=_err,
+    )
+    tasks: dict[str, int] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = bar.add_task(STAGE_LABELS.get(stage, stage), total=total)
+        bar.update(tasks[stage], completed=done, total=total)
+
+    return bar, progress
+
+
+def _register(artifact: Any, promote: bool) -> None:
+    import psycopg
+
+    from irtmon.db import connect
+    from irtmon.db.registry import promote as promote_model
+    from irtmon.db.registry import register
+
+    try:
+        with connect(_settings()) as conn:
+            register(conn, artifact)
+            if promote:
+                promote_model(conn, artifact.name, artifact.version)
+            conn.commit()
+    except (psycopg.Error, OSError) as err:
+        raise _fail(f"the model was saved but not registered in the database: {err}") from err
+    _console.print(
+        f"registered {artifact.name} {artifact.version}" + (" and promoted it" if promote else "")
+    )
+
+
+Cohort = Annotated[Path, typer.Option(help="Training cohort folder (manifest.csv/parquet).")]
+TestCohort = Annotated[
+    Path | None,
+    typer.Option(help="Evaluate on this cohort (patients never seen); default: hold out 30 %."),
+]
+Out = Annotated[Path, typer.Option(help="Run folder: report.md, metrics.json, plots, weights.")]
+PathologyRef = Annotated[
+    str | None,
+    typer.Option(help="Teacher: pathology-mil folder or version (default: promoted/latest)."),
+]
+Version = Annotated[str | None, typer.Option(help="Artefact version (default: UTC time, seed).")]
+Workers = Annotated[int, typer.Option(min=1, help="Processes analysing studies and slides.")]
+Register = Annotated[
+    bool | None,
+    typer.Option(
+        "--register/--no-register",
+        help="Record the model in the database (default: when IRTMON_DATABASE_URL is set).",
+    ),
+]
+Promote = Annotated[bool, typer.Option(help="Also promote it (needs registering).")]
+Seed = Annotated[int, typer.Option(help="Seed of splits, bootstrap and training.")]
+
+
+def _finish(run: Any, register: bool | None, promote: bool) -> None:
+    _console.print(f"report: {run.report}")
+    if run.artifact is None:
+        return
+    _console.print(f"model:  {run.artifact.folder}  (sha256 {run.artifact.sha256[:12]})")
+    if register if register is not None else bool(_settings().database_url):
+        _register(run.artifact, promote)
+    elif promote:
+        raise _fail("--promote needs --register (or IRTMON_DATABASE_URL)")
+
+
+def train_ct_signature(
+    cohort: Cohort,
+    out: Out,
+    test_cohort: TestCohort = None,
+    pathology_model: PathologyRef = None,
+    version: Version = None,
+    workers: Workers = 1,
+    seed: Seed = 1,
+    register: Register = None,
+    promote: Promote = False,
+) -> None:
+    """Train the CT virtual biopsy on scans paired with biopsies (teacher: pathology model)."""
+    from models.exceptions import IrtmonError
+    from models.response.signature import SignatureConfig
+    from models.response.train import train_ct_signature as run_training
+
+    settings = _settings()
+    teacher = resolve_artifact("pathology-mil", pathology_model, settings.models_dir)
+    version = version or f"{datetime.now(UTC):%Y%m%d-%H%M%S}-seed{seed}"
+    start = time.perf_counter()
+    bar, progress = _progress_bar()
+    try:
+        with bar:
+            run = run_training(
+                cohort,
+                out,
+                pathology=teacher,
+                test_cohort=test_cohort,
+                cache_dir=settings.derived_dir / "training-cache",
+                models_dir=settings.models_dir,
+                version=version,
+                config=SignatureConfig(seed=seed),
+                workers=workers,
+                progress=progress,
+            )
+    except (IrtmonError, ValueError, FileNotFoundError) as err:
+        raise _fail(str(err)) from err
+    m = run.metrics
+    table = Table(title=f"ct-signature {version}: held-out paired scans")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, label in (
+        ("n_pairs", "paired scans"),
+        ("balanced_accuracy_vs_teacher", "balanced accuracy vs pathology model"),
+        ("balanced_accuracy_vs_teacher_ct", "  conventional CT"),
+        ("balanced_accuracy_vs_teacher_pcct", "  PCCT"),
+        ("balanced_accuracy_vs_teacher_pcct_without_spectral", "  PCCT, spectral withheld"),
+        ("balanced_accuracy_vs_truth", "balanced accuracy vs true phenotype"),
+        ("til_spearman_vs_teacher", "TIL Spearman vs pathology model"),
+    ):
+        v = m.get(key)
+        table.add_row(label, "n/a" if v is None else (str(v) if isinstance(v, int) else f"{v:.3f}"))
+    table.add_row("total time", f"{time.perf_counter() - start:.0f} s")
+    _console.print(table)
+    _finish(run, register, promote)
+
+
+def train_response(
+    cohort: Cohort,
+    out: Out,
+    test_cohort: TestCohort = None,
+    pathology_model: PathologyRef = None,
+    ct_signature: Annotated[
+        str | None, typer.Option(help="ct-signature folder or version (default: promoted/latest).")
+    ] = None,
+    version: Version = None,
+    workers: Workers = 1,
+    seed: Seed = 1,
+    register: Register = None,
+    promote: Promote = False,
+) -> None:
+    """Train and calibrate the response model; compare it with its baselines on held-out
+    patients (RECIST 1.1 rule, burden trajectory alone, baseline pathology alone)."""
+    from models.exceptions import IrtmonError
+    from models.response.response import ResponseConfig
+    from models.response.train import train_response as run_training
+
+    settings = _settings()
+    teacher = resolve_artifact("pathology-mil", pathology_model, settings.models_dir)
+    signature = resolve_artifact("ct-signature", ct_signature, settings.models_dir)
+    version = version or f"{datetime.now(UTC):%Y%m%d-%H%M%S}-seed{seed}"
+    start = time.perf_counter()
+    bar, progress = _progress_bar()
+    try:
+        with bar:
+            run = run_training(
+                cohort,
+                out,
+                pathology=teacher,
+                ct_signature=signature,
+                test_cohort=test_cohort,
+                cache_dir=settings.derived_dir / "training-cache",
+                models_dir=settings.models_dir,
+                version=version,
+                config=ResponseConfig(seed=seed),
+                workers=workers,
+                progress=progress,
+            )
+    except (IrtmonError, ValueError, FileNotFoundError) as err:
+        raise _fail(str(err)) from err
+    m = run.metrics
+    table = Table(title=f"response {version}: non-response, held-out patients")
+    for col in ("model", "AUC fu1", "AUC follow-ups", "ECE follow-ups"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+
+    def f(v: object) -> str:
+        return "n/a" if v is None else f"{v:.3f}"
+
+    for name, r in m["models"].items():
+        table.add_row(
+            name, f(r.get("auc_fu1")), f(r.get("auc_followups")), f(r.get("ece_followups"))
+        )
+    _console.print(table)
+    _console.print(
+        f"margin over the best baseline ({m['best_baseline']}) at fu1: "
+        f"{m['auc_fu1_margin_over_best_baseline']:+.3f}; "
+        f"{m['n_test_patients']} test patients; {time.perf_counter() - start:.0f} s"
+    )
+    _finish(run, register, promote)
+
+
+# ------------------------------------------------------------------------- registry
+
+
+@models_app.command("list")
+def list_models(
+    name: Annotated[str | None, typer.Option(help="Only this model name.")] = None,
+) -> None:
+    """Registered models, newest first; the promoted version is marked."""
+    from irtmon.db import connect
+    from irtmon.db.registry import models
+
+    with connect(_settings()) as conn:
+        rows = models(conn, name)
+    table = Table(title="registered models")
+    for col in ("name", "version", "promoted", "created", "sha256", "key metric"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            r["name"],
+            r["version"],
+            "yes" if r["promoted"] else "",
+            f"{r['created_at']:%Y-%m-%d %H:%M}",
+            r["sha256"][:12],
+            _key_metric(r["name"], r["metrics"] or {}),
+        )
+    _console.print(table)
+
+
+def _key_metric(name: str, m: dict[str, Any]) -> str:
+    for key, label in (
+        ("auc_fu1", "AUC fu1"),
+        ("balanced_accuracy_vs_teacher", "bal. acc. vs teacher"),
+        ("balanced_accuracy", "bal. acc."),
+    ):
+        if isinstance(m.get(key), int | float):
+            return f"{label} {m[key]:.3f}"
+    return ""
+
+
+@models_app.command("show")
+def show_model(
+    name: Annotated[str, typer.Argument(help="Model name, e.g. response.")],
+    version: Annotated[str | None, typer.Argument(help="Version (default: the promoted).")] = None,
+) -> None:
+    """A model's card, hash, training-data hash and metrics; its weights are verified."""
+    from irtmon.db import connect
+    from models.exceptions import ModelError
+    from models.registry import load_artifact
+    from streams.history import model_ref
+
+    with connect(_settings()) as conn:
+        try:
+            ref = model_ref(conn, name, version)
+        except ModelError as err:
+            raise _fail(str(err)) from err
+        if ref is None:
+            raise _fail(f"{name} has no promoted version; pass one (irtmon models list)")
+        promoted = conn.execute(
+            "SELECT promoted FROM model_registry WHERE name = %s AND version = %s",
+            (name, ref.version),
+        ).fetchone()[0]
+    try:
+        art = load_artifact(ref.folder, ref.sha256)
+    except ModelError as err:
+        raise _fail(str(err)) from err
+    _console.print(f"[bold]{art.name} {art.version}[/]" + ("  (promoted)" if promoted else ""))
+    _console.print(f"folder:             {art.folder}")
+    _console.print(f"sha256:             {art.sha256}  (verified)")
+    _console.print(f"training data hash: {art.training_data_hash}")
+    _console.print(f"created:            {art.created_at}")
+    _console.print(f"card:               {art.card}")
+    _console.print_json(json.dumps(art.metrics, default=str))
+
+
+@models_app.command("promote")
+def promote_model(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[str, typer.Argument(help="Version to promote.")],
+) -> None:
+    """Make VERSION the one the workers load (verified first; audited)."""
+    from irtmon.db import connect
+    from irtmon.db.registry import promote
+    from models.exceptions import ModelError
+    from models.registry import load_artifact
+    from streams.history import model_ref
+
+    with connect(_settings()) as conn:
+        try:
+            ref = model_ref(conn, name, version)
+            assert ref is not None
+            load_artifact(ref.folder, ref.sha256)
+            promote(conn, name, version)
+        except (ModelError, ValueError) as err:
+            raise _fail(str(err)) from err
+        conn.commit()
+    _console.print(
+        f"promoted {name} {version}; workers use it for new scans. To recompute the stored "
+        f"history with it: irtmon rescore --model {name}"
+    )
+
+
+def rescore(
+    model: Annotated[str, typer.Option(help="ct-signature or response.")],
+    version: Annotated[str | None, typer.Option(help="Version (default: the promoted).")] = None,
+    patient: Annotated[str | None, typer.Option(help="Only this patient (pseudonym).")] = None,
+) -> None:
+    """Recompute the stored history's scores with a model version, kept beside the old ones
+    (each score carries its model version), so versions can be compared on one timeline."""
+    from irtmon.db import connect
+    from irtmon.rescore import rescore_patients
+    from models.exceptions import IrtmonError
+
+    if model not in ("ct-signature", "response"):
+        raise _fail("--model must be ct-signature or response")
+    start = time.perf_counter()
+    try:
+        with connect(_settings()) as conn:
+            counts = rescore_patients(conn, model, version, patient)
+    except IrtmonError as err:
+        raise _fail(str(err)) from err
+    _console.print(
+        f"re-scored {counts['timepoints']} timepoints of {counts['patients']} patients with "
+        f"{model} {counts['version']}: {counts['scores']} scores stored beside the earlier "
+        f"versions' ({time.perf_counter() - start:.1f} s)"
+    )
+
+
+def register(app: typer.Typer, train_app: typer.Typer) -> None:
+    """Add the commands to the ``irtmon`` app and its ``train`` group."""
+    train_app.command("ct-signature")(train_ct_signature)
+    train_app.command("response")(train_response)
+    app.add_typer(models_app, name="models")
+    app.command("rescore")(rescore)

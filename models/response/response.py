@@ -1,0 +1,199 @@
+"""The per-timepoint response model: P(non-response) from what is known at that time.
+
+Inputs are :func:`models.response.history.response_inputs` (burden trajectory relative to
+baseline and nadir, the CT virtual biopsy, the latest biopsy's signature, treatment context),
+so the model never sees the future. It is an ensemble of small networks over patient-level
+bootstrap samples, calibrated by isotonic regression on a calibration split of patients that
+none of the members trained on; the members' spread, mapped through the same calibration,
+gives the interval stored with each score.
+
+The same class fitted on a subset of inputs is a baseline (burden trajectory alone, baseline
+pathology alone), so baselines and the full model are compared like for like.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.exceptions import InsufficientDataError, ModelError
+from models.response.nets import (
+    MlpConfig,
+    Standardiser,
+    bootstrap_patients,
+    fit_mlp,
+    load_mlp,
+    state_to_lists,
+)
+
+MODEL_NAME = "response"
+WEIGHTS_FILE = "response.pt"
+FORMAT = "irtmon-response/1"
+PROBABILITY_FLOOR = 0.005
+
+
+@dataclass(frozen=True)
+class ResponseConfig:
+    members: int = 7
+    seed: int = 1
+    interval: tuple[float, float] = (10.0, 90.0)  # member percentiles
+    mlp: MlpConfig = field(
+        default_factory=lambda: MlpConfig(hidden=16, dropout=0.1, weight_decay=1e-3)
+    )
+
+
+@dataclass
+class Calibration:
+    """A monotone map of raw to calibrated probability (isotonic regression's knots)."""
+
+    x: list[float]
+    y: list[float]
+
+    def __call__(self, p: np.ndarray) -> np.ndarray:
+        if not self.x:
+            return np.asarray(p, dtype=float)
+        out = np.interp(np.asarray(p, dtype=float), self.x, self.y)
+        return np.clip(out, PROBABILITY_FLOOR, 1.0 - PROBABILITY_FLOOR)
+
+    @classmethod
+    def fit(cls, p: np.ndarray, y: np.ndarray) -> Calibration:
+        from sklearn.isotonic import IsotonicRegression
+
+        iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(p, y)
+        return cls([float(v) for v in iso.X_thresholds_], [float(v) for v in iso.y_thresholds_])
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Calibrated P(non-response) with its interval."""
+
+    p: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    raw: np.ndarray
+
+
+class ResponseModel:
+    """Ensemble + calibration over a named set of inputs."""
+
+    def __init__(
+        self,
+        inputs: Sequence[str],
+        standardiser: Standardiser,
+        members: list[Any],
+        calibration: Calibration,
+        config: ResponseConfig,
+    ) -> None:
+        self.inputs = list(inputs)
+        self.standardiser = standardiser
+        self.members = members
+        self.calibration = calibration
+        self.config = config
+
+    def _member_probs(self, rows: Sequence[Mapping[str, float]]) -> np.ndarray:
+        import torch
+
+        x = np.array([[r[k] for k in self.inputs] for r in rows], dtype=np.float64)
+        xt = torch.as_tensor(self.standardiser.transform(x))
+        with torch.no_grad():
+            return np.array([torch.sigmoid(m(xt)[:, 0]).numpy() for m in self.members])
+
+    def predict(self, rows: Sequence[Mapping[str, float]]) -> Prediction:
+        members = self._member_probs(rows)
+        raw = members.mean(axis=0)
+        lo, hi = np.percentile(members, self.config.interval, axis=0)
+        p = self.calibration(raw)
+        lower = np.minimum(self.calibration(lo), p)
+        upper = np.maximum(self.calibration(hi), p)
+        return Prediction(p, lower, upper, raw)
+
+
+def fit_response(
+    rows: Sequence[Mapping[str, float]],
+    labels: Sequence[bool],
+    patients: Sequence[str],
+    inputs: Sequence[str],
+    calibration_rows: Sequence[Mapping[str, float]],
+    calibration_labels: Sequence[bool],
+    config: ResponseConfig | None = None,
+) -> ResponseModel:
+    """Fit the ensemble on ``rows`` and its calibration on separate patients' rows."""
+    import torch
+
+    config = config or ResponseConfig()
+    y = np.asarray(labels, dtype=np.float32)
+    if len(rows) < 10 or y.min() == y.max():
+        raise InsufficientDataError(
+            f"{len(rows)} training timepoints with labels {sorted(set(y.tolist()))}: "
+            "the response model needs 10+ and both classes"
+        )
+    if len(calibration_rows) < 10:
+        raise InsufficientDataError(
+            f"only {len(calibration_rows)} calibration timepoints; need 10+"
+        )
+    x = np.array([[r[k] for k in inputs] for r in rows], dtype=np.float64)
+    std = Standardiser.fit(x, inputs, [False] * len(inputs))
+    z = std.transform(x)
+    yy = y.reshape(-1, 1)
+    bce = torch.nn.BCEWithLogitsLoss()
+    rng = np.random.default_rng(config.seed)
+    members = []
+    for k in range(config.members):
+        bag, oob = bootstrap_patients(patients, rng)
+        model, _, _ = fit_mlp(
+            z[bag], yy[bag], z[oob], yy[oob], 1, bce, config.mlp, config.seed * 1000 + k
+        )
+        members.append(model)
+    uncalibrated = ResponseModel(inputs, std, members, Calibration([], []), config)
+    raw = uncalibrated.predict(calibration_rows).raw
+    calibration = Calibration.fit(raw, np.asarray(calibration_labels, dtype=float))
+    return ResponseModel(inputs, std, members, calibration, config)
+
+
+def save_response(model: ResponseModel, path: Path, extra: dict[str, Any] | None = None) -> Path:
+    import torch
+
+    torch.save(
+        {
+            "format": FORMAT,
+            "inputs": model.inputs,
+            "standardiser": model.standardiser.to_dict(),
+            "calibration": asdict(model.calibration),
+            "config": {**asdict(model.config), "mlp": asdict(model.config.mlp)},
+            "members": [state_to_lists(m) for m in model.members],
+            "extra": extra or {},
+        },
+        path,
+    )
+    return path
+
+
+def load_response(folder: Path | str, expected_sha256: str | None = None) -> ResponseModel:
+    """Load a verified ``response`` artefact (hash and version checked by the registry)."""
+    import torch
+
+    from models.registry import load_artifact
+
+    artifact = load_artifact(Path(folder), expected_sha256)
+    if artifact.name != MODEL_NAME:
+        raise ModelError(f"{artifact.folder} holds {artifact.name}, not a {MODEL_NAME} model")
+    try:
+        ckpt = torch.load(str(artifact.weights_path), map_location="cpu", weights_only=True)
+    except (RuntimeError, OSError, ValueError) as err:
+        raise ModelError(f"{artifact.weights_path} is not a loadable checkpoint: {err}") from err
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise ModelError(f"{artifact.weights_path} is not a {FORMAT} checkpoint")
+    cfg = dict(ckpt["config"])
+    config = ResponseConfig(
+        **{**cfg, "interval": tuple(cfg["interval"]), "mlp": MlpConfig(**cfg["mlp"])}
+    )
+    std = Standardiser(**ckpt["standardiser"])
+    try:
+        members = [load_mlp(s, len(std.names), 1, config.mlp) for s in ckpt["members"]]
+    except RuntimeError as err:
+        raise ModelError(f"{artifact.name} {artifact.version}: weights do not fit: {err}") from err
+    return ResponseModel(ckpt["inputs"], std, members, Calibration(**ckpt["calibration"]), config)

@@ -1,0 +1,560 @@
+"""Training runs of the virtual biopsy (``ct-signature``) and the response model (``response``).
+
+Both take a cohort manifest (see :mod:`models.response.cohort`) and evaluate on patients never
+seen in training: a second cohort when one is given (``test_cohort``), else a held-out share of
+the first. Patients, never timepoints, are split. Each run writes ``report.md``, ``metrics.json``
+and PNG plots into its folder and, when a models folder and version are given, saves the
+artefact with its card (:func:`models.registry.save_artifact`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.exceptions import InsufficientDataError
+from models.registry import ModelArtifact, save_artifact
+from models.response import evaluate as ev
+from models.response.cohort import CohortData, Progress, load_cohort
+from models.response.history import (
+    BIOPSY_INPUTS,
+    BURDEN_INPUTS,
+    PHENOTYPE_NAMES,
+    History,
+    Scan,
+    Signature,
+    recist_category,
+    response_inputs,
+)
+from models.response.response import (
+    MODEL_NAME as RESPONSE_NAME,
+)
+from models.response.response import (
+    WEIGHTS_FILE as RESPONSE_WEIGHTS,
+)
+from models.response.response import (
+    ResponseConfig,
+    ResponseModel,
+    fit_response,
+    save_response,
+)
+from models.response.signature import (
+    MODEL_NAME as SIGNATURE_NAME,
+)
+from models.response.signature import (
+    WEIGHTS_FILE as SIGNATURE_WEIGHTS,
+)
+from models.response.signature import (
+    CtSignatureModel,
+    Pair,
+    SignatureConfig,
+    fit_signature,
+    load_signature,
+    pair_scans,
+    save_signature,
+)
+
+
+@dataclass
+class Run:
+    """What a training run produced."""
+
+    metrics: dict[str, Any]
+    report: Path
+    artifact: ModelArtifact | None = None
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+def split_patients(
+    labels: Mapping[str, Any], fraction: float, seed: int
+) -> tuple[list[str], list[str]]:
+    """(rest, held-out) patients, stratified by label, reproducible by seed."""
+    rng = np.random.default_rng(seed)
+    held: list[str] = []
+    for value in sorted({str(v) for v in labels.values()}):
+        group = sorted(p for p, v in labels.items() if str(v) == value)
+        rng.shuffle(group)
+        held += group[: round(len(group) * fraction)]
+    rest = sorted(set(labels) - set(held))
+    return rest, sorted(held)
+
+
+def _data_hash(histories: Mapping[str, History], extra: Sequence[str] = ()) -> str:
+    digest = hashlib.sha256()
+    for p in sorted(histories):
+        h = histories[p]
+        for s in h.scans:
+            digest.update(f"{p}|{s.key}|{s.at.isoformat()}|{s.volume_ml:.6g}\n".encode())
+            digest.update(json.dumps(dict(s.features), sort_keys=True).encode())
+        for b in h.biopsies:
+            digest.update(f"{p}|{b.at.isoformat()}|{b.signature}\n".encode())
+    for e in extra:
+        digest.update(e.encode())
+    return digest.hexdigest()
+
+
+def _load(
+    cohort: Path, cache: Path, pathology: Path, workers: int, progress: Progress | None
+) -> CohortData:
+    data = load_cohort(
+        cohort,
+        cache / _slug(cohort),
+        pathology_folder=pathology,
+        workers=workers,
+        progress=progress,
+    )
+    if not data.histories:
+        raise InsufficientDataError(f"no analysable study in {cohort}: {data.skipped[:3]}")
+    return data
+
+
+def _slug(path: Path) -> str:
+    resolved = str(Path(path).resolve())
+    return Path(path).name + "-" + hashlib.sha256(resolved.encode()).hexdigest()[:8]
+
+
+def _split_data(
+    data: CohortData, test: CohortData | None, fraction: float, seed: int
+) -> tuple[CohortData, CohortData]:
+    if test is not None:
+        return data, test
+    rest, held = split_patients(data.non_responder, fraction, seed)
+    return _subset(data, rest), _subset(data, held)
+
+
+def _subset(data: CohortData, patients: Sequence[str]) -> CohortData:
+    keep = set(patients)
+    return CohortData(
+        histories={p: h for p, h in data.histories.items() if p in keep},
+        non_responder={p: v for p, v in data.non_responder.items() if p in keep},
+        phenotype={p: v for p, v in data.phenotype.items() if p in keep},
+        scan_labels=data.scan_labels,
+        skipped=data.skipped,
+    )
+
+
+# ------------------------------------------------------------------------- virtual biopsy
+
+
+def evaluate_signature(
+    model: CtSignatureModel, pairs: Sequence[Pair], truth: Mapping[str, str]
+) -> dict[str, Any]:
+    """Agreement of the virtual biopsy with the teacher on paired scans."""
+    if not pairs:
+        return {"n_pairs": 0}
+    scans = [p.scan for p in pairs]
+    probs, til, _ = model.predict(scans)
+    teacher = np.array(
+        [np.argmax([p.teacher.p_inflamed, p.teacher.p_excluded, p.teacher.p_desert]) for p in pairs]
+    )
+    pred = probs.argmax(axis=1)
+    out: dict[str, Any] = {
+        "n_pairs": len(pairs),
+        "n_patients": len({p.patient for p in pairs}),
+        "balanced_accuracy_vs_teacher": ev.balanced_accuracy(teacher, pred),
+        "til_spearman_vs_teacher": ev.spearman([p.teacher.til_density for p in pairs], til),
+        "immune_score_spearman_vs_teacher": ev.spearman(
+            [p.teacher.immune_score for p in pairs], probs[:, 0] + 0.5 * probs[:, 1]
+        ),
+    }
+    known = [i for i, p in enumerate(pairs) if truth.get(p.patient) in PHENOTYPE_NAMES]
+    if known:
+        true_idx = np.array([PHENOTYPE_NAMES.index(truth[pairs[i].patient]) for i in known])
+        out["balanced_accuracy_vs_truth"] = ev.balanced_accuracy(true_idx, pred[known])
+        out["teacher_balanced_accuracy_vs_truth"] = ev.balanced_accuracy(true_idx, teacher[known])
+    pcct = [i for i, p in enumerate(pairs) if p.scan.pcct]
+    ct = [i for i, p in enumerate(pairs) if not p.scan.pcct]
+    for name, idx in (("ct", ct), ("pcct", pcct)):
+        if len(idx) >= 3:
+            out[f"balanced_accuracy_vs_teacher_{name}"] = ev.balanced_accuracy(
+                teacher[idx], pred[idx]
+            )
+            out[f"n_pairs_{name}"] = len(idx)
+    if len(pcct) >= 3:
+        p_no, _, _ = model.predict([scans[i] for i in pcct], use_spectral=False)
+        out["balanced_accuracy_vs_teacher_pcct_without_spectral"] = ev.balanced_accuracy(
+            teacher[pcct], p_no.argmax(axis=1)
+        )
+    cm = np.zeros((3, 3), dtype=int)
+    for t, q in zip(teacher, pred, strict=True):
+        cm[t, q] += 1
+    out["confusion_vs_teacher"] = cm.tolist()
+    return out
+
+
+def train_ct_signature(
+    cohort: Path,
+    out: Path,
+    *,
+    pathology: Path,
+    test_cohort: Path | None = None,
+    cache_dir: Path | None = None,
+    models_dir: Path | None = None,
+    version: str | None = None,
+    config: SignatureConfig | None = None,
+    test_fraction: float = 0.3,
+    workers: int = 1,
+    progress: Progress | None = None,
+) -> Run:
+    """Train the virtual biopsy on paired scans; evaluate against the teacher on held-out
+    patients; write the report; save the artefact when ``models_dir`` and ``version`` are set."""
+    config = config or SignatureConfig()
+    out.mkdir(parents=True, exist_ok=True)
+    cache = cache_dir or out / "cache"
+    t0 = time.perf_counter()
+    data = _load(cohort, cache, pathology, workers, progress)
+    test_data = _load(test_cohort, cache, pathology, workers, progress) if test_cohort else None
+    train, test = _split_data(data, test_data, test_fraction, config.seed)
+    seconds = {"data": time.perf_counter() - t0}
+    t0 = time.perf_counter()
+    train_pairs = pair_scans(train.histories)
+    model = fit_signature(train_pairs, config)
+    seconds["training"] = time.perf_counter() - t0
+    test_pairs = pair_scans(test.histories)
+    metrics = evaluate_signature(model, test_pairs, test.phenotype)
+    metrics["n_train_pairs"] = len(train_pairs)
+    metrics["n_train_patients"] = len(train.histories)
+    metrics["test"] = "separate cohort" if test_cohort else f"held-out {test_fraction:.0%}"
+    metrics["seconds"] = {k: round(v, 1) for k, v in seconds.items()}
+    metrics["skipped"] = data.skipped + (test_data.skipped if test_data else [])
+    weights = save_signature(model, out / SIGNATURE_WEIGHTS)
+    files = {"weights": weights}
+    if metrics.get("confusion_vs_teacher"):
+        files["confusion"] = ev.plot_confusion(
+            np.array(metrics["confusion_vs_teacher"]),
+            PHENOTYPE_NAMES,
+            out / "confusion.png",
+            "Virtual biopsy vs pathology, held-out",
+        )
+    report = _signature_report(out, metrics, cohort, test_cohort, pathology)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str) + "\n")
+    artifact = None
+    if models_dir is not None and version is not None:
+        artifact = save_artifact(
+            models_dir,
+            SIGNATURE_NAME,
+            version,
+            weights,
+            training_data_hash=_data_hash(train.histories),
+            metrics={k: v for k, v in metrics.items() if k != "skipped"},
+            card=_signature_card(metrics, pathology),
+            extra={
+                "teacher": str(pathology),
+                "train_patients": sorted(train.histories),
+                "config": {**asdict(config), "mlp": asdict(config.mlp)},
+            },
+        )
+    return Run(metrics, report, artifact, files)
+
+
+def _signature_card(m: Mapping[str, Any], pathology: Path) -> str:
+    return (
+        "CT virtual biopsy: predicts the pathology model's immune signature (phenotype "
+        "probabilities, TIL density) from a CT/PCCT study's burden, radiomics, peritumoural and "
+        f"(PCCT) spectral features. Teacher: {pathology.parent.name} {pathology.name}. Trained on "
+        f"{m.get('n_train_pairs')} paired scans of {m.get('n_train_patients')} patients. Held-out "
+        f"balanced accuracy against the teacher {ev.fmt(m.get('balanced_accuracy_vs_teacher'))}. "
+        "Research use; synthetic training data unless retrained on a site's cohort."
+    )
+
+
+def _signature_report(
+    out: Path, m: Mapping[str, Any], cohort: Path, test: Path | None, pathology: Path
+) -> Path:
+    rows = [
+        ["paired scans (held-out) / patients", f"{m.get('n_pairs')} / {m.get('n_patients')}"],
+        ["balanced accuracy vs pathology model", ev.fmt(m.get("balanced_accuracy_vs_teacher"))],
+        ["  conventional CT", ev.fmt(m.get("balanced_accuracy_vs_teacher_ct"))],
+        ["  PCCT", ev.fmt(m.get("balanced_accuracy_vs_teacher_pcct"))],
+        [
+            "  PCCT with spectral features withheld",
+            ev.fmt(m.get("balanced_accuracy_vs_teacher_pcct_without_spectral")),
+        ],
+        ["balanced accuracy vs true phenotype", ev.fmt(m.get("balanced_accuracy_vs_truth"))],
+        ["(teacher vs true phenotype)", ev.fmt(m.get("teacher_balanced_accuracy_vs_truth"))],
+        ["TIL Spearman vs pathology model", ev.fmt(m.get("til_spearman_vs_teacher"))],
+        [
+            "immune-score Spearman vs pathology model",
+            ev.fmt(m.get("immune_score_spearman_vs_teacher")),
+        ],
+    ]
+    text = "\n\n".join(
+        [
+            "# CT virtual biopsy: held-out evaluation",
+            f"Training cohort `{cohort}` ({m.get('n_train_pairs')} paired scans, "
+            f"{m.get('n_train_patients')} patients); test: {m.get('test')}"
+            + (f" `{test}`" if test else "")
+            + f"; teacher `{pathology}`.",
+            ev.markdown_table(["metric", "value"], rows),
+            "![confusion](confusion.png)",
+        ]
+    )
+    path = out / "report.md"
+    path.write_text(text + "\n")
+    return path
+
+
+# ------------------------------------------------------------------------- response
+
+
+def cross_fitted_signatures(
+    data: CohortData, config: SignatureConfig, folds: int = 5
+) -> dict[str, Signature]:
+    """Out-of-fold virtual biopsies of every scan (by scan key), so the response model never
+    trains on immune scores of scans the virtual biopsy was fitted on."""
+    patients = sorted(data.histories)
+    rng = np.random.default_rng(config.seed + 7)
+    order = list(rng.permutation(patients))
+    out: dict[str, Signature] = {}
+    for k in range(folds):
+        held = set(order[k::folds])
+        pairs = pair_scans({p: h for p, h in data.histories.items() if p not in held})
+        model = fit_signature(pairs, config)
+        scans = [s for p in sorted(held) for s in data.histories[p].scans]
+        if not scans:
+            continue
+        probs, til, _ = model.predict(scans)
+        for s, pr, t in zip(scans, probs, til, strict=True):
+            out[s.key] = Signature(float(pr[0]), float(pr[1]), float(pr[2]), float(t))
+    return out
+
+
+def _rows(
+    data: CohortData,
+    signature: Callable[[Scan], Signature | None] | None,
+    first_biopsy_only: bool = False,
+) -> tuple[list[dict[str, float]], list[bool], list[str], list[str]]:
+    rows, labels, patients, tlabels = [], [], [], []
+    for p in sorted(data.histories):
+        h = data.histories[p]
+        if first_biopsy_only:
+            h = History(h.scans, h.biopsies[:1], h.treatment)
+        for s in h.scans:
+            rows.append(response_inputs(h, s.at, signature))
+            labels.append(data.non_responder[p])
+            patients.append(p)
+            tlabels.append(data.scan_labels.get(s.key, ""))
+    return rows, labels, patients, tlabels
+
+
+RECIST_SCORE = {"PD": 1.0, "SD": 0.5, "baseline": 0.5, "PR": 0.0}
+
+
+def recist_scores(data: CohortData) -> list[float]:
+    """The RECIST 1.1 category at each scan as a score (PD 1, SD 0.5, PR 0), same row order."""
+    out = []
+    for p in sorted(data.histories):
+        diams = [s.diameter_mm for s in data.histories[p].scans]
+        out += [RECIST_SCORE[recist_category(diams[: i + 1])] for i in range(len(diams))]
+    return out
+
+
+def train_response(
+    cohort: Path,
+    out: Path,
+    *,
+    pathology: Path,
+    ct_signature: Path,
+    test_cohort: Path | None = None,
+    cache_dir: Path | None = None,
+    models_dir: Path | None = None,
+    version: str | None = None,
+    config: ResponseConfig | None = None,
+    calibration_fraction: float = 0.3,
+    test_fraction: float = 0.3,
+    workers: int = 1,
+    progress: Progress | None = None,
+) -> Run:
+    """Train, calibrate and evaluate the response model and its baselines."""
+    config = config or ResponseConfig()
+    out.mkdir(parents=True, exist_ok=True)
+    cache = cache_dir or out / "cache"
+    t0 = time.perf_counter()
+    data = _load(cohort, cache, pathology, workers, progress)
+    test_data = _load(test_cohort, cache, pathology, workers, progress) if test_cohort else None
+    train, test = _split_data(data, test_data, test_fraction, config.seed)
+    signature_model = load_signature(ct_signature)
+    seconds = {"data": time.perf_counter() - t0}
+
+    t0 = time.perf_counter()
+    oof = cross_fitted_signatures(train, signature_model.config)
+    fit_p, cal_p = split_patients(train.non_responder, calibration_fraction, config.seed + 1)
+    fit_d, cal_d = _subset(train, fit_p), _subset(train, cal_p)
+
+    def oof_sig(scan: Scan) -> Signature | None:
+        return oof.get(scan.key)
+
+    cache_sig: dict[str, Signature] = {}
+
+    def test_sig(scan: Scan) -> Signature:
+        if scan.key not in cache_sig:
+            cache_sig[scan.key] = signature_model.signature(scan)
+        return cache_sig[scan.key]
+
+    models: dict[str, tuple[ResponseModel | None, Sequence[str], bool]] = {
+        "full model": (None, list(_full_inputs()), False),
+        "burden trajectory alone": (None, list(BURDEN_INPUTS), False),
+        "pathology at baseline alone": (None, list(BIOPSY_INPUTS), True),
+    }
+    fitted: dict[str, ResponseModel] = {}
+    for name, (_, inputs, first_only) in models.items():
+        rows, y, pats, _ = _rows(fit_d, oof_sig, first_only)
+        crows, cy, _, _ = _rows(cal_d, oof_sig, first_only)
+        fitted[name] = fit_response(rows, y, pats, inputs, crows, cy, config)
+    seconds["training"] = time.perf_counter() - t0
+
+    results: dict[str, dict[str, Any]] = {}
+    curves: dict[str, tuple[list[bool], list[float]]] = {}
+    y_test: list[bool] = []
+    t_labels: list[str] = []
+    full_pred = None
+    for name, model in fitted.items():
+        rows, y_test, _, t_labels = _rows(test, test_sig, models[name][2])
+        pred = model.predict(rows)
+        if name == "full model":
+            full_pred = pred
+        results[name] = _response_metrics(y_test, pred.p, t_labels)
+        fu1 = [i for i, lab in enumerate(t_labels) if lab == "fu1"]
+        curves[name] = ([y_test[i] for i in fu1], [float(pred.p[i]) for i in fu1])
+    recist = recist_scores(test)
+    fu1 = [i for i, lab in enumerate(t_labels) if lab == "fu1"]
+    results["RECIST 1.1 rule alone"] = {
+        "auc_fu1": ev.auc([y_test[i] for i in fu1], [recist[i] for i in fu1]),
+        "auc_followups": ev.auc(
+            [y for y, lab in zip(y_test, t_labels, strict=True) if lab != "planning"],
+            [r for r, lab in zip(recist, t_labels, strict=True) if lab != "planning"],
+        ),
+    }
+    curves["RECIST 1.1 rule alone"] = ([y_test[i] for i in fu1], [recist[i] for i in fu1])
+    baselines = [k for k in results if k != "full model"]
+    best = max(baselines, key=lambda k: results[k].get("auc_fu1") or 0.0)
+    assert full_pred is not None
+    metrics: dict[str, Any] = {
+        "models": results,
+        "best_baseline": best,
+        "auc_fu1": results["full model"]["auc_fu1"],
+        "auc_fu1_margin_over_best_baseline": (results["full model"]["auc_fu1"] or 0.0)
+        - (results[best].get("auc_fu1") or 0.0),
+        "ece_fu1": results["full model"]["ece_fu1"],
+        "ece_followups": results["full model"]["ece_followups"],
+        "interval_mean_width": float(np.mean(full_pred.upper - full_pred.lower)),
+        "n_test_patients": len(test.histories),
+        "n_train_patients": len(fit_d.histories),
+        "n_calibration_patients": len(cal_d.histories),
+        "test": "separate cohort" if test_cohort else f"held-out {test_fraction:.0%}",
+        "ct_signature": str(ct_signature),
+        "seconds": {k: round(v, 1) for k, v in seconds.items()},
+    }
+    files = {
+        "roc": ev.plot_roc(curves, out / "roc_fu1.png", "Non-response at the first follow-up"),
+        "calibration": ev.plot_reliability(
+            [y for y, lab in zip(y_test, t_labels, strict=True) if lab != "planning"],
+            [float(p) for p, lab in zip(full_pred.p, t_labels, strict=True) if lab != "planning"],
+            out / "calibration.png",
+            "Full model, held-out follow-ups",
+        ),
+    }
+    weights = save_response(
+        fitted["full model"],
+        out / RESPONSE_WEIGHTS,
+        extra={"ct_signature": str(ct_signature)},
+    )
+    files["weights"] = weights
+    report = _response_report(out, metrics, cohort, test_cohort)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str) + "\n")
+    artifact = None
+    if models_dir is not None and version is not None:
+        from models.registry import load_artifact
+
+        sig = load_artifact(ct_signature)
+        artifact = save_artifact(
+            models_dir,
+            RESPONSE_NAME,
+            version,
+            weights,
+            training_data_hash=_data_hash(train.histories, [sig.sha256]),
+            metrics=metrics,
+            card=_response_card(metrics, sig.version),
+            extra={
+                "ct_signature": {"name": sig.name, "version": sig.version, "sha256": sig.sha256},
+                "inputs": fitted["full model"].inputs,
+                "train_patients": sorted(train.histories),
+            },
+        )
+    return Run(metrics, report, artifact, files)
+
+
+def _full_inputs() -> tuple[str, ...]:
+    from models.response.history import ALL_INPUTS
+
+    return ALL_INPUTS
+
+
+def _response_metrics(y: Sequence[bool], p: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for lab in sorted({lab for lab in labels}):
+        idx = [i for i, v in enumerate(labels) if v == lab]
+        out[f"auc_{lab}"] = ev.auc([y[i] for i in idx], p[idx])
+    fu1 = [i for i, v in enumerate(labels) if v == "fu1"]
+    fus = [i for i, v in enumerate(labels) if v != "planning"]
+    out["ece_fu1"] = ev.binary_ece([y[i] for i in fu1], p[fu1]) if fu1 else None
+    out["ece_followups"] = ev.binary_ece([y[i] for i in fus], p[fus]) if fus else None
+    out["brier_followups"] = ev.brier([y[i] for i in fus], p[fus]) if fus else None
+    out["auc_followups"] = ev.auc([y[i] for i in fus], p[fus]) if fus else None
+    out["n_fu1"] = len(fu1)
+    return out
+
+
+def _response_card(m: Mapping[str, Any], signature_version: str) -> str:
+    return (
+        "Response model: P(non-response) at each scan from the burden trajectory (vs baseline "
+        "and nadir), the CT virtual biopsy, the latest biopsy's pathology signature and the "
+        f"treatment context, using only what is known at that time. Virtual biopsy "
+        f"ct-signature {signature_version}. Ensemble of small networks, isotonic calibration. "
+        f"Held-out AUC at the first follow-up {ev.fmt(m.get('auc_fu1'))} "
+        f"(best baseline: {m.get('best_baseline')}), ECE {ev.fmt(m.get('ece_followups'))}. "
+        "Research use; synthetic training data unless retrained on a site's cohort."
+    )
+
+
+def _response_report(out: Path, m: Mapping[str, Any], cohort: Path, test: Path | None) -> Path:
+    rows = []
+    for name, r in m["models"].items():
+        rows.append(
+            [
+                name,
+                ev.fmt(r.get("auc_fu1")),
+                ev.fmt(r.get("auc_fu2")),
+                ev.fmt(r.get("auc_followups")),
+                ev.fmt(r.get("ece_followups")),
+                ev.fmt(r.get("brier_followups")),
+            ]
+        )
+    text = "\n\n".join(
+        [
+            "# Response model: held-out evaluation",
+            f"Training cohort `{cohort}`: {m['n_train_patients']} patients to fit, "
+            f"{m['n_calibration_patients']} to calibrate; test: {m['test']}"
+            + (f" `{test}`" if test else "")
+            + f", {m['n_test_patients']} patients. Label: non-response (pseudo-progression counts "
+            "as response). Every score uses only what was known at its scan.",
+            ev.markdown_table(
+                ["model", "AUC fu1", "AUC fu2", "AUC all follow-ups", "ECE follow-ups", "Brier"],
+                rows,
+            ),
+            f"Full model minus best baseline ({m['best_baseline']}) at fu1: "
+            f"{m['auc_fu1_margin_over_best_baseline']:+.3f}. ECE at fu1 "
+            f"{ev.fmt(m['ece_fu1'])}; mean interval width {m['interval_mean_width']:.3f}.",
+            "![ROC at the first follow-up](roc_fu1.png)\n\n![calibration](calibration.png)",
+        ]
+    )
+    path = out / "report.md"
+    path.write_text(text + "\n")
+    return path
