@@ -10,7 +10,13 @@ The story
 2. **Immune activity.** A latent continuous score ``immune_activity = mu[phenotype] + N(0, 0.8)``
    with ``mu`` = +1.0 / 0.0 / -1.0. Everything the instruments see (TIL density on the slide,
    PD-L1, CT texture heterogeneity, rim enhancement and iodine uptake) is drawn from this score
-   with its own noise, so no single signal predicts response perfectly.
+   with its own noise, so no single signal predicts response perfectly. The CT pattern also
+   follows the phenotype's spatial arrangement, as the phenotypes are defined by where the
+   T cells are: an *excluded* tumour, with lymphocytes held in the stroma at its margin, has an
+   enhancing rim (+0.8 mg/ml iodine); an *inflamed* tumour, infiltrated throughout, a more
+   enhancing core (+0.4 mg/ml); a *desert* tumour a larger necrotic core (+0.15 of the radius).
+   On the latent values alone these separate the phenotypes with a balanced accuracy of about
+   0.94 (activity alone: 0.66); what a scan measures of them is noisier.
 3. **Response.** ``P(responder) = sigmoid(1.4 * immune_activity - 0.35)`` (about 0.66 / 0.38 /
    0.16 by phenotype). Among responders, pseudo-progression is drawn with probability 0.18 /
    0.12 / 0.08 by phenotype (about 6 per cent of all patients), peaking at the first follow-up
@@ -405,6 +411,9 @@ def sample_patient(rng: np.random.Generator, number: int, n_timepoints: int = 5)
         fat_mm=float(rng.uniform(8.0, 20.0)),
     )
     noisy = activity + rng.normal(0.0, 0.7)
+    inflamed = float(phenotype is ImmunePhenotype.INFLAMED)
+    excluded = float(phenotype is ImmunePhenotype.EXCLUDED)
+    desert = float(phenotype is ImmunePhenotype.DESERT)
     return Patient(
         clear_id=f"VC-{number:04d}",
         phenotype=phenotype,
@@ -419,7 +428,13 @@ def sample_patient(rng: np.random.Generator, number: int, n_timepoints: int = 5)
         timepoints=tuple(timepoints),
         biopsies=tuple(biopsies),
         heterogeneity=float(np.clip(12.0 + 6.0 * noisy, 4.0, 30.0)),
-        rim_enhancement=float(np.clip(0.8 + 0.7 * (activity + rng.normal(0.0, 0.7)), 0.0, 3.0)),
-        core_iodine=float(np.clip(1.6 + 0.5 * (activity + rng.normal(0.0, 0.7)), 0.3, 3.0)),
-        necrosis=float(np.clip(0.35 - 0.3 * (activity + rng.normal(0.0, 0.6)), 0.0, 0.6)),
+        rim_enhancement=float(
+            np.clip(0.6 + 0.8 * excluded + 0.4 * (activity + rng.normal(0.0, 0.7)), 0.0, 3.0)
+        ),
+        core_iodine=float(
+            np.clip(1.4 + 0.4 * inflamed + 0.3 * (activity + rng.normal(0.0, 0.7)), 0.3, 3.0)
+        ),
+        necrosis=float(
+            np.clip(0.2 + 0.15 * desert - 0.1 * (activity + rng.normal(0.0, 0.6)), 0.0, 0.6)
+        ),
     )
