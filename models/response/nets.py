@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -30,10 +31,12 @@ class Standardiser:
     @classmethod
     def fit(cls, x: np.ndarray, names: Sequence[str], log_columns: Sequence[bool]) -> Standardiser:
         x = _signed_log(np.asarray(x, dtype=np.float64), np.asarray(log_columns, dtype=bool))
-        centre = np.nanmedian(x, axis=0)
-        q75, q25 = np.nanpercentile(x, [75, 25], axis=0)
+        with warnings.catch_warnings():  # all-missing columns (no PCCT rows) are allowed
+            warnings.simplefilter("ignore", RuntimeWarning)
+            centre = np.nanmedian(x, axis=0)
+            q75, q25 = np.nanpercentile(x, [75, 25], axis=0)
+            std = np.nanstd(x, axis=0)
         scale = (q75 - q25) / 1.349
-        std = np.nanstd(x, axis=0)
         scale = np.where(scale > 1e-9, scale, np.where(std > 1e-9, std, 1.0))
         centre = np.where(np.isfinite(centre), centre, 0.0)
         scale = np.where(np.isfinite(scale), scale, 1.0)

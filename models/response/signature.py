@@ -16,6 +16,7 @@ of its members is the uncertainty of the immune score.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
@@ -162,7 +163,8 @@ def fit_signature(pairs: Sequence[Pair], config: SignatureConfig | None = None) 
     scans = [p.scan for p in pairs]
     names = _feature_names(scans)
     raw = feature_matrix(scans, names)
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
         positive = np.nanmin(raw, axis=0) >= 0
         spread = np.nanpercentile(raw, 90, axis=0) / np.maximum(
             np.nanpercentile(raw, 10, axis=0), 1e-9
