@@ -18,8 +18,15 @@ def weights(tmp_path: Path, content: bytes = b"weights-v1") -> Path:
 
 
 def test_saved_artifact_loads_and_verifies(tmp_path: Path) -> None:
-    art = save_artifact(tmp_path / "models", "response", "1.0.0", weights(tmp_path),
-                        metrics={"auc": 0.9}, training_data_hash="abc", card="A test model.")
+    art = save_artifact(
+        tmp_path / "models",
+        "response",
+        "1.0.0",
+        weights(tmp_path),
+        metrics={"auc": 0.9},
+        training_data_hash="abc",
+        card="A test model.",
+    )
     again = load_artifact(art.folder)
     assert again.sha256 == art.sha256 and again.metrics == {"auc": 0.9}
     assert latest_version(tmp_path / "models", "response").version == "1.0.0"
