@@ -91,6 +91,31 @@ _NOT_REPRODUCIBLE = frozenset({"morph_moran_i", "morph_geary_c"})
 """MIRP estimates these from a random subsample on large ROIs: left out so re-runs agree."""
 
 
+def _skip_unreproducible_morphology() -> None:
+    """Keep MIRP from computing the features :data:`_NOT_REPRODUCIBLE` (dropped anyway).
+
+    Moran's I and Geary's C are pairwise over the ROI's voxels, O(n²): on a 4 cm lesion they
+    took about 70 % of the whole radiomics time, for values that are then discarded. MIRP
+    (pinned in constraints.txt) builds its morphology features from
+    ``get_morphology_3d_class_dict``; this wraps it once per process so those two are left out.
+    The other features are unchanged (the IBSI phantom test checks the reference values).
+    """
+    from mirp._features import morph_3d_features as morph
+
+    original = morph.get_morphology_3d_class_dict
+    if getattr(original, "_irtmon_skips", False):
+        return
+
+    def without_pairwise() -> dict:
+        classes = original()
+        for name in _NOT_REPRODUCIBLE:
+            classes.pop(name, None)
+        return classes
+
+    without_pairwise._irtmon_skips = True  # type: ignore[attr-defined]
+    morph.get_morphology_3d_class_dict = without_pairwise
+
+
 def feature_unit(name: str) -> str:
     """Unit of a MIRP feature name (``1`` for dimensionless; grey-level units are bins)."""
     for pattern, unit in _UNITS:
@@ -178,6 +203,8 @@ def compute_radiomics(
         The mask is empty or too small (under 8 voxels after resampling).
     """
     import mirp  # heavy import (ITK): only when features are computed
+
+    _skip_unreproducible_morphology()
 
     sub, sub_mask = crop_to_lesion(volume, mask, config.crop_margin_mm + 2 * config.voxel_mm)
     image, fraction = _resample_isotropic(sub, sub_mask, config.voxel_mm)
