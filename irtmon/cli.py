@@ -514,6 +514,48 @@ def _ensure_pathology_model(settings: Settings, seed: int) -> None:
     )
 
 
+def _ensure_response_models(settings: Settings, seed: int) -> None:
+    """Train, register and promote the virtual biopsy and the response model on the first demo
+    run, on a virtual-clinic training cohort of their own (about 5 minutes)."""
+    from pathlib import Path
+
+    from clinic.cli import Size, generate
+    from irtmon.cli_models import train_ct_signature, train_response
+    from irtmon.db import connect
+
+    with connect(settings, autocommit=True) as conn:
+        promoted = conn.execute(
+            "SELECT version FROM model_registry WHERE name = 'response' AND promoted"
+        ).fetchone()
+    if promoted is not None:
+        console.print(f"response model: response {promoted[0]} (promoted)")
+        return
+    console.print(
+        "no promoted response model: training the CT virtual biopsy and the response model on "
+        "a virtual-clinic training cohort (30 patients, 3 scans each)..."
+    )
+    cohort = Path(settings.data_roots[0]) / f"cohort-train-seed{seed + 100}"
+    if not (cohort / "manifest.parquet").exists():
+        generate(out=cohort, patients=30, seed=seed + 100, size=Size.TEST, timepoints=3, workers=2)
+    runs = settings.state_dir / "runs"
+    train_ct_signature(
+        cohort=cohort,
+        out=runs / f"ct-signature-seed{seed}",
+        workers=2,
+        seed=seed,
+        register=True,
+        promote=True,
+    )
+    train_response(
+        cohort=cohort,
+        out=runs / f"response-seed{seed}",
+        workers=2,
+        seed=seed,
+        register=True,
+        promote=True,
+    )
+
+
 @app.command("demo")
 def demo(
     patients: Annotated[int, typer.Option(help="Virtual patients to generate.")] = 6,
@@ -537,6 +579,7 @@ def demo(
     stack_up()
     db_migrate()
     _ensure_pathology_model(settings, seed)
+    _ensure_response_models(settings, seed)
     with console.status(f"starting {n_workers} worker(s)..."):
         try:
             running = local_workers.start(settings, n_workers)

@@ -126,6 +126,27 @@ Register = Annotated[
 ]
 Promote = Annotated[bool, typer.Option(help="Also promote it (needs registering).")]
 Seed = Annotated[int, typer.Option(help="Seed of splits, bootstrap and training.")]
+MaxPatients = Annotated[
+    int | None, typer.Option(min=2, help="Use only the first N patients of the cohort.")
+]
+TestMaxPatients = Annotated[
+    int | None, typer.Option(min=2, help="Use only the first N patients of the test cohort.")
+]
+MaxTimepoint = Annotated[
+    int | None,
+    typer.Option(min=0, help="Use studies up to this timepoint (0 planning, 1 fu1, ...)."),
+]
+
+
+def _selections(
+    max_patients: int | None, test_max_patients: int | None, max_timepoint: int | None
+) -> dict[str, Any]:
+    from models.response.train import Selection
+
+    return {
+        "selection": Selection(max_patients, max_timepoint),
+        "test_selection": Selection(test_max_patients, max_timepoint),
+    }
 
 
 def _finish(run: Any, register: bool | None, promote: bool) -> None:
@@ -147,6 +168,9 @@ def train_ct_signature(
     version: Version = None,
     workers: Workers = 1,
     seed: Seed = 1,
+    max_patients: MaxPatients = None,
+    test_max_patients: TestMaxPatients = None,
+    max_timepoint: MaxTimepoint = None,
     register: Register = None,
     promote: Promote = False,
 ) -> None:
@@ -173,6 +197,7 @@ def train_ct_signature(
                 config=SignatureConfig(seed=seed),
                 workers=workers,
                 progress=progress,
+                **_selections(max_patients, test_max_patients, max_timepoint),
             )
     except (IrtmonError, ValueError, FileNotFoundError) as err:
         raise _fail(str(err)) from err
@@ -207,6 +232,9 @@ def train_response(
     version: Version = None,
     workers: Workers = 1,
     seed: Seed = 1,
+    max_patients: MaxPatients = None,
+    test_max_patients: TestMaxPatients = None,
+    max_timepoint: MaxTimepoint = None,
     register: Register = None,
     promote: Promote = False,
 ) -> None:
@@ -236,6 +264,7 @@ def train_response(
                 config=ResponseConfig(seed=seed),
                 workers=workers,
                 progress=progress,
+                **_selections(max_patients, test_max_patients, max_timepoint),
             )
     except (IrtmonError, ValueError, FileNotFoundError) as err:
         raise _fail(str(err)) from err

@@ -22,7 +22,9 @@ Burden source, by priority (the first the patient has is used for the whole seri
    the diameter of the sphere of that volume.
 
 ``response_probability`` and ``ct_immune_score`` are taken as of each burden assessment (the
-latest value observed at or before it, from any acquisition or biopsy).
+latest value observed at or before it, from any acquisition or biopsy); where a scan has
+scores of several model versions (``irtmon rescore``), the promoted version's wins, else the
+newest.
 """
 
 from __future__ import annotations
@@ -93,13 +95,15 @@ def load_series(conn: psycopg.Connection, patient: str) -> PatientSeries | None:
         meas = cur.fetchall()
         cur.execute(
             """
-            SELECT DISTINCT ON (source_event_id, score_name)
-                   source_event_id, observed_at, score_name, value,
-                   model_name || '/' || model_version AS model
-            FROM timepoint_scores
-            WHERE patient = %s AND score_name = ANY(%s)
-            ORDER BY source_event_id, score_name, observed_at, created_at DESC,
-                     model_version DESC
+            SELECT DISTINCT ON (s.source_event_id, s.score_name)
+                   s.source_event_id, s.observed_at, s.score_name, s.value,
+                   s.model_name || '/' || s.model_version AS model
+            FROM timepoint_scores s
+            LEFT JOIN model_registry m
+                   ON m.name = s.model_name AND m.version = s.model_version
+            WHERE s.patient = %s AND s.score_name = ANY(%s)
+            ORDER BY s.source_event_id, s.score_name, s.observed_at,
+                     coalesce(m.promoted, false) DESC, s.created_at DESC, s.model_version DESC
             """,
             (patient, list(BURDEN_SCORES + OTHER_SCORES)),
         )

@@ -298,6 +298,18 @@ def treatments_from_events(cohort_dir: Path) -> dict[str, Treatment]:
     }
 
 
+def select(
+    manifest: pd.DataFrame, max_patients: int | None, max_timepoint: int | None
+) -> pd.DataFrame:
+    """The first ``max_patients`` patients (sorted) and timepoints up to ``max_timepoint``."""
+    if max_patients is not None:
+        keep = sorted(manifest["patient"].unique())[:max_patients]
+        manifest = manifest[manifest["patient"].isin(keep)]
+    if max_timepoint is not None:
+        manifest = manifest[manifest["timepoint"] <= max_timepoint]
+    return manifest
+
+
 def load_cohort(
     cohort_dir: Path | str,
     cache_dir: Path,
@@ -305,12 +317,18 @@ def load_cohort(
     pathology_folder: Path | None,
     workers: int = 1,
     progress: Progress | None = None,
+    max_patients: int | None = None,
+    max_timepoint: int | None = None,
 ) -> CohortData:
-    """Histories (scans with features, teacher-scored biopsies, treatment) and labels."""
+    """Histories (scans with features, teacher-scored biopsies, treatment) and labels.
+
+    ``max_patients`` keeps the first patients (by pseudonym) and ``max_timepoint`` the studies
+    up to that timepoint index (0 = planning), to bound the time a run spends on features.
+    """
     from clinic import read_manifest
 
     cohort_dir = Path(cohort_dir)
-    manifest = read_manifest(cohort_dir)
+    manifest = select(read_manifest(cohort_dir), max_patients, max_timepoint)
     for column in ("patient", "timepoint", "modality", "path", "acquired_at", "responder"):
         if column not in manifest:
             raise InsufficientDataError(f"the manifest of {cohort_dir} has no {column!r} column")

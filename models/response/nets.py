@@ -104,6 +104,9 @@ def fit_mlp(
     """
     import torch
 
+    from models.pathology._torch import set_threads
+
+    set_threads(1)  # tiny full-batch networks: one thread is fastest, and reproducible
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     model = build_mlp(x_train.shape[1], n_out, config)

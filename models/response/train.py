@@ -100,8 +100,21 @@ def _data_hash(histories: Mapping[str, History], extra: Sequence[str] = ()) -> s
     return digest.hexdigest()
 
 
+@dataclass(frozen=True)
+class Selection:
+    """Which part of a cohort a run uses (all of it by default)."""
+
+    max_patients: int | None = None
+    max_timepoint: int | None = None
+
+
 def _load(
-    cohort: Path, cache: Path, pathology: Path, workers: int, progress: Progress | None
+    cohort: Path,
+    cache: Path,
+    pathology: Path,
+    workers: int,
+    progress: Progress | None,
+    selection: Selection = Selection(),
 ) -> CohortData:
     data = load_cohort(
         cohort,
@@ -109,6 +122,8 @@ def _load(
         pathology_folder=pathology,
         workers=workers,
         progress=progress,
+        max_patients=selection.max_patients,
+        max_timepoint=selection.max_timepoint,
     )
     if not data.histories:
         raise InsufficientDataError(f"no analysable study in {cohort}: {data.skipped[:3]}")
@@ -202,6 +217,8 @@ def train_ct_signature(
     test_fraction: float = 0.3,
     workers: int = 1,
     progress: Progress | None = None,
+    selection: Selection = Selection(),
+    test_selection: Selection = Selection(),
 ) -> Run:
     """Train the virtual biopsy on paired scans; evaluate against the teacher on held-out
     patients; write the report; save the artefact when ``models_dir`` and ``version`` are set."""
@@ -209,8 +226,12 @@ def train_ct_signature(
     out.mkdir(parents=True, exist_ok=True)
     cache = cache_dir or out / "cache"
     t0 = time.perf_counter()
-    data = _load(cohort, cache, pathology, workers, progress)
-    test_data = _load(test_cohort, cache, pathology, workers, progress) if test_cohort else None
+    data = _load(cohort, cache, pathology, workers, progress, selection)
+    test_data = (
+        _load(test_cohort, cache, pathology, workers, progress, test_selection)
+        if test_cohort
+        else None
+    )
     train, test = _split_data(data, test_data, test_fraction, config.seed)
     seconds = {"data": time.perf_counter() - t0}
     t0 = time.perf_counter()
@@ -371,14 +392,20 @@ def train_response(
     test_fraction: float = 0.3,
     workers: int = 1,
     progress: Progress | None = None,
+    selection: Selection = Selection(),
+    test_selection: Selection = Selection(),
 ) -> Run:
     """Train, calibrate and evaluate the response model and its baselines."""
     config = config or ResponseConfig()
     out.mkdir(parents=True, exist_ok=True)
     cache = cache_dir or out / "cache"
     t0 = time.perf_counter()
-    data = _load(cohort, cache, pathology, workers, progress)
-    test_data = _load(test_cohort, cache, pathology, workers, progress) if test_cohort else None
+    data = _load(cohort, cache, pathology, workers, progress, selection)
+    test_data = (
+        _load(test_cohort, cache, pathology, workers, progress, test_selection)
+        if test_cohort
+        else None
+    )
     train, test = _split_data(data, test_data, test_fraction, config.seed)
     signature_model = load_signature(ct_signature)
     seconds = {"data": time.perf_counter() - t0}

@@ -1,0 +1,144 @@
+"""Training runs of the response models: manifest handling, patient splits, reports, artefacts.
+
+The runs take their histories from :func:`models.response.cohort.load_cohort`; here it is
+replaced by synthetic histories (the feature extraction itself is the imaging pipeline's,
+tested there), so the orchestration, reports and artefacts are checked in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from models.registry import load_artifact
+from models.response import train as train_mod
+from models.response.cohort import CohortData, select, studies_from_manifest
+from models.response.nets import MlpConfig
+from models.response.response import ResponseConfig
+from models.response.signature import SignatureConfig
+from tests.unit.test_response_models import synthetic_patient
+
+FAST = MlpConfig(hidden=8, dropout=0.0, max_epochs=60, patience=20)
+
+
+def fake_cohort(seed: int, n: int) -> CohortData:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    histories, labels, phenotypes, scan_labels = {}, {}, {}, {}
+    for i in range(n):
+        p, h, nr, ph = synthetic_patient(rng, i + 1000 * seed)
+        histories[p], labels[p] = h, nr
+        phenotypes[p] = ("inflamed", "excluded", "desert")[ph]
+        for k, s in enumerate(h.scans):
+            scan_labels[s.key] = "planning" if k == 0 else f"fu{k}"
+    return CohortData(histories, labels, phenotypes, scan_labels, [])
+
+
+@pytest.fixture
+def fake_loader(monkeypatch):
+    cohorts = {"train": fake_cohort(1, 60), "test": fake_cohort(2, 30)}
+    monkeypatch.setattr(
+        train_mod, "load_cohort", lambda cohort, *a, **k: cohorts[Path(cohort).name]
+    )
+    return cohorts
+
+
+def test_split_patients_is_stratified_and_reproducible() -> None:
+    labels = {f"p{i}": i % 3 == 0 for i in range(30)}
+    rest, held = train_mod.split_patients(labels, 0.3, seed=4)
+    assert not set(rest) & set(held) and len(rest) + len(held) == 30
+    assert sum(labels[p] for p in held) == 3 and len(held) == 9
+    assert train_mod.split_patients(labels, 0.3, seed=4) == (rest, held)
+
+
+def test_training_runs_write_reports_and_artefacts(tmp_path: Path, fake_loader) -> None:
+    models_dir = tmp_path / "models"
+    teacher = tmp_path / "teacher"
+    sig = train_mod.train_ct_signature(
+        Path("train"),
+        tmp_path / "ct",
+        pathology=teacher,
+        test_cohort=Path("test"),
+        models_dir=models_dir,
+        version="t1",
+        config=SignatureConfig(members=2, mlp=FAST),
+    )
+    assert sig.metrics["n_pairs"] == 30 and sig.metrics["test"] == "separate cohort"
+    assert 0 <= sig.metrics["balanced_accuracy_vs_teacher"] <= 1
+    assert (tmp_path / "ct" / "report.md").read_text().startswith("# CT virtual biopsy")
+    assert (tmp_path / "ct" / "confusion.png").stat().st_size > 1000
+    art = load_artifact(models_dir / "ct-signature" / "t1")
+    assert art.training_data_hash and art.metrics["n_train_pairs"] == 60
+    assert sorted(art.extra["train_patients"]) == sorted(fake_loader["train"].histories)
+
+    resp = train_mod.train_response(
+        Path("train"),
+        tmp_path / "resp",
+        pathology=teacher,
+        ct_signature=art.folder,
+        test_cohort=Path("test"),
+        models_dir=models_dir,
+        version="r1",
+        config=ResponseConfig(members=2, mlp=FAST),
+    )
+    m = resp.metrics
+    assert set(m["models"]) == {
+        "full model",
+        "burden trajectory alone",
+        "pathology at baseline alone",
+        "RECIST 1.1 rule alone",
+    }
+    assert m["n_test_patients"] == 30 and m["models"]["full model"]["n_fu1"] == 30
+    assert m["n_train_patients"] + m["n_calibration_patients"] == 60
+    assert m["best_baseline"] != "full model"
+    report = (tmp_path / "resp" / "report.md").read_text()
+    assert "RECIST 1.1 rule alone" in report and "roc_fu1.png" in report
+    assert json.loads((tmp_path / "resp" / "metrics.json").read_text())["auc_fu1"] == m["auc_fu1"]
+    art_r = load_artifact(models_dir / "response" / "r1")
+    assert art_r.extra["ct_signature"] == {
+        "name": "ct-signature",
+        "version": "t1",
+        "sha256": art.sha256,
+    }
+    # the synthetic signal is strong: the full model must find it
+    assert m["auc_fu1"] > 0.8
+
+
+def test_manifest_studies_group_series_and_find_the_contour(tmp_path: Path) -> None:
+    rows = []
+    for tp, kind in ((0, "CT"), (1, "PCCT")):
+        folder = f"patients/psn-a/tp{tp}"
+        series = ["CT"] if kind == "CT" else ["VMI_70keV", "VMI_40keV", "IODINE"]
+        for s in series:
+            rows.append(
+                {
+                    "patient": "psn-a",
+                    "timepoint": tp,
+                    "timepoint_label": "planning" if tp == 0 else "fu1",
+                    "acquired_at": f"2026-0{tp + 1}-01T10:00:00+00:00",
+                    "modality": kind,
+                    "path": f"{folder}/{s}",
+                }
+            )
+    rows.append(
+        {
+            "patient": "psn-a",
+            "timepoint": 0,
+            "timepoint_label": "planning",
+            "acquired_at": "2026-01-01T10:00:00+00:00",
+            "modality": "SEG",
+            "path": "patients/psn-a/tp0/SEG.dcm",
+        }
+    )
+    manifest = pd.DataFrame(rows)
+    studies = studies_from_manifest(tmp_path, manifest)
+    assert [(s.timepoint, s.modality) for s in studies] == [(0, "CT"), (1, "PCCT")]
+    assert studies[0].lesion_path == tmp_path / "patients/psn-a/tp0/SEG.dcm"
+    assert studies[1].lesion_path is None
+    assert studies[1].folder == tmp_path / "patients/psn-a/tp1"
+    assert len(select(manifest, None, 0)) == 2
+    assert select(manifest, 0 + 1, None).patient.unique().tolist() == ["psn-a"]
