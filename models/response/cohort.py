@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -135,6 +136,13 @@ def analyse_patient(studies: Sequence[StudyRecord]) -> list[dict[str, Any]] | st
     return rows
 
 
+def _write_atomic(path: Path, text: str) -> None:
+    """Write a cache file whole or not at all (two runs may share the cache)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def _study_cache_key(studies: Sequence[StudyRecord]) -> str:
     from models.imaging.writers import ALGORITHM_VERSION
 
@@ -179,7 +187,7 @@ def scan_features(
             skipped.append(result)
             log.warning("skipped %s", result)
         else:
-            path.write_text(json.dumps(result))
+            _write_atomic(path, json.dumps(result))
             rows.extend(result)
         if progress:
             progress("scans", done, len(by_patient))
@@ -269,7 +277,7 @@ def teacher_signatures(
             }
         )
     cache_dir.mkdir(parents=True, exist_ok=True)
-    cache_file.write_text(json.dumps(cache))
+    _write_atomic(cache_file, json.dumps(cache))
     return rows, skipped
 
 
