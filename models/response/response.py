@@ -3,8 +3,8 @@
 Inputs are :func:`models.response.history.response_inputs` (burden trajectory relative to
 baseline and nadir, the CT virtual biopsy, the latest biopsy's signature, treatment context),
 so the model never sees the future. It is an ensemble of small networks over patient-level
-bootstrap samples, calibrated by isotonic regression on a calibration split of patients that
-none of the members trained on; the members' spread, mapped through the same calibration,
+bootstrap samples, calibrated (Platt / temperature scaling by default, isotonic on request) on a calibration
+split of patients that none of the members trained on; the members' spread, mapped through the same calibration,
 gives the interval stored with each score.
 
 The same class fitted on a subset of inputs is a baseline (burden trajectory alone, baseline
@@ -41,6 +41,7 @@ class ResponseConfig:
     members: int = 7
     seed: int = 1
     interval: tuple[float, float] = (10.0, 90.0)  # member percentiles
+    calibration: str = "platt"  # or "isotonic"
     mlp: MlpConfig = field(
         default_factory=lambda: MlpConfig(hidden=16, dropout=0.1, weight_decay=1e-3)
     )
@@ -48,23 +49,57 @@ class ResponseConfig:
 
 @dataclass
 class Calibration:
-    """A monotone map of raw to calibrated probability (isotonic regression's knots)."""
+    """A monotone map of raw to calibrated probability.
 
-    x: list[float]
-    y: list[float]
+    ``platt`` (default): ``sigmoid(a * logit(p) + b)``, temperature scaling with a bias, fitted
+    by logistic regression; it keeps the ranking (so the AUC) and needs few calibration rows.
+    ``isotonic``: isotonic regression's knots, interpolated; it needs far more rows (with a
+    few dozen it becomes a staircase that ties many patients). ``identity`` leaves p as is.
+    """
+
+    method: str = "identity"
+    params: list[float] = field(default_factory=list)
+    x: list[float] = field(default_factory=list)
+    y: list[float] = field(default_factory=list)
 
     def __call__(self, p: np.ndarray) -> np.ndarray:
-        if not self.x:
-            return np.asarray(p, dtype=float)
-        out = np.interp(np.asarray(p, dtype=float), self.x, self.y)
+        p = np.asarray(p, dtype=float)
+        if self.method == "platt":
+            a, b = self.params
+            z = a * _logit(p) + b
+            out = 1.0 / (1.0 + np.exp(-z))
+        elif self.method == "isotonic":
+            out = np.interp(p, self.x, self.y)
+        else:
+            return p
         return np.clip(out, PROBABILITY_FLOOR, 1.0 - PROBABILITY_FLOOR)
 
     @classmethod
-    def fit(cls, p: np.ndarray, y: np.ndarray) -> Calibration:
-        from sklearn.isotonic import IsotonicRegression
+    def fit(cls, p: np.ndarray, y: np.ndarray, method: str = "platt") -> Calibration:
+        y = np.asarray(y, dtype=float)
+        if method == "isotonic":
+            from sklearn.isotonic import IsotonicRegression
 
-        iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(p, y)
-        return cls([float(v) for v in iso.X_thresholds_], [float(v) for v in iso.y_thresholds_])
+            iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(p, y)
+            return cls(
+                "isotonic",
+                [],
+                [float(v) for v in iso.X_thresholds_],
+                [float(v) for v in iso.y_thresholds_],
+            )
+        if method != "platt":
+            raise ValueError(f"unknown calibration method {method!r}")
+        if len(set(y.tolist())) < 2:
+            return cls("identity")
+        from sklearn.linear_model import LogisticRegression
+
+        lr = LogisticRegression(C=1e4).fit(_logit(np.asarray(p, float)).reshape(-1, 1), y)
+        return cls("platt", [float(lr.coef_[0, 0]), float(lr.intercept_[0])])
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
 
 
 @dataclass(frozen=True)
@@ -148,9 +183,11 @@ def fit_response(
             z[bag], yy[bag], z[oob], yy[oob], 1, bce, config.mlp, config.seed * 1000 + k
         )
         members.append(model)
-    uncalibrated = ResponseModel(inputs, std, members, Calibration([], []), config)
+    uncalibrated = ResponseModel(inputs, std, members, Calibration(), config)
     raw = uncalibrated.predict(calibration_rows).raw
-    calibration = Calibration.fit(raw, np.asarray(calibration_labels, dtype=float))
+    calibration = Calibration.fit(
+        raw, np.asarray(calibration_labels, dtype=float), config.calibration
+    )
     return ResponseModel(inputs, std, members, calibration, config)
 
 

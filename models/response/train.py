@@ -544,7 +544,7 @@ def _response_card(m: Mapping[str, Any], signature_version: str) -> str:
         "Response model: P(non-response) at each scan from the burden trajectory (vs baseline "
         "and nadir), the CT virtual biopsy, the latest biopsy's pathology signature and the "
         f"treatment context, using only what is known at that time. Virtual biopsy "
-        f"ct-signature {signature_version}. Ensemble of small networks, isotonic calibration. "
+        f"ct-signature {signature_version}. Ensemble of small networks, Platt (temperature) calibration. "
         f"Held-out AUC at the first follow-up {ev.fmt(m.get('auc_fu1'))} "
         f"(best baseline: {m.get('best_baseline')}), ECE {ev.fmt(m.get('ece_followups'))}. "
         "Research use; synthetic training data unless retrained on a site's cohort."

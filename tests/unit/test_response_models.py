@@ -228,7 +228,8 @@ def test_a_tampered_or_unversioned_model_is_refused(tmp_path, cohort) -> None:
         load_signature(s_folder)
 
 
-def test_calibration_is_monotone_and_bounded(cohort) -> None:
+@pytest.mark.parametrize("method", ["platt", "isotonic"])
+def test_calibration_is_monotone_and_bounded(method: str) -> None:
     rng = np.random.default_rng(0)
     rows = [{k: float(rng.normal()) for k in ("a", "b")} for _ in range(400)]
     labels = [bool(r["a"] + rng.normal(0, 0.7) > 0) for r in rows]
@@ -240,11 +241,14 @@ def test_calibration_is_monotone_and_bounded(cohort) -> None:
         ["a", "b"],
         rows[300:],
         labels[300:],
-        ResponseConfig(members=3, mlp=FAST),
+        ResponseConfig(members=3, mlp=FAST, calibration=method),
     )
+    assert model.calibration.method == method
     grid = [{"a": a, "b": 0.0} for a in np.linspace(-3, 3, 25)]
     p = model.predict(grid).p
     assert (np.diff(p) >= -1e-9).all()
+    if method == "platt":  # keeps the ranking strictly
+        assert (np.diff(p) > 0).all()
     assert p.min() >= 0.005 and p.max() <= 0.995
     pred = model.predict(rows[300:])
     assert (pred.lower <= pred.p).all() and (pred.p <= pred.upper).all()
