@@ -3,9 +3,9 @@
 Inputs are :func:`models.response.history.response_inputs` (burden trajectory relative to
 baseline and nadir, the CT virtual biopsy, the latest biopsy's signature, treatment context),
 so the model never sees the future. It is an ensemble of small networks over patient-level
-bootstrap samples, calibrated (Platt / temperature scaling by default, isotonic on request) on a calibration
-split of patients that none of the members trained on; the members' spread, mapped through the same calibration,
-gives the interval stored with each score.
+bootstrap samples, calibrated (Platt / temperature scaling by default, isotonic on request)
+on a calibration split of patients that none of the members trained on; the members' spread,
+mapped through the same calibration, gives the interval stored with each score.
 
 The same class fitted on a subset of inputs is a baseline (burden trajectory alone, baseline
 pathology alone), so baselines and the full model are compared like for like.

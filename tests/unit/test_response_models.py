@@ -247,8 +247,9 @@ def test_calibration_is_monotone_and_bounded(method: str) -> None:
     grid = [{"a": a, "b": 0.0} for a in np.linspace(-3, 3, 25)]
     p = model.predict(grid).p
     assert (np.diff(p) >= -1e-9).all()
-    if method == "platt":  # keeps the ranking strictly
-        assert (np.diff(p) > 0).all()
+    if method == "platt":  # keeps the ranking strictly, away from the floor and ceiling
+        inside = (p[:-1] > 0.006) & (p[1:] < 0.994)
+        assert inside.sum() >= 5 and (np.diff(p)[inside] > 0).all()
     assert p.min() >= 0.005 and p.max() <= 0.995
     pred = model.predict(rows[300:])
     assert (pred.lower <= pred.p).all() and (pred.p <= pred.upper).all()
