@@ -238,7 +238,11 @@ def teacher_signatures(
         slides = slides[slides["series_kind"].fillna("he_slide") == "he_slide"]
     cache_file = cache_dir / f"teacher-{artifact.name}-{artifact.version}.json"
     cache: dict[str, Any] = json.loads(cache_file.read_text()) if cache_file.is_file() else {}
-    todo = [str(_abs(cohort_dir, str(p))) for p in slides["path"] if str(p) not in cache]
+    todo = [
+        str(_abs(cohort_dir, str(p)).resolve())
+        for p in slides["path"]
+        if str(_abs(cohort_dir, str(p)).resolve()) not in cache
+    ]
     done = len(slides) - len(todo)
     if progress:
         progress("slides", done, len(slides))
@@ -262,17 +266,17 @@ def teacher_signatures(
     by_abs = dict(zip(todo, results, strict=True))
     rows, skipped = [], []
     for row in slides.itertuples(index=False):
-        key = str(row.path)
-        value = cache.get(key, by_abs.get(str(_abs(cohort_dir, key))))
+        key = str(_abs(cohort_dir, str(row.path)).resolve())  # the slide's real path
+        value = cache.get(key, by_abs.get(key))
         if isinstance(value, str) or value is None:
-            skipped.append(value or f"{key}: not scored")
+            skipped.append(value or f"{row.path}: not scored")
             continue
         cache[key] = value
         rows.append(
             {
                 "patient": str(row.patient),
                 "at": pd.Timestamp(row.acquired_at).to_pydatetime().isoformat(),
-                "path": key,
+                "path": str(row.path),
                 **value,
             }
         )

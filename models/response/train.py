@@ -118,7 +118,7 @@ def _load(
 ) -> CohortData:
     data = load_cohort(
         cohort,
-        cache / _slug(cohort),
+        cache,
         pathology_folder=pathology,
         workers=workers,
         progress=progress,
@@ -128,11 +128,6 @@ def _load(
     if not data.histories:
         raise InsufficientDataError(f"no analysable study in {cohort}: {data.skipped[:3]}")
     return data
-
-
-def _slug(path: Path) -> str:
-    resolved = str(Path(path).resolve())
-    return Path(path).name + "-" + hashlib.sha256(resolved.encode()).hexdigest()[:8]
 
 
 def _split_data(
