@@ -156,15 +156,17 @@ def reconcile(
         "(SELECT 1 FROM acquisitions a WHERE a.event_id = s.source_event_id)",
         where,
     ).fetchone()[0]
-    report.duplicate_scores = conn.execute(
-        f"""
+    report.duplicate_scores = int(
+        conn.execute(
+            f"""
         SELECT coalesce(sum(n - 1), 0) FROM (
             SELECT count(*) AS n FROM timepoint_scores WHERE {in_scope}
             GROUP BY source_event_id, score_name, model_name, model_version
         ) g WHERE n > 1
         """,
-        where,
-    ).fetchone()[0]
+            where,
+        ).fetchone()[0]
+    )
     report.undelivered_alert_changes = _undelivered(settings, conn, scope)
     return report
 
