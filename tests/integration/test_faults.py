@@ -8,8 +8,12 @@ The session's stack is shared: each test restarts what it stopped, in a ``finall
 
 from __future__ import annotations
 
+import errno
 import time
+import uuid
+from pathlib import Path
 
+import psycopg
 import pytest
 from pydantic import SecretStr
 
@@ -263,3 +267,125 @@ def test_failing_then_slow_webhook_delivers_every_alert_once_it_recovers(
         )
     finally:
         hook.close()
+
+
+class SmallDisk:
+    """A 4 MiB tmpfs mounted for the test (needs root), which the test fills and frees."""
+
+    def __init__(self, path: Path) -> None:
+        import subprocess
+
+        path.mkdir(parents=True, exist_ok=True)
+        result = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=4m,mode=0755", "tmpfs", str(path)],
+            capture_output=True,
+            text=True,
+        )
+        if result.returncode != 0:
+            pytest.skip(f"cannot mount a small tmpfs here (needs root): {result.stderr.strip()}")
+        self.path = path
+
+    def fill(self) -> None:
+        with open(self.path / "filler", "ab") as f:
+            try:
+                while True:
+                    f.write(b"\0" * 65536)
+                    f.flush()
+            except OSError as err:
+                assert err.errno == errno.ENOSPC
+
+    def free(self) -> None:
+        (self.path / "filler").unlink()
+
+    def unmount(self) -> None:
+        import subprocess
+
+        subprocess.run(["umount", "-l", str(self.path)], check=False)
+
+
+@pytest.mark.timeout(600)
+def test_full_disk_retried_then_dead_lettered_with_the_reason_never_lost(
+    settings: Settings, workers: Workers, cohort: Path, pathology_model: Path, stack_dir: Path
+) -> None:
+    from clinic import load_events
+    from schemas import BiopsyAcquired
+    from streams.publish import Publisher
+
+    template = next(e for e in load_events(cohort) if isinstance(e, BiopsyAcquired))
+    patients = new_patients(2, "disk")
+    first, second = (
+        template.model_copy(update={"event_id": uuid.uuid4(), "patient": p}) for p in patients
+    )
+    disk = SmallDisk(stack_dir / f"derived-{uuid.uuid4().hex[:8]}")
+    retry_window = 15
+
+    def status(event: BiopsyAcquired) -> str | None:
+        rows = count(
+            settings,
+            "SELECT count(*) FROM acquisitions WHERE event_id = %s AND status = 'scored'",
+            (event.event_id,),
+        )
+        return "scored" if rows else None
+
+    try:
+        disk.fill()
+        worker = workers.start(derived_dir=disk.path, transient_retry_s=retry_window)
+        # 1. the disk is full for a few seconds, then freed: retried, then scored once
+        with Publisher(settings) as pub:
+            pub.publish([first])
+        wait_for(
+            lambda: "No space left on device" in worker.log_path.read_text(errors="replace"),
+            timeout=120,
+            what="a retried write to the full disk",
+        )
+        assert status(first) is None
+        disk.free()
+        wait_for(lambda: status(first) == "scored", timeout=120, what="the first biopsy scored")
+
+        # 2. the disk stays full past the retry window: dead-lettered with the reason
+        disk.fill()
+        with Publisher(settings) as pub:
+            pub.publish([second])
+        wait_for(
+            lambda: (
+                count(
+                    settings,
+                    "SELECT count(*) FROM dead_letters WHERE failed_event_id = %s",
+                    (second.event_id,),
+                )
+                == 1
+            ),
+            timeout=retry_window + 120,
+            what="the dead letter of the second biopsy",
+        )
+        with psycopg.connect(settings.dsn, autocommit=True) as conn:
+            error_class, reason = conn.execute(
+                "SELECT error_class, reason FROM dead_letters WHERE failed_event_id = %s",
+                (second.event_id,),
+            ).fetchone()
+        print(f"[disk] dead letter: {error_class}: {reason}")
+        assert error_class == "TransientFailurePersistedError"
+        assert "No space left on device" in reason and "disk full" in reason
+        assert str(disk.path) in reason, "the reason names where the disk is full"
+        leftovers = [p.name for p in disk.path.rglob("*") if p.is_file() and p.name != "filler"]
+        assert all(name.endswith(".attention.png") for name in leftovers), leftovers
+        assert not any(str(second.event_id) in name for name in leftovers)
+
+        # 3. space freed, the event published again (from its dead letter): scored once
+        disk.free()
+        with Publisher(settings) as pub:
+            pub.publish([second])
+        wait_for(lambda: status(second) == "scored", timeout=120, what="the second biopsy scored")
+        heatmaps = sorted(disk.path.rglob("*.attention.png"))
+        assert len(heatmaps) == 2 * len([s for s in template.slides if s.stain == "H&E"]), heatmaps
+        assert all(h.read_bytes().startswith(b"\x89PNG") for h in heatmaps)
+        assert worker.poll() is None
+        scores = count(
+            settings, "SELECT count(*) FROM timepoint_scores WHERE patient = ANY(%s)", (patients,)
+        )
+        print(f"[disk] scores stored: {scores} (4 per biopsy)")
+        assert scores == 8
+        settle(settings, patients, messages=3, processed=2, dead_lettered=1, fault="disk full")
+    finally:
+        workers.stop_all()
+        disk.unmount()
