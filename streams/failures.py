@@ -69,8 +69,12 @@ async def with_retries(
     first_delay_s: float = 0.5,
     max_delay_s: float = 30.0,
 ) -> T:
-    """Await ``action()``, retrying transient failures with jittered exponential back-off."""
-    deadline = time.monotonic() + window_s
+    """Await ``action()``, retrying transient failures with jittered exponential back-off.
+
+    The window starts at the first failure, so a slow first attempt (a biopsy scored for 20 s
+    before its write fails) still gets its retries.
+    """
+    deadline: float | None = None
     delay = first_delay_s
     attempt = 0
     while True:
@@ -80,6 +84,8 @@ async def with_retries(
         except Exception as err:
             if not is_transient(err):
                 raise
+            if deadline is None:
+                deadline = time.monotonic() + window_s
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 hint = (

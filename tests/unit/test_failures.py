@@ -56,3 +56,24 @@ def test_a_failed_heatmap_write_leaves_no_file_and_names_the_path(
     assert list(target.parent.iterdir()) == []  # neither a truncated PNG nor a partial file
     monkeypatch.undo()
     assert write_heatmap(target, b"\x89PNG").read_bytes() == b"\x89PNG"
+
+
+def test_the_retry_window_starts_at_the_first_failure() -> None:
+    import time
+
+    calls = 0
+
+    async def slow_then_fails_once() -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await asyncio.sleep(0.4)  # a first attempt longer than the whole window
+            raise ConnectionRefusedError("database restarting")
+        return "done"
+
+    started = time.monotonic()
+    result = asyncio.run(
+        with_retries(slow_then_fails_once, window_s=0.2, what="store", first_delay_s=0.01)
+    )
+    assert result == "done" and calls == 2
+    assert time.monotonic() - started < 2
