@@ -38,10 +38,10 @@ _CONTOUR_MODALITIES = {"RTSTRUCT", "SEG"}
 _SPACING_TOL = 0.02  # relative tolerance on slice gaps
 _ORIENT_TOL = 1e-3
 AIR_HU = np.float32(-1024.0)
-MAX_MATRIX = 8192
-"""Largest Rows or Columns read (CT is 512 to 2048; a header claiming more is refused before
-its pixel data is decoded, so a forged header cannot make a decoder allocate gigabytes)."""
 """Floor of CT values: padding and out-of-field values are read as air."""
+MAX_MATRIX = 8192
+"""Largest Rows, Columns or frames read (CT is 512 to 2048; a header claiming more is refused
+before its pixel data is decoded, so a forged header cannot make a decoder allocate gigabytes)."""
 
 
 @dataclass
