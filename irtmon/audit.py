@@ -8,14 +8,22 @@ commits nothing, and compares with the database:
 - *results without events*: acquisition or treatment rows whose event id was never seen on the
   topic (possible only when the topic's retention has dropped it, or rows were written by hand);
 - *scores without acquisitions*: stored scores whose source event is not an accepted acquisition
-  (scores published to ``scores.timepoint`` by other producers, or an inconsistency).
+  (scores published to ``scores.timepoint`` by other producers, or an inconsistency);
+- *duplicate scores*: more than one stored score of one source event, score name and model
+  version (a replay or a restart that wrote a second row instead of updating the first);
+- *undelivered alert changes*: alert changes in the audit-log outbox that a configured sink
+  (webhook, e-mail) has not acknowledged yet (in flight, or failing and being retried).
+
+``patients`` restricts every count to those pseudonyms (a fault test counts its own events).
 """
 
 from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import psycopg
 from kafka import KafkaConsumer, TopicPartition
@@ -35,14 +43,33 @@ class Reconciliation:
     events_without_results: list[str] = field(default_factory=list)
     results_without_events: list[str] = field(default_factory=list)
     scores_without_acquisitions: int = 0
+    duplicate_scores: int = 0
+    undelivered_alert_changes: int = 0
 
     @property
     def ok(self) -> bool:
-        return not self.events_without_results and not self.scores_without_acquisitions
+        return (
+            not self.events_without_results
+            and not self.scores_without_acquisitions
+            and not self.duplicate_scores
+        )
+
+    def summary(self) -> str:
+        """One line of counts, for the CLI and the fault tests' output."""
+        return (
+            f"{self.messages} messages, {self.processed} processed, "
+            f"{self.dead_lettered} dead-lettered, {len(self.events_without_results)} without "
+            f"results, {len(self.results_without_events)} results without events, "
+            f"{self.duplicates_on_topic} duplicates on the topics, {self.duplicate_scores} "
+            f"duplicate scores, {self.undelivered_alert_changes} undelivered alert changes"
+        )
 
 
-def _read_topic(settings: Settings, spec: TopicSpec) -> list[tuple[int, int, uuid.UUID | None]]:
-    """(partition, offset, event id or None) of every message now on the topic."""
+Located = tuple[int, int, uuid.UUID | None, str | None]
+
+
+def _read_topic(settings: Settings, spec: TopicSpec) -> list[Located]:
+    """(partition, offset, event id or None, patient or None) of every message on the topic."""
     consumer = KafkaConsumer(
         bootstrap_servers=settings.bootstrap_servers,
         enable_auto_commit=False,
@@ -54,7 +81,7 @@ def _read_topic(settings: Settings, spec: TopicSpec) -> list[tuple[int, int, uui
     consumer.assign(tps)
     consumer.seek_to_beginning(*tps)
     ends = consumer.end_offsets(tps)
-    out: list[tuple[int, int, uuid.UUID | None]] = []
+    out: list[Located] = []
     remaining = {tp for tp in tps if ends[tp] > consumer.position(tp)}
     while remaining:
         batch = consumer.poll(timeout_ms=1000)
@@ -62,31 +89,54 @@ def _read_topic(settings: Settings, spec: TopicSpec) -> list[tuple[int, int, uui
             break
         for tp, records in batch.items():
             for r in records:
-                try:
-                    event_id = uuid.UUID(json.loads(r.value)["event_id"])
-                except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-                    event_id = None
-                out.append((tp.partition, r.offset, event_id))
+                event_id, patient = _identify(r.value)
+                out.append((tp.partition, r.offset, event_id, patient))
             if consumer.position(tp) >= ends[tp]:
                 remaining.discard(tp)
     consumer.close()
     return out
 
 
-def reconcile(settings: Settings, conn: psycopg.Connection) -> Reconciliation:
+def _identify(value: bytes | None) -> tuple[uuid.UUID | None, str | None]:
+    """The event id and patient of a message, where it carries readable ones."""
+    try:
+        data = json.loads(value or b"")
+    except (ValueError, UnicodeDecodeError):
+        return None, None
+    if not isinstance(data, dict):
+        return None, None
+    try:
+        event_id = uuid.UUID(str(data["event_id"]))
+    except (ValueError, KeyError, TypeError):
+        event_id = None
+    patient = data.get("patient")
+    return event_id, patient if isinstance(patient, str) else None
+
+
+def reconcile(
+    settings: Settings, conn: psycopg.Connection, patients: Collection[str] | None = None
+) -> Reconciliation:
     """Compare the input topics with the database; see the module docstring."""
     report = Reconciliation()
+    scope = set(patients) if patients is not None else None
+    where = {"all": scope is None, "patients": sorted(scope or ())}
+    in_scope = "(%(all)s OR patient = ANY(%(patients)s))"
     letters = {
         (topic, partition, offset)
         for topic, partition, offset in conn.execute(
             "SELECT source_topic, source_partition, source_offset FROM dead_letters"
         ).fetchall()
     }
-    stored = {row[0] for row in conn.execute("SELECT event_id FROM acquisitions").fetchall()}
-    stored |= {row[0] for row in conn.execute("SELECT event_id FROM treatment_events").fetchall()}
+    stored = {
+        row[0]
+        for table in ("acquisitions", "treatment_events")
+        for row in conn.execute(f"SELECT event_id FROM {table} WHERE {in_scope}", where).fetchall()
+    }
     seen: set[uuid.UUID] = set()
     for spec in INPUT_TOPICS:
-        for partition, offset, event_id in _read_topic(settings, spec):
+        for partition, offset, event_id, patient in _read_topic(settings, spec):
+            if scope is not None and patient not in scope:
+                continue
             report.messages += 1
             if event_id is not None and event_id in seen:
                 report.duplicates_on_topic += 1
@@ -102,7 +152,34 @@ def reconcile(settings: Settings, conn: psycopg.Connection) -> Reconciliation:
                 seen.add(event_id)
     report.results_without_events = sorted(str(e) for e in stored - seen)
     report.scores_without_acquisitions = conn.execute(
-        "SELECT count(*) FROM timepoint_scores s WHERE NOT EXISTS "
-        "(SELECT 1 FROM acquisitions a WHERE a.event_id = s.source_event_id)"
+        f"SELECT count(*) FROM timepoint_scores s WHERE {in_scope} AND NOT EXISTS "
+        "(SELECT 1 FROM acquisitions a WHERE a.event_id = s.source_event_id)",
+        where,
     ).fetchone()[0]
+    report.duplicate_scores = int(
+        conn.execute(
+            f"""
+        SELECT coalesce(sum(n - 1), 0) FROM (
+            SELECT count(*) AS n FROM timepoint_scores WHERE {in_scope}
+            GROUP BY source_event_id, score_name, model_name, model_version
+        ) g WHERE n > 1
+        """,
+            where,
+        ).fetchone()[0]
+    )
+    report.undelivered_alert_changes = _undelivered(settings, conn, scope)
     return report
+
+
+def _undelivered(settings: Settings, conn: psycopg.Connection, scope: set[str] | None) -> int:
+    """Alert changes some configured sink has not acknowledged (0 when no sink is configured)."""
+    from streams.delivery import DELIVERABLE_ACTIONS, DeliveryConfig, pending
+
+    config = DeliveryConfig.from_settings(settings)
+    since = config.not_before or datetime(1970, 1, 1, tzinfo=UTC)
+    count = 0
+    for sink in config.sinks():
+        actions = config.email_actions if sink.name == "email" else DELIVERABLE_ACTIONS
+        rows = pending(conn, sink.name, actions, since, limit=1_000_000)
+        count += sum(1 for r in rows if scope is None or r["patient"] in scope)
+    return count

@@ -464,6 +464,11 @@ def audit_reconcile(
         "(rows whose event is no longer, or never was, on a topic)"
     )
     console.print(f"scores without acquisitions: {report.scores_without_acquisitions}")
+    console.print(f"duplicate scores: {report.duplicate_scores}")
+    console.print(
+        f"alert changes not yet delivered: {report.undelivered_alert_changes} "
+        "(the outbox retries them)"
+    )
     if not report.ok:
         raise typer.Exit(code=1)
 

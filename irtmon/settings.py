@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr
+from pydantic import AwareDatetime, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -124,6 +124,23 @@ class Settings(BaseSettings):
     alert_smtp_password: SecretStr | None = None
     alert_delivery_interval_s: float = Field(
         default=15.0, gt=0, description="How often a worker delivers pending alert changes."
+    )
+    alert_webhook_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="How long one webhook POST may take before it counts "
+        "as failed (and is sent again later; receivers de-duplicate on X-Irtmon-Delivery).",
+    )
+    alert_delivery_since: AwareDatetime | None = Field(
+        default=None,
+        description="Deliver only alert changes from this time on (ISO 8601 "
+        "with a zone), so a newly configured sink does not receive the whole alert history.",
+    )
+    alert_retry_after_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="Wait after a failed delivery before the next round "
+        "retries it; doubles per failure, capped at an hour.",
     )
 
     derived_dir: Path = Field(

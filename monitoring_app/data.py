@@ -81,11 +81,23 @@ def patient(db: str, pseudonym: str, cohorts: Cohorts) -> dict[str, Any] | None:
     return run(queries.patient_info, pseudonym, list(cohorts) if cohorts is not None else None)
 
 
+class NotInYourCohortsError(PermissionError):
+    """A patient outside the signed-in user's cohorts was asked for."""
+
+
+def _require_visible(conn: psycopg.Connection, pseudonym: str, cohorts: Cohorts) -> None:
+    """Every per-patient read checks the user's cohorts itself, whatever the page did."""
+    scope = list(cohorts) if cohorts is not None else None
+    if queries.patient_info(conn, pseudonym, scope) is None:
+        raise NotInYourCohortsError(f"{pseudonym} is not a patient of your cohorts")
+
+
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
-def timeline(db: str, pseudonym: str) -> dict[str, pd.DataFrame]:
+def timeline(db: str, pseudonym: str, cohorts: Cohorts) -> dict[str, pd.DataFrame]:
     """Everything the timeline draws, one pooled connection, one cache entry."""
 
     def read(conn: psycopg.Connection) -> dict[str, pd.DataFrame]:
+        _require_visible(conn, pseudonym, cohorts)
         return {
             "scores": _frame(queries.patient_scores_with_source(conn, pseudonym)),
             "burden": _frame(queries.patient_burden(conn, pseudonym)),
@@ -98,8 +110,12 @@ def timeline(db: str, pseudonym: str) -> dict[str, pd.DataFrame]:
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
-def acquisitions(db: str, pseudonym: str) -> list[dict[str, Any]]:
-    return run(queries.patient_acquisitions, pseudonym)
+def acquisitions(db: str, pseudonym: str, cohorts: Cohorts) -> list[dict[str, Any]]:
+    def read(conn: psycopg.Connection) -> list[dict[str, Any]]:
+        _require_visible(conn, pseudonym, cohorts)
+        return queries.patient_acquisitions(conn, pseudonym)
+
+    return run(read)
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)

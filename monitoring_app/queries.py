@@ -285,6 +285,10 @@ _TRANSITIONS: dict[str, tuple[tuple[str, ...], str]] = {
 }
 
 
+class AlertActionRefusedError(ValueError):
+    """An alert action the user may not take, or that does not apply; the message says why."""
+
+
 def act_on_alert(
     conn: psycopg.Connection,
     alert_id: str,
@@ -295,15 +299,48 @@ def act_on_alert(
 ) -> str:
     """Acknowledge, resolve or dismiss an alert and write the audit row, in one transaction.
 
-    Returns the new status. Raises ``ValueError`` when the alert is not visible to the user,
-    the action does not apply to its current status, or a dismissal has no note.
+    Returns the new status. The actor's role is read from ``app_users`` here, whatever the page
+    showed: only an active clinician or admin may act. Raises
+    :class:`AlertActionRefusedError` when the role may not act, the alert is not visible to
+    the user, the action does not apply to its current status, or a dismissal has no note; a
+    refused attempt is audited too (entity ``alert_refusal``).
     """
+    try:
+        return _act_on_alert(conn, alert_id, action, actor, note, cohorts)
+    except AlertActionRefusedError as err:
+        with conn.transaction():
+            conn.execute(
+                "INSERT INTO audit_log (actor, action, entity, entity_id, detail) "
+                "VALUES (%s, %s, 'alert_refusal', %s, %s)",
+                (actor, str(action)[:64], str(alert_id)[:64], Jsonb({"why": str(err)})),
+            )
+        raise
+
+
+def _act_on_alert(
+    conn: psycopg.Connection,
+    alert_id: str,
+    action: str,
+    actor: str,
+    note: str,
+    cohorts: list[str] | tuple[str, ...] | None,
+) -> str:
+    role = conn.execute(
+        "SELECT role FROM app_users WHERE username = %s AND active", (actor,)
+    ).fetchone()
+    if role is None or role[0] not in ("clinician", "admin"):
+        raise AlertActionRefusedError(
+            f"{actor} may not act on alerts (role {role[0] if role else 'none'}); "
+            "only clinicians and admins can"
+        )
     if action not in _TRANSITIONS:
-        raise ValueError(f"unknown action {action!r}; use one of {', '.join(_TRANSITIONS)}")
+        raise AlertActionRefusedError(
+            f"unknown action {action!r}; use one of {', '.join(_TRANSITIONS)}"
+        )
     allowed_from, new_status = _TRANSITIONS[action]
     note = (note or "").strip()
     if action == "dismiss" and not note:
-        raise ValueError("a dismissal needs a note saying why")
+        raise AlertActionRefusedError("a dismissal needs a note saying why")
     with conn.transaction():
         row = conn.execute(
             "SELECT a.status, a.patient FROM alerts a JOIN patients p ON p.pseudonym = a.patient "
@@ -312,10 +349,12 @@ def act_on_alert(
             {"id": alert_id, **_scope(cohorts)},
         ).fetchone()
         if row is None:
-            raise ValueError(f"alert {alert_id} does not exist or is outside your cohorts")
+            raise AlertActionRefusedError(
+                f"alert {alert_id} does not exist or is outside your cohorts"
+            )
         status, patient = row
         if status not in allowed_from:
-            raise ValueError(f"cannot {action} an alert that is {status}")
+            raise AlertActionRefusedError(f"cannot {action} an alert that is {status}")
         if action == "acknowledge":
             conn.execute(
                 "UPDATE alerts SET status = 'acknowledged', acknowledged_by = %s, "

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import concurrent.futures
-import multiprocessing
 from functools import lru_cache
 
 from irtmon.settings import get_settings
 from streams import topics
 from streams.database import Database
 from streams.handling import WorkerContext
+from streams.pool import CpuPool
 
 _TOPICS = {
     "imaging.acquired": topics.imaging_acquired,
@@ -33,9 +32,6 @@ def worker_context() -> WorkerContext:
 
 
 @lru_cache(maxsize=1)
-def cpu_pool() -> concurrent.futures.ProcessPoolExecutor:
+def cpu_pool() -> CpuPool:
     """Processes for DICOM decoding, slide reading and inference (off the event loop)."""
-    return concurrent.futures.ProcessPoolExecutor(
-        max_workers=get_settings().worker_cpu_processes,
-        mp_context=multiprocessing.get_context("spawn"),
-    )
+    return CpuPool(get_settings().worker_cpu_processes)

@@ -294,8 +294,13 @@ class DeliveryConfig:
         webhook = None
         if get("alert_webhook_url"):
             webhook = WebhookConfig(
-                url=str(get("alert_webhook_url")), secret=str(get("alert_webhook_secret") or "")
+                url=str(get("alert_webhook_url")),
+                secret=str(get("alert_webhook_secret") or ""),
+                timeout_s=float(get("alert_webhook_timeout_s", 10.0) or 10.0),
             )
+        since = get("alert_delivery_since")
+        if isinstance(since, str):
+            since = datetime.fromisoformat(since)
         email = None
         if get("alert_smtp_host"):
             to = get("alert_smtp_to") or ()
@@ -310,7 +315,12 @@ class DeliveryConfig:
                 username=get("alert_smtp_username"),
                 password=get("alert_smtp_password"),
             )
-        return cls(webhook=webhook, email=email)
+        return cls(
+            webhook=webhook,
+            email=email,
+            retry_after_s=float(get("alert_retry_after_s", 60.0) or 60.0),
+            not_before=since,
+        )
 
     def sinks(self) -> list[AlertSink]:
         out: list[AlertSink] = []
@@ -404,7 +414,8 @@ def deliver_pending(
 ) -> list[DeliveryOutcome]:
     """Deliver every pending alert change to every sink; record each attempt.
 
-    Commits after each receipt (an outbox must record a send as soon as it happened). Rows
+    Commits after each receipt (an outbox must record a send as soon as it happened). A sink
+    that fails a send is not tried again in the same round (it is down; the rest wait). Rows
     whose last failure is more recent than the back-off (``retry_after_s`` doubling per failure,
     capped at ``max_retry_after_s``) wait for a later round; nothing is ever given up. Set
     ``not_before`` to skip alert history older than a newly configured sink. A worker calls
@@ -417,6 +428,10 @@ def deliver_pending(
     for sink in sinks:
         actions = cfg.email_actions if sink.name == "email" else DELIVERABLE_ACTIONS
         for row in pending(conn, sink.name, actions, since, limit):
+            if outcomes and outcomes[-1].sink == sink.name and not outcomes[-1].ok:
+                # this sink is down (its own retries failed): try the rest in a later round
+                # rather than wait out its back-off once per pending alert change
+                break
             failures = int(row["failures"])
             if failures and row["last_failure"] is not None:
                 wait = min(cfg.retry_after_s * 2 ** (failures - 1), cfg.max_retry_after_s)

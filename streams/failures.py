@@ -1,7 +1,8 @@
 """How a worker routes a failure: retry it (transient) or dead-letter it (permanent).
 
-Transient: the database or the broker is briefly unreachable, a DICOMweb server times out.
-These are retried with exponential back-off for up to ``transient_retry_s`` seconds.
+Transient: the database or the broker is briefly unreachable, a DICOMweb server times out, a
+disk the worker writes to (``IRTMON_DERIVED_DIR``) is full. These are retried with exponential
+back-off for up to ``transient_retry_s`` seconds.
 Everything else is permanent for that event: it goes to the dead-letter topic and table with
 its error class and message, and the worker moves on.
 """
@@ -9,6 +10,7 @@ its error class and message, and the worker moves on.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import random
 import time
@@ -40,11 +42,19 @@ TRANSIENT: tuple[type[BaseException], ...] = (
 )
 
 
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+"""A full disk or an exhausted quota: an outage of the machine, not a fault of the event."""
+
+
+def is_disk_full(err: BaseException) -> bool:
+    return isinstance(err, OSError) and err.errno in DISK_FULL_ERRNOS
+
+
 def is_transient(err: BaseException) -> bool:
     """True for failures worth retrying (outages), False for failures of the event itself."""
     if isinstance(err, psycopg.errors.QueryCanceled):
         return False
-    return isinstance(err, TRANSIENT)
+    return isinstance(err, TRANSIENT) or is_disk_full(err)
 
 
 class TransientFailurePersistedError(RuntimeError):
@@ -59,8 +69,12 @@ async def with_retries(
     first_delay_s: float = 0.5,
     max_delay_s: float = 30.0,
 ) -> T:
-    """Await ``action()``, retrying transient failures with jittered exponential back-off."""
-    deadline = time.monotonic() + window_s
+    """Await ``action()``, retrying transient failures with jittered exponential back-off.
+
+    The window starts at the first failure, so a slow first attempt (a biopsy scored for 20 s
+    before its write fails) still gets its retries.
+    """
+    deadline: float | None = None
     delay = first_delay_s
     attempt = 0
     while True:
@@ -70,11 +84,18 @@ async def with_retries(
         except Exception as err:
             if not is_transient(err):
                 raise
+            if deadline is None:
+                deadline = time.monotonic() + window_s
             remaining = deadline - time.monotonic()
             if remaining <= 0:
+                hint = (
+                    " (disk full: free space there, then publish the event again)"
+                    if is_disk_full(err)
+                    else ""
+                )
                 raise TransientFailurePersistedError(
                     f"{what}: still failing after {attempt} attempts over {window_s:.0f}s: "
-                    f"{type(err).__name__}: {err}"
+                    f"{type(err).__name__}: {err}{hint}"
                 ) from err
             sleep = min(delay * (0.5 + random.random()), max_delay_s, remaining)
             log.warning(
@@ -83,6 +104,7 @@ async def with_retries(
                     "what": what,
                     "attempt": attempt,
                     "error": type(err).__name__,
+                    "reason": str(err)[:300],
                     "retry_in_s": round(sleep, 2),
                 },
             )

@@ -68,11 +68,27 @@ def _patient_of(msg: Message, record: _Record | None) -> str | None:
     return raw if isinstance(raw, str) and is_pseudonym(raw) else None
 
 
-async def dead_letter(
-    ctx: WorkerContext, msg: Message, err: BaseException, record: _Record | None
-) -> DeadLetter:
-    """Record ``msg`` as a dead letter (table and topic) with the reason."""
-    letter = DeadLetter(
+TOPIC_PAYLOAD_BYTES = 512 * 1024
+"""Most of the original value the dead-letter *topic* carries (base64 grows it by a third, and a
+producer refuses records over 1 MB); the ``dead_letters`` table keeps every byte."""
+TOPIC_KEY_BYTES = 2048
+"""Likewise for the original key (the contract allows 4,096 base64 characters)."""
+
+
+def build_dead_letter(msg: Message, err: BaseException, record: _Record | None) -> DeadLetter:
+    """The dead letter of ``msg``: small enough to publish whatever the message's size."""
+    reason = (str(err) or repr(err))[:7000]
+    value, key = msg.value, msg.key
+    if len(value) > TOPIC_PAYLOAD_BYTES:
+        reason += (
+            f" [the dead-letter topic carries the first {TOPIC_PAYLOAD_BYTES} of {len(value)} "
+            "bytes; the dead_letters table keeps them all]"
+        )
+        value = value[:TOPIC_PAYLOAD_BYTES]
+    if key is not None and len(key) > TOPIC_KEY_BYTES:
+        reason += f" [key of {len(key)} bytes cut to {TOPIC_KEY_BYTES} on the topic]"
+        key = key[:TOPIC_KEY_BYTES]
+    return DeadLetter(
         event_id=dead_letter_id(msg),
         patient=_patient_of(msg, record),
         occurred_at=datetime.now(UTC),
@@ -81,10 +97,17 @@ async def dead_letter(
         partition=msg.partition,
         offset=msg.offset,
         error_class=type(err).__name__,
-        reason=(str(err) or repr(err))[:8000],
-        payload_b64=base64.b64encode(msg.value).decode(),
-        key_b64=base64.b64encode(msg.key).decode() if msg.key is not None else None,
+        reason=reason,
+        payload_b64=base64.b64encode(value).decode(),
+        key_b64=base64.b64encode(key).decode() if key is not None else None,
     )
+
+
+async def dead_letter(
+    ctx: WorkerContext, msg: Message, err: BaseException, record: _Record | None
+) -> DeadLetter:
+    """Record ``msg`` as a dead letter (table and topic) with the reason."""
+    letter = build_dead_letter(msg, err, record)
     window = ctx.settings.transient_retry_s
     try:
         await with_retries(

@@ -39,6 +39,9 @@ _SPACING_TOL = 0.02  # relative tolerance on slice gaps
 _ORIENT_TOL = 1e-3
 AIR_HU = np.float32(-1024.0)
 """Floor of CT values: padding and out-of-field values are read as air."""
+MAX_MATRIX = 8192
+"""Largest Rows, Columns or frames read (CT is 512 to 2048; a header claiming more is refused
+before its pixel data is decoded, so a forged header cannot make a decoder allocate gigabytes)."""
 
 
 @dataclass
@@ -163,7 +166,24 @@ def _vec(ds: Dataset, keyword: str, n: int) -> np.ndarray | None:
     return np.asarray([float(v) for v in value], float)
 
 
+def _check_dimensions(ds: Dataset, series: str) -> None:
+    rows, cols = ds.get("Rows"), ds.get("Columns")
+    frames = ds.get("NumberOfFrames", 1) or 1
+    try:
+        rows, cols, frames = int(rows), int(cols), int(frames)
+    except (TypeError, ValueError):
+        raise UnreadableInputError(
+            f"series {series}: instance {ds.get('SOPInstanceUID')} has no valid Rows/Columns"
+        ) from None
+    if not (0 < rows <= MAX_MATRIX and 0 < cols <= MAX_MATRIX and 0 < frames <= MAX_MATRIX):
+        raise UnreadableInputError(
+            f"series {series}: instance {ds.get('SOPInstanceUID')} claims absurd dimensions "
+            f"{rows} x {cols} x {frames} frames (at most {MAX_MATRIX} each is read)"
+        )
+
+
 def _hu(ds: Dataset, series: str) -> np.ndarray:
+    _check_dimensions(ds, series)
     if "PixelData" not in ds and "FloatPixelData" not in ds:
         raise UnreadableInputError(
             f"series {series}: instance {ds.get('SOPInstanceUID')} has no pixel data"

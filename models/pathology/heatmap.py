@@ -107,7 +107,17 @@ def heatmap_png(
 
 
 def write_heatmap(path: Path, png: bytes) -> Path:
-    """Write PNG bytes to ``path`` (parents created)."""
+    """Write PNG bytes to ``path`` (parents created), atomically: a failed write (a full disk)
+    leaves neither a truncated file at ``path`` nor a temporary one beside it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(png)
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        partial.write_bytes(png)
+        partial.replace(path)
+    except OSError as err:  # name the file: a write error alone does not say where
+        partial.unlink(missing_ok=True)
+        raise OSError(err.errno, err.strerror, str(path)) from err
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     return path

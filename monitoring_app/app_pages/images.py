@@ -18,7 +18,7 @@ if data.patient(data.dsn(), patient, user.cohorts) is None:
     st.error("This patient is outside your cohorts.")
     st.stop()
 
-acqs = data.acquisitions(data.dsn(), patient)
+acqs = data.acquisitions(data.dsn(), patient, user.cohorts)
 scans = [a for a in acqs if a["kind"] == "imaging"]
 biopsies = [a for a in acqs if a["kind"] == "biopsy"]
 tab_ct, tab_slide = st.tabs([f"CT ({len(scans)} scans)", f"Biopsies ({len(biopsies)})"])

@@ -20,7 +20,7 @@ if info is None:
     st.error("This patient is outside your cohorts.")
     st.stop()
 
-first = data.timeline(data.dsn(), patient)
+first = data.timeline(data.dsn(), patient, user.cohorts)
 rp = first["scores"]
 rp = rp[rp["score_name"] == RESPONSE_PROBABILITY] if not rp.empty else rp
 keys = sorted({(r.model_name, r.model_version) for r in rp.itertuples()}) if not rp.empty else []
@@ -37,7 +37,7 @@ with top[1]:
 
 @st.fragment(run_every=data.REFRESH_S)
 def timeline(patient: str, chosen: list[str]) -> None:
-    d = data.timeline(data.dsn(), patient)
+    d = data.timeline(data.dsn(), patient, user.cohorts)
     scores, alerts = d["scores"], d["alerts"]
     burden = charts.burden_table(d["burden"])
     rp = scores[scores["score_name"] == RESPONSE_PROBABILITY] if not scores.empty else scores

@@ -3,7 +3,6 @@ was scored before: a redelivery), store the outcome in one transaction, publish 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -29,8 +28,7 @@ async def score_and_publish(
     scores = await ctx.db.run(scoring.stored_scores, event.event_id)
     if scores is None:  # first delivery: score it (a redelivery publishes what is stored)
         request = await ctx.db.run(add_context, request)
-        loop = asyncio.get_running_loop()
-        outcome = await loop.run_in_executor(cpu_pool(), score, request)
+        outcome = await cpu_pool().run(score, request)
         await ctx.db.run(scoring.store_outcome, outcome)
         scores = outcome.scores
     for s in scores:

@@ -249,3 +249,71 @@ def test_models_page_lists_versions_and_promotion(seeded: Seeded) -> None:
     )
     assert set(table["Version"]) == {"0.1", "0.2"}
     assert list(table[table["Promoted"]]["Version"]) == ["0.1"]
+
+
+PAGES = ("cohort", "timeline", "images", "alerts", "models")
+
+
+def test_no_page_shows_anything_without_a_signed_in_user(seeded: Seeded) -> None:
+    """Opened directly (not through the entry's router), every page stops before any read."""
+    for page in PAGES:
+        at = AppTest.from_file(str(REPO / "monitoring_app" / "app_pages" / f"{page}.py"))
+        at.run(timeout=60)
+        assert not at.exception, (page, at.exception)
+        shown = [*at.title, *at.markdown, *at.dataframe, *at.selectbox, *at.button, *at.metric]
+        assert shown == [], (page, shown)
+        assert not at.get("plotly_chart"), page
+
+
+def test_alert_actions_are_checked_in_the_query_and_refusals_audited(
+    seeded: Seeded, db: psycopg.Connection
+) -> None:
+    from monitoring_app.queries import AlertActionRefusedError, act_on_alert
+
+    mine = next(iter(seeded.clinic.alerts))
+    theirs = seeded.other.patients[0]
+    with psycopg.connect(seeded.settings.dsn, autocommit=True) as conn:
+        conn.execute(  # an alert outside alice's cohort (the story seeds none there)
+            "INSERT INTO alerts (alert_id, patient, kind, probability, summary, recommendation, "
+            "opened_at) VALUES (gen_random_uuid(), %s, 'confirmed_progression', 0.9, 's', 'r', "
+            "now()) ON CONFLICT DO NOTHING",
+            (theirs,),
+        )
+
+        def alert_of(patient: str) -> str:
+            return conn.execute(
+                "SELECT alert_id::text FROM alerts WHERE patient = %s ORDER BY kind LIMIT 1",
+                (patient,),
+            ).fetchone()[0]
+
+        attempts = [  # (actor, alert, cohorts the page would pass, why it is refused)
+            ("app-rob", alert_of(mine), ["app-clinic"], "may not act on alerts"),
+            ("nobody", alert_of(mine), None, "may not act on alerts"),
+            ("app-alice", alert_of(theirs), ["app-clinic"], "outside your cohorts"),
+        ]
+        for actor, alert_id, cohorts, why in attempts:
+            before = conn.execute("SELECT status FROM alerts WHERE alert_id = %s", (alert_id,))
+            status = before.fetchone()[0]
+            with pytest.raises(AlertActionRefusedError, match=why):
+                act_on_alert(conn, alert_id, "resolve", actor, "trying", cohorts)
+            after = conn.execute("SELECT status FROM alerts WHERE alert_id = %s", (alert_id,))
+            assert after.fetchone()[0] == status, "a refused action changes nothing"
+            audited = conn.execute(
+                "SELECT action, detail->>'why' FROM audit_log WHERE entity = 'alert_refusal' "
+                "AND actor = %s AND entity_id = %s ORDER BY id DESC LIMIT 1",
+                (actor, alert_id),
+            ).fetchone()
+            assert audited is not None and audited[0] == "resolve" and why in audited[1], audited
+
+
+def test_per_patient_reads_check_the_cohort_themselves(seeded: Seeded) -> None:
+    from monitoring_app import data
+
+    theirs = seeded.other.patients[0]
+    mine = seeded.clinic.patients[0]
+    dsn = seeded.settings.dsn
+    for read in (data.timeline, data.acquisitions):
+        with pytest.raises(data.NotInYourCohortsError):
+            read(dsn, theirs, ("app-clinic",))
+        assert read(dsn, mine, ("app-clinic",)) is not None
+        assert read(dsn, theirs, None) is not None  # an admin sees every cohort

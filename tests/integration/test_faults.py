@@ -1,0 +1,391 @@
+"""Faults on the real stack: the broker stopped and restarted, PostgreSQL down for 30 seconds,
+the alert webhook failing and slow, the derived-image disk full. Each test ends with the
+reconciliation of its own events: every accepted event has its rows exactly once, or a dead
+letter, and nothing is left over (the counts are printed; run with -s to see them).
+
+The session's stack is shared: each test restarts what it stopped, in a ``finally``.
+"""
+
+from __future__ import annotations
+
+import errno
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+from pydantic import SecretStr
+
+from irtmon.settings import Settings
+from irtmon.stack import kafka, postgres
+from tests.integration.conftest import Workers, wait_for
+from tests.integration.faults import (
+    PacedReplay,
+    count,
+    fractions,
+    new_patients,
+    settle,
+    treatments_of,
+    unreadable_version,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+PATIENTS, PER_PATIENT, BAD_PER_PATIENT = 12, 100, 1
+
+
+def replay_messages(patients: list[str]) -> list[tuple[str, bytes, bytes]]:
+    """Each patient's fractions in order, one unreadable event among them, interleaved."""
+    per_patient = []
+    for p in patients:
+        messages = [
+            ("treatment.events", e.key, e.to_json_bytes()) for e in fractions(p, PER_PATIENT)
+        ]
+        messages.insert(PER_PATIENT // 2, ("treatment.events", p.encode(), unreadable_version(p)))
+        per_patient.append(messages)
+    return [m for step in zip(*per_patient, strict=True) for m in step]
+
+
+@pytest.mark.timeout(420)
+def test_broker_stopped_and_restarted_during_a_replay(settings: Settings, workers: Workers) -> None:
+    if not settings.local_kafka:
+        pytest.skip("stops the local broker; IRTMON_KAFKA_BOOTSTRAP names an external one")
+    patients = new_patients(PATIENTS, "broker")
+    expected = PATIENTS * PER_PATIENT
+    worker = workers.start()
+    replay = PacedReplay(settings, replay_messages(patients), rate=60)
+    replay.start()
+    wait_for(lambda: treatments_of(settings, patients) >= 150, timeout=60, what="some progress")
+    try:
+        kafka.stop(settings)
+        stopped_at = treatments_of(settings, patients)
+        time.sleep(10)  # the replay keeps producing (buffered); the worker drains what it has
+    finally:
+        kafka.start(settings)
+    print(f"[broker] rows when the broker stopped: {stopped_at} of {expected}")
+    assert stopped_at < expected, "the broker must go down mid-replay"
+    replay.finish()
+    wait_for(lambda: treatments_of(settings, patients) == expected, timeout=180, what="every row")
+    assert worker.poll() is None, "the worker must survive a broker restart"
+    settle(
+        settings,
+        patients,
+        messages=expected + PATIENTS * BAD_PER_PATIENT,
+        processed=expected,
+        dead_lettered=PATIENTS * BAD_PER_PATIENT,
+        fault="broker",
+    )
+
+
+@pytest.mark.timeout(420)
+def test_postgres_down_for_30_seconds_during_a_replay(settings: Settings, workers: Workers) -> None:
+    if not settings.local_postgres:
+        pytest.skip("stops the local PostgreSQL; IRTMON_DATABASE_URL names an external one")
+    patients = new_patients(PATIENTS, "postgres")
+    expected = PATIENTS * PER_PATIENT
+    worker = workers.start()
+    replay = PacedReplay(settings, replay_messages(patients), rate=60)
+    replay.start()
+    wait_for(lambda: treatments_of(settings, patients) >= 150, timeout=60, what="some progress")
+    try:
+        postgres.stop(settings)
+        down_at = time.monotonic()
+        time.sleep(30)
+    finally:
+        postgres.start(settings)
+    stopped_at = treatments_of(settings, patients)
+    print(
+        f"[postgres] down for {time.monotonic() - down_at:.0f}s; rows right after the restart: "
+        f"{stopped_at} of {expected}"
+    )
+    assert stopped_at < expected, "the database must go down mid-replay"
+    replay.finish()
+    wait_for(lambda: treatments_of(settings, patients) == expected, timeout=180, what="every row")
+    assert worker.poll() is None, "the worker must ride out a 30-second database outage"
+    assert (
+        count(
+            settings,
+            "SELECT count(*) FROM dead_letters WHERE patient = ANY(%s) "
+            "AND error_class <> 'InvalidEventError'",
+            (patients,),
+        )
+        == 0
+    ), "no good event may be dead-lettered because of the outage"
+    settle(
+        settings,
+        patients,
+        messages=expected + PATIENTS * BAD_PER_PATIENT,
+        processed=expected,
+        dead_lettered=PATIENTS * BAD_PER_PATIENT,
+        fault="postgres",
+    )
+
+
+class FlakyWebhook:
+    """A local alert receiver whose behaviour the test switches: ``fail`` (HTTP 500), ``slow``
+    (answers after the sender's time-out) or ``ok`` (204). It keeps every POST it read."""
+
+    def __init__(self, secret: str, slow_s: float) -> None:
+        import http.server
+        import threading
+
+        self.mode = "fail"
+        self.posts: list[tuple[str, str, dict]] = []  # (mode, delivery id, alert)
+        self.bad_signatures = 0
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                import json
+
+                from streams.delivery import verify
+
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if not verify(body, secret, self.headers.get("X-Irtmon-Signature", "")):
+                    outer.bad_signatures += 1
+                mode = outer.mode
+                outer.posts.append((mode, self.headers["X-Irtmon-Delivery"], json.loads(body)))
+                if mode == "slow":
+                    time.sleep(slow_s)
+                try:
+                    self.send_response(500 if mode == "fail" else 204)
+                    self.end_headers()
+                except OSError:  # the sender gave up waiting
+                    pass
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
+
+    def of(self, patients: list[str], mode: str | None = None) -> list[str]:
+        return [d for m, d, a in self.posts if a["patient"] in patients and mode in (None, m)]
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+@pytest.mark.timeout(420)
+def test_failing_then_slow_webhook_delivers_every_alert_once_it_recovers(
+    settings: Settings, workers: Workers
+) -> None:
+    from datetime import UTC, datetime
+
+    import psycopg
+
+    from streams.publish import Publisher
+    from tests.integration.test_alerts_end_to_end import NON_RESPONDER, scores
+
+    secret = "fault-webhook-secret-0123456789"
+    hook = FlakyWebhook(secret, slow_s=2.5)
+    patients = new_patients(2, "webhook")
+    since = datetime.now(UTC)
+    try:
+        workers.start(
+            alert_webhook_url=hook.url,
+            alert_webhook_secret=secret,
+            alert_webhook_timeout_s=1,
+            alert_delivery_interval_s=1,
+            alert_retry_after_s=1,
+            alert_delivery_since=since.isoformat(),
+        )
+        with Publisher(settings) as pub:
+            for points in zip(*(scores(p, NON_RESPONDER) for p in patients), strict=True):
+                pub.publish([s for tp in points for s in tp])  # one timepoint at a time
+                time.sleep(1)
+
+        def changes() -> dict[str, str]:
+            """Alert changes of these patients in the outbox: delivery id -> action."""
+            with psycopg.connect(settings.dsn, autocommit=True) as conn:
+                rows = conn.execute(
+                    "SELECT id, action FROM audit_log WHERE entity = 'alert' AND detail ? 'alert' "
+                    "AND patient = ANY(%s)",
+                    (patients,),
+                ).fetchall()
+            return {f"{i}/webhook": action for i, action in rows}
+
+        def receipts(action: str) -> int:
+            return count(
+                settings,
+                "SELECT count(*) FROM audit_log WHERE entity = 'alert_delivery' "
+                "AND action = %s AND entity_id = ANY(%s)",
+                (action, list(changes())),
+            )
+
+        wait_for(lambda: len(changes()) >= len(patients), timeout=90, what="an alert each")
+        wait_for(
+            lambda: receipts("delivery.failed") >= 2, timeout=90, what="two failed rounds (500)"
+        )
+        hook.mode = "slow"
+        wait_for(
+            lambda: len(hook.of(patients, "slow")) >= len(patients),
+            timeout=90,
+            what="deliveries timing out",
+        )
+        hook.mode = "ok"
+        expected = changes()
+        wait_for(
+            lambda: receipts("delivery.sent") == len(expected), timeout=90, what="every delivery"
+        )
+        time.sleep(3)  # three more rounds: nothing is sent twice once acknowledged
+        accepted = hook.of(patients, "ok")
+        failed, timed_out = hook.of(patients, "fail"), hook.of(patients, "slow")
+        sent, failures = receipts("delivery.sent"), receipts("delivery.failed")
+        print(
+            f"[webhook] {len(expected)} alert changes; POSTs: {len(failed)} answered 500, "
+            f"{len(timed_out)} timed out (the receiver got them late), {len(accepted)} accepted; "
+            f"receipts: {failures} failed rounds, {sent} sent; distinct deliveries at the "
+            f"receiver: {len(set(hook.of(patients)))}"
+        )
+        assert len(expected) >= len(patients)
+        assert sorted(accepted) == sorted(expected), "each change accepted exactly once"
+        assert sent == len(expected), "one sent receipt per change"
+        # every POST belongs to a recorded send (up to 4 attempts each: the sink's own retries)
+        assert len(failed) + len(timed_out) + len(accepted) <= 4 * (failures + sent)
+        assert set(hook.of(patients)) == set(expected), "nothing lost, nothing unknown"
+        assert hook.bad_signatures == 0
+        assert all(p.poll() is None for p in workers.procs)
+        with_hook = settings.model_copy(  # so that reconcile counts undelivered changes too
+            update={
+                "alert_webhook_url": hook.url,
+                "alert_webhook_secret": SecretStr(secret),
+                "alert_delivery_since": since,
+            }
+        )
+        settle(
+            with_hook,
+            patients,
+            messages=0,
+            processed=0,
+            dead_lettered=0,
+            fault="webhook",
+            scores_without_acquisitions=len(patients) * 8,  # published straight to the topic
+        )
+    finally:
+        hook.close()
+
+
+class SmallDisk:
+    """A 4 MiB tmpfs mounted for the test (needs root), which the test fills and frees."""
+
+    def __init__(self, path: Path) -> None:
+        import subprocess
+
+        path.mkdir(parents=True, exist_ok=True)
+        result = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=4m,mode=0755", "tmpfs", str(path)],
+            capture_output=True,
+            text=True,
+        )
+        if result.returncode != 0:
+            pytest.skip(f"cannot mount a small tmpfs here (needs root): {result.stderr.strip()}")
+        self.path = path
+
+    def fill(self) -> None:
+        with open(self.path / "filler", "ab") as f:
+            try:
+                while True:
+                    f.write(b"\0" * 65536)
+                    f.flush()
+            except OSError as err:
+                assert err.errno == errno.ENOSPC
+
+    def free(self) -> None:
+        (self.path / "filler").unlink()
+
+    def unmount(self) -> None:
+        import subprocess
+
+        subprocess.run(["umount", "-l", str(self.path)], check=False)
+
+
+@pytest.mark.timeout(600)
+def test_full_disk_retried_then_dead_lettered_with_the_reason_never_lost(
+    settings: Settings, workers: Workers, cohort: Path, pathology_model: Path, stack_dir: Path
+) -> None:
+    from clinic import load_events
+    from schemas import BiopsyAcquired
+    from streams.publish import Publisher
+
+    template = next(e for e in load_events(cohort) if isinstance(e, BiopsyAcquired))
+    patients = new_patients(2, "disk")
+    first, second = (
+        template.model_copy(update={"event_id": uuid.uuid4(), "patient": p}) for p in patients
+    )
+    disk = SmallDisk(stack_dir / f"derived-{uuid.uuid4().hex[:8]}")
+    retry_window = 15
+
+    def status(event: BiopsyAcquired) -> str | None:
+        rows = count(
+            settings,
+            "SELECT count(*) FROM acquisitions WHERE event_id = %s AND status = 'scored'",
+            (event.event_id,),
+        )
+        return "scored" if rows else None
+
+    try:
+        disk.fill()
+        worker = workers.start(derived_dir=disk.path, transient_retry_s=retry_window)
+        # 1. the disk is full for a few seconds, then freed: retried, then scored once
+        with Publisher(settings) as pub:
+            pub.publish([first])
+        wait_for(
+            lambda: "No space left on device" in worker.log_path.read_text(errors="replace"),
+            timeout=120,
+            what="a retried write to the full disk",
+        )
+        assert status(first) is None
+        disk.free()
+        wait_for(lambda: status(first) == "scored", timeout=120, what="the first biopsy scored")
+
+        # 2. the disk stays full past the retry window: dead-lettered with the reason
+        disk.fill()
+        with Publisher(settings) as pub:
+            pub.publish([second])
+        wait_for(
+            lambda: (
+                count(
+                    settings,
+                    "SELECT count(*) FROM dead_letters WHERE failed_event_id = %s",
+                    (second.event_id,),
+                )
+                == 1
+            ),
+            timeout=retry_window + 120,
+            what="the dead letter of the second biopsy",
+        )
+        with psycopg.connect(settings.dsn, autocommit=True) as conn:
+            error_class, reason = conn.execute(
+                "SELECT error_class, reason FROM dead_letters WHERE failed_event_id = %s",
+                (second.event_id,),
+            ).fetchone()
+        print(f"[disk] dead letter: {error_class}: {reason}")
+        assert error_class == "TransientFailurePersistedError"
+        assert "No space left on device" in reason and "disk full" in reason
+        assert str(disk.path) in reason, "the reason names where the disk is full"
+        leftovers = [p.name for p in disk.path.rglob("*") if p.is_file() and p.name != "filler"]
+        assert all(name.endswith(".attention.png") for name in leftovers), leftovers
+        assert not any(str(second.event_id) in name for name in leftovers)
+
+        # 3. space freed, the event published again (from its dead letter): scored once
+        disk.free()
+        with Publisher(settings) as pub:
+            pub.publish([second])
+        wait_for(lambda: status(second) == "scored", timeout=120, what="the second biopsy scored")
+        heatmaps = sorted(disk.path.rglob("*.attention.png"))
+        assert len(heatmaps) == 2 * len([s for s in template.slides if s.stain == "H&E"]), heatmaps
+        assert all(h.read_bytes().startswith(b"\x89PNG") for h in heatmaps)
+        assert worker.poll() is None
+        scores = count(
+            settings, "SELECT count(*) FROM timepoint_scores WHERE patient = ANY(%s)", (patients,)
+        )
+        print(f"[disk] scores stored: {scores} (4 per biopsy)")
+        assert scores == 8
+        settle(settings, patients, messages=3, processed=2, dead_lettered=1, fault="disk full")
+    finally:
+        workers.stop_all()
+        disk.unmount()
