@@ -148,7 +148,14 @@ def _study_cache_key(studies: Sequence[StudyRecord]) -> str:
 
     blob = json.dumps(
         [ALGORITHM_VERSION]
-        + [[str(s.folder.resolve()), str(s.lesion_path), s.at.isoformat()] for s in studies]
+        + [
+            [
+                str(s.folder.resolve()),
+                str(s.lesion_path.resolve()) if s.lesion_path else None,
+                s.at.isoformat(),
+            ]
+            for s in studies
+        ]
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
