@@ -2,7 +2,10 @@
 
 Consumes: ``imaging.acquired`` (ImagingAcquired)
 Produces: ``scores.timepoint`` (TimepointScore), one per score, after the database commit
-Side effects: upserts ``acquisitions``, ``tumour_measurements`` and ``timepoint_scores``
+Side effects: upserts ``acquisitions``, ``tumour_measurements`` and ``timepoint_scores``; a
+DICOMweb acquisition is fetched (WADO-RS) into the derived folder and, with
+``IRTMON_PACS_WRITE_BACK``, its lesion SEG and burden SR are stored back (STOW-RS), their UIDs
+kept in ``acquisition_features.provenance``
 Dead-letters: invalid events, paths outside the data roots or missing, unreadable or non-CT
 series, model failures.
 
@@ -22,7 +25,13 @@ from streams.context import worker_context
 
 
 async def process_imaging(event: ImagingAcquired) -> None:
-    request = scoring.imaging_request(event, worker_context().settings.data_roots)  # paths first
+    settings = worker_context().settings
+    request = scoring.imaging_request(  # paths first
+        event,
+        settings.data_roots,
+        derived_dir=settings.derived_dir.resolve(),
+        write_back=settings.pacs_write_back,
+    )
     await score_and_publish(
         event, request, sinks.upsert_imaging, scoring.with_history, scoring.score_imaging
     )
