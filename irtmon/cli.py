@@ -501,12 +501,29 @@ def worker(
     web_port: Annotated[
         int | None, typer.Option(help="Health/metrics port (default IRTMON_WORKER_WEB_PORT).")
     ] = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Events the scoring agents handle at once (default IRTMON_WORKER_CONCURRENCY); "
+            "one patient's events stay one at a time, in order.",
+        ),
+    ] = None,
 ) -> None:
-    """Run one stream worker (all agents). Start several to share the partitions."""
+    """Run one stream worker (all agents). Start several to share the partitions.
+
+    Several processes in one consumer group (IRTMON_CONSUMER_GROUP) are the main way to scale:
+    Kafka gives each its share of the partitions. --concurrency overlaps several patients'
+    events inside one process (set IRTMON_WORKER_CPU_PROCESSES to match).
+    """
     import os
 
     if web_port is not None:
         os.environ["IRTMON_WORKER_WEB_PORT"] = str(web_port)
+    if concurrency is not None:
+        os.environ["IRTMON_WORKER_CONCURRENCY"] = str(concurrency)
+    if web_port is not None or concurrency is not None:
         get_settings.cache_clear()
     from streams.worker import run
 

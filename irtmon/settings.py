@@ -85,6 +85,14 @@ class Settings(BaseSettings):
     worker_cpu_processes: int = Field(
         default=1, ge=1, description="Processes a worker uses for DICOM decoding and inference."
     )
+    worker_concurrency: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Events the scoring agents (imaging, biopsy) of one worker handle at once; "
+        "one patient's events still one at a time, in order. Pair with "
+        "IRTMON_WORKER_CPU_PROCESSES. More worker processes are the main way to scale.",
+    )
     commit_every: int = Field(
         default=10, ge=1, description="Commit consumer offsets every N processed events..."
     )

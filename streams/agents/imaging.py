@@ -15,10 +15,11 @@ The science (reading the series, lesion, burden, features, virtual biopsy, respo
 
 from __future__ import annotations
 
+from irtmon.settings import get_settings
 from schemas import ImagingAcquired
 from schemas.topics import IMAGING_ACQUIRED
 from streams import scoring, sinks, topics
-from streams.agents._loop import consume
+from streams.agents._loop import PatientLocks, consume
 from streams.agents._scoring import score_and_publish
 from streams.app import app
 from streams.context import worker_context
@@ -37,6 +38,11 @@ async def process_imaging(event: ImagingAcquired) -> None:
     )
 
 
-@app.agent(topics.imaging_acquired, name="score_acquisition")
+_LOCKS = PatientLocks()
+
+
+@app.agent(
+    topics.imaging_acquired, name="score_acquisition", concurrency=get_settings().worker_concurrency
+)
 async def score_acquisition(stream):
-    await consume(stream, IMAGING_ACQUIRED, process_imaging)
+    await consume(stream, IMAGING_ACQUIRED, process_imaging, _LOCKS)
