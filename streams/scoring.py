@@ -103,8 +103,9 @@ def imaging_request(
 ) -> ImagingRequest:
     """Check the event's files (inside the data roots, present) before anything runs.
 
-    A DICOMweb acquisition is fetched into ``<derived_dir>/dicomweb/<study UID>`` (kept: it is
-    the baseline of later follow-ups); with ``write_back`` its SEG and SR go back by STOW-RS.
+    A DICOMweb acquisition is fetched into ``<derived_dir>/dicomweb/<study UID>/<event id>``
+    (kept: it is the baseline of later follow-ups); with ``write_back`` its SEG and SR go back
+    by STOW-RS.
     """
     series_dir = None
     if event.location.kind == "folder":
@@ -112,7 +113,7 @@ def imaging_request(
     elif derived_dir is None:
         raise ValueError("a DICOMweb acquisition needs a derived_dir to fetch the study into")
     else:
-        series_dir = fetched_study_dir(derived_dir, event.study_uid)
+        series_dir = fetched_study_dir(derived_dir, event.study_uid, event.event_id)
     lesion_path = None
     if event.lesion is not None and event.lesion.path is not None:
         lesion_path = resolve_under_roots(event.lesion.path, roots)
@@ -125,9 +126,10 @@ def imaging_request(
     )
 
 
-def fetched_study_dir(derived_dir: Path, study_uid: str) -> Path:
-    """Where a DICOMweb study is fetched to (``study_uid`` is digits and dots: safe)."""
-    return derived_dir / "dicomweb" / study_uid
+def fetched_study_dir(derived_dir: Path, study_uid: str, event_id: uuid.UUID) -> Path:
+    """Where a DICOMweb study is fetched to for one event (a study that grows later is a new
+    event with a folder of its own). ``study_uid`` is digits and dots: safe in a path."""
+    return derived_dir / "dicomweb" / study_uid / str(event_id)
 
 
 def biopsy_request(event: BiopsyAcquired, roots: Sequence[Path]) -> BiopsyRequest:
@@ -151,7 +153,7 @@ def with_history(conn: psycopg.Connection, request: ImagingRequest) -> ImagingRe
     if row and row[1]:
         request.baseline = Baseline(row[0], Path(row[1]), Path(row[2]) if row[2] else None)
     elif row and row[3] and row[4] and request.derived_dir is not None:
-        folder = fetched_study_dir(request.derived_dir, row[4])
+        folder = fetched_study_dir(request.derived_dir, row[4], row[0])
         request.baseline = Baseline(row[0], folder, None, fetch_url=row[3], study_uid=row[4])
     known = load_history(conn, request.event.patient, until=request.event.occurred_at)
     request.history = History(
