@@ -146,6 +146,11 @@ def start(settings: Settings, timeout: float = 60.0) -> int:
     pid = running_pid(settings)
     if pid is not None:
         return pid
+    if settings.pseudonym_key is None:
+        raise StackError(
+            "set IRTMON_PSEUDONYM_KEY (a long random secret) before starting the PACS: its "
+            "plugin replaces every PatientID by the keyed-hash pseudonym before publishing"
+        )
     binary = shutil.which(ORTHANC) or "/usr/sbin/Orthanc"
     if not Path(binary).exists():
         raise StackError(

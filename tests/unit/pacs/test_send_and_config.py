@@ -54,3 +54,11 @@ def test_a_pacs_elsewhere() -> None:
     assert not settings.local_pacs
     assert settings.pacs_http == "http://orthanc:8042"
     assert settings.dicomweb_url == "http://pacs.example:8042/dicom-web"
+
+
+def test_the_pacs_does_not_start_without_a_pseudonym_key(tmp_path: Path) -> None:
+    from irtmon.stack import orthanc
+    from irtmon.stack.process import StackError
+
+    with pytest.raises(StackError, match="IRTMON_PSEUDONYM_KEY"):
+        orthanc.start(Settings(state_dir=tmp_path))
