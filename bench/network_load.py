@@ -17,7 +17,9 @@ and drained by
 each with one CPU process for the science (``IRTMON_WORKER_CPU_PROCESSES=1``) and a fresh
 consumer group and event ids. Reported per configuration: the time to drain the day, studies
 and events per second, the latency of each study from its publication to its stored scores
-(median, 95th percentile) and the scaling ratio of two workers over one.
+(median, 95th percentile), the CPU seconds the workers spent per study and the cores they kept
+busy (on a shared machine the second worker can only go as fast as a free core lets it: these
+say whether it was the design or the machine), and the scaling ratio of two workers over one.
 
 Run: ``python -m bench.network_load --sites 50``  (about 15 minutes on 2 cores)
 """
@@ -28,6 +30,7 @@ import argparse
 import contextlib
 import json
 import os
+import resource
 import statistics
 import time
 import uuid
@@ -128,6 +131,7 @@ def _done(conn: psycopg.Connection, day: Day) -> tuple[dict[uuid.UUID, datetime]
 
 def run(settings: Settings, day: Day, n_workers: int, timeout: float) -> dict[str, object]:
     group = f"bench-network-{n_workers}w-{uuid.uuid4().hex[:6]}"
+    cpu_before = _children_cpu_s()
     with contextlib.ExitStack() as workers:
         for _ in range(n_workers):
             workers.enter_context(running_worker(settings, group, timeout=180))
@@ -148,6 +152,7 @@ def run(settings: Settings, day: Day, n_workers: int, timeout: float) -> dict[st
                     )
                 time.sleep(0.5)
             drained = time.perf_counter() - start
+    cpu_s = _children_cpu_s() - cpu_before  # the workers and their pools, once stopped
     latencies = sorted((t - published_at).total_seconds() for t in scored.values())
     return {
         "workers": n_workers,
@@ -159,7 +164,17 @@ def run(settings: Settings, day: Day, n_workers: int, timeout: float) -> dict[st
         "latency_p50_s": round(statistics.median(latencies), 1),
         "latency_p95_s": round(latencies[int(0.95 * (len(latencies) - 1))], 1),
         "studies_per_day_capacity": int(len(scored) / drained * 86400),
+        "worker_cpu_s": round(cpu_s, 1),
+        "worker_cpu_s_per_study": round(cpu_s / max(1, len(scored)), 2),
+        "cores_busy": round(cpu_s / drained, 2),
     }
+
+
+def _children_cpu_s() -> float:
+    """CPU seconds of this process's finished children (the worker processes and, as each
+    worker waits for its process pool on stopping, their pools)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
@@ -191,6 +206,7 @@ def main() -> None:
     print(f"starting a private stack in {settings.state_dir} ...", flush=True)
     stack.up(settings)
     results = []
+    load_at_start = os.getloadavg()[0]
     try:
         with connect(settings, autocommit=True) as conn:
             migrate(conn)
@@ -217,10 +233,14 @@ def main() -> None:
         "studies_per_run": one["studies"],
         "events_per_run": len(day.events),
         "cpu_cores": os.cpu_count(),
+        "load_average_1m_at_start": round(load_at_start, 2),
         "load_average_1m_at_end": round(os.getloadavg()[0], 2),
         "one_worker": one,
         "two_workers": two,
         "scaling_ratio_2_over_1": round(two["studies_per_s"] / one["studies_per_s"], 3),
+        "cpu_per_study_ratio_2_over_1": round(
+            two["worker_cpu_s_per_study"] / one["worker_cpu_s_per_study"], 3
+        ),
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     print(json.dumps(summary, indent=2))
