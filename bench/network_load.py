@@ -167,6 +167,7 @@ def run(settings: Settings, day: Day, n_workers: int, timeout: float) -> dict[st
         "worker_cpu_s": round(cpu_s, 1),
         "worker_cpu_s_per_study": round(cpu_s / max(1, len(scored)), 2),
         "cores_busy": round(cpu_s / drained, 2),
+        "load_average_1m_at_end": round(os.getloadavg()[0], 2),
     }
 
 
@@ -184,6 +185,12 @@ def main() -> None:
     parser.add_argument("--treatment-events", type=int, default=10)
     parser.add_argument("--clinic-patients", type=int, default=4)
     parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument(
+        "--configs",
+        default="1,2",
+        help="worker counts to run, in order; e.g. 1,2,1 brackets the two-worker run between "
+        "two one-worker runs, so a machine whose load drifts shows it",
+    )
     args = parser.parse_args()
 
     base = REPO / ".irtmon" / "bench-stacks"
@@ -210,7 +217,7 @@ def main() -> None:
     try:
         with connect(settings, autocommit=True) as conn:
             migrate(conn)
-        for n_workers in (1, 2):
+        for n_workers in [int(c) for c in args.configs.split(",")]:
             day = network_day(
                 templates,
                 args.sites,
@@ -227,16 +234,26 @@ def main() -> None:
             print(json.dumps(results[-1]), flush=True)
     finally:
         stack.down(settings)
-    one, two = results
+    ones = [r for r in results if r["workers"] == 1]
+    twos = [r for r in results if r["workers"] == 2]
+    one = {
+        k: round(statistics.mean(float(r[k]) for r in ones), 3)  # type: ignore[arg-type]
+        for k in ("studies_per_s", "worker_cpu_s_per_study", "cores_busy")
+    }
+    two = {
+        k: round(statistics.mean(float(r[k]) for r in twos), 3)  # type: ignore[arg-type]
+        for k in ("studies_per_s", "worker_cpu_s_per_study", "cores_busy")
+    }
     summary = {
         "sites": args.sites,
-        "studies_per_run": one["studies"],
+        "studies_per_run": results[0]["studies"],
         "events_per_run": len(day.events),
         "cpu_cores": os.cpu_count(),
         "load_average_1m_at_start": round(load_at_start, 2),
         "load_average_1m_at_end": round(os.getloadavg()[0], 2),
-        "one_worker": one,
-        "two_workers": two,
+        "runs": results,
+        "one_worker_mean": one,
+        "two_workers_mean": two,
         "scaling_ratio_2_over_1": round(two["studies_per_s"] / one["studies_per_s"], 3),
         "cpu_per_study_ratio_2_over_1": round(
             two["worker_cpu_s_per_study"] / one["worker_cpu_s_per_study"], 3
