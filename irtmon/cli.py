@@ -52,6 +52,11 @@ def _register_subapps() -> None:
 
     register_model_commands(app, train_pathology_app)
 
+    from irtmon.cli_pacs import fhir_app, pacs_app
+
+    app.add_typer(pacs_app, name="pacs")
+    app.add_typer(fhir_app, name="fhir")
+
     from irtmon.cli_app import register as register_app_commands
 
     register_app_commands(app)
@@ -125,7 +130,16 @@ def _print_status(st: object) -> None:
 
 
 @stack_app.command("up")
-def stack_up() -> None:
+def stack_up(
+    with_pacs: Annotated[
+        bool,
+        typer.Option(
+            "--with-pacs",
+            help="Also start a loopback Orthanc PACS (DICOMweb, irtmon's plugin publishing "
+            "imaging.acquired for every stable study), or check the one IRTMON_PACS_URL names.",
+        ),
+    ] = False,
+) -> None:
     """Start the local Kafka broker and PostgreSQL server (idempotent) and create the topics.
 
     Waits until both accept connections, then prints where they listen. Servers named by
@@ -137,12 +151,18 @@ def stack_up() -> None:
     settings = get_settings()
     with console.status("starting the local stack (first run resolves the Kafka jars)..."):
         try:
-            st = stack.up(settings)
+            st = stack.up(settings, with_pacs=with_pacs)
         except stack.StackError as err:
             raise _fail(str(err)) from err
     _print_status(st)
     console.print(f"Kafka:      {settings.bootstrap_servers}")
     console.print(f"PostgreSQL: {settings.dsn}")
+    if with_pacs:
+        console.print(f"Orthanc:    {settings.pacs_http} (DICOMweb {settings.dicomweb_url})")
+        console.print(
+            f"            DICOM {settings.orthanc_aet}@127.0.0.1:{settings.orthanc_dicom_port} "
+            "(irtmon pacs send FOLDER)"
+        )
 
 
 @stack_app.command("down")
@@ -481,12 +501,29 @@ def worker(
     web_port: Annotated[
         int | None, typer.Option(help="Health/metrics port (default IRTMON_WORKER_WEB_PORT).")
     ] = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Events the scoring agents handle at once (default IRTMON_WORKER_CONCURRENCY); "
+            "one patient's events stay one at a time, in order.",
+        ),
+    ] = None,
 ) -> None:
-    """Run one stream worker (all agents). Start several to share the partitions."""
+    """Run one stream worker (all agents). Start several to share the partitions.
+
+    Several processes in one consumer group (IRTMON_CONSUMER_GROUP) are the main way to scale:
+    Kafka gives each its share of the partitions. --concurrency overlaps several patients'
+    events inside one process (set IRTMON_WORKER_CPU_PROCESSES to match).
+    """
     import os
 
     if web_port is not None:
         os.environ["IRTMON_WORKER_WEB_PORT"] = str(web_port)
+    if concurrency is not None:
+        os.environ["IRTMON_WORKER_CONCURRENCY"] = str(concurrency)
+    if web_port is not None or concurrency is not None:
         get_settings.cache_clear()
     from streams.worker import run
 

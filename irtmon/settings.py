@@ -85,6 +85,14 @@ class Settings(BaseSettings):
     worker_cpu_processes: int = Field(
         default=1, ge=1, description="Processes a worker uses for DICOM decoding and inference."
     )
+    worker_concurrency: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Events the scoring agents (imaging, biopsy) of one worker handle at once; "
+        "one patient's events still one at a time, in order. Pair with "
+        "IRTMON_WORKER_CPU_PROCESSES. More worker processes are the main way to scale.",
+    )
     commit_every: int = Field(
         default=10, ge=1, description="Commit consumer offsets every N processed events..."
     )
@@ -143,6 +151,31 @@ class Settings(BaseSettings):
         "retries it; doubles per failure, capped at an hour.",
     )
 
+    # PACS (Orthanc)
+    pacs_url: str | None = Field(
+        default=None,
+        description="Existing Orthanc's HTTP root (http://host:8042). Unset: the local stack's "
+        "Orthanc (`irtmon stack up --with-pacs`).",
+    )
+    pacs_public_url: str | None = Field(
+        default=None,
+        description="Orthanc's HTTP root as the workers reach it, written into imaging.acquired "
+        "(default: IRTMON_PACS_URL, or the local Orthanc).",
+    )
+    orthanc_http_port: int = Field(default=18042, description="Local Orthanc's HTTP port.")
+    orthanc_dicom_port: int = Field(default=14242, description="Local Orthanc's DICOM port.")
+    orthanc_aet: str = Field(
+        default="IRTMON", max_length=16, description="Application entity title of the Orthanc."
+    )
+    orthanc_stable_age_s: int = Field(
+        default=5, ge=1, description="Seconds without a new instance before a study is stable."
+    )
+    pacs_write_back: bool = Field(
+        default=True,
+        description="Store the lesion SEG and burden SR back to the PACS (STOW-RS) when an "
+        "acquisition came from a DICOMweb location.",
+    )
+
     derived_dir: Path = Field(
         default=Path(".irtmon/derived"),
         description="Where workers write derived images (attention heat maps, SEG, SR).",
@@ -171,6 +204,21 @@ class Settings(BaseSettings):
     @property
     def bootstrap_servers(self) -> str:
         return self.kafka_bootstrap or f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def local_pacs(self) -> bool:
+        """True when irtmon runs its own Orthanc (with ``stack up --with-pacs``)."""
+        return not self.pacs_url
+
+    @property
+    def pacs_http(self) -> str:
+        """Orthanc's HTTP root irtmon talks to (REST and DICOMweb)."""
+        return (self.pacs_url or f"http://127.0.0.1:{self.orthanc_http_port}").rstrip("/")
+
+    @property
+    def dicomweb_url(self) -> str:
+        """The DICOMweb root published in ``imaging.acquired`` (QIDO/WADO/STOW-RS)."""
+        return (self.pacs_public_url or self.pacs_http).rstrip("/") + "/dicom-web"
 
     @property
     def dsn(self) -> str:

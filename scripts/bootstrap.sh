@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what irtmon needs on a fresh machine, idempotently:
-#   - Debian packages (PostgreSQL 15 server, JDK 17, Maven, Node.js) when missing (needs root);
+#   - Debian packages (PostgreSQL 15 server, JDK 17, Maven, Node.js, Orthanc with its Python and
+#     DICOMweb plugins, dcmtk) when missing (needs root);
 #   - the Python virtual environment .venv with pinned dependencies (constraints.txt);
 #   - the WASM TimescaleDB test harness (tools/pglite, npm ci).
 # The Kafka broker's jars are resolved by `irtmon stack up` on first start (mvn, cached).
@@ -17,6 +18,10 @@ command -v node >/dev/null || need_apt+=(nodejs npm)
 command -v runuser >/dev/null || need_apt+=(util-linux)
 command -v dciodvfy >/dev/null || need_apt+=(dicom3tools)   # DICOM validator for the tests
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)             # browser tests of the app
+[ -x /usr/sbin/Orthanc ] || need_apt+=(orthanc)              # the PACS (stack up --with-pacs)
+[ -f /usr/share/orthanc/plugins/libOrthancPython.so ] || need_apt+=(orthanc-python)
+[ -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || need_apt+=(orthanc-dicomweb)
+command -v storescu >/dev/null || need_apt+=(dcmtk)          # the scanner: storescu
 for extra in ${IRTMON_APT_EXTRA:-}; do need_apt+=("$extra"); done
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

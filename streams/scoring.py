@@ -48,16 +48,20 @@ class Baseline:
     event_id: uuid.UUID
     path: Path
     lesion_path: Path | None
+    fetch_url: str | None = None  # a DICOMweb baseline, fetched into ``path`` when missing
+    study_uid: str | None = None
 
 
 @dataclass
 class ImagingRequest:
     event: ImagingAcquired
-    series_dir: Path | None  # None for DICOMweb locations
+    series_dir: Path | None  # for a DICOMweb location: the folder the study is fetched into
     lesion_path: Path | None
     baseline: Baseline | None = None
     history: History | None = None  # the patient's earlier scans, biopsies, treatment
     models: ResponseModels | None = None  # virtual biopsy and response model, when promoted
+    derived_dir: Path | None = None  # fetched studies (dicomweb/), SEG and SR (dicom/)
+    write_back: bool = False  # store SEG and SR back to the DICOMweb server (STOW-RS)
 
 
 @dataclass
@@ -91,15 +95,41 @@ class Outcome:
     features: FeatureSet | None = None
 
 
-def imaging_request(event: ImagingAcquired, roots: Sequence[Path]) -> ImagingRequest:
-    """Check the event's files (inside the data roots, present) before anything runs."""
+def imaging_request(
+    event: ImagingAcquired,
+    roots: Sequence[Path],
+    derived_dir: Path | None = None,
+    write_back: bool = False,
+) -> ImagingRequest:
+    """Check the event's files (inside the data roots, present) before anything runs.
+
+    A DICOMweb acquisition is fetched into ``<derived_dir>/dicomweb/<study UID>/<event id>``
+    (kept: it is the baseline of later follow-ups); with ``write_back`` its SEG and SR go back
+    by STOW-RS.
+    """
     series_dir = None
     if event.location.kind == "folder":
         series_dir = resolve_under_roots(event.location.path, roots)
+    elif derived_dir is None:
+        raise ValueError("a DICOMweb acquisition needs a derived_dir to fetch the study into")
+    else:
+        series_dir = fetched_study_dir(derived_dir, event.study_uid, event.event_id)
     lesion_path = None
     if event.lesion is not None and event.lesion.path is not None:
         lesion_path = resolve_under_roots(event.lesion.path, roots)
-    return ImagingRequest(event=event, series_dir=series_dir, lesion_path=lesion_path)
+    return ImagingRequest(
+        event=event,
+        series_dir=series_dir,
+        lesion_path=lesion_path,
+        derived_dir=derived_dir,
+        write_back=write_back and event.location.kind == "dicomweb",
+    )
+
+
+def fetched_study_dir(derived_dir: Path, study_uid: str, event_id: uuid.UUID) -> Path:
+    """Where a DICOMweb study is fetched to for one event (a study that grows later is a new
+    event with a folder of its own). ``study_uid`` is digits and dots: safe in a path."""
+    return derived_dir / "dicomweb" / study_uid / str(event_id)
 
 
 def biopsy_request(event: BiopsyAcquired, roots: Sequence[Path]) -> BiopsyRequest:
@@ -110,7 +140,8 @@ def with_history(conn: psycopg.Connection, request: ImagingRequest) -> ImagingRe
     """Add the patient's baseline (earliest imaging acquisition with a lesion reference)."""
     row = conn.execute(
         """
-        SELECT event_id, location->>'path', payload->'lesion'->>'path'
+        SELECT event_id, location->>'path', payload->'lesion'->>'path', location->>'url',
+               payload->>'study_uid'
         FROM acquisitions
         WHERE patient = %s AND kind = 'imaging' AND payload->'lesion' IS NOT NULL
               AND payload->'lesion' <> 'null'::jsonb AND acquired_at <= %s
@@ -121,6 +152,9 @@ def with_history(conn: psycopg.Connection, request: ImagingRequest) -> ImagingRe
     ).fetchone()
     if row and row[1]:
         request.baseline = Baseline(row[0], Path(row[1]), Path(row[2]) if row[2] else None)
+    elif row and row[3] and row[4] and request.derived_dir is not None:
+        folder = fetched_study_dir(request.derived_dir, row[4], row[0])
+        request.baseline = Baseline(row[0], folder, None, fetch_url=row[3], study_uid=row[4])
     known = load_history(conn, request.event.patient, until=request.event.occurred_at)
     request.history = History(
         tuple(s for s in known.scans if s.key != str(request.event.event_id)),
@@ -145,26 +179,35 @@ def score_imaging(request: ImagingRequest) -> Outcome:
     :func:`models.imaging.analyse_acquisition`; follow-ups without contours propagate the
     baseline lesion."""
     event = request.event
-    location: str | Path = (
-        request.series_dir if request.series_dir is not None else str(event.location.url)  # type: ignore[union-attr]
-    )
+    if request.series_dir is None:
+        raise ValueError(f"acquisition {event.event_id}: no folder to read (build the request)")
+    if event.location.kind == "dicomweb":
+        _fetch(str(event.location.url), event.study_uid, request.series_dir)
     baseline = None
     if (
         request.lesion_path is None
         and request.baseline is not None
         and (request.baseline.event_id != event.event_id)
     ):
+        if request.baseline.fetch_url and request.baseline.study_uid:
+            _fetch(request.baseline.fetch_url, request.baseline.study_uid, request.baseline.path)
         lesion = str(request.baseline.lesion_path) if request.baseline.lesion_path else None
         baseline = _baseline_of(str(request.baseline.path), lesion)
+    output_dir = None
+    if request.write_back and request.derived_dir is not None:
+        output_dir = request.derived_dir / "dicom" / event.patient / str(event.event_id)
     result = imaging.analyse_acquisition(
-        location,
+        request.series_dir,
         study_uid=event.study_uid,
         series_uid=None
         if event.modality == "PCCT" or len(event.series_uids) > 1
         else event.series_uids[0],
         lesion_path=request.lesion_path,
         baseline=baseline,
+        output_dir=output_dir,
     )
+    if output_dir is not None and event.location.kind == "dicomweb":
+        result.provenance["dicom_outputs"] = _write_back(str(event.location.url), result.outputs)
     version = result.provenance["algorithm_version"]
     model = result.provenance["algorithm"]
     inputs = list(result.provenance["series_uids"])
@@ -228,6 +271,34 @@ def _response_scores(
             to_timepoint_score(value, event.patient, event.event_id, event.occurred_at, used)
         )
     return out
+
+
+def _fetch(url: str, study_uid: str, folder: Path) -> None:
+    """Fetch a DICOMweb study into ``folder`` unless it is there (irtmon's own SEG/SR left out)."""
+    from models.imaging.dicomweb import fetch_study
+    from pacs.study import DERIVED_MANUFACTURER
+
+    fetch_study(url, study_uid, folder, skip_manufacturer=DERIVED_MANUFACTURER)
+
+
+def _write_back(url: str, outputs: dict[str, str]) -> dict[str, object]:
+    """Store the SEG and SR on the DICOMweb server (STOW-RS); return what was stored where."""
+    import pydicom
+
+    from models.imaging.dicomweb import store_instances
+
+    names = sorted(outputs)
+    store_instances(url, [outputs[n] for n in names])
+    stored: dict[str, object] = {"stored_to": url}
+    for name in names:
+        ds = pydicom.dcmread(outputs[name], stop_before_pixels=True)
+        stored[name] = {
+            "sop_instance_uid": str(ds.SOPInstanceUID),
+            "series_instance_uid": str(ds.SeriesInstanceUID),
+            "sop_class_uid": str(ds.SOPClassUID),
+            "path": outputs[name],
+        }
+    return stored
 
 
 def _score(

@@ -1,4 +1,5 @@
-"""The local stack: a real Kafka broker and a real PostgreSQL server, run by irtmon itself.
+"""The local stack: a real Kafka broker and a real PostgreSQL server, run by irtmon itself,
+and, with ``--with-pacs``, a loopback Orthanc PACS with irtmon's plugin.
 
 ``up`` is idempotent: what runs is left alone, what is missing is started, and it returns once
 both accept connections. When ``IRTMON_KAFKA_BOOTSTRAP`` or ``IRTMON_DATABASE_URL`` name
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 import psycopg
 
 from irtmon.settings import Settings
-from irtmon.stack import app, kafka, postgres, workers
+from irtmon.stack import app, kafka, orthanc, postgres, workers
 from irtmon.stack.process import StackError
 from irtmon.stack.topics import describe_topics, ensure_topics
 
@@ -36,14 +37,16 @@ class StackStatus:
     database_flavour: str | None = None
     topics: dict[str, int] | None = None
     workers: dict[int, int] | None = None
+    pacs: ComponentStatus | None = None
 
     @property
     def components(self) -> list[ComponentStatus]:
-        return [self.kafka, self.postgres]
+        return [self.kafka, self.postgres, *([self.pacs] if self.pacs else [])]
 
 
-def up(settings: Settings) -> StackStatus:
-    """Start what is missing, wait until both answer, create the registry's topics."""
+def up(settings: Settings, with_pacs: bool = False) -> StackStatus:
+    """Start what is missing, wait until both answer, create the registry's topics; with
+    ``with_pacs`` also the loopback Orthanc (after the broker: its plugin publishes)."""
     if settings.local_postgres:
         postgres.start(settings)
     if settings.local_kafka:
@@ -51,6 +54,14 @@ def up(settings: Settings) -> StackStatus:
     elif not kafka.broker_ready(settings):
         raise StackError(f"the Kafka cluster at {settings.bootstrap_servers} does not answer")
     ensure_topics(settings)
+    if with_pacs:
+        if settings.local_pacs:
+            orthanc.start(settings)
+        elif not orthanc.ready(settings):
+            raise StackError(
+                f"the Orthanc at {settings.pacs_http} does not answer with its DICOMweb and "
+                "Python plugins"
+            )
     return status(settings)
 
 
@@ -61,6 +72,8 @@ def down(settings: Settings) -> list[str]:
         stopped.append("app")
     if workers.stop(settings):
         stopped.append("workers")
+    if settings.local_pacs and orthanc.stop(settings):
+        stopped.append("orthanc")
     if settings.local_kafka and kafka.stop(settings):
         stopped.append("kafka")
     if settings.local_postgres and postgres.stop(settings):
@@ -98,6 +111,20 @@ def status(settings: Settings) -> StackStatus:
             topics = {"<error>": 0}
             pg_detail += f"; topics unreadable: {err}"
     dsn_shown = settings.dsn.split("@")[-1]  # never print a password
+    pacs = None
+    orthanc_pid = orthanc.running_pid(settings) if settings.local_pacs else None
+    if orthanc_pid is not None or not settings.local_pacs:
+        pacs_version = orthanc.version(settings)
+        pacs = ComponentStatus(
+            "orthanc",
+            settings.local_pacs,
+            pacs_version is not None,
+            orthanc_pid,
+            settings.pacs_http,
+            f"Orthanc {pacs_version}, DICOM {settings.orthanc_aet}@{settings.orthanc_dicom_port}"
+            if settings.local_pacs
+            else "external",
+        )
     return StackStatus(
         kafka=ComponentStatus(
             "kafka",
@@ -115,4 +142,5 @@ def status(settings: Settings) -> StackStatus:
         database_flavour=flavour,
         topics=topics,
         workers=workers.running(settings),
+        pacs=pacs,
     )

@@ -1,7 +1,16 @@
-"""The loop shared by every agent: each message through the envelope, in order."""
+"""The loop shared by every agent: each message through the envelope, in order.
+
+An agent started with ``concurrency`` > 1 (the scoring agents, ``IRTMON_WORKER_CONCURRENCY``)
+runs that many copies of this loop on one shared queue. Faust hands the messages out in offset
+order, but copies would then finish them in any order; so each message first takes its
+patient's lock (message key) before any await. ``asyncio.Lock`` serves waiters first come,
+first served, so one patient's events are still processed one at a time and in partition
+order, while different patients' events overlap.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -16,7 +25,45 @@ log = logging.getLogger("irtmon.worker")
 EXIT_UNSETTLED = 70
 
 
-async def consume(stream: Any, spec: TopicSpec, process: Callable[[Any], Awaitable[None]]) -> None:
+class PatientLocks:
+    """One ``asyncio.Lock`` per message key, dropped when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[bytes, asyncio.Lock] = {}
+        self._users: dict[bytes, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+    def hold(self, key: bytes | None) -> _Held:
+        """``async with locks.hold(key):`` (a None key shares one lock)."""
+        return _Held(self, key or b"")
+
+
+class _Held:
+    def __init__(self, locks: PatientLocks, key: bytes) -> None:
+        self.locks, self.key = locks, key
+
+    async def __aenter__(self) -> None:
+        locks = self.locks
+        lock = locks._locks.setdefault(self.key, asyncio.Lock())
+        locks._users[self.key] = locks._users.get(self.key, 0) + 1
+        await lock.acquire()
+
+    async def __aexit__(self, *exc: object) -> None:
+        locks = self.locks
+        locks._locks[self.key].release()
+        locks._users[self.key] -= 1
+        if locks._users[self.key] == 0:
+            del locks._users[self.key], locks._locks[self.key]
+
+
+async def consume(
+    stream: Any,
+    spec: TopicSpec,
+    process: Callable[[Any], Awaitable[None]],
+    locks: PatientLocks | None = None,
+) -> None:
     """Settle every message of ``stream`` (processed or dead-lettered) before moving on.
 
     If a message can be neither processed nor dead-lettered (the broker and the database both
@@ -28,7 +75,11 @@ async def consume(stream: Any, spec: TopicSpec, process: Callable[[Any], Awaitab
         m = event.message
         msg = Message(m.topic, m.partition, m.offset, event.key, event.value or b"")
         try:
-            await handle(ctx, spec, msg, process)
+            if locks is None:
+                await handle(ctx, spec, msg, process)
+            else:  # taken before any await: in the order the messages were handed out
+                async with locks.hold(event.key):
+                    await handle(ctx, spec, msg, process)
         except BaseException:
             log.critical(
                 "message could not be settled; exiting without acknowledging it",

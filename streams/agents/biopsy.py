@@ -9,10 +9,11 @@ slides, model failures.
 
 from __future__ import annotations
 
+from irtmon.settings import get_settings
 from schemas import BiopsyAcquired
 from schemas.topics import BIOPSY_ACQUIRED
 from streams import scoring, sinks, topics
-from streams.agents._loop import consume
+from streams.agents._loop import PatientLocks, consume
 from streams.agents._scoring import score_and_publish
 from streams.app import app
 from streams.context import worker_context
@@ -27,6 +28,11 @@ async def process_biopsy(event: BiopsyAcquired) -> None:
     )
 
 
-@app.agent(topics.biopsy_acquired, name="score_biopsy")
+_LOCKS = PatientLocks()
+
+
+@app.agent(
+    topics.biopsy_acquired, name="score_biopsy", concurrency=get_settings().worker_concurrency
+)
 async def score_biopsy(stream):
-    await consume(stream, BIOPSY_ACQUIRED, process_biopsy)
+    await consume(stream, BIOPSY_ACQUIRED, process_biopsy, _LOCKS)

@@ -2,7 +2,10 @@
 
 Consumes: ``imaging.acquired`` (ImagingAcquired)
 Produces: ``scores.timepoint`` (TimepointScore), one per score, after the database commit
-Side effects: upserts ``acquisitions``, ``tumour_measurements`` and ``timepoint_scores``
+Side effects: upserts ``acquisitions``, ``tumour_measurements`` and ``timepoint_scores``; a
+DICOMweb acquisition is fetched (WADO-RS) into the derived folder and, with
+``IRTMON_PACS_WRITE_BACK``, its lesion SEG and burden SR are stored back (STOW-RS), their UIDs
+kept in ``acquisition_features.provenance``
 Dead-letters: invalid events, paths outside the data roots or missing, unreadable or non-CT
 series, model failures.
 
@@ -12,22 +15,34 @@ The science (reading the series, lesion, burden, features, virtual biopsy, respo
 
 from __future__ import annotations
 
+from irtmon.settings import get_settings
 from schemas import ImagingAcquired
 from schemas.topics import IMAGING_ACQUIRED
 from streams import scoring, sinks, topics
-from streams.agents._loop import consume
+from streams.agents._loop import PatientLocks, consume
 from streams.agents._scoring import score_and_publish
 from streams.app import app
 from streams.context import worker_context
 
 
 async def process_imaging(event: ImagingAcquired) -> None:
-    request = scoring.imaging_request(event, worker_context().settings.data_roots)  # paths first
+    settings = worker_context().settings
+    request = scoring.imaging_request(  # paths first
+        event,
+        settings.data_roots,
+        derived_dir=settings.derived_dir.resolve(),
+        write_back=settings.pacs_write_back,
+    )
     await score_and_publish(
         event, request, sinks.upsert_imaging, scoring.with_history, scoring.score_imaging
     )
 
 
-@app.agent(topics.imaging_acquired, name="score_acquisition")
+_LOCKS = PatientLocks()
+
+
+@app.agent(
+    topics.imaging_acquired, name="score_acquisition", concurrency=get_settings().worker_concurrency
+)
 async def score_acquisition(stream):
-    await consume(stream, IMAGING_ACQUIRED, process_imaging)
+    await consume(stream, IMAGING_ACQUIRED, process_imaging, _LOCKS)

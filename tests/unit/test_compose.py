@@ -52,7 +52,7 @@ def test_every_command_is_a_real_cli_command(compose: dict) -> None:
                 assert word in group.commands, f"{name}: `{' '.join(argv)}` is not a command"
                 group = group.commands[word]
             seen += 1
-    assert seen >= 3
+    assert seen >= 5  # setup (2), worker, orthanc, app
 
 
 def test_addresses_match_the_services(compose: dict) -> None:
@@ -82,7 +82,7 @@ def test_addresses_match_the_services(compose: dict) -> None:
 
 def test_long_running_services_have_healthchecks_and_order(compose: dict) -> None:
     services = compose["services"]
-    for name in ("kafka", "timescaledb", "worker"):
+    for name in ("kafka", "timescaledb", "worker", "orthanc", "app"):
         assert "healthcheck" in services[name], name
     assert services["worker"]["depends_on"]["setup"]["condition"] == (
         "service_completed_successfully"
@@ -97,3 +97,64 @@ def test_the_image_builds_from_files_that_exist() -> None:
             for source in line.split()[1:-1]:
                 assert (REPO / source).exists(), f"Dockerfile copies missing {source}"
     assert Path(REPO / "constraints.txt").is_file()
+
+
+def test_orthanc_matches_the_settings_and_the_plugin(compose: dict) -> None:
+    from irtmon.stack.orthanc import PLUGIN_DIR, PLUGINS
+
+    services = compose["services"]
+    pacs = services["orthanc"]
+    env = pacs["environment"]
+    settings = Settings(
+        **{
+            k.removeprefix("IRTMON_").lower(): v
+            for k, v in env.items()
+            if k.startswith(("IRTMON_ORTHANC_", "IRTMON_PACS_"))
+        }
+    )
+    http, dicom = settings.orthanc_http_port, settings.orthanc_dicom_port
+    # the address the workers and the plugin use is this service's HTTP port
+    assert settings.pacs_http == f"http://orthanc:{http}"
+    assert settings.dicomweb_url == f"http://orthanc:{http}/dicom-web"
+    assert services["worker"]["environment"]["IRTMON_PACS_URL"] == f"http://orthanc:{http}"
+    published = {p.rsplit(":", 1)[-1] for p in pacs["ports"]}
+    assert {str(http), str(dicom)} == published
+    assert f":{http}/system" in " ".join(pacs["healthcheck"]["test"])
+    # the configuration Orthanc runs is the one `irtmon pacs config` writes
+    text = pacs["command"][-1]
+    config_step, run_step = (part.strip() for part in text.split("&&"))
+    out = shlex.split(config_step)[shlex.split(config_step).index("--out") + 1]
+    assert shlex.split(run_step) == ["exec", "Orthanc", out]
+    assert "--remote-access" in config_step
+    storage = shlex.split(config_step)[shlex.split(config_step).index("--storage") + 1]
+    assert any(v.endswith(f":{storage}") for v in pacs["volumes"])
+    # the image installs Debian's Orthanc and both plugins where the configuration looks
+    dockerfile = (REPO / "docker" / "Dockerfile.orthanc").read_text()
+    for package in ("orthanc", "orthanc-python", "orthanc-dicomweb"):
+        assert f" {package}" in dockerfile, package
+    assert str(PLUGIN_DIR) == "/usr/share/orthanc/plugins"
+    assert PLUGINS == ("libOrthancDicomWeb.so", "libOrthancPython.so")
+    assert "COPY pacs ./pacs" in dockerfile
+    assert pacs["depends_on"]["setup"]["condition"] == "service_completed_successfully"
+
+
+def test_the_app_and_the_workers_write_where_volumes_are(compose: dict) -> None:
+    services = compose["services"]
+    app_service = services["app"]
+    argv = app_service["command"]
+    port = argv[argv.index("--port") + 1]
+    assert argv[argv.index("--address") + 1] == "0.0.0.0"
+    assert any(p.endswith(f":{port}") for p in app_service["ports"])
+    assert f":{port}/_stcore/health" in " ".join(app_service["healthcheck"]["test"])
+    worker_env = services["worker"]["environment"]
+    derived = worker_env["IRTMON_DERIVED_DIR"]
+    assert any(v.endswith(f":{derived}") for v in services["worker"]["volumes"])
+    assert Settings(pacs_write_back=worker_env["IRTMON_PACS_WRITE_BACK"]).pacs_write_back
+
+
+def test_the_orthanc_image_builds_from_files_that_exist() -> None:
+    dockerfile = (REPO / "docker" / "Dockerfile.orthanc").read_text()
+    for line in dockerfile.splitlines():
+        if line.startswith("COPY "):
+            for source in line.split()[1:-1]:
+                assert (REPO / source).exists(), f"Dockerfile.orthanc copies missing {source}"

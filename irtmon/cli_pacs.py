@@ -1,0 +1,114 @@
+"""``irtmon pacs`` (send studies to the PACS, write Orthanc's configuration) and
+``irtmon fhir`` (scores as FHIR resources for an EHR)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from irtmon.settings import get_settings
+
+pacs_app = typer.Typer(
+    help="The hospital PACS (Orthanc): send studies, configure.", no_args_is_help=True
+)
+fhir_app = typer.Typer(help="Scores as FHIR R4 resources for an EHR.", no_args_is_help=True)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _fail(message: str) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code=1)
+
+
+@pacs_app.command("send")
+def pacs_send(
+    paths: Annotated[list[Path], typer.Argument(help="DICOM files or folders (recursive).")],
+    host: Annotated[str, typer.Option(help="PACS host.")] = "127.0.0.1",
+    port: Annotated[
+        int | None, typer.Option(help="PACS DICOM port (default IRTMON_ORTHANC_DICOM_PORT).")
+    ] = None,
+    aet: Annotated[
+        str | None, typer.Option(help="PACS AE title (default IRTMON_ORTHANC_AET).")
+    ] = None,
+) -> None:
+    """Send DICOM files to the PACS with dcmtk's storescu, as a scanner does (C-STORE).
+
+    SEG, RTSTRUCT and SR objects go too (storescu -R). The PACS publishes imaging.acquired
+    once the study is stable.
+    """
+    from pacs.send import StoreError, send_folder
+
+    settings = get_settings()
+    try:
+        count = send_folder(
+            paths, host, port or settings.orthanc_dicom_port, aet or settings.orthanc_aet
+        )
+    except (StoreError, OSError, ValueError) as err:
+        raise _fail(str(err)) from err
+    console.print(f"sent {count} DICOM files to {aet or settings.orthanc_aet}@{host}")
+
+
+@pacs_app.command("config")
+def pacs_config(
+    out: Annotated[Path, typer.Option(help="Where to write Orthanc's JSON configuration.")],
+    storage: Annotated[Path, typer.Option(help="Orthanc's storage folder.")] = Path(
+        "/var/lib/orthanc/db"
+    ),
+    plugin_dir: Annotated[
+        Path, typer.Option(help="Folder of libOrthancPython.so and libOrthancDicomWeb.so.")
+    ] = Path("/usr/share/orthanc/plugins"),
+    remote_access: Annotated[
+        bool, typer.Option(help="Accept HTTP from other hosts (in a container network).")
+    ] = False,
+) -> None:
+    """Write the Orthanc configuration irtmon runs with (ports, AE title, DICOMweb, plugin).
+
+    `irtmon stack up --with-pacs` writes the same for its loopback Orthanc; the compose
+    file's Orthanc service runs this before starting Orthanc.
+    """
+    from irtmon.stack.orthanc import write_config
+
+    path = write_config(
+        get_settings(),
+        out,
+        storage=storage,
+        plugin_dir=plugin_dir,
+        remote_access=remote_access,
+    )
+    console.print(f"wrote {path}")
+
+
+@fhir_app.command("export")
+def fhir_export(
+    patient: Annotated[str, typer.Option(help="The patient's pseudonym (psn-...).")],
+    score: Annotated[
+        list[str] | None, typer.Option(help="Only these score names (repeatable).")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Write the Bundle here (default: standard output).")
+    ] = None,
+) -> None:
+    """A FHIR Bundle of a patient's stored scores: a RiskAssessment per probability, an
+    Observation per other score (any score name), each with its model name and version."""
+    from irtmon.db import connect
+    from schemas.fhir import bundle
+    from schemas.pseudonym import is_pseudonym
+    from streams.stored import patient_scores
+
+    if not is_pseudonym(patient):
+        raise _fail(f"{patient!r} is not a pseudonym (psn- and 16 hex digits)")
+    with connect(get_settings(), autocommit=True) as conn:
+        scores = patient_scores(conn, patient, score or None)
+    if not scores:
+        raise _fail(f"no stored scores for {patient}")
+    text = json.dumps(json.loads(bundle(scores).model_dump_json()), indent=2)
+    if out is None:
+        typer.echo(text)
+    else:
+        out.write_text(text + "\n")
+        console.print(f"wrote {len(scores)} resources to {out}")

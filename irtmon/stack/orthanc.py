@@ -1,0 +1,208 @@
+"""The local PACS: Debian's Orthanc with its DICOMweb and Python plugins, on loopback.
+
+``irtmon stack up --with-pacs`` writes ``<state>/orthanc/orthanc.json`` (own storage, own HTTP
+and DICOM ports, DICOMweb enabled, irtmon's plugin :mod:`pacs.orthanc_plugin` loaded) and runs
+``Orthanc`` with it. The plugin reads the same ``IRTMON_*`` settings as every other part, from
+the environment it is started with. The same configuration is written by ``irtmon pacs config``
+for the container of ``docker/compose.yaml``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import site
+import sysconfig
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from irtmon.settings import Settings
+from irtmon.stack.process import (
+    StackError,
+    pid_alive,
+    port_open,
+    read_pid,
+    spawn_detached,
+    tail,
+    terminate,
+    wait_until,
+)
+
+ORTHANC = "Orthanc"
+PLUGIN_DIR = Path("/usr/share/orthanc/plugins")
+PLUGINS = ("libOrthancDicomWeb.so", "libOrthancPython.so")
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class OrthancPaths:
+    root: Path
+
+    @property
+    def storage(self) -> Path:
+        return self.root / "storage"
+
+    @property
+    def config(self) -> Path:
+        return self.root / "orthanc.json"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "orthanc.log"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.root / "orthanc.pid"
+
+
+def paths(settings: Settings) -> OrthancPaths:
+    return OrthancPaths(settings.state_dir.resolve() / "orthanc")
+
+
+def plugin_script() -> Path:
+    """The Orthanc Python plugin of this checkout or installation."""
+    import pacs
+
+    return Path(pacs.__file__).resolve().parent / "orthanc_plugin.py"
+
+
+def python_paths() -> list[str]:
+    """Where the plugin finds irtmon and its dependencies: this interpreter's site-packages
+    (Orthanc embeds Debian's system Python, not the virtual environment) and the source tree."""
+    found = [sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"], *site.PREFIXES]
+    found = [p for p in dict.fromkeys(found) if p.endswith("site-packages")]
+    return [*found, str(plugin_script().parents[1])]
+
+
+def orthanc_config(
+    settings: Settings,
+    storage: Path,
+    plugin_dir: Path = PLUGIN_DIR,
+    remote_access: bool = False,
+) -> dict[str, object]:
+    """Orthanc's configuration for irtmon: ports, AE title, DICOMweb, the Python plugin."""
+    return {
+        "Name": "irtmon-pacs",
+        "StorageDirectory": str(storage),
+        "IndexDirectory": str(storage),
+        "HttpPort": settings.orthanc_http_port,
+        "DicomPort": settings.orthanc_dicom_port,
+        "DicomAet": settings.orthanc_aet,
+        "DicomCheckCalledAet": False,
+        "RemoteAccessAllowed": remote_access,
+        "AuthenticationEnabled": False,
+        "StableAge": settings.orthanc_stable_age_s,
+        "DicomAlwaysAllowStore": True,
+        "Plugins": [str(plugin_dir / name) for name in PLUGINS],
+        "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": False},
+        "PythonScript": str(plugin_script()),
+        "PythonVerbose": False,
+        "Irtmon": {"PythonPaths": python_paths()},
+    }
+
+
+def write_config(settings: Settings, target: Path, **kwargs: object) -> Path:
+    """Write the configuration to ``target`` (JSON) and return it."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    storage = kwargs.pop("storage", None) or (target.parent / "storage")
+    config = orthanc_config(settings, Path(storage), **kwargs)  # type: ignore[arg-type]
+    target.write_text(json.dumps(config, indent=2))
+    return target
+
+
+def running_pid(settings: Settings) -> int | None:
+    pid = read_pid(paths(settings).pid_file)
+    return pid if pid is not None and pid_alive(pid, ORTHANC) else None
+
+
+def _system(settings: Settings) -> dict | None:
+    try:
+        with urllib.request.urlopen(f"{settings.pacs_http}/system", timeout=2) as response:
+            return json.loads(response.read())
+    except (OSError, ValueError):
+        return None
+
+
+def plugins_loaded(settings: Settings) -> list[str]:
+    """The plugins the Orthanc at ``settings.pacs_http`` runs (empty when it does not answer)."""
+    try:
+        with urllib.request.urlopen(f"{settings.pacs_http}/plugins", timeout=2) as response:
+            return list(json.loads(response.read()))
+    except (OSError, ValueError):
+        return []
+
+
+def ready(settings: Settings) -> bool:
+    """True when Orthanc answers with both plugins loaded."""
+    loaded = plugins_loaded(settings)
+    return "dicom-web" in loaded and "python" in loaded
+
+
+def start(settings: Settings, timeout: float = 60.0) -> int:
+    """Start the loopback Orthanc unless it runs; wait until it answers with its plugins."""
+    p = paths(settings)
+    pid = running_pid(settings)
+    if pid is not None:
+        return pid
+    if settings.pseudonym_key is None:
+        raise StackError(
+            "set IRTMON_PSEUDONYM_KEY (a long random secret) before starting the PACS: its "
+            "plugin replaces every PatientID by the keyed-hash pseudonym before publishing"
+        )
+    binary = shutil.which(ORTHANC) or "/usr/sbin/Orthanc"
+    if not Path(binary).exists():
+        raise StackError(
+            "Orthanc is not installed: apt-get install orthanc orthanc-python orthanc-dicomweb "
+            "(scripts/bootstrap.sh does it)"
+        )
+    missing = [name for name in PLUGINS if not (PLUGIN_DIR / name).exists()]
+    if missing:
+        raise StackError(
+            f"Orthanc plugins missing: {', '.join(missing)}; apt-get install orthanc-python "
+            "orthanc-dicomweb"
+        )
+    for port in (settings.orthanc_http_port, settings.orthanc_dicom_port):
+        if port_open("127.0.0.1", port):
+            raise StackError(
+                f"port {port} is already taken; set IRTMON_ORTHANC_HTTP_PORT and "
+                "IRTMON_ORTHANC_DICOM_PORT to free ports"
+            )
+    p.storage.mkdir(parents=True, exist_ok=True)
+    write_config(settings, p.config, storage=p.storage)
+    from irtmon.stack.private import settings_env
+
+    env = settings_env(settings)
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    proc = spawn_detached([binary, str(p.config)], p.log, env=env)
+    p.pid_file.write_text(f"{proc.pid}\n")
+
+    def died() -> str | None:
+        if proc.poll() is not None:
+            return f"Orthanc exited with {proc.returncode}:\n{tail(p.log)}"
+        return None
+
+    wait_until(lambda: ready(settings), timeout, "Orthanc with its plugins", failed=died)
+    return proc.pid
+
+
+def stop(settings: Settings) -> bool:
+    """Stop the local Orthanc if it runs; True if one was stopped."""
+    pid = running_pid(settings)
+    if pid is None:
+        return False
+    terminate(pid, ORTHANC, timeout=30)
+    paths(settings).pid_file.unlink(missing_ok=True)
+    return True
+
+
+def version(settings: Settings) -> str | None:
+    """The Orthanc version answering at ``settings.pacs_http`` (None when none answers)."""
+    system = _system(settings)
+    return None if system is None else str(system.get("Version"))
+
+
+def stack_log(settings: Settings) -> str:
+    """The end of the local Orthanc's log (for error messages)."""
+    return tail(paths(settings).log, 30) if os.path.exists(paths(settings).log) else "(no log)"

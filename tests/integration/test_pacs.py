@@ -1,0 +1,212 @@
+"""The hospital path on real parts: storescu -> Orthanc -> plugin -> Kafka -> worker -> database,
+and the SEG and SR back in Orthanc (STOW-RS).
+
+A virtual-clinic patient's planning CT (with its RTSTRUCT and SEG) and a PCCT follow-up (VMIs
+and an iodine map, no contour) are sent with dcmtk's storescu to a loopback Orthanc started by
+``stack up --with-pacs``'s code. Their PatientID is first set to a clear hospital identifier, so
+the test also shows that only its keyed-hash pseudonym leaves the PACS. The worker fetches each
+study over DICOMweb (the follow-up's lesion is propagated from the planning CT, fetched over
+DICOMweb too), stores the scores and writes the SEG and SR back.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pydicom
+import pytest
+from kafka import KafkaConsumer
+
+from irtmon import stack
+from irtmon.settings import Settings
+from irtmon.stack import orthanc
+from irtmon.stack.private import free_port, settings_env
+from pacs.send import send_folder
+from schemas import pseudonymise
+from tests.conftest import REPO
+from tests.integration.conftest import Workers, wait_for
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not (Path("/usr/sbin/Orthanc").exists() and Path("/usr/bin/storescu").exists()),
+        reason="needs Debian's orthanc, orthanc-python, orthanc-dicomweb and dcmtk "
+        "(scripts/bootstrap.sh installs them)",
+    ),
+]
+
+CLEAR_ID = "HOSP-4711-0815"
+KEY = "pacs-test-key-0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def pacs(settings: Settings, stack_dir: Path) -> Iterator[Settings]:
+    """The session stack plus a loopback Orthanc with irtmon's plugin, on free ports."""
+    s = settings.model_copy(
+        update={
+            "orthanc_http_port": free_port(),
+            "orthanc_dicom_port": free_port(),
+            "orthanc_stable_age_s": 2,
+            "pseudonym_key": KEY,
+            "derived_dir": stack_dir / "pacs-derived",
+        }
+    )
+    s = Settings(**{k: v for k, v in s.model_dump().items() if v is not None})  # validated
+    status = stack.up(s, with_pacs=True)
+    assert status.pacs is not None and status.pacs.running
+    yield s
+    orthanc.stop(s)
+
+
+@pytest.fixture(scope="module")
+def studies(tmp_path_factory: pytest.TempPathFactory, settings: Settings) -> dict[str, Path]:
+    """One virtual-clinic patient's planning CT and first PCCT follow-up, re-identified with a
+    clear hospital PatientID (as a real PACS holds them)."""
+    from clinic import generate_cohort
+
+    cohort = Path(settings.data_roots[0]) / "cohort-pacs-seed21"
+    if not (cohort / "events.jsonl").exists():
+        generate_cohort(cohort, 1, 21, "test", key="pacs-cohort-key-0123456789abcdef")
+    patient = next((cohort / "patients").iterdir())
+    planning = patient / "tp0-planning"
+    pcct = next(
+        d
+        for d in sorted(patient.iterdir())
+        if d.name.startswith("tp") and any(c.name.startswith("VMI") for c in d.iterdir())
+    )
+    out = tmp_path_factory.mktemp("hospital")
+    copies = {}
+    for name, folder in (("ct", planning), ("pcct", pcct)):
+        for path in folder.rglob("*.dcm"):
+            ds = pydicom.dcmread(path)
+            ds.PatientID = CLEAR_ID
+            ds.PatientName = "Doe^Jane"
+            target = out / name / path.relative_to(folder)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            ds.save_as(target, enforce_file_format=True)
+        copies[name] = out / name
+    return copies
+
+
+def _study_uid(folder: Path) -> str:
+    return str(
+        pydicom.dcmread(next(folder.rglob("*.dcm")), stop_before_pixels=True).StudyInstanceUID
+    )
+
+
+def _scored(dsn: str, study_uid: str) -> dict | None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(
+            """
+            SELECT a.event_id, a.patient, a.modality, a.status, f.provenance
+            FROM acquisitions a
+            LEFT JOIN acquisition_features f ON f.source_event_id = a.event_id
+            WHERE a.study_uid = %s AND a.location->>'kind' = 'dicomweb'
+            """,
+            (study_uid,),
+        ).fetchone()
+        if row is None or row[3] != "scored":
+            return None
+        scores = dict(
+            conn.execute(
+                "SELECT score_name, value FROM timepoint_scores WHERE source_event_id = %s",
+                (row[0],),
+            ).fetchall()
+        )
+    return {"patient": row[1], "modality": row[2], "provenance": row[4], "scores": scores}
+
+
+def _in_orthanc(pacs: Settings, sop_instance_uid: str) -> bool:
+    request = urllib.request.Request(
+        f"{pacs.pacs_http}/tools/lookup", data=sop_instance_uid.encode(), method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        found = json.loads(response.read())
+    return any(item["Type"] == "Instance" for item in found)
+
+
+def _qido_modalities(pacs: Settings, study_uid: str) -> set[str]:
+    url = f"{pacs.dicomweb_url}/studies/{study_uid}/series"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return {s["00080060"]["Value"][0] for s in json.loads(response.read())}
+
+
+def test_storescu_to_orthanc_to_scores_and_back(
+    pacs: Settings, studies: dict[str, Path], workers: Workers, settings: Settings
+) -> None:
+    workers.start(derived_dir=pacs.derived_dir, pseudonym_key=KEY)
+    expected_patient = pseudonymise(CLEAR_ID, KEY)
+    results = {}
+    for name in ("ct", "pcct"):  # the planning CT first: the follow-up's baseline
+        assert send_folder([studies[name]], "127.0.0.1", pacs.orthanc_dicom_port, pacs.orthanc_aet)
+        study_uid = _study_uid(studies[name])
+        wait_for(
+            lambda uid=study_uid: _scored(settings.dsn, uid) is not None,
+            timeout=240,
+            what=f"the {name} study scored through Orthanc",
+        )
+        results[name] = (study_uid, _scored(settings.dsn, study_uid))
+
+    for name, (study_uid, result) in results.items():
+        assert result["patient"] == expected_patient  # pseudonymised at the PACS
+        assert {"tumour_volume_ml", "longest_diameter_mm"} <= set(result["scores"])
+        assert result["scores"]["tumour_volume_ml"] > 1.0
+        outputs = result["provenance"]["dicom_outputs"]
+        assert outputs["stored_to"] == pacs.dicomweb_url
+        for kind in ("seg", "sr"):  # in the database and back in Orthanc
+            assert _in_orthanc(pacs, outputs[kind]["sop_instance_uid"]), (name, kind)
+        assert {"SEG", "SR"} <= _qido_modalities(pacs, study_uid)
+    assert results["ct"][1]["modality"] == "CT"
+    assert results["pcct"][1]["modality"] == "PCCT"
+    assert results["pcct"][1]["provenance"]["multi_energy"] is True
+    assert results["pcct"][1]["provenance"]["mask_source"] == "propagated"  # from the CT
+    assert any(k.startswith("spec_") for k in _features(settings.dsn, results["pcct"][0]))
+
+    # the clear identifier never reached the topic
+    consumer = KafkaConsumer(
+        "imaging.acquired",
+        bootstrap_servers=settings.bootstrap_servers,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=3000,
+    )
+    payloads = [m.value for m in consumer]
+    consumer.close()
+    ours = [p for p in payloads if expected_patient.encode() in p]
+    assert len(ours) == 2
+    assert not any(CLEAR_ID.encode() in p or b"Doe" in p for p in payloads)
+
+    # the scores as FHIR for an EHR
+    export = subprocess.run(
+        [sys.executable, "-m", "irtmon", "fhir", "export", "--patient", expected_patient],
+        env=settings_env(settings),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert export.returncode == 0, export.stderr[-2000:]
+    bundle = json.loads(export.stdout)
+    assert bundle["resourceType"] == "Bundle"
+    kinds = {e["resource"]["resourceType"] for e in bundle["entry"]}
+    assert "Observation" in kinds
+    assert CLEAR_ID not in export.stdout
+
+
+def _features(dsn: str, study_uid: str) -> dict:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(
+            """
+            SELECT f.features FROM acquisition_features f
+            JOIN acquisitions a ON a.event_id = f.source_event_id
+            WHERE a.study_uid = %s AND a.location->>'kind' = 'dicomweb'
+            """,
+            (study_uid,),
+        ).fetchone()
+    return row[0] if row else {}
