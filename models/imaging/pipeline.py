@@ -21,6 +21,7 @@ from pydicom.dataset import Dataset
 from models.exceptions import InsufficientDataError, UnreadableInputError
 from models.imaging.burden import Burden, measure_burden
 from models.imaging.dicomweb import SeriesRetriever, read_series_dicomweb
+from models.imaging.enhancement import enhancement_features, iodine_pattern_features
 from models.imaging.features import Feature
 from models.imaging.lesion import LesionMask, MaskSource, read_lesion, refine_mask
 from models.imaging.pcct import PcctStudy, find_pcct_series, vmi_kev
@@ -32,7 +33,7 @@ from models.imaging.radiomics import (
 )
 from models.imaging.registration import propagate_mask, register
 from models.imaging.series import CtSeries, SeriesIndex, index_folder, read_series
-from models.imaging.spectral import spectral_features
+from models.imaging.spectral import mask_on_grid, spectral_features
 from models.imaging.volume import Volume
 from models.imaging.writers import ALGORITHM_NAME, ALGORITHM_VERSION, write_outputs
 
@@ -151,6 +152,23 @@ def _lesion_from_contours(
     return None
 
 
+def _enhancement(volume: Volume, mask: np.ndarray) -> dict[str, Feature]:
+    """The enhancement pattern, or none for a lesion too small to have a rim and a core."""
+    try:
+        return enhancement_features(volume, mask)
+    except InsufficientDataError as err:
+        log.info("no enhancement pattern: %s", err)
+        return {}
+
+
+def _iodine_pattern(iodine: Volume, mask: np.ndarray) -> dict[str, Feature]:
+    try:
+        return iodine_pattern_features(iodine, mask)
+    except InsufficientDataError as err:
+        log.info("no iodine pattern: %s", err)
+        return {}
+
+
 def analyse_acquisition(
     location: str | Path | Sequence[str | Path],
     *,
@@ -162,6 +180,7 @@ def analyse_acquisition(
     config: RadiomicsConfig = DEFAULT_RADIOMICS_CONFIG,
     radiomics: bool = True,
     peritumoural: bool = True,
+    enhancement: bool = True,
     deformable: bool = True,
     output_dir: str | Path | None = None,
     dicomweb_client: SeriesRetriever | None = None,
@@ -186,8 +205,9 @@ def analyse_acquisition(
         Baseline volume and lesion, for a scan without contours.
     config
         Radiomics settings (versioned).
-    radiomics, peritumoural, deformable
-        Switches for the radiomics, the peritumoural ring and the deformable registration stage.
+    radiomics, peritumoural, enhancement, deformable
+        Switches for the radiomics, the peritumoural ring, the rim-to-core enhancement pattern
+        (:mod:`models.imaging.enhancement`) and the deformable registration stage.
     output_dir
         When given, ``lesion-seg.dcm`` and ``burden-sr.dcm`` are written there.
     dicomweb_client
@@ -282,6 +302,8 @@ def analyse_acquisition(
         features.update(
             {k: replace(v, **tag) for k, v in peritumoural_features(volume, mask, config).items()}
         )
+    if enhancement:
+        features.update({k: replace(v, **tag) for k, v in _enhancement(volume, mask).items()})
 
     # spectral features of a multi-energy study
     if index is not None and pcct.is_pcct and len(pcct.vmi) + (pcct.iodine_map is not None) > 1:
@@ -298,6 +320,8 @@ def analyse_acquisition(
             if s.frame_of_reference_uid == ref.frame_of_reference_uid:
                 iodine = s.volume
         spectral = spectral_features(vmis, mask, volume, iodine)
+        if enhancement and iodine is not None:
+            spectral.update(_iodine_pattern(iodine, mask_on_grid(mask, volume, iodine)))
         for name, feat in spectral.items():
             kev = None
             if name.startswith("spec_mean_hu_"):
