@@ -34,9 +34,13 @@ The story
 
    * responder: ``f = floor + (1 - floor) * exp(-t / tau)``, floor 0.22 to 0.45, tau 35 to 90 d;
      non-irradiated lesions shrink more slowly (tau x 1.6) to a higher floor (abscopal effect).
-   * non-responder: a short radiotherapy dip, then exponential growth after a change point
+   * non-responder: a radiotherapy dip, then exponential growth after a change point
      (day 35 to 150; the irradiated lesion's change point comes 20 to 60 days later, local
-     control), doubling time 50 to 110 days, capped at 2.6 x baseline.
+     control), doubling time 50 to 110 days, capped at 2.6 x baseline. The dose shrinks the
+     irradiated target whatever the immune response (local effect: towards 55 to 88 per cent
+     of its volume, tau 20 to 40 d), so at the first follow-up a shrinking target does not yet
+     tell a responder from a non-responder; non-irradiated lesions barely dip (90 to 100 per
+     cent). Measuring the target alone, burden separates the classes only partly then.
    * pseudo-progression: the responder curve multiplied by a transient swelling (a Gaussian
      bump in time centred on the first, or second, follow-up scan, width 14 to 24 days) that
      brings the volume to 1.9 to 2.5 x baseline at its peak (diameter +24 to +36 per cent,
@@ -301,7 +305,7 @@ def _sample_lesion(
         tau *= 1.6
     if response is ResponseClass.NON_RESPONDER:
         change_point = rng.uniform(35.0, 150.0)
-        floor = rng.uniform(0.75, 0.95) if irradiated else rng.uniform(0.9, 1.0)
+        floor = rng.uniform(0.55, 0.88) if irradiated else rng.uniform(0.9, 1.0)
         tau = rng.uniform(20.0, 40.0)
     if response is ResponseClass.PSEUDO_PROGRESSION:
         which = 0 if rng.uniform() < 0.8 or len(follow_up_days) < 2 else 1
