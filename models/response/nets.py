@@ -163,3 +163,56 @@ def load_mlp(state: dict[str, Any], n_in: int, n_out: int, config: MlpConfig) ->
     model.load_state_dict(state, strict=True)
     model.eval()
     return model
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A verified artefact's checkpoint: its contents, MLP settings and standardiser."""
+
+    data: dict[str, Any]
+    config: dict[str, Any]
+    mlp: MlpConfig
+    standardiser: Standardiser
+    label: str  # "<name> <version>", for messages
+
+
+def load_checkpoint(folder: Any, expected_sha256: str | None, name: str, fmt: str) -> Checkpoint:
+    """Verify the artefact in ``folder`` (hash, version: :func:`models.registry.load_artifact`),
+    check it holds a ``name`` model in format ``fmt``, and read its checkpoint (tensors only,
+    ``weights_only``)."""
+    from pathlib import Path
+
+    import torch
+
+    from models.exceptions import ModelError
+    from models.registry import load_artifact
+
+    artifact = load_artifact(Path(folder), expected_sha256)
+    if artifact.name != name:
+        raise ModelError(f"{artifact.folder} holds {artifact.name}, not a {name} model")
+    try:
+        ckpt = torch.load(str(artifact.weights_path), map_location="cpu", weights_only=True)
+    except (RuntimeError, OSError, ValueError) as err:
+        raise ModelError(f"{artifact.weights_path} is not a loadable checkpoint: {err}") from err
+    if not isinstance(ckpt, dict) or ckpt.get("format") != fmt:
+        raise ModelError(f"{artifact.weights_path} is not a {fmt} checkpoint")
+    cfg = dict(ckpt["config"])
+    return Checkpoint(
+        ckpt,
+        cfg,
+        MlpConfig(**cfg["mlp"]),
+        Standardiser(**ckpt["standardiser"]),
+        f"{artifact.name} {artifact.version}",
+    )
+
+
+def load_members(ckpt: Checkpoint, n_out: int) -> list[Any]:
+    """The ensemble's networks from ``ckpt``; a shape mismatch is a :class:`ModelError`."""
+    from models.exceptions import ModelError
+
+    try:
+        return [
+            load_mlp(s, len(ckpt.standardiser.names), n_out, ckpt.mlp) for s in ckpt.data["members"]
+        ]
+    except RuntimeError as err:
+        raise ModelError(f"{ckpt.label}: weights do not fit: {err}") from err

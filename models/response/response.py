@@ -4,8 +4,9 @@ Inputs are :func:`models.response.history.response_inputs` (burden trajectory re
 baseline and nadir, the CT virtual biopsy, the latest biopsy's signature, treatment context),
 so the model never sees the future. It is an ensemble of small networks over patient-level
 bootstrap samples, calibrated (Platt / temperature scaling by default, isotonic on request)
-on a calibration split of patients that none of the members trained on; the members' spread,
-mapped through the same calibration, gives the interval stored with each score.
+on predictions made without the patient they are for: out-of-fold predictions of the
+training patients (cross-fitted) by default, or a separate calibration split. The members'
+spread, mapped through the same calibration, gives the interval stored with each score.
 
 The same class fitted on a subset of inputs is a baseline (burden trajectory alone, baseline
 pathology alone), so baselines and the full model are compared like for like.
@@ -20,13 +21,14 @@ from typing import Any
 
 import numpy as np
 
-from models.exceptions import InsufficientDataError, ModelError
+from models.exceptions import InsufficientDataError
 from models.response.nets import (
     MlpConfig,
     Standardiser,
     bootstrap_patients,
     fit_mlp,
-    load_mlp,
+    load_checkpoint,
+    load_members,
     state_to_lists,
 )
 
@@ -42,6 +44,7 @@ class ResponseConfig:
     seed: int = 1
     interval: tuple[float, float] = (10.0, 90.0)  # member percentiles
     calibration: str = "platt"  # or "isotonic"
+    calibration_folds: int = 5  # cross-fitted calibration when no calibration rows are given
     mlp: MlpConfig = field(
         default_factory=lambda: MlpConfig(hidden=16, dropout=0.1, weight_decay=1e-3)
     )
@@ -147,29 +150,17 @@ class ResponseModel:
         return Prediction(p, lower, upper, raw)
 
 
-def fit_response(
+def _fit_members(
     rows: Sequence[Mapping[str, float]],
     labels: Sequence[bool],
     patients: Sequence[str],
     inputs: Sequence[str],
-    calibration_rows: Sequence[Mapping[str, float]],
-    calibration_labels: Sequence[bool],
-    config: ResponseConfig | None = None,
+    config: ResponseConfig,
 ) -> ResponseModel:
-    """Fit the ensemble on ``rows`` and its calibration on separate patients' rows."""
+    """The uncalibrated ensemble: members on patient-level bootstrap samples of ``rows``."""
     import torch
 
-    config = config or ResponseConfig()
     y = np.asarray(labels, dtype=np.float32)
-    if len(rows) < 10 or y.min() == y.max():
-        raise InsufficientDataError(
-            f"{len(rows)} training timepoints with labels {sorted(set(y.tolist()))}: "
-            "the response model needs 10+ and both classes"
-        )
-    if len(calibration_rows) < 10:
-        raise InsufficientDataError(
-            f"only {len(calibration_rows)} calibration timepoints; need 10+"
-        )
     x = np.array([[r[k] for k in inputs] for r in rows], dtype=np.float64)
     std = Standardiser.fit(x, inputs, [False] * len(inputs))
     z = std.transform(x)
@@ -183,12 +174,78 @@ def fit_response(
             z[bag], yy[bag], z[oob], yy[oob], 1, bce, config.mlp, config.seed * 1000 + k
         )
         members.append(model)
-    uncalibrated = ResponseModel(inputs, std, members, Calibration(), config)
-    raw = uncalibrated.predict(calibration_rows).raw
-    calibration = Calibration.fit(
-        raw, np.asarray(calibration_labels, dtype=float), config.calibration
-    )
-    return ResponseModel(inputs, std, members, calibration, config)
+    return ResponseModel(inputs, std, members, Calibration(), config)
+
+
+def cross_fitted_raw(
+    rows: Sequence[Mapping[str, float]],
+    labels: Sequence[bool],
+    patients: Sequence[str],
+    inputs: Sequence[str],
+    config: ResponseConfig,
+) -> np.ndarray:
+    """Out-of-fold raw ensemble probabilities of every row: ``config.calibration_folds``
+    ensembles, each fitted on the other folds' patients (never a row of its own patient)."""
+    people = sorted(set(patients))
+    order = list(np.random.default_rng(config.seed + 13).permutation(people))
+    folds = min(config.calibration_folds, len(people))
+    raw = np.full(len(rows), np.nan)
+    pats = np.asarray(patients)
+    y = np.asarray(labels, dtype=float)
+    for k in range(folds):
+        held = np.isin(pats, order[k::folds])
+        keep = ~held
+        if y[keep].min() == y[keep].max():
+            raise InsufficientDataError(
+                f"calibration fold {k + 1} of {folds} trains on one class only; "
+                "too few patients for cross-fitted calibration"
+            )
+        idx = np.flatnonzero(keep)
+        model = _fit_members(
+            [rows[i] for i in idx], y[idx], [patients[i] for i in idx], inputs, config
+        )
+        held_idx = np.flatnonzero(held)
+        raw[held_idx] = model.predict([rows[i] for i in held_idx]).raw
+    return raw
+
+
+def fit_response(
+    rows: Sequence[Mapping[str, float]],
+    labels: Sequence[bool],
+    patients: Sequence[str],
+    inputs: Sequence[str],
+    calibration_rows: Sequence[Mapping[str, float]] | None = None,
+    calibration_labels: Sequence[bool] | None = None,
+    config: ResponseConfig | None = None,
+) -> ResponseModel:
+    """Fit the ensemble on ``rows`` and calibrate it.
+
+    With ``calibration_rows`` (other patients' rows), the calibration is fitted on the
+    ensemble's predictions for them. Without, it is cross-fitted: fitted on out-of-fold
+    predictions for every training row (:func:`cross_fitted_raw`), so every patient serves
+    both to fit the members and to calibrate, and no prediction used to calibrate comes from
+    a member that saw its patient.
+    """
+    config = config or ResponseConfig()
+    y = np.asarray(labels, dtype=np.float32)
+    if len(rows) < 10 or y.min() == y.max():
+        raise InsufficientDataError(
+            f"{len(rows)} training timepoints with labels {sorted(set(y.tolist()))}: "
+            "the response model needs 10+ and both classes"
+        )
+    model = _fit_members(rows, labels, patients, inputs, config)
+    if calibration_rows is None:
+        raw = cross_fitted_raw(rows, labels, patients, inputs, config)
+        cal_y = np.asarray(labels, dtype=float)
+    else:
+        if len(calibration_rows) < 10 or calibration_labels is None:
+            raise InsufficientDataError(
+                f"only {len(calibration_rows)} calibration timepoints; need 10+"
+            )
+        raw = model.predict(calibration_rows).raw
+        cal_y = np.asarray(calibration_labels, dtype=float)
+    model.calibration = Calibration.fit(raw, cal_y, config.calibration)
+    return model
 
 
 def save_response(model: ResponseModel, path: Path, extra: dict[str, Any] | None = None) -> Path:
@@ -211,26 +268,10 @@ def save_response(model: ResponseModel, path: Path, extra: dict[str, Any] | None
 
 def load_response(folder: Path | str, expected_sha256: str | None = None) -> ResponseModel:
     """Load a verified ``response`` artefact (hash and version checked by the registry)."""
-    import torch
-
-    from models.registry import load_artifact
-
-    artifact = load_artifact(Path(folder), expected_sha256)
-    if artifact.name != MODEL_NAME:
-        raise ModelError(f"{artifact.folder} holds {artifact.name}, not a {MODEL_NAME} model")
-    try:
-        ckpt = torch.load(str(artifact.weights_path), map_location="cpu", weights_only=True)
-    except (RuntimeError, OSError, ValueError) as err:
-        raise ModelError(f"{artifact.weights_path} is not a loadable checkpoint: {err}") from err
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise ModelError(f"{artifact.weights_path} is not a {FORMAT} checkpoint")
-    cfg = dict(ckpt["config"])
+    ckpt = load_checkpoint(folder, expected_sha256, MODEL_NAME, FORMAT)
     config = ResponseConfig(
-        **{**cfg, "interval": tuple(cfg["interval"]), "mlp": MlpConfig(**cfg["mlp"])}
+        **{**ckpt.config, "interval": tuple(ckpt.config["interval"]), "mlp": ckpt.mlp}
     )
-    std = Standardiser(**ckpt["standardiser"])
-    try:
-        members = [load_mlp(s, len(std.names), 1, config.mlp) for s in ckpt["members"]]
-    except RuntimeError as err:
-        raise ModelError(f"{artifact.name} {artifact.version}: weights do not fit: {err}") from err
-    return ResponseModel(ckpt["inputs"], std, members, Calibration(**ckpt["calibration"]), config)
+    members = load_members(ckpt, 1)
+    calibration = Calibration(**ckpt.data["calibration"])
+    return ResponseModel(ckpt.data["inputs"], ckpt.standardiser, members, calibration, config)

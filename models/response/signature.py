@@ -25,14 +25,15 @@ from typing import Any
 
 import numpy as np
 
-from models.exceptions import InsufficientDataError, ModelError
+from models.exceptions import InsufficientDataError
 from models.response.history import PHENOTYPE_NAMES, History, Scan, Signature
 from models.response.nets import (
     MlpConfig,
     Standardiser,
     bootstrap_patients,
     fit_mlp,
-    load_mlp,
+    load_checkpoint,
+    load_members,
     state_to_lists,
 )
 
@@ -226,27 +227,12 @@ def save_signature(model: CtSignatureModel, path: Path) -> Path:
 
 def load_signature(folder: Path | str, expected_sha256: str | None = None) -> CtSignatureModel:
     """Load a verified ``ct-signature`` artefact (hash and version checked by the registry)."""
-    import torch
-
-    from models.registry import load_artifact
-
-    artifact = load_artifact(Path(folder), expected_sha256)
-    if artifact.name != MODEL_NAME:
-        raise ModelError(f"{artifact.folder} holds {artifact.name}, not a {MODEL_NAME} model")
-    try:
-        ckpt = torch.load(str(artifact.weights_path), map_location="cpu", weights_only=True)
-    except (RuntimeError, OSError, ValueError) as err:
-        raise ModelError(f"{artifact.weights_path} is not a loadable checkpoint: {err}") from err
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise ModelError(f"{artifact.weights_path} is not a {FORMAT} checkpoint")
-    cfg = dict(ckpt["config"])
-    config = SignatureConfig(**{**cfg, "mlp": MlpConfig(**cfg["mlp"])})
-    std = Standardiser(**ckpt["standardiser"])
-    try:
-        members = [load_mlp(s, len(std.names), 4, config.mlp) for s in ckpt["members"]]
-    except RuntimeError as err:
-        raise ModelError(f"{artifact.name} {artifact.version}: weights do not fit: {err}") from err
-    return CtSignatureModel(std, ckpt["spectral"], *ckpt["til"], members, config)
+    ckpt = load_checkpoint(folder, expected_sha256, MODEL_NAME, FORMAT)
+    config = SignatureConfig(**{**ckpt.config, "mlp": ckpt.mlp})
+    members = load_members(ckpt, 4)
+    return CtSignatureModel(
+        ckpt.standardiser, ckpt.data["spectral"], *ckpt.data["til"], members, config
+    )
 
 
 def phenotype_index(names: Sequence[str]) -> np.ndarray:

@@ -383,14 +383,18 @@ def train_response(
     models_dir: Path | None = None,
     version: str | None = None,
     config: ResponseConfig | None = None,
-    calibration_fraction: float = 0.3,
+    calibration_fraction: float | None = None,
     test_fraction: float = 0.3,
     workers: int = 1,
     progress: Progress | None = None,
     selection: Selection = Selection(),
     test_selection: Selection = Selection(),
 ) -> Run:
-    """Train, calibrate and evaluate the response model and its baselines."""
+    """Train, calibrate and evaluate the response model and its baselines.
+
+    Calibration is cross-fitted over the training patients (``config.calibration_folds``);
+    with ``calibration_fraction``, that share of them is held out to calibrate instead.
+    """
     config = config or ResponseConfig()
     out.mkdir(parents=True, exist_ok=True)
     cache = cache_dir or out / "cache"
@@ -407,8 +411,10 @@ def train_response(
 
     t0 = time.perf_counter()
     oof = cross_fitted_signatures(train, signature_model.config)
-    fit_p, cal_p = split_patients(train.non_responder, calibration_fraction, config.seed + 1)
-    fit_d, cal_d = _subset(train, fit_p), _subset(train, cal_p)
+    fit_d, cal_d = train, None
+    if calibration_fraction:
+        fit_p, cal_p = split_patients(train.non_responder, calibration_fraction, config.seed + 1)
+        fit_d, cal_d = _subset(train, fit_p), _subset(train, cal_p)
 
     def oof_sig(scan: Scan) -> Signature | None:
         return oof.get(scan.key)
@@ -428,8 +434,11 @@ def train_response(
     fitted: dict[str, ResponseModel] = {}
     for name, (_, inputs, first_only) in models.items():
         rows, y, pats, _ = _rows(fit_d, oof_sig, first_only)
-        crows, cy, _, _ = _rows(cal_d, oof_sig, first_only)
-        fitted[name] = fit_response(rows, y, pats, inputs, crows, cy, config)
+        if cal_d is None:
+            fitted[name] = fit_response(rows, y, pats, inputs, config=config)
+        else:
+            crows, cy, _, _ = _rows(cal_d, oof_sig, first_only)
+            fitted[name] = fit_response(rows, y, pats, inputs, crows, cy, config)
     seconds["training"] = time.perf_counter() - t0
 
     results: dict[str, dict[str, Any]] = {}
@@ -469,7 +478,12 @@ def train_response(
         "interval_mean_width": float(np.mean(full_pred.upper - full_pred.lower)),
         "n_test_patients": len(test.histories),
         "n_train_patients": len(fit_d.histories),
-        "n_calibration_patients": len(cal_d.histories),
+        "n_calibration_patients": len(cal_d.histories) if cal_d else len(fit_d.histories),
+        "calibration": (
+            f"held-out {calibration_fraction:.0%} of training patients"
+            if cal_d
+            else f"cross-fitted over the training patients ({config.calibration_folds} folds)"
+        ),
         "test": "separate cohort" if test_cohort else f"held-out {test_fraction:.0%}",
         "ct_signature": str(ct_signature),
         "seconds": {k: round(v, 1) for k, v in seconds.items()},
@@ -540,7 +554,7 @@ def _response_card(m: Mapping[str, Any], signature_version: str) -> str:
         "and nadir), the CT virtual biopsy, the latest biopsy's pathology signature and the "
         f"treatment context, using only what is known at that time. Virtual biopsy "
         f"ct-signature {signature_version}. Ensemble of small networks, Platt (temperature) "
-        "calibration. "
+        "calibration, cross-fitted. "
         f"Held-out AUC at the first follow-up {ev.fmt(m.get('auc_fu1'))} "
         f"(best baseline: {m.get('best_baseline')}), ECE {ev.fmt(m.get('ece_followups'))}. "
         "Research use; synthetic training data unless retrained on a site's cohort."
@@ -564,7 +578,8 @@ def _response_report(out: Path, m: Mapping[str, Any], cohort: Path, test: Path |
         [
             "# Response model: held-out evaluation",
             f"Training cohort `{cohort}`: {m['n_train_patients']} patients to fit, "
-            f"{m['n_calibration_patients']} to calibrate; test: {m['test']}"
+            f"{m['n_calibration_patients']} to calibrate ({m['calibration']}); "
+            f"test: {m['test']}"
             + (f" `{test}`" if test else "")
             + f", {m['n_test_patients']} patients. Label: non-response (pseudo-progression counts "
             "as response). Every score uses only what was known at its scan.",

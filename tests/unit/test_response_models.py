@@ -261,3 +261,28 @@ def test_pairs_keep_patients_apart() -> None:
     near = Biopsy(T0 - timedelta(days=20), Signature(0, 1, 0, 1.0))
     pairs = pair_scans({"a": History((scan,), (far, near))})
     assert pairs == [Pair("a", scan, near.signature)]
+
+
+def test_cross_fitted_calibration_never_predicts_a_patient_it_trained_on() -> None:
+    """A patient's out-of-fold prediction comes from members that never saw it: changing
+    that patient's labels leaves its prediction exactly as it was, while the predictions of
+    patients in other folds (whose members did train on it) move."""
+    from models.response.response import cross_fitted_raw
+
+    rng = np.random.default_rng(3)
+    rows = [{k: float(rng.normal()) for k in ("a", "b")} for _ in range(160)]
+    labels = [bool(r["a"] + rng.normal(0, 0.7) > 0) for r in rows]
+    pats = [f"q{i // 4}" for i in range(160)]
+    config = ResponseConfig(members=3, mlp=FAST)
+    before = cross_fitted_raw(rows, labels, pats, ["a", "b"], config)
+    flipped = [not y if p == "q7" else y for y, p in zip(labels, pats, strict=True)]
+    after = cross_fitted_raw(rows, flipped, pats, ["a", "b"], config)
+    mine = np.array([p == "q7" for p in pats])
+    assert np.isfinite(before).all()
+    np.testing.assert_array_equal(before[mine], after[mine])
+    assert np.abs(before[~mine] - after[~mine]).max() > 1e-4
+
+    model = fit_response(rows, labels, pats, ["a", "b"], config=config)
+    assert model.calibration.method == "platt"
+    p = model.predict([{"a": a, "b": 0.0} for a in (-2.0, 0.0, 2.0)]).p
+    assert p[0] < 0.3 < 0.7 < p[2]

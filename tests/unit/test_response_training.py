@@ -93,7 +93,9 @@ def test_training_runs_write_reports_and_artefacts(tmp_path: Path, fake_loader) 
         "RECIST 1.1 rule alone",
     }
     assert m["n_test_patients"] == 30 and m["models"]["full model"]["n_fu1"] == 30
-    assert m["n_train_patients"] + m["n_calibration_patients"] == 60
+    # cross-fitted calibration: every training patient fits and calibrates
+    assert m["n_train_patients"] == m["n_calibration_patients"] == 60
+    assert m["calibration"].startswith("cross-fitted")
     assert m["best_baseline"] != "full model"
     report = (tmp_path / "resp" / "report.md").read_text()
     assert "RECIST 1.1 rule alone" in report and "roc_fu1.png" in report
