@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -160,6 +161,52 @@ def _finish(run: Any, register: bool | None, promote: bool) -> None:
         raise _fail("--promote needs --register (or IRTMON_DATABASE_URL)")
 
 
+def _train(
+    run_training: Callable[..., Any],
+    config: Callable[..., Any],
+    cohort: Path,
+    out: Path,
+    *,
+    pathology_model: str | None,
+    version: str | None,
+    seed: int,
+    artifacts: dict[str, tuple[str, str | None]] | None = None,
+    **options: Any,
+) -> tuple[Any, str, float]:
+    """The part the ``train`` commands share: resolve the teacher, then ``artifacts``
+    (keyword -> model name and folder or version), default the version, run ``run_training``
+    under a progress bar with ``config(seed=seed)`` and ``options``, and turn the errors a user
+    can act on into a clean failure. Returns the run, its version and when training started."""
+    from models.exceptions import IrtmonError
+
+    settings = _settings()
+    teacher = resolve_artifact("pathology-mil", pathology_model, settings.models_dir)
+    resolved = {
+        key: resolve_artifact(name, ref, settings.models_dir)
+        for key, (name, ref) in (artifacts or {}).items()
+    }
+    version = version or f"{datetime.now(UTC):%Y%m%d-%H%M%S}-seed{seed}"
+    start = time.perf_counter()
+    bar, progress = _progress_bar()
+    try:
+        with bar:
+            run = run_training(
+                cohort,
+                out,
+                pathology=teacher,
+                **resolved,
+                cache_dir=settings.derived_dir / "training-cache",
+                models_dir=settings.models_dir,
+                version=version,
+                config=config(seed=seed),
+                progress=progress,
+                **options,
+            )
+    except (IrtmonError, ValueError, FileNotFoundError) as err:
+        raise _fail(str(err)) from err
+    return run, version, start
+
+
 def train_ct_signature(
     cohort: Cohort,
     out: Out,
@@ -175,32 +222,21 @@ def train_ct_signature(
     promote: Promote = False,
 ) -> None:
     """Train the CT virtual biopsy on scans paired with biopsies (teacher: pathology model)."""
-    from models.exceptions import IrtmonError
     from models.response.signature import SignatureConfig
     from models.response.train import train_ct_signature as run_training
 
-    settings = _settings()
-    teacher = resolve_artifact("pathology-mil", pathology_model, settings.models_dir)
-    version = version or f"{datetime.now(UTC):%Y%m%d-%H%M%S}-seed{seed}"
-    start = time.perf_counter()
-    bar, progress = _progress_bar()
-    try:
-        with bar:
-            run = run_training(
-                cohort,
-                out,
-                pathology=teacher,
-                test_cohort=test_cohort,
-                cache_dir=settings.derived_dir / "training-cache",
-                models_dir=settings.models_dir,
-                version=version,
-                config=SignatureConfig(seed=seed),
-                workers=workers,
-                progress=progress,
-                **_selections(max_patients, test_max_patients, max_timepoint),
-            )
-    except (IrtmonError, ValueError, FileNotFoundError) as err:
-        raise _fail(str(err)) from err
+    run, version, start = _train(
+        run_training,
+        SignatureConfig,
+        cohort,
+        out,
+        pathology_model=pathology_model,
+        version=version,
+        seed=seed,
+        test_cohort=test_cohort,
+        workers=workers,
+        **_selections(max_patients, test_max_patients, max_timepoint),
+    )
     m = run.metrics
     table = Table(title=f"ct-signature {version}: held-out paired scans")
     table.add_column("metric")
@@ -240,34 +276,22 @@ def train_response(
 ) -> None:
     """Train and calibrate the response model; compare it with its baselines on held-out
     patients (RECIST 1.1 rule, burden trajectory alone, baseline pathology alone)."""
-    from models.exceptions import IrtmonError
     from models.response.response import ResponseConfig
     from models.response.train import train_response as run_training
 
-    settings = _settings()
-    teacher = resolve_artifact("pathology-mil", pathology_model, settings.models_dir)
-    signature = resolve_artifact("ct-signature", ct_signature, settings.models_dir)
-    version = version or f"{datetime.now(UTC):%Y%m%d-%H%M%S}-seed{seed}"
-    start = time.perf_counter()
-    bar, progress = _progress_bar()
-    try:
-        with bar:
-            run = run_training(
-                cohort,
-                out,
-                pathology=teacher,
-                ct_signature=signature,
-                test_cohort=test_cohort,
-                cache_dir=settings.derived_dir / "training-cache",
-                models_dir=settings.models_dir,
-                version=version,
-                config=ResponseConfig(seed=seed),
-                workers=workers,
-                progress=progress,
-                **_selections(max_patients, test_max_patients, max_timepoint),
-            )
-    except (IrtmonError, ValueError, FileNotFoundError) as err:
-        raise _fail(str(err)) from err
+    run, version, start = _train(
+        run_training,
+        ResponseConfig,
+        cohort,
+        out,
+        pathology_model=pathology_model,
+        version=version,
+        seed=seed,
+        artifacts={"ct_signature": ("ct-signature", ct_signature)},
+        test_cohort=test_cohort,
+        workers=workers,
+        **_selections(max_patients, test_max_patients, max_timepoint),
+    )
     m = run.metrics
     table = Table(title=f"response {version}: non-response, held-out patients")
     for col in ("model", "AUC fu1", "AUC follow-ups", "ECE follow-ups"):

@@ -25,6 +25,7 @@ from schemas import BiopsyAcquired, ImagingAcquired, TimepointScore, score_event
 from streams import sinks
 from streams.history import ResponseModels, load_history, response_models, to_timepoint_score
 from streams.inputs import resolve_under_roots
+from streams.stored import SCORE_COLUMNS, score_from_row
 
 
 @dataclass(frozen=True)
@@ -451,30 +452,11 @@ def stored_scores(
     if status is None or status[0] != "scored":
         return None
     rows = conn.execute(
-        """
-        SELECT event_id, patient, observed_at, score_name, value, lower, upper, unit,
-               model_name, model_version, inputs
-        FROM timepoint_scores WHERE source_event_id = %s ORDER BY score_name
-        """,
+        f"SELECT {SCORE_COLUMNS} FROM timepoint_scores WHERE source_event_id = %s "
+        "ORDER BY score_name",
         (source_event_id,),
     ).fetchall()
-    return [
-        TimepointScore(
-            event_id=r[0],
-            patient=r[1],
-            occurred_at=r[2],
-            source_event_id=source_event_id,
-            score_name=r[3],
-            value=r[4],
-            lower=r[5],
-            upper=r[6],
-            unit=r[7],
-            model_name=r[8],
-            model_version=r[9],
-            inputs=list(r[10]),
-        )
-        for r in rows
-    ]
+    return [score_from_row(r) for r in rows]
 
 
 def store_outcome(conn: psycopg.Connection, outcome: Outcome) -> None:

@@ -20,13 +20,12 @@ from pathlib import Path
 from irtmon.settings import Settings
 from irtmon.stack.process import (
     StackError,
-    pid_alive,
+    ensure_ports_free,
+    live_pid,
     port_open,
-    read_pid,
-    spawn_detached,
+    start_server,
+    stop_server,
     tail,
-    terminate,
-    wait_until,
 )
 
 log = logging.getLogger(__name__)
@@ -216,10 +215,7 @@ def _format_storage(settings: Settings, p: KafkaPaths) -> None:
 
 def running_pid(settings: Settings) -> int | None:
     """Pid of the local broker if it runs."""
-    pid = read_pid(paths(settings).pid_file)
-    if pid is not None and pid_alive(pid, MAIN_CLASS):
-        return pid
-    return None
+    return live_pid(paths(settings).pid_file, MAIN_CLASS)
 
 
 def start(settings: Settings, timeout: float = 120.0) -> int:
@@ -228,28 +224,28 @@ def start(settings: Settings, timeout: float = 120.0) -> int:
     pid = running_pid(settings)
     if pid is not None:
         return pid
-    for port in (settings.kafka_port, settings.kafka_controller_port):
-        if port_open("127.0.0.1", port):
-            raise StackError(
-                f"port {port} is already taken by another process; stop it or set "
-                "IRTMON_KAFKA_PORT / IRTMON_KAFKA_CONTROLLER_PORT to free ports"
-            )
+    ensure_ports_free(
+        (settings.kafka_port, settings.kafka_controller_port),
+        "port {port} is already taken by another process; stop it or set "
+        "IRTMON_KAFKA_PORT / IRTMON_KAFKA_CONTROLLER_PORT to free ports",
+    )
     ensure_jars(settings)
     _write_config(settings, p)
     _format_storage(settings, p)
     env = dict(os.environ)
     env.pop("KAFKA_OPTS", None)
-    proc = spawn_detached(_java(settings, p, MAIN_CLASS, str(p.properties)), p.console, env=env)
-    pid = proc.pid
-    p.pid_file.write_text(f"{pid}\n")
-
-    def died() -> str | None:
-        if proc.poll() is None:
-            return None
-        return "the broker process exited:\n" + tail(p.console) + "\n" + tail(p.logs / "server.log")
-
-    wait_until(lambda: broker_ready(settings), timeout, "the Kafka broker", failed=died)
-    return pid
+    return start_server(
+        _java(settings, p, MAIN_CLASS, str(p.properties)),
+        p.console,
+        p.pid_file,
+        env=env,
+        ready=lambda: broker_ready(settings),
+        timeout=timeout,
+        what="the Kafka broker",
+        exited=lambda _: (
+            "the broker process exited:\n" + tail(p.console) + "\n" + tail(p.logs / "server.log")
+        ),
+    )
 
 
 def broker_ready(settings: Settings) -> bool:
@@ -280,11 +276,7 @@ def broker_ready(settings: Settings) -> bool:
 
 def stop(settings: Settings) -> bool:
     """Stop the broker if it runs (controlled shutdown); True if one was stopped."""
-    pid = running_pid(settings)
-    p = paths(settings)
-    if pid is None:
-        p.pid_file.unlink(missing_ok=True)
-        return False
-    terminate(pid, MAIN_CLASS, timeout=45.0)
-    p.pid_file.unlink(missing_ok=True)
-    return True
+    pid_file = paths(settings).pid_file
+    stopped = stop_server(pid_file, MAIN_CLASS, timeout=45.0)
+    pid_file.unlink(missing_ok=True)  # a stale one too
+    return stopped

@@ -21,13 +21,11 @@ from pathlib import Path
 from irtmon.settings import Settings
 from irtmon.stack.process import (
     StackError,
-    pid_alive,
-    port_open,
-    read_pid,
-    spawn_detached,
+    ensure_ports_free,
+    live_pid,
+    start_server,
+    stop_server,
     tail,
-    terminate,
-    wait_until,
 )
 
 ORTHANC = "Orthanc"
@@ -113,8 +111,7 @@ def write_config(settings: Settings, target: Path, **kwargs: object) -> Path:
 
 
 def running_pid(settings: Settings) -> int | None:
-    pid = read_pid(paths(settings).pid_file)
-    return pid if pid is not None and pid_alive(pid, ORTHANC) else None
+    return live_pid(paths(settings).pid_file, ORTHANC)
 
 
 def _system(settings: Settings) -> dict | None:
@@ -163,38 +160,32 @@ def start(settings: Settings, timeout: float = 60.0) -> int:
             f"Orthanc plugins missing: {', '.join(missing)}; apt-get install orthanc-python "
             "orthanc-dicomweb"
         )
-    for port in (settings.orthanc_http_port, settings.orthanc_dicom_port):
-        if port_open("127.0.0.1", port):
-            raise StackError(
-                f"port {port} is already taken; set IRTMON_ORTHANC_HTTP_PORT and "
-                "IRTMON_ORTHANC_DICOM_PORT to free ports"
-            )
+    ensure_ports_free(
+        (settings.orthanc_http_port, settings.orthanc_dicom_port),
+        "port {port} is already taken; set IRTMON_ORTHANC_HTTP_PORT and "
+        "IRTMON_ORTHANC_DICOM_PORT to free ports",
+    )
     p.storage.mkdir(parents=True, exist_ok=True)
     write_config(settings, p.config, storage=p.storage)
     from irtmon.stack.private import settings_env
 
     env = settings_env(settings)
     env["PYTHONDONTWRITEBYTECODE"] = "1"
-    proc = spawn_detached([binary, str(p.config)], p.log, env=env)
-    p.pid_file.write_text(f"{proc.pid}\n")
-
-    def died() -> str | None:
-        if proc.poll() is not None:
-            return f"Orthanc exited with {proc.returncode}:\n{tail(p.log)}"
-        return None
-
-    wait_until(lambda: ready(settings), timeout, "Orthanc with its plugins", failed=died)
-    return proc.pid
+    return start_server(
+        [binary, str(p.config)],
+        p.log,
+        p.pid_file,
+        env=env,
+        ready=lambda: ready(settings),
+        timeout=timeout,
+        what="Orthanc with its plugins",
+        exited=lambda proc: f"Orthanc exited with {proc.returncode}:\n{tail(p.log)}",
+    )
 
 
 def stop(settings: Settings) -> bool:
     """Stop the local Orthanc if it runs; True if one was stopped."""
-    pid = running_pid(settings)
-    if pid is None:
-        return False
-    terminate(pid, ORTHANC, timeout=30)
-    paths(settings).pid_file.unlink(missing_ok=True)
-    return True
+    return stop_server(paths(settings).pid_file, ORTHANC, timeout=30)
 
 
 def version(settings: Settings) -> str | None:

@@ -8,7 +8,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 
@@ -45,6 +45,13 @@ def read_pid(pid_file: Path) -> int | None:
         return None
 
 
+def live_pid(pid_file: Path, expect_in_cmdline: str) -> int | None:
+    """The pid in ``pid_file`` if that process runs with ``expect_in_cmdline`` in its command
+    line, else None."""
+    pid = read_pid(pid_file)
+    return pid if pid is not None and pid_alive(pid, expect_in_cmdline) else None
+
+
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
     """True if something accepts TCP connections on ``host:port``."""
     try:
@@ -52,6 +59,14 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
             return True
     except OSError:
         return False
+
+
+def ensure_ports_free(ports: Iterable[int], taken: str) -> None:
+    """Raise :class:`StackError` with ``taken`` (formatted with ``port``) for the first of
+    ``ports`` that something on 127.0.0.1 already listens on."""
+    for port in ports:
+        if port_open("127.0.0.1", port):
+            raise StackError(taken.format(port=port))
 
 
 def wait_until(
@@ -87,6 +102,40 @@ def spawn_detached(
             env=env,
         )
     return proc
+
+
+def start_server(
+    args: Sequence[str],
+    log_file: Path,
+    pid_file: Path,
+    *,
+    env: dict[str, str] | None,
+    ready: Callable[[], bool],
+    timeout: float,
+    what: str,
+    exited: Callable[[subprocess.Popen], str],
+) -> int:
+    """Start a server detached, write its pid to ``pid_file`` and wait until ``ready``; should
+    it exit meanwhile, fail at once with ``exited(process)`` as the reason. Returns its pid."""
+    proc = spawn_detached(args, log_file, env=env)
+    pid_file.write_text(f"{proc.pid}\n")
+
+    def died() -> str | None:
+        return None if proc.poll() is None else exited(proc)
+
+    wait_until(ready, timeout, what, failed=died)
+    return proc.pid
+
+
+def stop_server(pid_file: Path, expect_in_cmdline: str, timeout: float) -> bool:
+    """Stop the server recorded in ``pid_file`` if it runs and remove the pid file; True if one
+    was stopped (a stale pid file is left alone)."""
+    pid = live_pid(pid_file, expect_in_cmdline)
+    if pid is None:
+        return False
+    terminate(pid, expect_in_cmdline, timeout=timeout)
+    pid_file.unlink(missing_ok=True)
+    return True
 
 
 def terminate(pid: int, expect_in_cmdline: str, timeout: float = 30.0) -> None:

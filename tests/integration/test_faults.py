@@ -47,79 +47,84 @@ def replay_messages(patients: list[str]) -> list[tuple[str, bytes, bytes]]:
     return [m for step in zip(*per_patient, strict=True) for m in step]
 
 
+class Replay:
+    """A worker and a paced replay of ``PATIENTS`` new patients' fractions (one unreadable event
+    each), started and running: a test breaks something mid-replay, then finishes it."""
+
+    def __init__(self, settings: Settings, workers: Workers, tag: str) -> None:
+        self.settings = settings
+        self.patients = new_patients(PATIENTS, tag)
+        self.expected = PATIENTS * PER_PATIENT
+        self.worker = workers.start()
+        self.replay = PacedReplay(settings, replay_messages(self.patients), rate=60)
+        self.replay.start()
+        wait_for(lambda: self.rows() >= 150, timeout=60, what="some progress")
+
+    def rows(self) -> int:
+        return treatments_of(self.settings, self.patients)
+
+    def finish(self, worker_must: str) -> None:
+        """Publish the rest, wait for every row, and check that the worker still runs."""
+        self.replay.finish()
+        wait_for(lambda: self.rows() == self.expected, timeout=180, what="every row")
+        assert self.worker.poll() is None, worker_must
+
+    def settle(self, fault: str) -> None:
+        settle(
+            self.settings,
+            self.patients,
+            messages=self.expected + PATIENTS * BAD_PER_PATIENT,
+            processed=self.expected,
+            dead_lettered=PATIENTS * BAD_PER_PATIENT,
+            fault=fault,
+        )
+
+
 @pytest.mark.timeout(420)
 def test_broker_stopped_and_restarted_during_a_replay(settings: Settings, workers: Workers) -> None:
     if not settings.local_kafka:
         pytest.skip("stops the local broker; IRTMON_KAFKA_BOOTSTRAP names an external one")
-    patients = new_patients(PATIENTS, "broker")
-    expected = PATIENTS * PER_PATIENT
-    worker = workers.start()
-    replay = PacedReplay(settings, replay_messages(patients), rate=60)
-    replay.start()
-    wait_for(lambda: treatments_of(settings, patients) >= 150, timeout=60, what="some progress")
+    replay = Replay(settings, workers, "broker")
     try:
         kafka.stop(settings)
-        stopped_at = treatments_of(settings, patients)
+        stopped_at = replay.rows()
         time.sleep(10)  # the replay keeps producing (buffered); the worker drains what it has
     finally:
         kafka.start(settings)
-    print(f"[broker] rows when the broker stopped: {stopped_at} of {expected}")
-    assert stopped_at < expected, "the broker must go down mid-replay"
-    replay.finish()
-    wait_for(lambda: treatments_of(settings, patients) == expected, timeout=180, what="every row")
-    assert worker.poll() is None, "the worker must survive a broker restart"
-    settle(
-        settings,
-        patients,
-        messages=expected + PATIENTS * BAD_PER_PATIENT,
-        processed=expected,
-        dead_lettered=PATIENTS * BAD_PER_PATIENT,
-        fault="broker",
-    )
+    print(f"[broker] rows when the broker stopped: {stopped_at} of {replay.expected}")
+    assert stopped_at < replay.expected, "the broker must go down mid-replay"
+    replay.finish("the worker must survive a broker restart")
+    replay.settle("broker")
 
 
 @pytest.mark.timeout(420)
 def test_postgres_down_for_30_seconds_during_a_replay(settings: Settings, workers: Workers) -> None:
     if not settings.local_postgres:
         pytest.skip("stops the local PostgreSQL; IRTMON_DATABASE_URL names an external one")
-    patients = new_patients(PATIENTS, "postgres")
-    expected = PATIENTS * PER_PATIENT
-    worker = workers.start()
-    replay = PacedReplay(settings, replay_messages(patients), rate=60)
-    replay.start()
-    wait_for(lambda: treatments_of(settings, patients) >= 150, timeout=60, what="some progress")
+    replay = Replay(settings, workers, "postgres")
     try:
         postgres.stop(settings)
         down_at = time.monotonic()
         time.sleep(30)
     finally:
         postgres.start(settings)
-    stopped_at = treatments_of(settings, patients)
+    stopped_at = replay.rows()
     print(
         f"[postgres] down for {time.monotonic() - down_at:.0f}s; rows right after the restart: "
-        f"{stopped_at} of {expected}"
+        f"{stopped_at} of {replay.expected}"
     )
-    assert stopped_at < expected, "the database must go down mid-replay"
-    replay.finish()
-    wait_for(lambda: treatments_of(settings, patients) == expected, timeout=180, what="every row")
-    assert worker.poll() is None, "the worker must ride out a 30-second database outage"
+    assert stopped_at < replay.expected, "the database must go down mid-replay"
+    replay.finish("the worker must ride out a 30-second database outage")
     assert (
         count(
             settings,
             "SELECT count(*) FROM dead_letters WHERE patient = ANY(%s) "
             "AND error_class <> 'InvalidEventError'",
-            (patients,),
+            (replay.patients,),
         )
         == 0
     ), "no good event may be dead-lettered because of the outage"
-    settle(
-        settings,
-        patients,
-        messages=expected + PATIENTS * BAD_PER_PATIENT,
-        processed=expected,
-        dead_lettered=PATIENTS * BAD_PER_PATIENT,
-        fault="postgres",
-    )
+    replay.settle("postgres")
 
 
 class FlakyWebhook:
