@@ -86,23 +86,24 @@ class Coefficients:
 
 
 # Output of `python -m bench.changepoint_detection --calibrate` (training cohort: seed 2026,
-# 1000 virtual-clinic patients, 8 assessments each; disjoint from the benchmark cohort).
+# 1000 virtual-clinic patients, 8 assessments each; disjoint from the benchmark cohort), refitted
+# when the virtual clinic's radiotherapy dip of non-responding targets deepened (version 2).
 DEFAULT_COEFFICIENTS = Coefficients(
-    intercept=-2.171,
+    intercept=-2.0919,
     weights={
-        "rise": 3.3304,
-        "step": 5.7897,
-        "volume_rise": 3.1531,
-        "persist": 1.6197,
-        "bocpd": -0.0486,
-        "cusum": 6.9546,
-        "immune": -0.1315,
-        "response": -0.499,
-        "early_rise": -9.2516,
-        "iupd": -0.8804,
-        "icpd": 0.7198,
+        "rise": 1.6107,
+        "step": 6.9416,
+        "volume_rise": 3.2073,
+        "persist": 0.1476,
+        "bocpd": -0.2869,
+        "cusum": 7.5179,
+        "immune": -0.2083,
+        "response": -0.4723,
+        "early_rise": -9.3027,
+        "iupd": -0.4808,
+        "icpd": 0.828,
     },
-    version="vclinic-seed2026-n1000",
+    version="vclinic2-seed2026-n1000",
 )
 
 
