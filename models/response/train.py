@@ -273,8 +273,9 @@ def train_ct_signature(
 def _signature_card(m: Mapping[str, Any], pathology: Path) -> str:
     return (
         "CT virtual biopsy: predicts the pathology model's immune signature (phenotype "
-        "probabilities, TIL density) from a CT/PCCT study's burden, radiomics, peritumoural and "
-        f"(PCCT) spectral features. Teacher: {pathology.parent.name} {pathology.name}. Trained on "
+        "probabilities, TIL density) from a CT/PCCT study's burden, radiomics, peritumoural, "
+        "enhancement-pattern and (PCCT) spectral features. "
+        f"Teacher: {pathology.parent.name} {pathology.name}. Trained on "
         f"{m.get('n_train_pairs')} paired scans of {m.get('n_train_patients')} patients. Held-out "
         f"balanced accuracy against the teacher {ev.fmt(m.get('balanced_accuracy_vs_teacher'))}. "
         "Research use; synthetic training data unless retrained on a site's cohort."
