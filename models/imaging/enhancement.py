@@ -9,9 +9,11 @@ pattern.
 
 Depth is the Euclidean distance (mm, anisotropic spacing honoured) from a lesion voxel to the
 nearest voxel outside the mask, divided by the lesion's largest depth, so 0 is the surface and
-1 the deepest point whatever the lesion's size. The outermost voxel layer is left out: it mixes
-the lesion with the lung around it (partial volume). Medians, not means, so a few partial or
-noisy voxels do not move a shell's value.
+1 the deepest point whatever the lesion's size. The outermost voxel layer is left out of the
+shells: it mixes the lesion with the lung around it (partial volume). It is summarised on its
+own by its upper quartile, which comes from the voxels mostly inside the lesion, as an
+enhancing rim is strongest right at the surface. Medians, not means, so a few partial or noisy
+voxels do not move a shell's value.
 """
 
 from __future__ import annotations
@@ -77,9 +79,11 @@ def enhancement_features(volume: Volume, mask: np.ndarray) -> dict[str, Feature]
     dict
         ``enh_shell<k>_hu`` (median HU in the k-th depth bin of :data:`SHELLS`, 1 = outermost),
         ``enh_rim_hu`` and ``enh_core_hu`` (medians over :data:`RIM` and :data:`CORE`),
-        ``enh_rim_minus_core_hu`` and ``enh_hypo_fraction`` (fraction of the voxels deeper than
-        the rim that are :data:`HYPO_MARGIN_HU` or more below the rim's median). A shell with
-        fewer than 8 voxels is left out.
+        ``enh_rim_minus_core_hu``, ``enh_hypo_fraction`` (fraction of the voxels deeper than
+        the rim that are :data:`HYPO_MARGIN_HU` or more below the rim's median), and
+        ``enh_surface_p75_hu`` / ``enh_surface_minus_core_hu`` (the outermost voxel layer's
+        upper quartile, alone and minus the core). A shell with fewer than 8 voxels is left
+        out.
     """
     sub, sub_mask = crop_to_lesion(volume, mask, 2.0)
     depth = normalised_depth(sub_mask, sub.geometry.spacing)
@@ -101,6 +105,22 @@ def enhancement_features(volume: Volume, mask: np.ndarray) -> dict[str, Feature]
         out["enh_rim_minus_core_hu"] = Feature(
             rim - core, "HU", "enhancement", "rim median minus core median HU"
         )
+    # The surface layer itself: where an enhancing rim is strongest, but mixed with the lung.
+    # Its upper quartile comes from the voxels mostly inside the lesion.
+    surface = sub_mask & ~np.isfinite(depth)
+    if surface.sum() >= MIN_VOXELS:
+        top = float(np.percentile(hu[surface], 75))
+        out["enh_surface_p75_hu"] = Feature(
+            top,
+            "HU",
+            "enhancement",
+            "upper quartile of HU in the lesion's outermost voxel layer (the least mixed with "
+            "the surroundings)",
+        )
+        if core is not None:
+            out["enh_surface_minus_core_hu"] = Feature(
+                top - core, "HU", "enhancement", "surface upper quartile minus core median HU"
+            )
     if rim is not None:
         deep = hu[depth > RIM[1]]
         if deep.size >= MIN_VOXELS:

@@ -21,7 +21,7 @@ from models.imaging.lesion import MaskSource
 __all__ = ["ALGORITHM_NAME", "ALGORITHM_VERSION", "build_seg", "build_sr", "write_outputs"]
 
 ALGORITHM_NAME = "irtmon-imaging"
-ALGORITHM_VERSION = "0.2.0"
+ALGORITHM_VERSION = "0.2.1"
 _MANUFACTURER = "irtmon"
 
 

@@ -59,6 +59,8 @@ def test_rim_and_core_are_told_apart(spacing: tuple[float, float, float]) -> Non
     # the necrotic core is hypo-enhancing against the rim; the uniform lesion has none
     assert necrotic["enh_hypo_fraction"].value > 0.3
     assert uniform["enh_hypo_fraction"].value < 0.02
+    # the outermost layer's upper quartile sees the rim despite the partial volume
+    assert rim["enh_surface_minus_core_hu"].value > uniform["enh_surface_minus_core_hu"].value + 20
     # the radial profile runs surface to centre
     assert rim["enh_shell1_hu"].value > rim["enh_shell4_hu"].value + 25.0
     assert necrotic["enh_shell4_hu"].value < necrotic["enh_shell1_hu"].value - 40.0
