@@ -35,7 +35,7 @@ def synthetic_histories(n: int, scans: int, n_features: int, seed: int = 0) -> l
 
     rng = np.random.default_rng(seed)
     t0 = datetime(2026, 3, 2, tzinfo=UTC)
-    names = [f"rad_f{i:03d}" for i in range(n_features - 8)] + [f"spec_f{i}" for i in range(8)]
+    names = [f"enh_f{i:03d}" for i in range(n_features - 8)] + [f"spec_f{i}" for i in range(8)]
     out = []
     for i in range(n):
         a = rng.normal()

@@ -54,8 +54,8 @@ def synthetic_patient(rng: np.random.Generator, i: int) -> tuple[str, History, b
         factor = 1.0 + (0.25 * k if non_responder else -0.15 * k)
         pcct = bool(k % 2)
         feats: dict[str, float | None] = {
-            "rad_texture": activity + rng.normal(0, 0.3),
-            "rad_rim": float(phenotype == 1) + rng.normal(0, 0.3),
+            "enh_texture": activity + rng.normal(0, 0.3),
+            "enh_rim": float(phenotype == 1) + rng.normal(0, 0.3),
             "burden_volume_ml": v0 * factor,
             "spec_iodine_mg_ml": (1.5 + 0.5 * activity + rng.normal(0, 0.2)) if pcct else None,
         }
@@ -129,7 +129,7 @@ def test_a_later_timepoint_never_changes_an_earlier_score(cohort) -> None:
             dataclasses.replace(s, volume_ml=s.volume_ml * 5, diameter_mm=s.diameter_mm * 3)
             for s in h.scans[2:]
         )
-        + (Scan(at + timedelta(days=1), 500.0, 99.0, {"rad_texture": -9.0}, key="new"),),
+        + (Scan(at + timedelta(days=1), 500.0, 99.0, {"enh_texture": -9.0}, key="new"),),
         biopsies=(*h.biopsies, Biopsy(at + timedelta(hours=1), Signature(0, 0, 1, 0.0))),
         treatment=Treatment(h.treatment.rt_start, (*h.treatment.ici_doses, at + timedelta(days=2))),
     )
