@@ -33,6 +33,18 @@ def binary_ece(y: Sequence[bool], p: Sequence[float], n_bins: int = 10) -> float
     return float(ece)
 
 
+def ece_if_calibrated(
+    p: Sequence[float], n_bins: int = 10, draws: int = 1000, seed: int = 0
+) -> tuple[float, float]:
+    """(median, 90th percentile) of the ECE that a perfectly calibrated model would show on
+    these predictions: outcomes drawn as Bernoulli(p). With a few hundred predictions this
+    noise floor is itself a few per cent, so an observed ECE is read against it."""
+    rng = np.random.default_rng(seed)
+    p = np.asarray(p, dtype=float)
+    values = [binary_ece(rng.uniform(size=p.size) < p, p, n_bins) for _ in range(draws)]
+    return float(np.median(values)), float(np.percentile(values, 90))
+
+
 def brier(y: Sequence[bool], p: Sequence[float]) -> float:
     return float(np.mean((np.asarray(p, float) - np.asarray(y, float)) ** 2))
 

@@ -481,6 +481,7 @@ def train_response(
         - (results[best].get("auc_fu1") or 0.0),
         "ece_fu1": results["full model"]["ece_fu1"],
         "ece_followups": results["full model"]["ece_followups"],
+        "ece_followups_if_calibrated": results["full model"].get("ece_followups_if_calibrated"),
         "interval_mean_width": float(np.mean(full_pred.upper - full_pred.lower)),
         "n_test_patients": len(test.histories),
         "n_train_patients": len(fit_d.histories),
@@ -548,6 +549,10 @@ def _response_metrics(y: Sequence[bool], p: np.ndarray, labels: Sequence[str]) -
     fus = [i for i, v in enumerate(labels) if v != "planning"]
     out["ece_fu1"] = ev.binary_ece([y[i] for i in fu1], p[fu1]) if fu1 else None
     out["ece_followups"] = ev.binary_ece([y[i] for i in fus], p[fus]) if fus else None
+    if fus:
+        out["ece_followups_if_calibrated"] = ev.ece_if_calibrated(p[fus])
+    if fu1:
+        out["ece_fu1_if_calibrated"] = ev.ece_if_calibrated(p[fu1])
     out["brier_followups"] = ev.brier([y[i] for i in fus], p[fus]) if fus else None
     out["auc_followups"] = ev.auc([y[i] for i in fus], p[fus]) if fus else None
     out["n_fu1"] = len(fu1)
@@ -564,6 +569,17 @@ def _response_card(m: Mapping[str, Any], signature_version: str) -> str:
         f"Held-out AUC at the first follow-up {ev.fmt(m.get('auc_fu1'))} "
         f"(best baseline: {m.get('best_baseline')}), ECE {ev.fmt(m.get('ece_followups'))}. "
         "Research use; synthetic training data unless retrained on a site's cohort."
+    )
+
+
+def _ece_floor_text(r: Mapping[str, Any]) -> str:
+    floor = r.get("ece_followups_if_calibrated")
+    if not floor:
+        return ""
+    return (
+        f"A perfectly calibrated model making the same follow-up predictions would show an ECE "
+        f"of {floor[0]:.3f} in the median (90th percentile {floor[1]:.3f}): the ECE's noise "
+        "floor at this test size."
     )
 
 
@@ -595,7 +611,8 @@ def _response_report(out: Path, m: Mapping[str, Any], cohort: Path, test: Path |
             ),
             f"Full model minus best baseline ({m['best_baseline']}) at fu1: "
             f"{m['auc_fu1_margin_over_best_baseline']:+.3f}. ECE at fu1 "
-            f"{ev.fmt(m['ece_fu1'])}; mean interval width {m['interval_mean_width']:.3f}.",
+            f"{ev.fmt(m['ece_fu1'])}; mean interval width {m['interval_mean_width']:.3f}. "
+            + _ece_floor_text(m["models"]["full model"]),
             "![ROC at the first follow-up](roc_fu1.png)\n\n![calibration](calibration.png)",
         ]
     )

@@ -286,3 +286,19 @@ def test_cross_fitted_calibration_never_predicts_a_patient_it_trained_on() -> No
     assert model.calibration.method == "platt"
     p = model.predict([{"a": a, "b": 0.0} for a in (-2.0, 0.0, 2.0)]).p
     assert p[0] < 0.3 < 0.7 < p[2]
+
+
+def test_ece_noise_floor_is_what_a_calibrated_model_shows() -> None:
+    from models.response.evaluate import binary_ece, ece_if_calibrated
+
+    rng = np.random.default_rng(4)
+    p = rng.uniform(0.02, 0.98, 200)
+    median, p90 = ece_if_calibrated(p, draws=400)
+    assert 0.02 < median < p90 < 0.12  # a few per cent at 200 predictions
+    # a calibrated model's observed ECE sits under the 90th percentile most of the time...
+    calibrated = [binary_ece(rng.uniform(size=200) < p, p) for _ in range(200)]
+    assert np.mean(np.array(calibrated) <= p90) > 0.8
+    # ...a badly over-confident one does not
+    sharp = np.where(p > 0.5, 0.99, 0.01)
+    assert binary_ece(rng.uniform(size=200) < p, sharp) > p90
+    assert ece_if_calibrated(np.full(4000, 0.3), draws=50)[1] < 0.02  # more data, lower floor
