@@ -10,7 +10,7 @@ DICOM SEG and SR when asked to. Pure: no broker, database or UI imports.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -152,20 +152,14 @@ def _lesion_from_contours(
     return None
 
 
-def _enhancement(volume: Volume, mask: np.ndarray) -> dict[str, Feature]:
-    """The enhancement pattern, or none for a lesion too small to have a rim and a core."""
+def _optional(
+    compute: Callable[[Volume, np.ndarray], dict[str, Feature]], volume: Volume, mask: np.ndarray
+) -> dict[str, Feature]:
+    """Features that a lesion too small for them (no rim, no core) simply lacks."""
     try:
-        return enhancement_features(volume, mask)
+        return compute(volume, mask)
     except InsufficientDataError as err:
-        log.info("no enhancement pattern: %s", err)
-        return {}
-
-
-def _iodine_pattern(iodine: Volume, mask: np.ndarray) -> dict[str, Feature]:
-    try:
-        return iodine_pattern_features(iodine, mask)
-    except InsufficientDataError as err:
-        log.info("no iodine pattern: %s", err)
+        log.info("no %s: %s", compute.__name__, err)
         return {}
 
 
@@ -303,7 +297,9 @@ def analyse_acquisition(
             {k: replace(v, **tag) for k, v in peritumoural_features(volume, mask, config).items()}
         )
     if enhancement:
-        features.update({k: replace(v, **tag) for k, v in _enhancement(volume, mask).items()})
+        features.update(
+            {k: replace(v, **tag) for k, v in _optional(enhancement_features, volume, mask).items()}
+        )
 
     # spectral features of a multi-energy study
     if index is not None and pcct.is_pcct and len(pcct.vmi) + (pcct.iodine_map is not None) > 1:
@@ -321,7 +317,9 @@ def analyse_acquisition(
                 iodine = s.volume
         spectral = spectral_features(vmis, mask, volume, iodine)
         if enhancement and iodine is not None:
-            spectral.update(_iodine_pattern(iodine, mask_on_grid(mask, volume, iodine)))
+            spectral.update(
+                _optional(iodine_pattern_features, iodine, mask_on_grid(mask, volume, iodine))
+            )
         for name, feat in spectral.items():
             kev = None
             if name.startswith("spec_mean_hu_"):

@@ -35,6 +35,9 @@ def test_contoured_study(planning: Path, tmp_path: Path) -> None:
     assert result.provenance["kernel"] == "Br40"
     assert result.provenance["feature_config_version"].startswith("irtmon-radiomics-")
     assert result.features["burden_volume_ml"].unit == "ml"
+    # the phantom is uniform (40 HU): no rim, no core
+    assert abs(result.features["enh_rim_minus_core_hu"].value) < 10.0
+    assert result.features["enh_rim_hu"].family == "enhancement"
     assert all(f.series_uid == result.series_uid for f in result.features.values())
     assert Path(result.outputs["seg"]).is_file() and Path(result.outputs["sr"]).is_file()
     json.dumps(result.to_dict())  # JSON-ready
