@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from typing import Annotated
 
@@ -68,15 +69,20 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+def _quiet_mirp(record: logging.LogRecord) -> bool:
+    """MIRP logs every feature computation at INFO on the root logger: keep its warnings only."""
+    return record.levelno >= logging.WARNING or f"{os.sep}mirp{os.sep}" not in record.pathname
+
+
 @app.callback()
 def _setup(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
     settings = get_settings()
     level = "DEBUG" if verbose else settings.log_level
-    logging.basicConfig(
-        level=level, format="%(message)s", handlers=[RichHandler(console=err_console)]
-    )
+    handler = RichHandler(console=err_console)
+    handler.addFilter(_quiet_mirp)
+    logging.basicConfig(level=level, format="%(message)s", handlers=[handler])
     for noisy in ("kafka", "highdicom", "faust", "aiokafka", "mode"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
