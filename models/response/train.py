@@ -261,7 +261,7 @@ def train_ct_signature(
             weights,
             training_data_hash=_data_hash(train.histories),
             metrics={k: v for k, v in metrics.items() if k != "skipped"},
-            card=_signature_card(metrics, pathology),
+            card=_signature_card(metrics, pathology, config),
             extra={
                 "teacher": str(pathology),
                 "train_patients": sorted(train.histories),
@@ -271,11 +271,12 @@ def train_ct_signature(
     return Run(metrics, report, artifact, files)
 
 
-def _signature_card(m: Mapping[str, Any], pathology: Path) -> str:
+def _signature_card(m: Mapping[str, Any], pathology: Path, config: SignatureConfig) -> str:
+    families = ", ".join(f"{p}*" for p in config.inputs)
     return (
         "CT virtual biopsy: predicts the pathology model's immune signature (phenotype "
-        "probabilities, TIL density) from a CT/PCCT study's burden, radiomics, peritumoural, "
-        "enhancement-pattern and (PCCT) spectral features. "
+        "probabilities, TIL density) from a CT/PCCT study's imaging features "
+        f"({families}; spectral only on PCCT). "
         f"Teacher: {pathology.parent.name} {pathology.name}. Trained on "
         f"{m.get('n_train_pairs')} paired scans of {m.get('n_train_patients')} patients. Held-out "
         f"balanced accuracy against the teacher {ev.fmt(m.get('balanced_accuracy_vs_teacher'))}. "

@@ -73,6 +73,7 @@ def test_training_runs_write_reports_and_artefacts(tmp_path: Path, fake_loader) 
     assert (tmp_path / "ct" / "confusion.png").stat().st_size > 1000
     art = load_artifact(models_dir / "ct-signature" / "t1")
     assert art.training_data_hash and art.metrics["n_train_pairs"] == 60
+    assert "enh_*" in art.card and "rad_*" not in art.card  # the families it really used
     assert sorted(art.extra["train_patients"]) == sorted(fake_loader["train"].histories)
 
     resp = train_mod.train_response(
