@@ -3,7 +3,7 @@
 Inputs are :func:`models.response.history.response_inputs` (burden trajectory relative to
 baseline and nadir, the CT virtual biopsy, the latest biopsy's signature, treatment context),
 so the model never sees the future. It is an ensemble of small networks over patient-level
-bootstrap samples, calibrated (Platt / temperature scaling by default, isotonic on request)
+bootstrap samples, calibrated (beta calibration by default; Platt or isotonic on request)
 on predictions made without the patient they are for: out-of-fold predictions of the
 training patients (cross-fitted) by default, or a separate calibration split. The members'
 spread, mapped through the same calibration, gives the interval stored with each score.
@@ -43,7 +43,7 @@ class ResponseConfig:
     members: int = 7
     seed: int = 1
     interval: tuple[float, float] = (10.0, 90.0)  # member percentiles
-    calibration: str = "platt"  # or "isotonic"
+    calibration: str = "beta"  # or "platt", "isotonic"
     calibration_folds: int = 5  # cross-fitted calibration when no calibration rows are given
     mlp: MlpConfig = field(
         default_factory=lambda: MlpConfig(hidden=16, dropout=0.1, weight_decay=1e-3)
@@ -54,8 +54,12 @@ class ResponseConfig:
 class Calibration:
     """A monotone map of raw to calibrated probability.
 
-    ``platt`` (default): ``sigmoid(a * logit(p) + b)``, temperature scaling with a bias, fitted
-    by logistic regression; it keeps the ranking (so the AUC) and needs few calibration rows.
+    ``beta`` (default; Kull, Silva Filho and Flach 2017): ``sigmoid(a * ln p - b * ln(1 - p)
+    + c)`` with ``a, b >= 0``, fitted by logistic regression. It contains Platt scaling
+    (``a == b``) and can also stretch one tail without the other: an ensemble that is
+    over-confident near 0 (non-responders whose burden looks like a responder's) but not near 1.
+    ``platt``: ``sigmoid(a * logit(p) + b)``, temperature scaling with a bias. Both keep the
+    ranking (so the AUC) and need few calibration rows.
     ``isotonic``: isotonic regression's knots, interpolated; it needs far more rows (with a
     few dozen it becomes a staircase that ties many patients). ``identity`` leaves p as is.
     """
@@ -69,8 +73,10 @@ class Calibration:
         p = np.asarray(p, dtype=float)
         if self.method == "platt":
             a, b = self.params
-            z = a * _logit(p) + b
-            out = 1.0 / (1.0 + np.exp(-z))
+            out = _sigmoid(a * _logit(p) + b)
+        elif self.method == "beta":
+            a, b, c = self.params
+            out = _sigmoid(_beta_terms(p) @ np.array([a, b]) + c)
         elif self.method == "isotonic":
             out = np.interp(p, self.x, self.y)
         else:
@@ -90,19 +96,44 @@ class Calibration:
                 [float(v) for v in iso.X_thresholds_],
                 [float(v) for v in iso.y_thresholds_],
             )
-        if method != "platt":
+        if method not in ("platt", "beta"):
             raise ValueError(f"unknown calibration method {method!r}")
         if len(set(y.tolist())) < 2:
             return cls("identity")
         from sklearn.linear_model import LogisticRegression
 
-        lr = LogisticRegression(C=1e4).fit(_logit(np.asarray(p, float)).reshape(-1, 1), y)
-        return cls("platt", [float(lr.coef_[0, 0]), float(lr.intercept_[0])])
+        p = np.asarray(p, float)
+        if method == "platt":
+            lr = LogisticRegression(C=1e4).fit(_logit(p).reshape(-1, 1), y)
+            return cls("platt", [float(lr.coef_[0, 0]), float(lr.intercept_[0])])
+        terms = _beta_terms(p)
+        lr = LogisticRegression(C=1e4).fit(terms, y)
+        a, b = (float(v) for v in lr.coef_[0])
+        c = float(lr.intercept_[0])
+        if a < 0 or b < 0:
+            # a negative slope would make the map non-monotone: drop that term (as the
+            # reference implementation, betacal, does) and refit on the other
+            keep = 1 if a < 0 else 0
+            lr = LogisticRegression(C=1e4).fit(terms[:, [keep]], y)
+            slope = max(float(lr.coef_[0, 0]), 0.0)
+            a, b = (0.0, slope) if keep == 1 else (slope, 0.0)
+            c = float(lr.intercept_[0])
+        return cls("beta", [a, b, c])
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
     p = np.clip(p, 1e-6, 1 - 1e-6)
     return np.log(p / (1 - p))
+
+
+def _beta_terms(p: np.ndarray) -> np.ndarray:
+    """``[ln p, -ln(1 - p)]`` per row: both increase with p."""
+    p = np.clip(np.asarray(p, float), 1e-6, 1 - 1e-6)
+    return np.column_stack([np.log(p), -np.log1p(-p)])
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-z))
 
 
 @dataclass(frozen=True)

@@ -487,6 +487,7 @@ def train_response(
         "n_test_patients": len(test.histories),
         "n_train_patients": len(fit_d.histories),
         "n_calibration_patients": len(cal_d.histories) if cal_d else len(fit_d.histories),
+        "calibration_method": config.calibration,
         "calibration": (
             f"held-out {calibration_fraction:.0%} of training patients"
             if cal_d
@@ -525,7 +526,7 @@ def train_response(
             weights,
             training_data_hash=_data_hash(train.histories, [sig.sha256]),
             metrics=metrics,
-            card=_response_card(metrics, sig.version),
+            card=_response_card(metrics, sig.version, config.calibration),
             extra={
                 "ct_signature": {"name": sig.name, "version": sig.version, "sha256": sig.sha256},
                 "inputs": fitted["full model"].inputs,
@@ -560,13 +561,16 @@ def _response_metrics(y: Sequence[bool], p: np.ndarray, labels: Sequence[str]) -
     return out
 
 
-def _response_card(m: Mapping[str, Any], signature_version: str) -> str:
+CALIBRATION_NAMES = {"beta": "beta", "platt": "Platt (temperature)", "isotonic": "isotonic"}
+
+
+def _response_card(m: Mapping[str, Any], signature_version: str, calibration: str) -> str:
     return (
         "Response model: P(non-response) at each scan from the burden trajectory (vs baseline "
         "and nadir), the CT virtual biopsy, the latest biopsy's pathology signature and the "
         f"treatment context, using only what is known at that time. Virtual biopsy "
-        f"ct-signature {signature_version}. Ensemble of small networks, Platt (temperature) "
-        "calibration, cross-fitted. "
+        f"ct-signature {signature_version}. Ensemble of small networks, "
+        f"{CALIBRATION_NAMES.get(calibration, calibration)} calibration, {m.get('calibration')}. "
         f"Held-out AUC at the first follow-up {ev.fmt(m.get('auc_fu1'))} "
         f"(best baseline: {m.get('best_baseline')}), ECE {ev.fmt(m.get('ece_followups'))}. "
         "Research use; synthetic training data unless retrained on a site's cohort."

@@ -228,7 +228,7 @@ def test_a_tampered_or_unversioned_model_is_refused(tmp_path, cohort) -> None:
         load_signature(s_folder)
 
 
-@pytest.mark.parametrize("method", ["platt", "isotonic"])
+@pytest.mark.parametrize("method", ["beta", "platt", "isotonic"])
 def test_calibration_is_monotone_and_bounded(method: str) -> None:
     rng = np.random.default_rng(0)
     rows = [{k: float(rng.normal()) for k in ("a", "b")} for _ in range(400)]
@@ -247,12 +247,48 @@ def test_calibration_is_monotone_and_bounded(method: str) -> None:
     grid = [{"a": a, "b": 0.0} for a in np.linspace(-3, 3, 25)]
     p = model.predict(grid).p
     assert (np.diff(p) >= -1e-9).all()
-    if method == "platt":  # keeps the ranking strictly, away from the floor and ceiling
+    if method in ("beta", "platt"):  # keep the ranking strictly, away from the floor and ceiling
         inside = (p[:-1] > 0.006) & (p[1:] < 0.994)
         assert inside.sum() >= 5 and (np.diff(p)[inside] > 0).all()
     assert p.min() >= 0.005 and p.max() <= 0.995
     pred = model.predict(rows[300:])
     assert (pred.lower <= pred.p).all() and (pred.p <= pred.upper).all()
+
+
+def test_beta_calibration_mends_one_over_confident_tail() -> None:
+    """Raw probabilities over-confident near 0 only (true rate 1.5 % where the model says
+    0.1 %, right near 1): beta calibration recovers the true map, Platt's single slope
+    cannot, and the fitted map stays monotone."""
+    from models.response.response import Calibration, _beta_terms
+
+    rng = np.random.default_rng(7)
+    raw = rng.uniform(0.001, 0.999, 6000)
+    a, b, c = 0.35, 1.0, 0.3  # the true map: flat near 0, steep near 1
+    truth = 1.0 / (1.0 + np.exp(-(_beta_terms(raw) @ np.array([a, b]) + c)))
+    y = rng.uniform(size=raw.size) < truth
+    beta = Calibration.fit(raw, y, "beta")
+    platt = Calibration.fit(raw, y, "platt")
+    assert beta.method == "beta"
+    np.testing.assert_allclose(beta.params, [a, b, c], atol=0.15)
+    grid = np.linspace(0.001, 0.999, 200)
+    true_grid = 1.0 / (1.0 + np.exp(-(_beta_terms(grid) @ np.array([a, b]) + c)))
+    assert np.abs(beta(grid) - true_grid).max() < 0.03
+    assert np.abs(platt(grid) - true_grid).max() > 0.06
+    assert (np.diff(beta(grid)) >= 0).all()
+
+
+def test_beta_calibration_never_turns_the_ranking_around() -> None:
+    """Outcomes that fall as ln p rises would give a negative slope: that term is dropped,
+    so the map stays non-decreasing."""
+    from models.response.response import Calibration
+
+    rng = np.random.default_rng(8)
+    raw = rng.uniform(0.01, 0.99, 3000)
+    truth = np.where(raw < 0.3, 0.6 - raw, 0.3 + 0.5 * (raw - 0.3))  # dips, then rises
+    y = rng.uniform(size=raw.size) < truth
+    cal = Calibration.fit(raw, y, "beta")
+    assert cal.method == "beta" and min(cal.params[:2]) == 0.0
+    assert (np.diff(cal(np.linspace(0.01, 0.99, 100))) >= 0).all()
 
 
 def test_pairs_keep_patients_apart() -> None:
@@ -283,7 +319,7 @@ def test_cross_fitted_calibration_never_predicts_a_patient_it_trained_on() -> No
     assert np.abs(before[~mine] - after[~mine]).max() > 1e-4
 
     model = fit_response(rows, labels, pats, ["a", "b"], config=config)
-    assert model.calibration.method == "platt"
+    assert model.calibration.method == "beta"
     p = model.predict([{"a": a, "b": 0.0} for a in (-2.0, 0.0, 2.0)]).p
     assert p[0] < 0.3 < 0.7 < p[2]
 
