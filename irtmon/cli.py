@@ -562,9 +562,19 @@ def _ensure_pathology_model(settings: Settings, seed: int) -> None:
     )
 
 
+DEMO_TIMEPOINTS = 5
+"""Scans per patient in the demo's cohorts (planning CT and 4 follow-ups)."""
+DEMO_TRAIN_PATIENTS = 60
+
+
 def _ensure_response_models(settings: Settings, seed: int) -> None:
     """Train, register and promote the virtual biopsy and the response model on the first demo
-    run, on a virtual-clinic training cohort of their own (about 5 minutes)."""
+    run, on a virtual-clinic training cohort of their own (about 10 minutes).
+
+    The cohort has as many scans per patient as the replayed one, so the response model has
+    seen every stage of treatment it will score, and enough patients (42 train, 18 test) that
+    its probabilities follow the burden (with 21, they did not).
+    """
     from pathlib import Path
 
     from clinic.cli import Size, generate
@@ -580,11 +590,19 @@ def _ensure_response_models(settings: Settings, seed: int) -> None:
         return
     console.print(
         "no promoted response model: training the CT virtual biopsy and the response model on "
-        "a virtual-clinic training cohort (30 patients, 3 scans each)..."
+        f"a virtual-clinic training cohort ({DEMO_TRAIN_PATIENTS} patients, "
+        f"{DEMO_TIMEPOINTS} scans each)..."
     )
-    cohort = Path(settings.data_roots[0]) / f"cohort-train-seed{seed + 100}"
+    cohort = Path(settings.data_roots[0]) / f"cohort-train-seed{seed + 100}-n{DEMO_TRAIN_PATIENTS}"
     if not (cohort / "manifest.parquet").exists():
-        generate(out=cohort, patients=30, seed=seed + 100, size=Size.TEST, timepoints=3, workers=2)
+        generate(
+            out=cohort,
+            patients=DEMO_TRAIN_PATIENTS,
+            seed=seed + 100,
+            size=Size.TEST,
+            timepoints=DEMO_TIMEPOINTS,
+            workers=2,
+        )
     runs = settings.state_dir / "runs"
     train_ct_signature(
         cohort=cohort,
@@ -638,7 +656,14 @@ def demo(
     if not (cohort / "events.jsonl").exists():
         from clinic.cli import Size, generate
 
-        generate(out=cohort, patients=patients, seed=seed, size=Size.TEST, timepoints=5, workers=1)
+        generate(
+            out=cohort,
+            patients=patients,
+            seed=seed,
+            size=Size.TEST,
+            timepoints=DEMO_TIMEPOINTS,
+            workers=1,
+        )
     from clinic.cli import replay
 
     replay(cohort=cohort, speedup=speedup, max_delay=0.5)
