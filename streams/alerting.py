@@ -211,8 +211,21 @@ def _when(t: datetime) -> str:
     return t.astimezone(UTC).strftime("%Y-%m-%d")
 
 
+_IRECIST_WORDS = {
+    "iUPD": "iUPD (unconfirmed progression)",
+    "iCPD": "iCPD (confirmed progression)",
+    "iSD": "iSD (stable disease)",
+    "iPR": "iPR (partial response)",
+    "iCR": "iCR (complete response)",
+}
+
+
 def describe(series: PatientSeries, decision: Decision, flag: Flag) -> str:
-    """What changed, when and how sure, in plain words."""
+    """What changed, when and how sure, in plain words, for the treating team.
+
+    The signals and model versions behind it are stored beside it (``signals``,
+    ``model_versions``) and shown on their own lines by the app and the notifications.
+    """
     s = series.sum_diameters_mm
     t, c = flag.index, flag.change_index
     nadir_i = int(np.argmin(s[:t])) if t > 0 else 0
@@ -238,7 +251,10 @@ def describe(series: PatientSeries, decision: Decision, flag: Flag) -> str:
     rp = series.response_probability
     if rp is not None and np.isfinite(rp[t]):
         peak = float(np.nanmax(rp[: t + 1]))
-        parts.append(f"Response probability {rp[t]:.2f} (highest so far {peak:.2f}).")
+        parts.append(
+            f"The response model gives a {100 * rp[t]:.0f}% chance of response "
+            f"(highest so far {100 * peak:.0f}%)."
+        )
     last = len(series) - 1
     p_now = decision.probabilities[last]
     sure = f"{100 * flag.probability:.0f}%"
@@ -248,11 +264,8 @@ def describe(series: PatientSeries, decision: Decision, flag: Flag) -> str:
             f"({_when(series.times[last])})"
         )
     parts.append(
-        f"Probability of non-response {sure}; iRECIST state {decision.states[last]}. "
-        f"Signals: {', '.join(flag.signals) or 'tumour burden'}."
-    )
-    parts.append(
-        "Models: " + ", ".join(f"{k} {v}" for k, v in sorted(decision.model_versions.items())) + "."
+        f"Taking the trajectory as a whole, the probability of non-response is {sure}; "
+        f"iRECIST state {_IRECIST_WORDS.get(decision.states[last], decision.states[last])}."
     )
     return " ".join(parts)[:2000]
 

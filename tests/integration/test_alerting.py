@@ -121,6 +121,11 @@ def test_evaluate_opens_alerts_and_a_replay_changes_nothing(db: psycopg.Connecti
         assert a.event_id == alerting.alert_id(p, a.kind, a.change_at)
         assert "consider adaptive" in a.recommendation or "iRECIST" in a.recommendation
         assert a.model_versions["decision_rule"].startswith("irtmon-changepoint/")
+        # the summary is for the treating team: plain words, no model ids (those are stored
+        # and shown on their own line)
+        assert "chance of response" in a.summary and "probability of non-response" in a.summary
+        assert "iRECIST state iCPD (confirmed progression)" in a.summary
+        assert "irtmon-changepoint" not in a.summary and "Models:" not in a.summary
     rows, audit = alerts_of(db, p), audit_of(db, p)
     assert len(rows) == 2 and len(audit) == 2
     # replaying the same scores (and evaluating again) changes nothing
