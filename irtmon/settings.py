@@ -180,6 +180,16 @@ class Settings(BaseSettings):
         default=Path(".irtmon/derived"),
         description="Where workers write derived images (attention heat maps, SEG, SR).",
     )
+    dicomweb_retention_days: float = Field(
+        default=7.0,
+        gt=0,
+        description="Days a study fetched by DICOMweb stays in the derived folder after its "
+        "last use (as a follow-up's baseline); the PACS keeps the original and a later "
+        "follow-up fetches it again.",
+    )
+    housekeeping_interval_s: float = Field(
+        default=3600.0, gt=0, description="How often a worker prunes fetched studies."
+    )
     models_dir: Path = Field(
         default=Path(".irtmon/models"),
         description="Folder of trained model artefacts (<name>/<version>/ with model.json).",

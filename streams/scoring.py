@@ -12,6 +12,7 @@ import json
 import math
 import uuid
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +24,7 @@ from models.exceptions import InsufficientDataError, ModelError
 from models.response.history import History, Scan
 from schemas import BiopsyAcquired, ImagingAcquired, TimepointScore, score_event_id
 from streams import sinks
+from streams.fetched import fetched_root, in_use
 from streams.history import ResponseModels, load_history, response_models, to_timepoint_score
 from streams.inputs import resolve_under_roots
 from streams.stored import SCORE_COLUMNS, score_from_row
@@ -130,7 +132,7 @@ def imaging_request(
 def fetched_study_dir(derived_dir: Path, study_uid: str, event_id: uuid.UUID) -> Path:
     """Where a DICOMweb study is fetched to for one event (a study that grows later is a new
     event with a folder of its own). ``study_uid`` is digits and dots: safe in a path."""
-    return derived_dir / "dicomweb" / study_uid / str(event_id)
+    return fetched_root(derived_dir) / study_uid / str(event_id)
 
 
 def biopsy_request(event: BiopsyAcquired, roots: Sequence[Path]) -> BiopsyRequest:
@@ -182,18 +184,29 @@ def score_imaging(request: ImagingRequest) -> Outcome:
     event = request.event
     if request.series_dir is None:
         raise ValueError(f"acquisition {event.event_id}: no folder to read (build the request)")
-    if event.location.kind == "dicomweb":
-        _fetch(str(event.location.url), event.study_uid, request.series_dir)
-    baseline = None
-    if (
-        request.lesion_path is None
-        and request.baseline is not None
-        and (request.baseline.event_id != event.event_id)
-    ):
-        if request.baseline.fetch_url and request.baseline.study_uid:
-            _fetch(request.baseline.fetch_url, request.baseline.study_uid, request.baseline.path)
-        lesion = str(request.baseline.lesion_path) if request.baseline.lesion_path else None
-        baseline = _baseline_of(str(request.baseline.path), lesion)
+    with ExitStack() as held:
+        if event.location.kind == "dicomweb":
+            held.enter_context(in_use(request.series_dir))
+            _fetch(str(event.location.url), event.study_uid, request.series_dir)
+        baseline: imaging.Baseline | None = None
+        if (
+            request.lesion_path is None
+            and request.baseline is not None
+            and (request.baseline.event_id != event.event_id)
+        ):
+            b = request.baseline
+            if b.fetch_url and b.study_uid:  # fetched once, pruned when unused: fetch again
+                held.enter_context(in_use(b.path))
+                _fetch(b.fetch_url, b.study_uid, b.path)
+            lesion = str(b.lesion_path) if b.lesion_path else None
+            baseline = _baseline_of(str(b.path), lesion)
+        return _score_fetched(request, baseline)
+
+
+def _score_fetched(request: ImagingRequest, baseline: imaging.Baseline | None) -> Outcome:
+    """Analyse the (present) series against its baseline and map the result to scores."""
+    event = request.event
+    assert request.series_dir is not None
     output_dir = None
     if request.write_back and request.derived_dir is not None:
         output_dir = request.derived_dir / "dicom" / event.patient / str(event.event_id)

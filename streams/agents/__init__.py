@@ -4,6 +4,6 @@ Each agent documents what it consumes, produces and changes, and stays thin: rec
 call a pure function of ``models/`` off the event loop, persist, publish.
 """
 
-from streams.agents import biopsy, changepoint, delivery, imaging, treatment
+from streams.agents import biopsy, changepoint, delivery, housekeeping, imaging, treatment
 
-__all__ = ["biopsy", "changepoint", "delivery", "imaging", "treatment"]
+__all__ = ["biopsy", "changepoint", "delivery", "housekeeping", "imaging", "treatment"]

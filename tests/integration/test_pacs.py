@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +30,7 @@ from irtmon.stack import orthanc
 from irtmon.stack.private import free_port, settings_env
 from pacs.send import send_folder
 from schemas import pseudonymise
+from streams import fetched
 from tests.conftest import REPO
 from tests.integration.conftest import Workers, wait_for
 
@@ -153,6 +155,12 @@ def test_storescu_to_orthanc_to_scores_and_back(
             what=f"the {name} study scored through Orthanc",
         )
         results[name] = (study_uid, _scored(settings.dsn, study_uid))
+        if name == "ct":
+            # housekeeping deletes the local copy of the planning CT (as after the retention
+            # period): the follow-up must fetch its baseline again from the PACS
+            pruned = fetched.prune(pacs.derived_dir, 0.0, now=time.time() + 60)
+            ct_copy = [f for f in pruned if f.parent.name == study_uid]
+            assert len(ct_copy) == 1 and not ct_copy[0].exists()
 
     for name, (study_uid, result) in results.items():
         assert result["patient"] == expected_patient  # pseudonymised at the PACS
@@ -167,6 +175,7 @@ def test_storescu_to_orthanc_to_scores_and_back(
     assert results["pcct"][1]["modality"] == "PCCT"
     assert results["pcct"][1]["provenance"]["multi_energy"] is True
     assert results["pcct"][1]["provenance"]["mask_source"] == "propagated"  # from the CT
+    assert ct_copy[0].is_dir()  # fetched again for that
     assert any(k.startswith("spec_") for k in _features(settings.dsn, results["pcct"][0]))
 
     # the clear identifier never reached the topic
