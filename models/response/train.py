@@ -605,7 +605,9 @@ def _response_report(out: Path, m: Mapping[str, Any], cohort: Path, test: Path |
         [
             "# Response model: held-out evaluation",
             f"Training cohort `{cohort}`: {m['n_train_patients']} patients to fit, "
-            f"{m['n_calibration_patients']} to calibrate ({m['calibration']}); "
+            f"{m['n_calibration_patients']} to calibrate ("
+            f"{CALIBRATION_NAMES.get(m.get('calibration_method', ''), 'Platt (temperature)')} "
+            f"calibration, {m['calibration']}); "
             f"test: {m['test']}"
             + (f" `{test}`" if test else "")
             + f", {m['n_test_patients']} patients. Label: non-response (pseudo-progression counts "

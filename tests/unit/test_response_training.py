@@ -100,6 +100,8 @@ def test_training_runs_write_reports_and_artefacts(tmp_path: Path, fake_loader) 
     assert m["best_baseline"] != "full model"
     report = (tmp_path / "resp" / "report.md").read_text()
     assert "RECIST 1.1 rule alone" in report and "roc_fu1.png" in report
+    assert m["calibration_method"] == "beta" and "beta calibration, cross-fitted" in report
+    assert "beta calibration" in load_artifact(models_dir / "response" / "r1").card
     assert json.loads((tmp_path / "resp" / "metrics.json").read_text())["auc_fu1"] == m["auc_fu1"]
     art_r = load_artifact(models_dir / "response" / "r1")
     assert art_r.extra["ct_signature"] == {
