@@ -605,7 +605,7 @@ def _ensure_response_models(settings: Settings, seed: int) -> None:
         )
     runs = settings.state_dir / "runs"
     train_ct_signature(
-        cohort=cohort,
+        cohort=[cohort],
         out=runs / f"ct-signature-seed{seed}",
         workers=2,
         seed=seed,
@@ -613,7 +613,7 @@ def _ensure_response_models(settings: Settings, seed: int) -> None:
         promote=True,
     )
     train_response(
-        cohort=cohort,
+        cohort=[cohort],
         out=runs / f"response-seed{seed}",
         workers=2,
         seed=seed,

@@ -106,7 +106,13 @@ def _register(artifact: Any, promote: bool) -> None:
     )
 
 
-Cohort = Annotated[Path, typer.Option(help="Training cohort folder (manifest.csv/parquet).")]
+Cohort = Annotated[
+    list[Path],
+    typer.Option(
+        help="Training cohort folder (manifest.csv/parquet); repeat it to train on several "
+        "(each patient in one of them)."
+    ),
+]
 TestCohort = Annotated[
     Path | None,
     typer.Option(help="Evaluate on this cohort (patients never seen); default: hold out 30 %."),
@@ -164,7 +170,7 @@ def _finish(run: Any, register: bool | None, promote: bool) -> None:
 def _train(
     run_training: Callable[..., Any],
     config: Callable[..., Any],
-    cohort: Path,
+    cohort: Path | list[Path],
     out: Path,
     *,
     pathology_model: str | None,

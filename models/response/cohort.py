@@ -59,6 +59,33 @@ class CohortData:
     skipped: list[str]
 
 
+def merge_cohorts(parts: Sequence[tuple[Path, CohortData]]) -> CohortData:
+    """One cohort from several (a virtual cohort and a site's, or two sites').
+
+    Raises
+    ------
+    ValueError
+        A patient appears in two of them: a patient belongs to one cohort, or the split
+        between training and testing patients would leak.
+    """
+    merged = CohortData({}, {}, {}, {}, [])
+    origin: dict[str, Path] = {}
+    for folder, data in parts:
+        for patient in data.histories:
+            if patient in origin:
+                raise ValueError(
+                    f"patient {patient} is in both {origin[patient]} and {folder}: "
+                    "each patient must be in one cohort only"
+                )
+            origin[patient] = folder
+        merged.histories.update(data.histories)
+        merged.non_responder.update(data.non_responder)
+        merged.phenotype.update(data.phenotype)
+        merged.scan_labels.update(data.scan_labels)
+        merged.skipped.extend(data.skipped)
+    return merged
+
+
 def _abs(cohort_dir: Path, path: str) -> Path:
     p = Path(path)
     return p if p.is_absolute() else cohort_dir / p

@@ -1,9 +1,10 @@
 """Training runs of the virtual biopsy (``ct-signature``) and the response model (``response``).
 
-Both take a cohort manifest (see :mod:`models.response.cohort`) and evaluate on patients never
-seen in training: a second cohort when one is given (``test_cohort``), else a held-out share of
-the first. Patients, never timepoints, are split. Each run writes ``report.md``, ``metrics.json``
-and PNG plots into its folder and, when a models folder and version are given, saves the
+Both take one or more cohort manifests (see :mod:`models.response.cohort`; several are merged,
+each patient in one of them) and evaluate on patients never seen in training: a test cohort
+when one is given (``test_cohort``; a patient in both is refused), else a held-out share.
+Patients, never timepoints, are split. Each run writes ``report.md``, ``metrics.json`` and PNG
+plots into its folder and, when a models folder and version are given, saves the
 artefact with its card (:func:`models.registry.save_artifact`).
 """
 
@@ -22,7 +23,7 @@ import numpy as np
 from models.exceptions import InsufficientDataError
 from models.registry import ModelArtifact, save_artifact
 from models.response import evaluate as ev
-from models.response.cohort import CohortData, Progress, load_cohort
+from models.response.cohort import CohortData, Progress, load_cohort, merge_cohorts
 from models.response.history import (
     BIOPSY_INPUTS,
     BURDEN_INPUTS,
@@ -108,32 +109,54 @@ class Selection:
     max_timepoint: int | None = None
 
 
+Cohorts = Path | Sequence[Path]
+"""One cohort folder, or several trained on together (each patient in one of them)."""
+
+
+def cohort_list(cohort: Cohorts) -> list[Path]:
+    return [Path(cohort)] if isinstance(cohort, str | Path) else [Path(c) for c in cohort]
+
+
+def describe_cohorts(cohort: Cohorts) -> str:
+    return " + ".join(f"`{c}`" for c in cohort_list(cohort))
+
+
 def _load(
-    cohort: Path,
+    cohort: Cohorts,
     cache: Path,
     pathology: Path,
     workers: int,
     progress: Progress | None,
     selection: Selection = Selection(),
 ) -> CohortData:
-    data = load_cohort(
-        cohort,
-        cache,
-        pathology_folder=pathology,
-        workers=workers,
-        progress=progress,
-        max_patients=selection.max_patients,
-        max_timepoint=selection.max_timepoint,
-    )
-    if not data.histories:
-        raise InsufficientDataError(f"no analysable study in {cohort}: {data.skipped[:3]}")
-    return data
+    """Load (and merge) the cohorts; ``selection`` applies to each."""
+    parts = []
+    for folder in cohort_list(cohort):
+        data = load_cohort(
+            folder,
+            cache,
+            pathology_folder=pathology,
+            workers=workers,
+            progress=progress,
+            max_patients=selection.max_patients,
+            max_timepoint=selection.max_timepoint,
+        )
+        if not data.histories:
+            raise InsufficientDataError(f"no analysable study in {folder}: {data.skipped[:3]}")
+        parts.append((folder, data))
+    return parts[0][1] if len(parts) == 1 else merge_cohorts(parts)
 
 
 def _split_data(
     data: CohortData, test: CohortData | None, fraction: float, seed: int
 ) -> tuple[CohortData, CohortData]:
     if test is not None:
+        shared = sorted(set(data.histories) & set(test.histories))
+        if shared:
+            raise ValueError(
+                f"{len(shared)} patients are in both the training and the test cohort "
+                f"(first: {shared[0]}): a test patient must never be seen in training"
+            )
         return data, test
     rest, held = split_patients(data.non_responder, fraction, seed)
     return _subset(data, rest), _subset(data, held)
@@ -201,7 +224,7 @@ def evaluate_signature(
 
 
 def train_ct_signature(
-    cohort: Path,
+    cohort: Cohorts,
     out: Path,
     *,
     pathology: Path,
@@ -285,7 +308,7 @@ def _signature_card(m: Mapping[str, Any], pathology: Path, config: SignatureConf
 
 
 def _signature_report(
-    out: Path, m: Mapping[str, Any], cohort: Path, test: Path | None, pathology: Path
+    out: Path, m: Mapping[str, Any], cohort: Cohorts, test: Path | None, pathology: Path
 ) -> Path:
     rows = [
         ["paired scans (held-out) / patients", f"{m.get('n_pairs')} / {m.get('n_patients')}"],
@@ -311,7 +334,7 @@ def _signature_report(
     text = "\n\n".join(
         [
             "# CT virtual biopsy: held-out evaluation",
-            f"Training cohort `{cohort}` ({m.get('n_train_pairs')} paired scans, "
+            f"Training cohort {describe_cohorts(cohort)} ({m.get('n_train_pairs')} paired scans, "
             f"{m.get('n_train_patients')} patients); test: {m.get('test')}"
             + (f" `{test}`" if test else "")
             + f"; teacher `{pathology}`.",
@@ -380,7 +403,7 @@ def recist_scores(data: CohortData) -> list[float]:
 
 
 def train_response(
-    cohort: Path,
+    cohort: Cohorts,
     out: Path,
     *,
     pathology: Path,
@@ -588,7 +611,7 @@ def _ece_floor_text(r: Mapping[str, Any]) -> str:
     )
 
 
-def _response_report(out: Path, m: Mapping[str, Any], cohort: Path, test: Path | None) -> Path:
+def _response_report(out: Path, m: Mapping[str, Any], cohort: Cohorts, test: Path | None) -> Path:
     rows = []
     for name, r in m["models"].items():
         rows.append(
@@ -604,7 +627,7 @@ def _response_report(out: Path, m: Mapping[str, Any], cohort: Path, test: Path |
     text = "\n\n".join(
         [
             "# Response model: held-out evaluation",
-            f"Training cohort `{cohort}`: {m['n_train_patients']} patients to fit, "
+            f"Training cohort {describe_cohorts(cohort)}: {m['n_train_patients']} patients to fit, "
             f"{m['n_calibration_patients']} to calibrate ("
             f"{CALIBRATION_NAMES.get(m.get('calibration_method', ''), 'Platt (temperature)')} "
             f"calibration, {m['calibration']}); "

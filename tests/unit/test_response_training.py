@@ -40,7 +40,7 @@ def fake_cohort(seed: int, n: int) -> CohortData:
 
 @pytest.fixture
 def fake_loader(monkeypatch):
-    cohorts = {"train": fake_cohort(1, 60), "test": fake_cohort(2, 30)}
+    cohorts = {"train": fake_cohort(1, 60), "test": fake_cohort(2, 30), "site": fake_cohort(3, 20)}
     monkeypatch.setattr(
         train_mod, "load_cohort", lambda cohort, *a, **k: cohorts[Path(cohort).name]
     )
@@ -111,6 +111,32 @@ def test_training_runs_write_reports_and_artefacts(tmp_path: Path, fake_loader) 
     }
     # the synthetic signal is strong: the full model must find it
     assert m["auc_fu1"] > 0.8
+
+
+def test_several_training_cohorts_are_merged_and_never_overlap(tmp_path: Path, fake_loader) -> None:
+    teacher = tmp_path / "teacher"
+    config = SignatureConfig(members=2, mlp=FAST)
+    run = train_mod.train_ct_signature(
+        [Path("train"), Path("site")],
+        tmp_path / "ct",
+        pathology=teacher,
+        test_cohort=Path("test"),
+        config=config,
+    )
+    assert run.metrics["n_train_patients"] == 80 and run.metrics["n_train_pairs"] == 80
+    assert "`train` + `site`" in (tmp_path / "ct" / "report.md").read_text()
+    with pytest.raises(ValueError, match="is in both train and train"):
+        train_mod.train_ct_signature(
+            [Path("train"), Path("train")], tmp_path / "x", pathology=teacher, config=config
+        )
+    with pytest.raises(ValueError, match="30 patients are in both the training and the test"):
+        train_mod.train_ct_signature(
+            [Path("train"), Path("test")],
+            tmp_path / "y",
+            pathology=teacher,
+            test_cohort=Path("test"),
+            config=config,
+        )
 
 
 def test_manifest_studies_group_series_and_find_the_contour(tmp_path: Path) -> None:
