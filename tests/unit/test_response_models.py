@@ -324,6 +324,17 @@ def test_cross_fitted_calibration_never_predicts_a_patient_it_trained_on() -> No
     assert p[0] < 0.3 < 0.7 < p[2]
 
 
+def test_balanced_accuracy_counts_a_class_absent_from_the_test_set_quietly() -> None:
+    import warnings
+
+    from models.response.evaluate import balanced_accuracy
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning escapes
+        # classes 0 and 1 present; one 0 called 2 (absent): recall 1/2 and 1
+        assert balanced_accuracy([0, 0, 1, 1], [0, 2, 1, 1]) == 0.75
+
+
 def test_ece_noise_floor_is_what_a_calibrated_model_shows() -> None:
     from models.response.evaluate import binary_ece, ece_if_calibrated
 
