@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 from streams import fetched
+from tests.conftest import REPO
 
 DAY = 86400.0
 
@@ -45,28 +47,38 @@ def test_no_fetched_folder_is_nothing_to_prune(tmp_path: Path) -> None:
     assert fetched.prune(tmp_path, DAY) == []
 
 
-def _hold(folder: str, ready, release) -> None:  # type: ignore[no-untyped-def]
-    with fetched.in_use(Path(folder)):
-        ready.set()
-        release.wait(30)
+HOLD = """
+import sys
+from pathlib import Path
+from streams import fetched
+from tests.conftest import REPO
+with fetched.in_use(Path(sys.argv[1])):
+    print("held", flush=True)
+    sys.stdin.readline()
+"""
 
 
 def test_a_study_being_read_by_another_process_is_skipped(tmp_path: Path) -> None:
     now = time.time()
     folder = make_study(tmp_path, "2.1", "e1", 30, now)
-    ctx = multiprocessing.get_context("spawn")
-    ready, release = ctx.Event(), ctx.Event()
-    reader = ctx.Process(target=_hold, args=(str(folder), ready, release))
-    reader.start()
+    reader = subprocess.Popen(  # a worker process reading the study
+        [sys.executable, "-c", HOLD, str(folder)],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert reader.stdin is not None and reader.stdout is not None
     try:
-        assert ready.wait(30)
+        assert reader.stdout.readline().strip() == "held"
         # the reader's use refreshed the time: even a retention of 0 s may not take it now,
         # and with the time check out of the way (future "now"), its lock still protects it
         assert fetched.prune(tmp_path, 7 * DAY, now=now) == []
         assert fetched.prune(tmp_path, 0.0, now=time.time() + DAY) == []
         assert folder.is_dir()
     finally:
-        release.set()
-        reader.join(30)
+        reader.stdin.write("\n")
+        reader.stdin.flush()
+        assert reader.wait(30) == 0
     assert fetched.prune(tmp_path, 0.0, now=time.time() + DAY) == [folder]
     assert not folder.exists()
