@@ -27,6 +27,7 @@ from schemas.events import (
     TimepointScore,
     TreatmentEvent,
     parse_event,
+    percent,
     score_event_id,
 )
 from schemas.pseudonym import is_pseudonym, pseudonymise
@@ -60,6 +61,7 @@ __all__ = [
     "TreatmentKind",
     "is_pseudonym",
     "parse_event",
+    "percent",
     "pseudonymise",
     "score_event_id",
     "topic",

@@ -312,6 +312,16 @@ def score_event_id(
 # --------------------------------------------------------------------------- alerts
 
 
+def percent(p: float) -> str:
+    """A probability as the treating team reads it: whole per cent, never a certain 0 % or
+    100 % (a calibrated model's 0.997 is not a certainty)."""
+    if p >= 0.995:
+        return ">99%"
+    if p < 0.005:
+        return "<1%"
+    return f"{min(max(round(100 * p), 1), 99)}%"
+
+
 class Alert(Event):
     """A flag that a patient's trajectory has turned. Published to ``alerts``."""
 

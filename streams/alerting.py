@@ -44,7 +44,7 @@ from psycopg.types.json import Jsonb
 
 from models.changepoint import DecisionConfig, DecisionRule, PatientSeries
 from models.changepoint.decision import Decision, Flag
-from schemas import Alert, AlertKind, AlertStatus
+from schemas import Alert, AlertKind, AlertStatus, percent
 
 ACTOR = "irtmon.changepoint"
 """Audit actor of alerts opened or updated by the decision rule."""
@@ -252,16 +252,15 @@ def describe(series: PatientSeries, decision: Decision, flag: Flag) -> str:
     if rp is not None and np.isfinite(rp[t]):
         peak = float(np.nanmax(rp[: t + 1]))
         parts.append(
-            f"The response model gives a {100 * rp[t]:.0f}% chance of response "
-            f"(highest so far {100 * peak:.0f}%)."
+            f"The response model gives a {percent(rp[t])} chance of response "
+            f"(highest so far {percent(peak)})."
         )
     last = len(series) - 1
     p_now = decision.probabilities[last]
-    sure = f"{100 * flag.probability:.0f}%"
+    sure = percent(flag.probability)
     if np.isfinite(p_now) and last != t:
         sure += (
-            f" when raised, {100 * p_now:.0f}% at the latest assessment "
-            f"({_when(series.times[last])})"
+            f" when raised, {percent(p_now)} at the latest assessment ({_when(series.times[last])})"
         )
     parts.append(
         f"Taking the trajectory as a whole, the probability of non-response is {sure}; "

@@ -35,7 +35,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from schemas import Alert, AlertKind
+from schemas import Alert, AlertKind, percent
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def render_text(alert: Alert, action: str = "alert.opened") -> str:
         "",
         f"What changed: {alert.summary}",
         f"Since: {change}",
-        f"How sure: {100 * alert.probability:.0f}% (calibrated probability of the decision rule)",
+        f"How sure: {percent(alert.probability)} (calibrated probability of the decision rule)",
         f"Signals: {', '.join(alert.signals) or '-'}",
         "Models: "
         + (", ".join(f"{k} {v}" for k, v in sorted(alert.model_versions.items())) or "-"),

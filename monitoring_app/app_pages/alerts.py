@@ -6,6 +6,7 @@ import streamlit as st
 
 from monitoring_app import data, queries, ui
 from monitoring_app.vocab import AlertAction
+from schemas import percent
 
 user = ui.user()
 st.title("Alerts inbox")
@@ -61,7 +62,9 @@ def inbox(statuses: tuple[str, ...]) -> None:
                 f":gray-badge[change ≈ {ui.day(a['change_at'])}]"
             )
             prob.metric(
-                "Confidence", f"{a['probability']:.2f}", help="How sure the decision rule is"
+                "Confidence",
+                percent(a["probability"]),
+                help="How sure the decision rule is",
             )
             st.markdown(f"**What changed.** {a['summary']}")
             st.markdown(f"**Recommendation.** {a['recommendation']}")

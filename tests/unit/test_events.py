@@ -223,3 +223,18 @@ def test_biopsy_lab_values_range() -> None:
     assert parse_event(BiopsyAcquired, {**base, "lab": {"pd_l1_tps": 50}}).lab.pd_l1_tps == 50
     with pytest.raises(InvalidEventError, match=r"lab\.pd_l1_tps"):
         parse_event(BiopsyAcquired, {**base, "lab": {"pd_l1_tps": 150}})
+
+
+def test_alert_probabilities_read_as_whole_per_cent_never_certain() -> None:
+    from schemas import percent
+
+    assert [percent(p) for p in (0.0, 0.004, 0.005, 0.5, 0.874, 0.994, 0.995, 1.0)] == [
+        "<1%",
+        "<1%",
+        "1%",
+        "50%",
+        "87%",
+        "99%",
+        ">99%",
+        ">99%",
+    ]
