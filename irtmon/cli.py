@@ -569,7 +569,7 @@ DEMO_TRAIN_PATIENTS = 60
 
 def _ensure_response_models(settings: Settings, seed: int) -> None:
     """Train, register and promote the virtual biopsy and the response model on the first demo
-    run, on a virtual-clinic training cohort of their own (about 10 minutes).
+    run, on a virtual-clinic training cohort of their own (about 15 minutes on 2 cores).
 
     The cohort has as many scans per patient as the replayed one, so the response model has
     seen every stage of treatment it will score, and enough patients (42 train, 18 test) that
