@@ -549,7 +549,7 @@ def train_response(
             weights,
             training_data_hash=_data_hash(train.histories, [sig.sha256]),
             metrics=metrics,
-            card=_response_card(metrics, sig.version, config.calibration),
+            card=_response_card(metrics, sig.version),
             extra={
                 "ct_signature": {"name": sig.name, "version": sig.version, "sha256": sig.sha256},
                 "inputs": fitted["full model"].inputs,
@@ -587,13 +587,18 @@ def _response_metrics(y: Sequence[bool], p: np.ndarray, labels: Sequence[str]) -
 CALIBRATION_NAMES = {"beta": "beta", "platt": "Platt (temperature)", "isotonic": "isotonic"}
 
 
-def _response_card(m: Mapping[str, Any], signature_version: str, calibration: str) -> str:
+def _calibration_words(m: Mapping[str, Any]) -> str:
+    method = m["calibration_method"]
+    return f"{CALIBRATION_NAMES.get(method, method)} calibration, {m['calibration']}"
+
+
+def _response_card(m: Mapping[str, Any], signature_version: str) -> str:
     return (
         "Response model: P(non-response) at each scan from the burden trajectory (vs baseline "
         "and nadir), the CT virtual biopsy, the latest biopsy's pathology signature and the "
         f"treatment context, using only what is known at that time. Virtual biopsy "
         f"ct-signature {signature_version}. Ensemble of small networks, "
-        f"{CALIBRATION_NAMES.get(calibration, calibration)} calibration, {m.get('calibration')}. "
+        f"{_calibration_words(m)}. "
         f"Held-out AUC at the first follow-up {ev.fmt(m.get('auc_fu1'))} "
         f"(best baseline: {m.get('best_baseline')}), ECE {ev.fmt(m.get('ece_followups'))}. "
         "Research use; synthetic training data unless retrained on a site's cohort."
@@ -628,9 +633,7 @@ def _response_report(out: Path, m: Mapping[str, Any], cohort: Cohorts, test: Pat
         [
             "# Response model: held-out evaluation",
             f"Training cohort {describe_cohorts(cohort)}: {m['n_train_patients']} patients to fit, "
-            f"{m['n_calibration_patients']} to calibrate ("
-            f"{CALIBRATION_NAMES.get(m.get('calibration_method', ''), 'Platt (temperature)')} "
-            f"calibration, {m['calibration']}); "
+            f"{m['n_calibration_patients']} to calibrate ({_calibration_words(m)}); "
             f"test: {m['test']}"
             + (f" `{test}`" if test else "")
             + f", {m['n_test_patients']} patients. Label: non-response (pseudo-progression counts "
