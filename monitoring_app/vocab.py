@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from enum import IntEnum, StrEnum
+from enum import StrEnum
+
+from schemas.enums import IRECIST_SCORE
+from schemas.enums import IRecistState as IRecistState  # the pages import it from here
 
 RESPONSE_PROBABILITY = "response_probability"
 """Score name of the response model: P(response), with ``lower``/``upper`` as its band."""
-IRECIST_STATE = "irecist_state"
+IRECIST_STATE = IRECIST_SCORE
 """Score name of the iRECIST state per scan, the value being an :class:`IRecistState` code."""
 SPECIAL_SCORES = frozenset({RESPONSE_PROBABILITY, IRECIST_STATE})
 """Scores drawn in their own panels; every other imaging-sourced score is a CT virtual-biopsy
@@ -16,27 +19,6 @@ RECIST_PR = -30.0
 """Partial response: sum of diameters down 30 per cent from baseline."""
 RECIST_PD = 20.0
 """Progression: sum of diameters up 20 per cent from the nadir."""
-
-
-class IRecistState(IntEnum):
-    """iRECIST overall response, stored as ``timepoint_scores.value`` of ``irecist_state``."""
-
-    ICR = 0
-    IPR = 1
-    ISD = 2
-    IUPD = 3
-    ICPD = 4
-
-    @property
-    def label(self) -> str:
-        return {0: "iCR", 1: "iPR", 2: "iSD", 3: "iUPD", 4: "iCPD"}[self.value]
-
-    @classmethod
-    def from_value(cls, value: float | None) -> IRecistState | None:
-        if value is None or value != value:  # NaN
-            return None
-        code = round(value)
-        return cls(code) if code in cls._value2member_map_ else None
 
 
 NO_VALUE = "—"

@@ -5,7 +5,7 @@ Strings appear only at the edges (JSON, SQL); inside the code these enums are us
 
 from __future__ import annotations
 
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 
 
 class Modality(StrEnum):
@@ -62,3 +62,41 @@ class ImmunePhenotype(StrEnum):
     INFLAMED = "inflamed"
     EXCLUDED = "excluded"
     DESERT = "desert"
+
+
+IRECIST_SCORE = "irecist_state"
+"""Score name of the iRECIST state of an assessment, its value an :class:`IRecistState` code."""
+
+
+class IRecistState(IntEnum):
+    """iRECIST overall response (Seymour et al. 2017), stored as the value of an
+    ``irecist_state`` score: iCR 0, iPR 1, iSD 2, iUPD 3, iCPD 4."""
+
+    ICR = 0
+    IPR = 1
+    ISD = 2
+    IUPD = 3
+    ICPD = 4
+
+    @property
+    def label(self) -> str:
+        return {0: "iCR", 1: "iPR", 2: "iSD", 3: "iUPD", 4: "iCPD"}[self.value]
+
+    @property
+    def words(self) -> str:
+        """The label with its meaning, e.g. ``iUPD (unconfirmed progression)``."""
+        meaning = {
+            0: "complete response",
+            1: "partial response",
+            2: "stable disease",
+            3: "unconfirmed progression",
+            4: "confirmed progression",
+        }[self.value]
+        return f"{self.label} ({meaning})"
+
+    @classmethod
+    def from_value(cls, value: float | None) -> IRecistState | None:
+        if value is None or value != value:  # NaN
+            return None
+        code = round(value)
+        return cls(code) if code in cls._value2member_map_ else None

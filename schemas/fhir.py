@@ -8,7 +8,8 @@ becomes one FHIR resource, whatever the score's name:
   model's interval when there is one (FHIR allows a decimal or a range, not both);
 - any other score (``ct_immune_score``, ``tumour_volume_ml``...) becomes an ``Observation``
   with a ``valueQuantity`` and, for an uncertainty interval, two components (lower and upper
-  bound).
+  bound); an ``irecist_state`` (the iRECIST category of an assessment) is coded instead
+  (``valueCodeableConcept``: ``iUPD``, "iUPD (unconfirmed progression)").
 
 Both name the patient by the pseudonym only (an identifier in the ``urn:irtmon:pseudonym``
 system, never a clear ID), the model name and version (``RiskAssessment.method``,
@@ -28,6 +29,7 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.riskassessment import RiskAssessment
 
+from schemas.enums import IRECIST_SCORE, IRecistState
 from schemas.events import TimepointScore
 
 __all__ = [
@@ -43,6 +45,7 @@ PSEUDONYM_SYSTEM = "urn:irtmon:pseudonym"
 SCORE_SYSTEM = "urn:irtmon:score"
 SCORE_NAME_SYSTEM = "urn:irtmon:score-name"
 EVENT_SYSTEM = "urn:irtmon:event"
+IRECIST_SYSTEM = "urn:irtmon:irecist"
 UCUM = "http://unitsofmeasure.org"
 _UCUM_CODES = {"ml": "mL", "mm": "mm", "per mm2": "/mm2", "HU": "[hnsf'U]"}
 
@@ -117,6 +120,19 @@ def _risk_assessment(score: TimepointScore) -> RiskAssessment:
     )
 
 
+def _value(score: TimepointScore) -> dict[str, Any]:
+    """``valueQuantity``, or for an iRECIST state the category as ``valueCodeableConcept``."""
+    state = IRecistState.from_value(score.value) if score.score_name == IRECIST_SCORE else None
+    if state is None:
+        return {"valueQuantity": _quantity(score.value, score.unit)}
+    return {
+        "valueCodeableConcept": {
+            "coding": [{"system": IRECIST_SYSTEM, "code": state.label}],
+            "text": state.words,
+        }
+    }
+
+
 def _observation(score: TimepointScore) -> Observation:
     components = []
     for bound, value in (("lower bound", score.lower), ("upper bound", score.upper)):
@@ -142,7 +158,7 @@ def _observation(score: TimepointScore) -> Observation:
             "text": _label(score.score_name),
         },
         effectiveDateTime=score.occurred_at.isoformat(),
-        valueQuantity=_quantity(score.value, score.unit),
+        **_value(score),
         device={"display": f"{score.model_name} {score.model_version}"},
         derivedFrom=[_source(score)],
         component=components or None,

@@ -5,7 +5,9 @@
 active (open or acknowledged) alert per patient and kind, updated in place, never duplicated.
 Alert ids are deterministic (uuid5 of patient, kind and the estimated change time at opening),
 so a replay of the same scores finds the alert it already made and changes nothing. A closed
-(resolved or dismissed) alert is not reopened by the same change.
+(resolved or dismissed) alert is not reopened by the same change. The iRECIST state of each
+follow-up assessment is stored as an ``irecist_state`` score (:func:`store_irecist_states`),
+for the app's timeline and cohort table.
 
 Lifecycle functions (:func:`acknowledge`, :func:`resolve`, :func:`dismiss`) change an alert's
 status. Every change writes one ``audit_log`` row (append-only) whose ``detail.alert`` is the
@@ -43,8 +45,11 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from models.changepoint import DecisionConfig, DecisionRule, PatientSeries
-from models.changepoint.decision import Decision, Flag
-from schemas import Alert, AlertKind, AlertStatus, percent
+from models.changepoint.decision import RULE_NAME, RULE_VERSION, Decision, Flag
+from models.changepoint.irecist import IrecistState
+from schemas import Alert, AlertKind, AlertStatus, TimepointScore, percent, score_event_id
+from schemas.enums import IRECIST_SCORE, IRecistState
+from streams import sinks
 
 ACTOR = "irtmon.changepoint"
 """Audit actor of alerts opened or updated by the decision rule."""
@@ -77,6 +82,14 @@ def _sphere_diameter_mm(volume_ml: float) -> float:
 def load_series(conn: psycopg.Connection, patient: str) -> PatientSeries | None:
     """The patient's burden assessments with the other scores as of each, or ``None`` when
     no burden has been measured."""
+    loaded = load_assessments(conn, patient)
+    return loaded[0] if loaded else None
+
+
+def load_assessments(
+    conn: psycopg.Connection, patient: str
+) -> tuple[PatientSeries, tuple[uuid.UUID, ...]] | None:
+    """:func:`load_series` with the acquisition event id of each burden assessment."""
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
             """
@@ -116,8 +129,8 @@ def load_series(conn: psycopg.Connection, patient: str) -> PatientSeries | None:
     for rows in by_name.values():
         rows.sort(key=lambda r: r["observed_at"])
 
-    # burden: (time, sum of diameters, volume, lesion ids)
-    points: list[tuple[datetime, float, float, tuple[str, ...]]] = []
+    # burden: (time, sum of diameters, volume, lesion ids, acquisition event id)
+    points: list[tuple[datetime, float, float, tuple[str, ...], uuid.UUID]] = []
     if any(m["n_d"] for m in meas):
         points = [
             (
@@ -125,6 +138,7 @@ def load_series(conn: psycopg.Connection, patient: str) -> PatientSeries | None:
                 float(m["sld"]),
                 float(m["vol"]) if m["n_v"] else math.nan,
                 tuple(m["lesions"]),
+                m["source_event_id"],
             )
             for m in meas
             if m["n_d"]
@@ -142,6 +156,7 @@ def load_series(conn: psycopg.Connection, patient: str) -> PatientSeries | None:
                             float(r["value"]),
                             float(v["value"]) if v else math.nan,
                             (),
+                            r["source_event_id"],
                         )
                     )
                 versions[name] = by_name[name][-1]["model"]
@@ -154,6 +169,7 @@ def load_series(conn: psycopg.Connection, patient: str) -> PatientSeries | None:
                         _sphere_diameter_mm(float(m["vol"])),
                         float(m["vol"]),
                         tuple(m["lesions"]),
+                        m["source_event_id"],
                     )
                     for m in meas
                     if m["n_v"]
@@ -166,6 +182,7 @@ def load_series(conn: psycopg.Connection, patient: str) -> PatientSeries | None:
                         _sphere_diameter_mm(float(r["value"])),
                         float(r["value"]),
                         (),
+                        r["source_event_id"],
                     )
                     for r in by_name["tumour_volume_ml"]
                 ]
@@ -173,7 +190,7 @@ def load_series(conn: psycopg.Connection, patient: str) -> PatientSeries | None:
     if not points:
         return None
     points.sort(key=lambda p: p[0])
-    dedup: list[tuple[datetime, float, float, tuple[str, ...]]] = []
+    dedup: list[tuple[datetime, float, float, tuple[str, ...], uuid.UUID]] = []
     for p in points:
         if not dedup or p[0] > dedup[-1][0]:
             dedup.append(p)
@@ -193,7 +210,7 @@ def load_series(conn: psycopg.Connection, patient: str) -> PatientSeries | None:
         return np.asarray(out)
 
     vols = np.array([p[2] for p in dedup])
-    return PatientSeries(
+    series = PatientSeries(
         times=tuple(times),
         sum_diameters_mm=np.array([p[1] for p in dedup]),
         volume_ml=vols if np.all(np.isfinite(vols)) else None,
@@ -202,6 +219,7 @@ def load_series(conn: psycopg.Connection, patient: str) -> PatientSeries | None:
         new_lesions=np.asarray(new_lesions),
         model_versions=versions,
     )
+    return series, tuple(p[4] for p in dedup)
 
 
 # ----------------------------------------------------------------------------- wording
@@ -209,15 +227,6 @@ def load_series(conn: psycopg.Connection, patient: str) -> PatientSeries | None:
 
 def _when(t: datetime) -> str:
     return t.astimezone(UTC).strftime("%Y-%m-%d")
-
-
-_IRECIST_WORDS = {
-    "iUPD": "iUPD (unconfirmed progression)",
-    "iCPD": "iCPD (confirmed progression)",
-    "iSD": "iSD (stable disease)",
-    "iPR": "iPR (partial response)",
-    "iCR": "iCR (complete response)",
-}
 
 
 def describe(series: PatientSeries, decision: Decision, flag: Flag) -> str:
@@ -264,7 +273,7 @@ def describe(series: PatientSeries, decision: Decision, flag: Flag) -> str:
         )
     parts.append(
         f"Taking the trajectory as a whole, the probability of non-response is {sure}; "
-        f"iRECIST state {_IRECIST_WORDS.get(decision.states[last], decision.states[last])}."
+        f"iRECIST state {IRecistState(IrecistState(decision.states[last]).code).words}."
     )
     return " ".join(parts)[:2000]
 
@@ -405,6 +414,38 @@ def _upsert(
     return alert
 
 
+def store_irecist_states(
+    conn: psycopg.Connection,
+    patient: str,
+    series: PatientSeries,
+    sources: tuple[uuid.UUID, ...],
+    decision: Decision,
+) -> None:
+    """Store the iRECIST state of every follow-up assessment as an ``irecist_state`` score
+    (the code of :class:`~models.changepoint.IrecistState`), by the decision rule's version.
+
+    Written straight to ``timepoint_scores``, not published: a score on ``scores.timepoint``
+    would bring the patient back to this agent. Upserted, so a re-evaluation rewrites the same
+    rows (and a scan that arrives late, between two others, updates the states after it). The
+    baseline has no response category and gets none.
+    """
+    for i in range(1, len(series)):
+        state = IrecistState(decision.states[i])
+        sinks.upsert_score(
+            conn,
+            TimepointScore(
+                event_id=score_event_id(sources[i], IRECIST_SCORE, RULE_NAME, RULE_VERSION),
+                patient=patient,
+                occurred_at=series.times[i],
+                source_event_id=sources[i],
+                score_name=IRECIST_SCORE,
+                value=float(state.code),
+                model_name=RULE_NAME,
+                model_version=RULE_VERSION,
+            ),
+        )
+
+
 def evaluate(
     conn: psycopg.Connection,
     patient: str,
@@ -417,11 +458,13 @@ def evaluate(
     Idempotent: evaluating the same stored data again returns ``[]`` and writes nothing.
     ``config`` defaults to :func:`site_config` (the settings' decision policy).
     """
-    series = load_series(conn, patient)
-    if series is None or len(series) < 2:
+    loaded = load_assessments(conn, patient)
+    if loaded is None or len(loaded[0]) < 2:
         return []
+    series, sources = loaded
     cfg = config or site_config()
     decision = DecisionRule(config=cfg).fit(series).predict()
+    store_irecist_states(conn, patient, series, sources, decision)
     now = now or datetime.now(UTC)
     out: list[Alert] = []
     for flag in decision.flags:

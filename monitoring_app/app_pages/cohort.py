@@ -103,11 +103,17 @@ def table(search: str, states: list[str], alert_filter: str, arms: list[str], pe
                 min_value=0.0,
                 max_value=1.0,
                 format="%.2f",
-                help="Current response probability (promoted model version)",
+                help="Current response probability (promoted model version); green above "
+                "0.5, red below",
+                color="auto",
             ),
             "Band": st.column_config.TextColumn("P (lower–upper)"),
             "Trend": st.column_config.LineChartColumn(
-                "Trend", y_min=0.0, y_max=1.0, help="Response probability at each scan"
+                "Trend",
+                y_min=0.0,
+                y_max=1.0,
+                help="Response probability at each scan; green when rising, red when falling",
+                color="auto",
             ),
             "Open alerts": st.column_config.NumberColumn("Open alerts", format="%d ⚠"),
         },

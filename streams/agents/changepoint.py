@@ -4,11 +4,11 @@ Consumes: ``scores.timepoint`` (TimepointScore)
 Produces: ``alerts`` (Alert) on a new or changed flag
 Side effects: upserts the score into ``timepoint_scores`` (idempotent: the scoring agents have
 usually stored it already, but any producer of scores, such as a re-scoring job, may publish
-here alone), then ``alerts`` and ``audit_log`` rows
+here alone), then the patient's ``irecist_state`` scores (stored, not published, so they do
+not come back here), ``alerts`` and ``audit_log`` rows
 
-The detectors and the decision rule belong to the change-point issue; until they land,
-:func:`streams.alerting.evaluate` is the seam this agent calls, and it raises no alert.
-Scores are validated here all the same, so a malformed score is dead-lettered.
+The decision rule (:mod:`models.changepoint`) runs in :func:`streams.alerting.evaluate`. A
+malformed score is dead-lettered.
 """
 
 from __future__ import annotations

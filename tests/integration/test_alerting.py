@@ -78,6 +78,14 @@ def alerts_of(conn: psycopg.Connection, patient: str) -> list[tuple]:
     ).fetchall()
 
 
+def irecist_of(conn: psycopg.Connection, patient: str) -> list[tuple]:
+    return conn.execute(
+        "SELECT source_event_id, observed_at, value FROM timepoint_scores "
+        "WHERE patient = %s AND score_name = 'irecist_state' ORDER BY observed_at",
+        (patient,),
+    ).fetchall()
+
+
 def audit_of(conn: psycopg.Connection, patient: str) -> list[tuple]:
     return conn.execute(
         "SELECT actor, action, entity_id FROM audit_log WHERE patient = %s AND entity = 'alert' "
@@ -128,11 +136,38 @@ def test_evaluate_opens_alerts_and_a_replay_changes_nothing(db: psycopg.Connecti
         assert "irtmon-changepoint" not in a.summary and "Models:" not in a.summary
     rows, audit = alerts_of(db, p), audit_of(db, p)
     assert len(rows) == 2 and len(audit) == 2
+    # the iRECIST state of every follow-up is stored for the app: iSD, iSD, iUPD, iCPD
+    states = irecist_of(db, p)
+    assert states == [
+        (acquisition(p, i), T0 + timedelta(days=DAYS[i]), c)
+        for i, c in zip(range(1, 5), (2.0, 2.0, 3.0, 4.0), strict=True)
+    ]
     # replaying the same scores (and evaluating again) changes nothing
     for i in range(5):
         store_timepoint(db, p, i)
     assert alerting.evaluate(db, p, now=now + timedelta(hours=1)) == []
     assert alerts_of(db, p) == rows and audit_of(db, p) == audit
+    assert irecist_of(db, p) == states
+
+
+def test_irecist_states_follow_the_series_as_scans_arrive(db: psycopg.Connection) -> None:
+    """Stored per assessment as each scan is evaluated; a scan arriving late (out of order)
+    re-derives the states after it in place."""
+    p = new_patient()
+    for i in (0, 1, 2, 4):
+        store_timepoint(db, p, i)
+        alerting.evaluate(db, p, now=T0 + timedelta(days=DAYS[i], hours=1))
+    # without the 66 mm scan, 78 mm is the first progression: iUPD
+    assert [c for *_, c in irecist_of(db, p)] == [2.0, 2.0, 3.0]
+    store_timepoint(db, p, 3)
+    alerting.evaluate(db, p, now=T0 + timedelta(days=200))
+    assert [c for *_, c in irecist_of(db, p)] == [2.0, 2.0, 3.0, 4.0]
+    names = db.execute(
+        "SELECT DISTINCT model_name || '/' || model_version FROM timepoint_scores "
+        "WHERE patient = %s AND score_name = 'irecist_state'",
+        (p,),
+    ).fetchall()
+    assert names == [(f"{alerting.RULE_NAME}/{alerting.RULE_VERSION}",)]
 
 
 def test_incremental_evaluation_updates_instead_of_duplicating(db: psycopg.Connection) -> None:

@@ -18,6 +18,7 @@ import psycopg
 import pytest
 
 from irtmon.settings import Settings
+from monitoring_app import queries, ui
 from schemas import TimepointScore, pseudonymise, score_event_id
 from streams.delivery import verify
 from streams.publish import Publisher
@@ -97,10 +98,21 @@ def alerts_of(settings: Settings, patient: str) -> list[tuple]:
 
 
 def stored(settings: Settings, patient: str) -> int:
+    """Scores stored from the topic (not the iRECIST states the agent derives from them)."""
     with psycopg.connect(settings.dsn, autocommit=True) as conn:
         return conn.execute(
-            "SELECT count(*) FROM timepoint_scores WHERE patient = %s", (patient,)
+            "SELECT count(*) FROM timepoint_scores WHERE patient = %s "
+            "AND score_name <> 'irecist_state'",
+            (patient,),
         ).fetchone()[0]
+
+
+def irecist_shown(settings: Settings, patients: tuple[str, ...]) -> dict[str, str | None]:
+    """The iRECIST state the app's cohort table shows for each patient."""
+    with psycopg.connect(settings.dsn, autocommit=True) as conn:
+        rows = queries.cohort_overview(conn, None)
+    codes = {r["patient"]: r["irecist_code"] for r in rows if r["patient"] in patients}
+    return {p: ui.irecist(codes.get(p)) for p in patients}
 
 
 @pytest.mark.timeout(600)
@@ -136,6 +148,8 @@ def test_non_responder_alerted_once_responder_never_replay_idempotent(
     assert {b["event_id"] for _, b in delivered} == {str(alert_id)}
     assert all(b["kind"] == "suspected_non_response" for _, b in delivered)
     assert not any(b["patient"] == r for _, b in Receiver.received)
+    # the agent stored each follow-up's iRECIST state, and the app's cohort table shows it
+    assert irecist_shown(settings, (nr, r)) == {nr: "iUPD", r: "iPR"}
 
     # a replay of every score changes nothing: no new alert, no update, no new delivery
     before = (alerts_of(settings, nr), len(Receiver.received))

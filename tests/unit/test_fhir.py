@@ -65,6 +65,18 @@ def test_other_scores_are_observations(name: str, value: float, unit: str | None
         assert data["valueQuantity"]["code"] == "mL"
 
 
+def test_an_irecist_state_is_a_coded_observation() -> None:
+    resource = score_resource(score("irecist_state", 3.0, model="irtmon-changepoint"))
+    data = json.loads(resource.model_dump_json())
+    assert data["resourceType"] == "Observation" and "valueQuantity" not in data
+    concept = data["valueCodeableConcept"]
+    assert concept["coding"][0] == {"system": "urn:irtmon:irecist", "code": "iUPD"}
+    assert concept["text"] == "iUPD (unconfirmed progression)"
+    # a code outside the five categories is not guessed at: it stays the stored number
+    odd = json.loads(score_resource(score("irecist_state", 7.0)).model_dump_json())
+    assert odd["valueQuantity"]["value"] == 7.0
+
+
 def test_probability_needs_the_name_and_the_range() -> None:
     assert is_probability(score("response_probability", 0.5))
     assert not is_probability(score("ct_immune_score", 0.5))
