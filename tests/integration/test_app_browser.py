@@ -1,7 +1,8 @@
 """`irtmon app` served for real and driven by headless Chromium (Debian's /usr/bin/chromium).
 
-Logs in, opens a patient's timeline and images, acknowledges an alert, and keeps screenshots
-under artifacts/screenshots/ (git-ignored), each checked not to be blank.
+Logs in, opens a patient's timeline and images, acknowledges an alert with a note (typed,
+then the button clicked, as a clinician does), and keeps screenshots under
+artifacts/screenshots/ (git-ignored), each checked not to be blank.
 """
 
 from __future__ import annotations
@@ -124,13 +125,13 @@ def test_browser_login_timeline_and_acknowledge(
 
         page.get_by_role("link", name="Alerts inbox").click()
         page.get_by_role("heading", name="Alerts inbox").wait_for()
-        page.get_by_role("button", name="Acknowledge").first.wait_for()
+        # exact: a role name matches by substring, and the "acknowledged" status filter
+        # above the alerts is a button too
+        acknowledge = page.get_by_role("button", name="Acknowledge", exact=True).first
+        acknowledge.wait_for()
         shot(page, "05-alerts")
         page.get_by_label("Note").first.fill("reviewed in clinic")
-        # Enter submits the alert's form with its primary action (Acknowledge). A mouse
-        # click on the button right after typing is not registered in headless Chromium
-        # (see the report); without a note the click works.
-        page.get_by_label("Note").first.press("Enter")
+        acknowledge.click()
         page.get_by_text("acknowledged by app-bea.").first.wait_for()
         page.wait_for_timeout(500)
         shot(page, "06-alert-acknowledged")
@@ -145,4 +146,10 @@ def test_browser_login_timeline_and_acknowledge(
         "SELECT count(*) FROM audit_log WHERE actor = 'app-bea' AND action = 'acknowledge'"
     ).fetchone()[0]
     assert acks_after == acks_before + 1
+    # the note typed before the mouse click went with it
+    last_note = db.execute(
+        "SELECT detail->>'note' FROM audit_log WHERE actor = 'app-bea' AND action = "
+        "'acknowledge' ORDER BY id DESC LIMIT 1"
+    ).fetchone()[0]
+    assert last_note == "reviewed in clinic"
     assert shutil.disk_usage(SHOTS).free > 0
