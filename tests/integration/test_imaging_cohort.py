@@ -16,7 +16,9 @@ clinic = pytest.importorskip("clinic")
 
 from models.imaging import analyse_acquisition  # noqa: E402
 
-pytestmark = pytest.mark.slow
+# generating and analysing the cohort is a minute or two on 2 idle cores; the default 300 s
+# was overrun when the machine was busy, without anything being stuck
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 N_PATIENTS = 4
 
