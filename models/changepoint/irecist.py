@@ -19,7 +19,7 @@ Rules (Eisenhauer et al. 2009; Seymour et al., Lancet Oncol 2017):
 * **Response**: iCR when the sum is 0 and no new lesion; iPR at a 30 per cent decrease from
   baseline; iSD otherwise.
 
-States are coded as in ``monitoring_app.vocab.IRecistState`` (iCR 0, iPR 1, iSD 2, iUPD 3,
+States are coded as in ``schemas.enums.IRecistState`` (iCR 0, iPR 1, iSD 2, iUPD 3,
 iCPD 4), so an ``irecist_state`` score can store :attr:`IrecistState.code`.
 """
 
