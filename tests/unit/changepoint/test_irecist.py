@@ -105,3 +105,13 @@ def test_config_validation() -> None:
         IrecistConfig(confirm_window_weeks=(8, 4))
     with pytest.raises(ValueError, match="times"):
         Irecist().fit([1, 2], [0])
+
+
+def test_state_codes_match_the_stored_vocabulary() -> None:
+    """The code the alerting stores as an ``irecist_state`` score reads back as the same state
+    in the app and the FHIR export."""
+    from schemas.enums import IRecistState
+
+    for state in IrecistState:
+        assert IRecistState(state.code).label == state.value
+    assert [s.code for s in IrecistState] == [s.value for s in IRecistState]
