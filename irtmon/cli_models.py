@@ -114,8 +114,11 @@ Cohort = Annotated[
     ),
 ]
 TestCohort = Annotated[
-    Path | None,
-    typer.Option(help="Evaluate on this cohort (patients never seen); default: hold out 30 %."),
+    list[Path] | None,
+    typer.Option(
+        help="Evaluate on this cohort (patients never seen); repeat it to pool several held-out "
+        "cohorts; default: hold out 30 %."
+    ),
 ]
 Out = Annotated[Path, typer.Option(help="Run folder: report.md, metrics.json, plots, weights.")]
 PathologyRef = Annotated[

@@ -121,6 +121,18 @@ def describe_cohorts(cohort: Cohorts) -> str:
     return " + ".join(f"`{c}`" for c in cohort_list(cohort))
 
 
+def _given(cohort: Cohorts | None) -> bool:
+    return cohort is not None and bool(cohort_list(cohort))
+
+
+def _test_words(test: Cohorts | None, fraction: float) -> str:
+    """How the test patients were chosen, for the metrics and the report."""
+    if not _given(test):
+        return f"held-out {fraction:.0%}"
+    n = len(cohort_list(test))
+    return "separate cohort" if n == 1 else f"{n} separate cohorts, pooled"
+
+
 def _load(
     cohort: Cohorts,
     cache: Path,
@@ -228,7 +240,7 @@ def train_ct_signature(
     out: Path,
     *,
     pathology: Path,
-    test_cohort: Path | None = None,
+    test_cohort: Cohorts | None = None,
     cache_dir: Path | None = None,
     models_dir: Path | None = None,
     version: str | None = None,
@@ -248,7 +260,7 @@ def train_ct_signature(
     data = _load(cohort, cache, pathology, workers, progress, selection)
     test_data = (
         _load(test_cohort, cache, pathology, workers, progress, test_selection)
-        if test_cohort
+        if _given(test_cohort)
         else None
     )
     train, test = _split_data(data, test_data, test_fraction, config.seed)
@@ -261,7 +273,7 @@ def train_ct_signature(
     metrics = evaluate_signature(model, test_pairs, test.phenotype)
     metrics["n_train_pairs"] = len(train_pairs)
     metrics["n_train_patients"] = len(train.histories)
-    metrics["test"] = "separate cohort" if test_cohort else f"held-out {test_fraction:.0%}"
+    metrics["test"] = _test_words(test_cohort, test_fraction)
     metrics["seconds"] = {k: round(v, 1) for k, v in seconds.items()}
     metrics["skipped"] = data.skipped + (test_data.skipped if test_data else [])
     weights = save_signature(model, out / SIGNATURE_WEIGHTS)
@@ -308,7 +320,7 @@ def _signature_card(m: Mapping[str, Any], pathology: Path, config: SignatureConf
 
 
 def _signature_report(
-    out: Path, m: Mapping[str, Any], cohort: Cohorts, test: Path | None, pathology: Path
+    out: Path, m: Mapping[str, Any], cohort: Cohorts, test: Cohorts | None, pathology: Path
 ) -> Path:
     rows = [
         ["paired scans (held-out) / patients", f"{m.get('n_pairs')} / {m.get('n_patients')}"],
@@ -336,7 +348,7 @@ def _signature_report(
             "# CT virtual biopsy: held-out evaluation",
             f"Training cohort {describe_cohorts(cohort)} ({m.get('n_train_pairs')} paired scans, "
             f"{m.get('n_train_patients')} patients); test: {m.get('test')}"
-            + (f" `{test}`" if test else "")
+            + (f" {describe_cohorts(test)}" if _given(test) else "")
             + f"; teacher `{pathology}`.",
             ev.markdown_table(["metric", "value"], rows),
             "![confusion](confusion.png)",
@@ -408,7 +420,7 @@ def train_response(
     *,
     pathology: Path,
     ct_signature: Path,
-    test_cohort: Path | None = None,
+    test_cohort: Cohorts | None = None,
     cache_dir: Path | None = None,
     models_dir: Path | None = None,
     version: str | None = None,
@@ -432,7 +444,7 @@ def train_response(
     data = _load(cohort, cache, pathology, workers, progress, selection)
     test_data = (
         _load(test_cohort, cache, pathology, workers, progress, test_selection)
-        if test_cohort
+        if _given(test_cohort)
         else None
     )
     train, test = _split_data(data, test_data, test_fraction, config.seed)
@@ -516,7 +528,7 @@ def train_response(
             if cal_d
             else f"cross-fitted over the training patients ({config.calibration_folds} folds)"
         ),
-        "test": "separate cohort" if test_cohort else f"held-out {test_fraction:.0%}",
+        "test": _test_words(test_cohort, test_fraction),
         "ct_signature": str(ct_signature),
         "seconds": {k: round(v, 1) for k, v in seconds.items()},
     }
@@ -616,7 +628,9 @@ def _ece_floor_text(r: Mapping[str, Any]) -> str:
     )
 
 
-def _response_report(out: Path, m: Mapping[str, Any], cohort: Cohorts, test: Path | None) -> Path:
+def _response_report(
+    out: Path, m: Mapping[str, Any], cohort: Cohorts, test: Cohorts | None
+) -> Path:
     rows = []
     for name, r in m["models"].items():
         rows.append(
@@ -635,7 +649,7 @@ def _response_report(out: Path, m: Mapping[str, Any], cohort: Cohorts, test: Pat
             f"Training cohort {describe_cohorts(cohort)}: {m['n_train_patients']} patients to fit, "
             f"{m['n_calibration_patients']} to calibrate ({_calibration_words(m)}); "
             f"test: {m['test']}"
-            + (f" `{test}`" if test else "")
+            + (f" {describe_cohorts(test)}" if _given(test) else "")
             + f", {m['n_test_patients']} patients. Label: non-response (pseudo-progression counts "
             "as response). Every score uses only what was known at its scan.",
             ev.markdown_table(

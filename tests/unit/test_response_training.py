@@ -113,7 +113,7 @@ def test_training_runs_write_reports_and_artefacts(tmp_path: Path, fake_loader) 
     assert m["auc_fu1"] > 0.8
 
 
-def test_several_training_cohorts_are_merged_and_never_overlap(tmp_path: Path, fake_loader) -> None:
+def test_several_cohorts_are_merged_and_never_overlap(tmp_path: Path, fake_loader) -> None:
     teacher = tmp_path / "teacher"
     config = SignatureConfig(members=2, mlp=FAST)
     run = train_mod.train_ct_signature(
@@ -125,6 +125,17 @@ def test_several_training_cohorts_are_merged_and_never_overlap(tmp_path: Path, f
     )
     assert run.metrics["n_train_patients"] == 80 and run.metrics["n_train_pairs"] == 80
     assert "`train` + `site`" in (tmp_path / "ct" / "report.md").read_text()
+    # several held-out cohorts are pooled into one test set
+    pooled = train_mod.train_ct_signature(
+        Path("train"),
+        tmp_path / "ct-pooled",
+        pathology=teacher,
+        test_cohort=[Path("test"), Path("site")],
+        config=config,
+    )
+    assert pooled.metrics["n_patients"] == 50 and pooled.metrics["n_train_patients"] == 60
+    assert pooled.metrics["test"] == "2 separate cohorts, pooled"
+    assert "`test` + `site`" in (tmp_path / "ct-pooled" / "report.md").read_text()
     with pytest.raises(ValueError, match="is in both train and train"):
         train_mod.train_ct_signature(
             [Path("train"), Path("train")], tmp_path / "x", pathology=teacher, config=config
