@@ -268,7 +268,9 @@ def test_failing_then_slow_webhook_delivers_every_alert_once_it_recovers(
             processed=0,
             dead_lettered=0,
             fault="webhook",
-            scores_without_acquisitions=len(patients) * 8,  # published straight to the topic
+            # published straight to the topic: 4 timepoints x 2 scores, and the iRECIST
+            # states of the 3 follow-ups the change-point agent stores from them
+            scores_without_acquisitions=len(patients) * (8 + 3),
         )
     finally:
         hook.close()
