@@ -7,6 +7,7 @@ import streamlit as st
 
 from monitoring_app import charts, data, ui
 from monitoring_app.vocab import IRECIST_STATE, NO_VALUE, RESPONSE_PROBABILITY
+from schemas import percent
 
 user = ui.user()
 st.title("Patient timeline")
@@ -79,7 +80,7 @@ def timeline(patient: str, chosen: list[str]) -> None:
                     "Opened": [ui.when(t) for t in alerts["opened_at"]],
                     "Kind": alerts["kind"].map(ui.KIND_LABEL),
                     "Status": alerts["status"],
-                    "P": alerts["probability"].round(2),
+                    "Confidence": [percent(p) for p in alerts["probability"]],
                     "Change at": [ui.day(t) for t in alerts["change_at"]],
                     "Acknowledged": [
                         f"{b} {ui.when(t)}" if isinstance(b, str) else NO_VALUE

@@ -132,6 +132,17 @@ def test_admin_sees_every_cohort(seeded: Seeded) -> None:
     assert set(seeded.clinic.patients) | set(seeded.other.patients) <= shown
 
 
+def test_timeline_alert_table_reads_confidence_as_the_inbox_does(seeded: Seeded) -> None:
+    psn = next(p for p in seeded.clinic.patients if seeded.clinic.alerts.get(p))
+    at = login("app-alice")
+    at.session_state["irtmon_patient"] = psn
+    at.switch_page("app_pages/timeline.py").run()
+    assert not at.exception, at.exception
+    table = next(d.value for d in at.dataframe if "Confidence" in d.value.columns)
+    assert len(table) >= 1
+    assert all(c.endswith("%") for c in table["Confidence"]), list(table["Confidence"])
+
+
 def test_timeline_page(seeded: Seeded) -> None:
     at = login("app-alice")
     psn = seeded.clinic.patients[0]
