@@ -11,7 +11,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from irtmon.settings import Settings
+from core.settings import Settings
 from irtmon.stack.private import free_port, settings_env
 
 REPO = Path(__file__).resolve().parents[1]

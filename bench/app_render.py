@@ -18,8 +18,8 @@ import statistics
 import time
 from pathlib import Path
 
-from irtmon.db import connect, migrate
-from irtmon.settings import get_settings
+from core.db import connect, migrate
+from core.settings import get_settings
 from irtmon.stack import postgres
 from irtmon.stack.private import private_settings
 

@@ -41,13 +41,13 @@ from pathlib import Path
 import psycopg
 
 from bench._worker import running_worker
+from core.db import connect, migrate
+from core.publish import Publisher
+from core.settings import Settings
 from irtmon import stack
-from irtmon.db import connect, migrate
-from irtmon.settings import Settings
 from irtmon.stack.private import private_settings
 from schemas import ImagingAcquired, TreatmentEvent, pseudonymise
 from schemas.events import Event
-from streams.publish import Publisher
 
 REPO = Path(__file__).resolve().parents[1]
 KEY = "bench-network-key-0123456789abcdef"

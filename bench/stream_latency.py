@@ -26,13 +26,13 @@ from kafka import KafkaConsumer
 
 from bench._worker import running_worker
 from clinic import generate_cohort, load_events
+from core.db import connect, migrate
+from core.publish import Publisher
+from core.settings import Settings
 from irtmon import stack
-from irtmon.db import connect, migrate
-from irtmon.settings import Settings
 from irtmon.stack.private import private_settings
 from schemas import ImagingAcquired, parse_event, pseudonymise
 from streams import scoring, sinks
-from streams.publish import Publisher
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -27,12 +27,12 @@ import psycopg
 from kafka import KafkaConsumer
 
 from bench._worker import running_worker
+from core.db import connect, migrate
+from core.publish import Publisher
+from core.settings import Settings
 from irtmon import stack
-from irtmon.db import connect, migrate
-from irtmon.settings import Settings
 from irtmon.stack.private import private_settings
 from schemas import TimepointScore, parse_event, pseudonymise, score_event_id
-from streams.publish import Publisher
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 import psycopg
 from kafka import KafkaConsumer, TopicPartition
 
-from irtmon.settings import Settings
+from core.settings import Settings
 from schemas.topics import BIOPSY_ACQUIRED, IMAGING_ACQUIRED, TREATMENT_EVENTS, TopicSpec
 
 INPUT_TOPICS: tuple[TopicSpec, ...] = (IMAGING_ACQUIRED, BIOPSY_ACQUIRED, TREATMENT_EVENTS)

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
-from irtmon.settings import Settings, get_settings
+from core.settings import Settings, get_settings
 
 app = typer.Typer(
     help="irtmon: immuno-radiotherapy response monitor. Configure with IRTMON_* variables "
@@ -38,7 +38,7 @@ app.add_typer(audit_app, name="audit")
 
 
 def _register_subapps() -> None:
-    from clinic.cli import clinic_app
+    from irtmon.cli_clinic import clinic_app
 
     app.add_typer(clinic_app, name="clinic")
 
@@ -202,7 +202,7 @@ def stack_status(
 @db_app.command("migrate")
 def db_migrate() -> None:
     """Apply pending SQL migrations (safe to re-run). Chooses TimescaleDB or plain tables."""
-    from irtmon.db import connect, migrate
+    from core.db import connect, migrate
 
     settings = get_settings()
     try:
@@ -220,7 +220,7 @@ def db_migrate() -> None:
 @db_app.command("status")
 def db_status() -> None:
     """List applied migrations and their flavour."""
-    from irtmon.db import connect, migration_status
+    from core.db import connect, migration_status
 
     try:
         with connect(get_settings(), autocommit=True) as conn:
@@ -268,8 +268,8 @@ def schemas_validate(
 @publish_app.command("samples")
 def publish_samples() -> None:
     """Publish a few valid sample events (two demo patients) to their topics."""
+    from core.publish import Publisher, topic_for
     from irtmon.samples import sample_events
-    from streams.publish import Publisher, topic_for
 
     events = sample_events()
     settings = get_settings()
@@ -301,7 +301,7 @@ def _pseudonym(patient_id: str | None, pseudonym: str | None) -> str:
 
 
 def _publish_one(event: object) -> None:
-    from streams.publish import Publisher, topic_for
+    from core.publish import Publisher, topic_for
 
     settings = get_settings()
     try:
@@ -468,8 +468,8 @@ def audit_reconcile(
     show: Annotated[int, typer.Option(help="How many missing items to list.")] = 20,
 ) -> None:
     """Report events without results and results without events (exit 1 if any are missing)."""
+    from core.db import connect
     from irtmon.audit import reconcile
-    from irtmon.db import connect
 
     settings = get_settings()
     try:
@@ -542,8 +542,8 @@ def worker(
 
 def _ensure_pathology_model(settings: Settings, seed: int) -> None:
     """Train, register and promote a pathology model on the first demo run (about 2 minutes)."""
+    from core.db import connect
     from irtmon.cli_pathology import train_pathology
-    from irtmon.db import connect
 
     with connect(settings, autocommit=True) as conn:
         promoted = conn.execute(
@@ -577,9 +577,9 @@ def _ensure_response_models(settings: Settings, seed: int) -> None:
     """
     from pathlib import Path
 
-    from clinic.cli import Size, generate
+    from core.db import connect
+    from irtmon.cli_clinic import Size, generate
     from irtmon.cli_models import train_ct_signature, train_response
-    from irtmon.db import connect
 
     with connect(settings, autocommit=True) as conn:
         promoted = conn.execute(
@@ -654,7 +654,7 @@ def demo(
     console.print(f"workers: {', '.join(str(p) for p in running.values())} (pids)")
     cohort = Path(settings.data_roots[0]) / f"cohort-demo-seed{seed}"
     if not (cohort / "events.jsonl").exists():
-        from clinic.cli import Size, generate
+        from irtmon.cli_clinic import Size, generate
 
         generate(
             out=cohort,
@@ -664,7 +664,7 @@ def demo(
             timepoints=DEMO_TIMEPOINTS,
             workers=1,
         )
-    from clinic.cli import replay
+    from irtmon.cli_clinic import replay
 
     replay(cohort=cohort, speedup=speedup, max_delay=0.5)
     login = _ensure_demo_user(settings)
@@ -686,7 +686,7 @@ def _ensure_demo_user(settings: Settings) -> str:
     """A demo admin with a random password, created once; returns how to log in."""
     import secrets
 
-    from irtmon.db import connect
+    from core.db import connect
     from monitoring_app.passwords import hash_password
     from monitoring_app.queries import save_user
 

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from irtmon.settings import get_settings
+from core.settings import get_settings
 
 users_app = typer.Typer(help="Accounts of the monitoring app.", no_args_is_help=True)
 ENTRY = Path(__file__).resolve().parents[1] / "monitoring_app" / "streamlit_app.py"
@@ -73,7 +73,7 @@ def users_add(
     no_password: Annotated[bool, typer.Option(help="Single sign-on only.")] = False,
 ) -> None:
     """Create or update a user (argon2id password hash, role, cohorts). Audited."""
-    from irtmon.db import connect
+    from core.db import connect
     from monitoring_app.passwords import hash_password
     from monitoring_app.queries import save_user
     from monitoring_app.vocab import Role

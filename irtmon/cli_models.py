@@ -33,7 +33,7 @@ def _fail(message: str) -> typer.Exit:
 
 
 def _settings() -> Any:
-    from irtmon.settings import get_settings
+    from core.settings import get_settings
 
     return get_settings()
 
@@ -52,7 +52,7 @@ def resolve_artifact(name: str, ref: str | None, models_dir: Path) -> Path:
     try:
         import psycopg
 
-        from irtmon.db import connect
+        from core.db import connect
 
         with connect(_settings()) as conn:
             row = conn.execute(
@@ -89,9 +89,9 @@ def _progress_bar() -> tuple[Progress, Any]:
 def _register(artifact: Any, promote: bool) -> None:
     import psycopg
 
-    from irtmon.db import connect
-    from irtmon.db.registry import promote as promote_model
-    from irtmon.db.registry import register
+    from core.db import connect
+    from core.db.registry import promote as promote_model
+    from core.db.registry import register
 
     try:
         with connect(_settings()) as conn:
@@ -330,8 +330,8 @@ def list_models(
     name: Annotated[str | None, typer.Option(help="Only this model name.")] = None,
 ) -> None:
     """Registered models, newest first; the promoted version is marked."""
-    from irtmon.db import connect
-    from irtmon.db.registry import models
+    from core.db import connect
+    from core.db.registry import models
 
     with connect(_settings()) as conn:
         rows = models(conn, name)
@@ -367,7 +367,7 @@ def show_model(
     version: Annotated[str | None, typer.Argument(help="Version (default: the promoted).")] = None,
 ) -> None:
     """A model's card, hash, training-data hash and metrics; its weights are verified."""
-    from irtmon.db import connect
+    from core.db import connect
     from models.exceptions import ModelError
     from models.registry import load_artifact
     from streams.history import model_ref
@@ -402,8 +402,8 @@ def promote_model(
     version: Annotated[str, typer.Argument(help="Version to promote.")],
 ) -> None:
     """Make VERSION the one the workers load (verified first; audited)."""
-    from irtmon.db import connect
-    from irtmon.db.registry import promote
+    from core.db import connect
+    from core.db.registry import promote
     from models.exceptions import ModelError
     from models.registry import load_artifact
     from streams.history import model_ref
@@ -430,7 +430,7 @@ def rescore(
 ) -> None:
     """Recompute the stored history's scores with a model version, kept beside the old ones
     (each score carries its model version), so versions can be compared on one timeline."""
-    from irtmon.db import connect
+    from core.db import connect
     from irtmon.rescore import rescore_patients
     from models.exceptions import IrtmonError
 

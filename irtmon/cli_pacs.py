@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from irtmon.settings import get_settings
+from core.settings import get_settings
 
 pacs_app = typer.Typer(
     help="The hospital PACS (Orthanc): send studies, configure.", no_args_is_help=True
@@ -95,7 +95,7 @@ def fhir_export(
 ) -> None:
     """A FHIR Bundle of a patient's stored scores: a RiskAssessment per probability, an
     Observation per other score (any score name), each with its model name and version."""
-    from irtmon.db import connect
+    from core.db import connect
     from schemas.fhir import bundle
     from schemas.pseudonym import is_pseudonym
     from streams.stored import patient_scores

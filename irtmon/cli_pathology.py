@@ -50,7 +50,7 @@ def _fail(message: str) -> typer.Exit:
 def _cohort(out: Path, cohort: Path | None, patients: int, seed: int, workers: int) -> Path:
     """The cohort to train on: the one given, or a virtual-clinic cohort generated (once)."""
     from clinic.cohort import demo_key, generate_cohort
-    from irtmon.settings import get_settings
+    from core.settings import get_settings
 
     if cohort is not None:
         if not cohort.is_dir():
@@ -122,7 +122,7 @@ def train_pathology(
     promote: Annotated[bool, typer.Option(help="Also promote it (needs registering).")] = False,
 ) -> None:
     """Train the pathology MIL model on virtual-clinic slides and report held-out metrics."""
-    from irtmon.settings import get_settings
+    from core.settings import get_settings
     from models.exceptions import IrtmonError
     from models.pathology import (
         CheckpointEncoder,
@@ -217,9 +217,9 @@ def train_pathology(
 def _register(settings: object, artifact: object, promote: bool) -> None:
     import psycopg
 
-    from irtmon.db import connect
-    from irtmon.db.registry import promote as promote_model
-    from irtmon.db.registry import register
+    from core.db import connect
+    from core.db.registry import promote as promote_model
+    from core.db.registry import register
 
     try:
         with connect(settings) as conn:  # type: ignore[arg-type]

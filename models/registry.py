@@ -6,7 +6,7 @@ creation time). :func:`load_artifact` refuses a folder whose weights do not matc
 hash, or whose card lacks a name or version, with :class:`~models.exceptions.ModelError`.
 
 The database's ``model_registry`` table records the same fields and which version is promoted
-(``irtmon.db.registry``); this module stays free of database code.
+(``core.db.registry``); this module stays free of database code.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ import psycopg
 import streamlit as st
 from psycopg_pool import ConnectionPool
 
-from irtmon.settings import get_settings
+from core.settings import get_settings
 from monitoring_app import queries
 
 T = TypeVar("T")
@@ -148,6 +148,6 @@ def slide_view(path: str, inputs: tuple[str, ...]) -> tuple[Any, str]:
 
 def resolve_data_path(path: str) -> Path:
     """A file path from the database, refused unless it lies under IRTMON_DATA_ROOTS."""
-    from streams.inputs import resolve_under_roots
+    from core.paths import resolve_under_roots
 
     return resolve_under_roots(path, get_settings().data_roots)

@@ -68,9 +68,9 @@ def _series_headers(study_id: str) -> tuple[str, str, list]:
 
 def _run() -> None:
     """Publish each queued study; never let one bad study stop the thread."""
-    from irtmon.settings import Settings
+    from core.publish import Publisher
+    from core.settings import Settings
     from pacs.study import NotAnAcquisitionError, acquisition_event
-    from streams.publish import Publisher
 
     settings = Settings()
     if settings.pseudonym_key is None:

@@ -496,7 +496,7 @@ def site_config() -> DecisionConfig:
     ``Settings.alert_policy`` once that field exists.
     """
     try:
-        from irtmon.settings import get_settings
+        from core.settings import get_settings
 
         policy = getattr(get_settings(), "alert_policy", None)
     except Exception:

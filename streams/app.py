@@ -1,4 +1,4 @@
-"""The one Faust app of irtmon, configured from :class:`irtmon.settings.Settings`.
+"""The one Faust app of irtmon, configured from :class:`core.settings.Settings`.
 
 Offsets are committed every ``commit_every`` events or ``commit_interval_s`` seconds, and only
 for events whose processing finished (a Faust event is acknowledged when the agent moves on to
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import faust
 
-from irtmon.settings import Settings, get_settings
+from core.settings import Settings, get_settings
 
 
 def create_app(settings: Settings) -> faust.App:

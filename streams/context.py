@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from irtmon.settings import get_settings
+from core.settings import get_settings
 from streams import topics
 from streams.database import Database
 from streams.handling import WorkerContext

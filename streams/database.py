@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 
 import psycopg
 
-from irtmon.db import connect
-from irtmon.settings import Settings
+from core.db import connect
+from core.settings import Settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

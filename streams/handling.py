@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from irtmon.settings import Settings
+from core.settings import Settings
 from schemas import DeadLetter, InvalidEventError, is_pseudonym, parse_event
 from schemas.events import _Record
 from schemas.topics import TopicSpec

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import psycopg
 
+from core.paths import resolve_under_roots
 from models import imaging
 from models.exceptions import InsufficientDataError, ModelError
 from models.response.history import History, Scan
@@ -26,7 +27,6 @@ from schemas import BiopsyAcquired, ImagingAcquired, TimepointScore, score_event
 from streams import sinks
 from streams.fetched import fetched_root, in_use
 from streams.history import ResponseModels, load_history, response_models, to_timepoint_score
-from streams.inputs import resolve_under_roots
 from streams.stored import SCORE_COLUMNS, score_from_row
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import faust
 
-from irtmon.settings import Settings
+from core.settings import Settings
 from streams import logs
 
 

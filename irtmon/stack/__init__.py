@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from irtmon.settings import Settings
+from core.settings import Settings
 from irtmon.stack import app, kafka, orthanc, postgres, workers
 from irtmon.stack.process import StackError
 from irtmon.stack.topics import describe_topics, ensure_topics
@@ -82,7 +82,7 @@ def down(settings: Settings) -> list[str]:
 
 
 def _database_flavour(settings: Settings) -> tuple[bool, str | None, str]:
-    from irtmon.db.migrate import recorded_flavour
+    from core.db.migrate import recorded_flavour
 
     try:
         with psycopg.connect(settings.dsn, autocommit=True, connect_timeout=3) as conn:

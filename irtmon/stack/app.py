@@ -8,7 +8,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from irtmon.settings import Settings
+from core.settings import Settings
 from irtmon.stack.process import (
     StackError,
     pid_alive,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from irtmon.settings import Settings
+from core.settings import Settings
 from irtmon.stack.process import (
     StackError,
     ensure_ports_free,

@@ -18,7 +18,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from irtmon.settings import Settings
+from core.settings import Settings
 from irtmon.stack.process import (
     StackError,
     ensure_ports_free,

@@ -18,7 +18,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from irtmon.settings import Settings
+from core.settings import Settings
 from irtmon.stack.process import StackError, pid_alive, port_open, tail, wait_until
 
 ROLE = "irtmon"

@@ -6,7 +6,7 @@ import os
 import socket
 from pathlib import Path
 
-from irtmon.settings import Settings
+from core.settings import Settings
 
 
 def free_port() -> int:

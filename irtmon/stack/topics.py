@@ -8,7 +8,7 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-from irtmon.settings import Settings
+from core.settings import Settings
 from schemas.topics import TOPICS, TopicSpec
 
 

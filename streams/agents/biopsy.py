@@ -9,7 +9,7 @@ slides, model failures.
 
 from __future__ import annotations
 
-from irtmon.settings import get_settings
+from core.settings import get_settings
 from schemas import BiopsyAcquired
 from schemas.topics import BIOPSY_ACQUIRED
 from streams import scoring, sinks, topics

@@ -14,8 +14,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from irtmon.db import connect
-from irtmon.settings import Settings, get_settings
+from core.db import connect
+from core.settings import Settings, get_settings
 from streams import delivery
 from streams.app import app
 

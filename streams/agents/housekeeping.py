@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from irtmon.settings import Settings, get_settings
+from core.settings import Settings, get_settings
 from streams import fetched
 from streams.app import app
 

@@ -15,7 +15,7 @@ The science (reading the series, lesion, burden, features, virtual biopsy, respo
 
 from __future__ import annotations
 
-from irtmon.settings import get_settings
+from core.settings import get_settings
 from schemas import ImagingAcquired
 from schemas.topics import IMAGING_ACQUIRED
 from streams import scoring, sinks, topics

@@ -19,9 +19,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from core.db import connect, migrate
+from core.settings import Settings
 from irtmon import stack
-from irtmon.db import connect, migrate
-from irtmon.settings import Settings
 from irtmon.stack.private import private_settings, settings_env
 from tests.conftest import REPO
 

@@ -12,10 +12,10 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
+from core.publish import Publisher
+from core.settings import Settings
 from irtmon.audit import Reconciliation, reconcile
-from irtmon.settings import Settings
 from schemas import RtFraction, TreatmentEvent, pseudonymise
-from streams.publish import Publisher
 from tests.integration.conftest import wait_for
 
 KEY = "fault-test-key-0123456789abcdef"

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from irtmon.db import connect
-from irtmon.settings import Settings
+from core.db import connect
+from core.settings import Settings
 from schemas import Alert, AlertKind, AlertStatus, TimepointScore, pseudonymise
 from streams import alerting, delivery, sinks
 from streams.scoring import Measurement

@@ -17,11 +17,11 @@ from typing import ClassVar
 import psycopg
 import pytest
 
-from irtmon.settings import Settings
+from core.publish import Publisher
+from core.settings import Settings
 from monitoring_app import queries, ui
 from schemas import TimepointScore, pseudonymise, score_event_id
 from streams.delivery import verify
-from streams.publish import Publisher
 from tests.integration.conftest import Workers, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

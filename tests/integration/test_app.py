@@ -11,8 +11,8 @@ import psycopg
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from irtmon.db import connect
-from irtmon.settings import Settings, get_settings
+from core.db import connect
+from core.settings import Settings, get_settings
 from monitoring_app.seed import SeedSummary, seed_cohort, seed_story, seed_users
 from tests.conftest import REPO
 

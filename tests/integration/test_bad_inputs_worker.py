@@ -13,10 +13,10 @@ import psycopg
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from irtmon.settings import Settings
+from core.publish import Publisher
+from core.settings import Settings
 from schemas import pseudonymise
 from streams.handling import TOPIC_PAYLOAD_BYTES
-from streams.publish import Publisher
 from tests.bad_inputs.corpus import copy_files, load_cases
 from tests.integration.conftest import Workers, wait_for
 from tests.integration.faults import KEY, fractions, settle, treatments_of

@@ -13,10 +13,10 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from clinic import load_events
-from irtmon.settings import Settings
+from core.publish import topic_for
+from core.settings import Settings
 from irtmon.stack.private import settings_env
 from schemas import TOPICS, parse_event
-from streams.publish import topic_for
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.integration

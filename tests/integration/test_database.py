@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from irtmon.db import connect, migrate, migration_status
-from irtmon.db.migrate import discover
-from irtmon.settings import Settings
+from core.db import connect, migrate, migration_status
+from core.db.migrate import discover
+from core.settings import Settings
 from monitoring_app.queries import cohort_daily, patient_scores
 from schemas import TimepointScore, pseudonymise, score_event_id
 from streams.sinks import upsert_score

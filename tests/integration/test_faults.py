@@ -17,7 +17,7 @@ import psycopg
 import pytest
 from pydantic import SecretStr
 
-from irtmon.settings import Settings
+from core.settings import Settings
 from irtmon.stack import kafka, postgres
 from tests.integration.conftest import Workers, wait_for
 from tests.integration.faults import (
@@ -182,7 +182,7 @@ def test_failing_then_slow_webhook_delivers_every_alert_once_it_recovers(
 
     import psycopg
 
-    from streams.publish import Publisher
+    from core.publish import Publisher
     from tests.integration.test_alerts_end_to_end import NON_RESPONDER, scores
 
     secret = "fault-webhook-secret-0123456789"
@@ -315,8 +315,8 @@ def test_full_disk_retried_then_dead_lettered_with_the_reason_never_lost(
     settings: Settings, workers: Workers, cohort: Path, pathology_model: Path, stack_dir: Path
 ) -> None:
     from clinic import load_events
+    from core.publish import Publisher
     from schemas import BiopsyAcquired
-    from streams.publish import Publisher
 
     template = next(e for e in load_events(cohort) if isinstance(e, BiopsyAcquired))
     patients = new_patients(2, "disk")

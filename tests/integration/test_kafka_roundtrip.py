@@ -10,11 +10,11 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 from kafka.partitioner.default import murmur2
 
+from core.publish import Publisher, topic_for
+from core.settings import Settings
 from irtmon.samples import sample_events
-from irtmon.settings import Settings
 from irtmon.stack.topics import describe_topics
 from schemas import TOPICS, Alert, AlertKind, DeadLetter, parse_event
-from streams.publish import Publisher, topic_for
 
 pytestmark = pytest.mark.integration
 

@@ -24,8 +24,8 @@ import pydicom
 import pytest
 from kafka import KafkaConsumer
 
+from core.settings import Settings
 from irtmon import stack
-from irtmon.settings import Settings
 from irtmon.stack import orthanc
 from irtmon.stack.private import free_port, settings_env
 from pacs.send import send_folder

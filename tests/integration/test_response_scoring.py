@@ -18,13 +18,13 @@ import pytest
 
 from bench.response_inference import build_artifacts, synthetic_histories
 from clinic import load_events
-from irtmon.db import connect
-from irtmon.db.registry import register
-from irtmon.settings import Settings
+from core.db import connect
+from core.db.registry import register
+from core.publish import Publisher
+from core.settings import Settings
 from irtmon.stack.private import settings_env
 from models.registry import load_artifact
 from schemas import ImagingAcquired, TreatmentEvent, pseudonymise
-from streams.publish import Publisher
 from tests.conftest import REPO
 from tests.integration.conftest import Workers, wait_for
 

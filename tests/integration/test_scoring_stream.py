@@ -17,7 +17,8 @@ import pydicom
 import pytest
 
 from clinic import load_events, read_manifest
-from irtmon.settings import Settings
+from core.publish import Publisher
+from core.settings import Settings
 from schemas import (
     BiopsyAcquired,
     FolderLocation,
@@ -26,7 +27,6 @@ from schemas import (
     Modality,
     pseudonymise,
 )
-from streams.publish import Publisher
 from tests.integration.conftest import Workers, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -15,11 +15,11 @@ import psycopg
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
+from core.publish import Publisher
+from core.settings import Settings
 from irtmon.audit import reconcile
-from irtmon.settings import Settings
 from schemas import RtFraction, TreatmentEvent, pseudonymise
 from schemas.topics import TOPICS
-from streams.publish import Publisher
 from tests.integration.conftest import Workers, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -15,8 +15,8 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from irtmon.db import migrate
-from irtmon.db.migrate import Flavour, discover, recorded_flavour
+from core.db import migrate
+from core.db.migrate import Flavour, discover, recorded_flavour
 from monitoring_app.queries import cohort_daily, patient_scores
 from schemas import TimepointScore, pseudonymise, score_event_id
 from streams.sinks import upsert_score

@@ -11,8 +11,8 @@ import pytest
 import yaml
 from typer.main import get_command
 
+from core.settings import Settings
 from irtmon.cli import app
-from irtmon.settings import Settings
 from tests.conftest import REPO
 
 COMPOSE = REPO / "docker" / "compose.yaml"

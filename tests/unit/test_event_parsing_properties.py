@@ -9,9 +9,9 @@ import uuid
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from core.publish import topic_for
 from irtmon.samples import sample_events
 from schemas import TOPICS, InvalidEventError, parse_event
-from streams.publish import topic_for
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=40),

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from core.publish import topic_for
 from irtmon.samples import sample_events
 from schemas import (
     TOPICS,
@@ -22,7 +23,6 @@ from schemas import (
     parse_event,
     score_event_id,
 )
-from streams.publish import topic_for
 
 P = "psn-0123456789abcdef"
 T = datetime(2026, 3, 1, 12, tzinfo=UTC)

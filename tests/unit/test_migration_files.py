@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from irtmon.db.migrate import discover
+from core.db.migrate import discover
 
 
 def test_migrations_are_ordered_and_paired() -> None:

@@ -40,8 +40,8 @@ def test_one_patient_in_order_patients_overlap() -> None:
 def test_the_setting_and_the_cli_option() -> None:
     from typer.testing import CliRunner
 
+    from core.settings import Settings
     from irtmon.cli import app
-    from irtmon.settings import Settings
 
     assert Settings().worker_concurrency == 1
     assert Settings(worker_concurrency=4).worker_concurrency == 4

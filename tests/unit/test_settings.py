@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from irtmon.settings import Settings
+from core.settings import Settings
 
 
 def test_defaults_run_a_local_stack(monkeypatch: pytest.MonkeyPatch) -> None:

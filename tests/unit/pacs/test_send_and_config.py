@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from irtmon.settings import Settings
+from core.settings import Settings
 from irtmon.stack.orthanc import PLUGINS, orthanc_config, write_config
 from pacs.send import send_folder, storescu_command
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import psycopg
 
-from irtmon.settings import Settings
+from core.settings import Settings
 
 
 def connect(settings: Settings, autocommit: bool = False, **kwargs: object) -> psycopg.Connection:

@@ -34,7 +34,7 @@ def generate(
 ) -> None:
     """Generate a cohort: DICOM CT/PCCT, RTSTRUCT/SEG, slides, manifest, truth, events."""
     from clinic.cohort import demo_key, generate_cohort
-    from irtmon.settings import get_settings
+    from core.settings import get_settings
 
     secret = get_settings().pseudonym_key
     key = secret.get_secret_value() if secret is not None else demo_key(seed)
@@ -70,8 +70,8 @@ def replay(
 ) -> None:
     """Publish a cohort's events to their topics, paced by their times at SPEEDUP."""
     from clinic.events import replay as replay_events
-    from irtmon.settings import get_settings
-    from streams.publish import Publisher
+    from core.publish import Publisher
+    from core.settings import get_settings
 
     count = 0
     with Publisher(get_settings(), client_id="irtmon-clinic-replay") as publisher:

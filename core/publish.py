@@ -10,7 +10,7 @@ from collections.abc import Iterable
 
 from kafka import KafkaProducer
 
-from irtmon.settings import Settings
+from core.settings import Settings
 from schemas.events import _Record
 from schemas.topics import TOPICS, TopicSpec
 
