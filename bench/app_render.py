@@ -3,7 +3,7 @@
 ``python -m bench.app_render [--patients 1000] [--timepoints 10] [--repeat 5]``
 
 Starts a private PostgreSQL (no Kafka), migrates, seeds the virtual clinic's story, then times:
-the bare SQL of the cohort and timeline reads, the same through ``monitoring_app.queries``
+the bare SQL of the cohort and timeline reads, the same through the core layer's queries
 (rows to dicts), and a full page run with Streamlit's AppTest (cold cache), reporting ratios.
 Budget: each page under 2 s.
 """
@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 from core.db import connect, migrate
-from core.settings import get_settings
 from irtmon.stack import postgres
 from irtmon.stack.private import private_settings
 
@@ -49,8 +48,8 @@ def main() -> None:
     try:
         with connect(settings, autocommit=True) as conn:
             migrate(conn, settings.timescaledb)
-        from monitoring_app import queries
-        from monitoring_app.seed import seed_story, seed_users
+        from core.db import alerts, audit, events, scores
+        from irtmon.seed import seed_story, seed_users
 
         t0 = time.perf_counter()
         with connect(settings) as conn:
@@ -74,13 +73,13 @@ def main() -> None:
             patient = summary.patients[len(summary.patients) // 2]
 
             timeline_fns = (
-                queries.patient_scores_with_source,
-                queries.patient_burden,
-                queries.patient_treatments,
-                queries.patient_alerts,
-                queries.alert_history,
+                scores.patient_scores_with_source,
+                scores.patient_burden,
+                events.patient_treatments,
+                alerts.patient_alerts,
+                audit.alert_actions,
             )
-            cohort_sql = _record(conn, queries.cohort_overview, None)
+            cohort_sql = _record(conn, scores.cohort_overview, None)
             timeline_sql = [q for fn in timeline_fns for q in _record(conn, fn, patient)]
 
             def bare(statements: list[tuple]) -> None:
@@ -96,7 +95,7 @@ def main() -> None:
                 bare(timeline_sql)
 
             def q_cohort() -> None:
-                queries.cohort_overview(conn, None)
+                scores.cohort_overview(conn, None)
 
             def q_timeline() -> None:
                 for fn in timeline_fns:
@@ -109,9 +108,12 @@ def main() -> None:
                 "queries_timeline_s": _t(q_timeline, args.repeat),
             }
         os.environ["IRTMON_DATABASE_URL"] = settings.dsn
-        get_settings.cache_clear()
         import streamlit as st
         from streamlit.testing.v1 import AppTest
+
+        from monitoring_app import data
+
+        data.settings.clear()  # the app reads its settings once
 
         def page(path: str | None) -> float:
             st.cache_data.clear()  # cold: the page reads the database

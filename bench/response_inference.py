@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from models.runtime import set_threads
+
 
 def synthetic_histories(n: int, scans: int, n_features: int, seed: int = 0) -> list:
     from models.response.history import Biopsy, History, Scan, Signature, Treatment
@@ -87,7 +89,6 @@ def build_artifacts(folder: Path, histories: list, version: str = "bench") -> tu
 
 
 def main() -> None:
-    from models.pathology._torch import set_threads
     from models.response.history import ALL_INPUTS, response_inputs
     from models.response.inference import load_models, score_timepoint
 

@@ -10,8 +10,8 @@ The generative story is told in :mod:`clinic.story`. Public API::
 
 from clinic.cohort import SIZES, demo_key, generate_cohort
 from clinic.events import load_events, replay
-from clinic.manifest import MANIFEST_COLUMNS, read_manifest
 from clinic.story import ResponseClass
+from schemas.manifest import MANIFEST_COLUMNS, read_manifest
 
 __all__ = [
     "MANIFEST_COLUMNS",

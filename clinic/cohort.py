@@ -28,7 +28,6 @@ from clinic.contours import ROI_NAME, slice_contours, write_rtstruct, write_seg
 from clinic.ct import SeriesSpec, ct_slice, slice_uid
 from clinic.dicomio import StudyInfo, uid
 from clinic.events import EVENTS_FILE, biopsy_event, imaging_event, treatment_events, write_events
-from clinic.manifest import write_manifest
 from clinic.pcct import IODINE_SLOPE, PCCT_MANUFACTURER, PCCT_MODEL, pcct_series
 from clinic.phantom import (
     CONVENTIONAL_KEV,
@@ -43,6 +42,7 @@ from clinic.slides import render_slide, write_pyramid
 from clinic.story import Patient, Timepoint, lesion_truth, sample_patient
 from schemas.enums import Modality
 from schemas.events import Event, LesionReference
+from schemas.manifest import write_manifest
 from schemas.pseudonym import pseudonymise
 
 

@@ -11,13 +11,13 @@ from collections.abc import Iterable
 from kafka import KafkaProducer
 
 from core.settings import Settings
-from schemas.events import _Record
+from schemas.events import Record
 from schemas.topics import TOPICS, TopicSpec
 
-_BY_RECORD: dict[type[_Record], TopicSpec] = {spec.record: spec for spec in TOPICS.values()}
+_BY_RECORD: dict[type[Record], TopicSpec] = {spec.record: spec for spec in TOPICS.values()}
 
 
-def topic_for(event: _Record) -> TopicSpec:
+def topic_for(event: Record) -> TopicSpec:
     """The registry topic that carries this record type."""
     try:
         return _BY_RECORD[type(event)]
@@ -38,16 +38,26 @@ class Publisher:
             **settings.kafka_client_config(),
         )
 
-    def send(self, event: _Record, topic: str | None = None) -> None:
+    def send(
+        self,
+        event: Record,
+        topic: str | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
         """Queue one event on its topic (or ``topic``), keyed by its patient."""
         name = topic or topic_for(event).name
-        self._producer.send(name, key=event.key, value=event.to_json_bytes())  # type: ignore[attr-defined]
+        self._producer.send(
+            name,
+            key=event.key,  # type: ignore[attr-defined]
+            value=event.to_json_bytes(),
+            headers=headers or None,
+        )
 
     def send_raw(self, topic: str, value: bytes, key: bytes | None = None) -> None:
         """Queue raw bytes (for replays and for testing bad input)."""
         self._producer.send(topic, key=key, value=value)
 
-    def publish(self, events: Iterable[_Record], timeout: float = 30.0) -> int:
+    def publish(self, events: Iterable[Record], timeout: float = 30.0) -> int:
         """Send events and wait until the broker acknowledged all of them; return the count."""
         count = 0
         for event in events:

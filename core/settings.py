@@ -1,12 +1,12 @@
 """One settings object for the whole service, read from ``IRTMON_*`` environment variables.
 
-Create it once (:func:`get_settings`) and pass it down; no broker or database address is written
-anywhere else. Every field's default and meaning is listed by ``irtmon config``.
+Each process's entry point creates it once (the ``irtmon`` CLI, the Streamlit app, Orthanc's
+plugin) and passes it down; no broker or database address is written anywhere else, and nothing
+else reads the environment. Every field's default and meaning is listed by ``irtmon config``.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -195,6 +195,17 @@ class Settings(BaseSettings):
         description="Folder of trained model artefacts (<name>/<version>/ with model.json).",
     )
 
+    # Monitoring app
+    app_cache_ttl_s: float = Field(
+        default=10.0, gt=0, description="How long the app reuses a read before asking again."
+    )
+    app_refresh_s: float = Field(
+        default=15.0,
+        gt=0,
+        description="How often the app's live parts re-run (new scores and alerts appear "
+        "without a reload).",
+    )
+
     log_level: str = Field(default="INFO", description="Python logging level.")
 
     @property
@@ -248,9 +259,3 @@ class Settings(BaseSettings):
         if self.kafka_ssl_cafile is not None:
             config["ssl_cafile"] = str(self.kafka_ssl_cafile)
         return config
-
-
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    """The process's settings, read once from the environment."""
-    return Settings()

@@ -9,11 +9,11 @@ import sys
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
-from core.settings import Settings, get_settings
+from core.settings import Settings
+from irtmon.common import console, err_console, fail, get_settings
 
 app = typer.Typer(
     help="irtmon: immuno-radiotherapy response monitor. Configure with IRTMON_* variables "
@@ -65,9 +65,6 @@ def _register_subapps() -> None:
 
 _register_subapps()
 
-console = Console()
-err_console = Console(stderr=True)
-
 
 def _quiet_mirp(record: logging.LogRecord) -> bool:
     """MIRP logs every feature computation at INFO on the root logger: keep its warnings only."""
@@ -85,11 +82,6 @@ def _setup(
     logging.basicConfig(level=level, format="%(message)s", handlers=[handler])
     for noisy in ("kafka", "highdicom", "faust", "aiokafka", "mode"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
-def _fail(message: str) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}")
-    return typer.Exit(code=1)
 
 
 # --------------------------------------------------------------------------- config
@@ -159,7 +151,7 @@ def stack_up(
         try:
             st = stack.up(settings, with_pacs=with_pacs)
         except stack.StackError as err:
-            raise _fail(str(err)) from err
+            raise fail(str(err)) from err
     _print_status(st)
     console.print(f"Kafka:      {settings.bootstrap_servers}")
     console.print(f"PostgreSQL: {settings.dsn}")
@@ -209,7 +201,7 @@ def db_migrate() -> None:
         with connect(settings, autocommit=True) as conn:
             report = migrate(conn, settings.timescaledb)
     except Exception as err:
-        raise _fail(str(err)) from err
+        raise fail(str(err)) from err
     console.print(f"database flavour: [bold]{report.flavour}[/] ({report.reason})")
     if report.applied:
         console.print("applied: " + ", ".join(report.applied))
@@ -226,7 +218,7 @@ def db_status() -> None:
         with connect(get_settings(), autocommit=True) as conn:
             rows = migration_status(conn)
     except Exception as err:
-        raise _fail(str(err)) from err
+        raise fail(str(err)) from err
     table = Table("version", "file", "flavour", "applied at")
     for version, filename, flavour, at in rows:
         table.add_row(str(version), filename, flavour, at)
@@ -258,7 +250,7 @@ def schemas_validate(
         spec = find_topic(topic)
         event = parse_event(spec.record, file.read())
     except (KeyError, InvalidEventError) as err:
-        raise _fail(str(err).strip("'\"")) from err
+        raise fail(str(err).strip("'\"")) from err
     console.print(f"valid {type(event).__name__} {event.event_id}")
 
 
@@ -277,7 +269,7 @@ def publish_samples() -> None:
         with Publisher(settings) as pub:
             n = pub.publish(events)
     except Exception as err:
-        raise _fail(f"could not publish to {settings.bootstrap_servers}: {err}") from err
+        raise fail(f"could not publish to {settings.bootstrap_servers}: {err}") from err
     by_topic: dict[str, int] = {}
     for e in events:
         by_topic[topic_for(e).name] = by_topic.get(topic_for(e).name, 0) + 1
@@ -290,13 +282,13 @@ def _pseudonym(patient_id: str | None, pseudonym: str | None) -> str:
 
     if pseudonym:
         if not is_pseudonym(pseudonym):
-            raise _fail(f"--pseudonym {pseudonym!r} is not a pseudonym (psn- and 16 hex digits)")
+            raise fail(f"--pseudonym {pseudonym!r} is not a pseudonym (psn- and 16 hex digits)")
         return pseudonym
     if not patient_id:
-        raise _fail("give --patient-id (pseudonymised at once) or --pseudonym")
+        raise fail("give --patient-id (pseudonymised at once) or --pseudonym")
     key = get_settings().pseudonym_key
     if key is None:
-        raise _fail("set IRTMON_PSEUDONYM_KEY to pseudonymise --patient-id")
+        raise fail("set IRTMON_PSEUDONYM_KEY to pseudonymise --patient-id")
     return pseudonymise(patient_id, key.get_secret_value())
 
 
@@ -308,7 +300,7 @@ def _publish_one(event: object) -> None:
         with Publisher(settings) as pub:
             pub.publish([event])  # type: ignore[list-item]
     except Exception as err:
-        raise _fail(f"could not publish to {settings.bootstrap_servers}: {err}") from err
+        raise fail(f"could not publish to {settings.bootstrap_servers}: {err}") from err
     console.print(
         f"published {type(event).__name__} {event.event_id} to "  # type: ignore[attr-defined]
         f"{topic_for(event).name}"
@@ -346,7 +338,7 @@ def publish_file(
     try:
         event = parse_event(find_topic(topic).record, file.read())
     except (KeyError, InvalidEventError) as err:
-        raise _fail(str(err).strip("'\"")) from err
+        raise fail(str(err).strip("'\"")) from err
     _publish_one(event)
 
 
@@ -383,7 +375,7 @@ def publish_imaging(
             lesion=lesion,
         )
     except ValidationError as err:
-        raise _fail(str(err)) from err
+        raise fail(str(err)) from err
     _publish_one(event)
 
 
@@ -412,7 +404,7 @@ def publish_biopsy(
             slides=[SlideLocation(slide_id=Path(p).stem, path=p) for p in slide],
         )
     except ValidationError as err:
-        raise _fail(str(err)) from err
+        raise fail(str(err)) from err
     _publish_one(event)
 
 
@@ -451,12 +443,12 @@ def publish_treatment(
         elif kind == "immunotherapy_dose":
             detail = ImmunotherapyDose(agent=agent, cycle=cycle, dose_mg=dose_mg)
         else:
-            raise _fail(f"unknown treatment kind {kind!r}")
+            raise fail(f"unknown treatment kind {kind!r}")
         event = TreatmentEvent(
             patient=_pseudonym(patient_id, pseudonym), occurred_at=_when(when), treatment=detail
         )
     except ValidationError as err:
-        raise _fail(str(err)) from err
+        raise fail(str(err)) from err
     _publish_one(event)
 
 
@@ -469,14 +461,14 @@ def audit_reconcile(
 ) -> None:
     """Report events without results and results without events (exit 1 if any are missing)."""
     from core.db import connect
-    from irtmon.audit import reconcile
+    from core.reconcile import reconcile
 
     settings = get_settings()
     try:
         with connect(settings, autocommit=True) as conn:
             report = reconcile(settings, conn)
     except Exception as err:
-        raise _fail(str(err)) from err
+        raise fail(str(err)) from err
     console.print(
         f"messages on the input topics: {report.messages}; processed: {report.processed}; "
         f"dead-lettered: {report.dead_lettered}; duplicate deliveries on the topics: "
@@ -523,18 +515,15 @@ def worker(
     Kafka gives each its share of the partitions. --concurrency overlaps several patients'
     events inside one process (set IRTMON_WORKER_CPU_PROCESSES to match).
     """
-    import os
-
-    if web_port is not None:
-        os.environ["IRTMON_WORKER_WEB_PORT"] = str(web_port)
-    if concurrency is not None:
-        os.environ["IRTMON_WORKER_CONCURRENCY"] = str(concurrency)
-    if web_port is not None or concurrency is not None:
-        get_settings.cache_clear()
     from streams.worker import run
 
-    sys.argv = ["irtmon-worker", "worker"]
-    run(get_settings())
+    overrides: dict[str, object] = {}
+    if web_port is not None:
+        overrides["worker_web_port"] = web_port
+    if concurrency is not None:
+        overrides["worker_concurrency"] = concurrency
+    sys.argv = ["irtmon-worker", "worker"]  # faust's Worker reads the command line
+    run(get_settings().model_copy(update=overrides))
 
 
 # --------------------------------------------------------------------------- demo
@@ -543,14 +532,14 @@ def worker(
 def _ensure_pathology_model(settings: Settings, seed: int) -> None:
     """Train, register and promote a pathology model on the first demo run (about 2 minutes)."""
     from core.db import connect
+    from core.db.registry import model_ref
     from irtmon.cli_pathology import train_pathology
+    from schemas import ModelName
 
     with connect(settings, autocommit=True) as conn:
-        promoted = conn.execute(
-            "SELECT version FROM model_registry WHERE name = 'pathology-mil' AND promoted"
-        ).fetchone()
+        promoted = model_ref(conn, ModelName.PATHOLOGY)
     if promoted is not None:
-        console.print(f"pathology model: pathology-mil {promoted[0]} (promoted)")
+        console.print(f"pathology model: {promoted.name} {promoted.version} (promoted)")
         return
     console.print("no promoted pathology model: training one on virtual-clinic slides...")
     train_pathology(
@@ -578,15 +567,15 @@ def _ensure_response_models(settings: Settings, seed: int) -> None:
     from pathlib import Path
 
     from core.db import connect
+    from core.db.registry import model_ref
     from irtmon.cli_clinic import Size, generate
     from irtmon.cli_models import train_ct_signature, train_response
+    from schemas import ModelName
 
     with connect(settings, autocommit=True) as conn:
-        promoted = conn.execute(
-            "SELECT version FROM model_registry WHERE name = 'response' AND promoted"
-        ).fetchone()
+        promoted = model_ref(conn, ModelName.RESPONSE)
     if promoted is not None:
-        console.print(f"response model: response {promoted[0]} (promoted)")
+        console.print(f"response model: {promoted.name} {promoted.version} (promoted)")
         return
     console.print(
         "no promoted response model: training the CT virtual biopsy and the response model on "
@@ -650,7 +639,7 @@ def demo(
         try:
             running = local_workers.start(settings, n_workers)
         except StackError as err:
-            raise _fail(str(err)) from err
+            raise fail(str(err)) from err
     console.print(f"workers: {', '.join(str(p) for p in running.values())} (pids)")
     cohort = Path(settings.data_roots[0]) / f"cohort-demo-seed{seed}"
     if not (cohort / "events.jsonl").exists():
@@ -674,7 +663,7 @@ def demo(
         try:
             local_app.start(settings, app_port)
         except StackError as err:
-            raise _fail(str(err)) from err
+            raise fail(str(err)) from err
     console.print(
         f"\n[bold green]irtmon is running.[/] The app: http://127.0.0.1:{app_port} {login}\n"
         f"Watch it with `irtmon stack status` and the logs in {settings.state_dir}/; stop it "
@@ -687,12 +676,11 @@ def _ensure_demo_user(settings: Settings) -> str:
     import secrets
 
     from core.db import connect
-    from monitoring_app.passwords import hash_password
-    from monitoring_app.queries import save_user
+    from core.db.users import save_user, user_exists
+    from core.passwords import hash_password
 
-    with connect(settings, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM app_users WHERE username = 'demo'").fetchone()
-        if exists:
+    with connect(settings) as conn:
+        if user_exists(conn, "demo"):
             return (
                 "(user demo; its password was printed on the first demo run, or reset it "
                 "with `irtmon users add demo --role admin`)"

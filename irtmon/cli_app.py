@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from core.settings import get_settings
+from irtmon.common import get_settings
 
 users_app = typer.Typer(help="Accounts of the monitoring app.", no_args_is_help=True)
 ENTRY = Path(__file__).resolve().parents[1] / "monitoring_app" / "streamlit_app.py"
@@ -74,9 +74,9 @@ def users_add(
 ) -> None:
     """Create or update a user (argon2id password hash, role, cohorts). Audited."""
     from core.db import connect
-    from monitoring_app.passwords import hash_password
-    from monitoring_app.queries import save_user
-    from monitoring_app.vocab import Role
+    from core.db.users import save_user
+    from core.passwords import hash_password
+    from schemas.enums import Role
 
     try:
         role_value = Role(role)
@@ -95,7 +95,7 @@ def users_add(
         except ValueError as err:
             raise typer.BadParameter(str(err)) from err
     cohorts = list(cohort or ([] if role_value is Role.ADMIN else ["default"]))
-    with connect(get_settings(), autocommit=True) as conn:
+    with connect(get_settings()) as conn:  # committed when the block ends
         created = save_user(
             conn,
             name,

@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from irtmon.common import console, get_settings
+
 clinic_app = typer.Typer(help="The virtual clinic: synthetic patients, studies, slides, events.")
-_console = Console(stderr=True)
 
 
 class Size(StrEnum):
@@ -34,19 +34,18 @@ def generate(
 ) -> None:
     """Generate a cohort: DICOM CT/PCCT, RTSTRUCT/SEG, slides, manifest, truth, events."""
     from clinic.cohort import demo_key, generate_cohort
-    from core.settings import get_settings
 
     secret = get_settings().pseudonym_key
     key = secret.get_secret_value() if secret is not None else demo_key(seed)
     if secret is None:
-        _console.print("[yellow]IRTMON_PSEUDONYM_KEY is not set: using the clinic's demo key.")
+        console.print("[yellow]IRTMON_PSEUDONYM_KEY is not set: using the clinic's demo key.")
     start = time.perf_counter()
     with Progress(
         TextColumn("[bold]patients"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=_console,
+        console=console,
     ) as bar:
         task = bar.add_task("generate", total=patients)
         generate_cohort(
@@ -59,7 +58,7 @@ def generate(
             workers=workers,
             progress=lambda done: bar.update(task, completed=done),
         )
-    _console.print(f"wrote {patients} patients to {out} in {time.perf_counter() - start:.1f} s")
+    console.print(f"wrote {patients} patients to {out} in {time.perf_counter() - start:.1f} s")
 
 
 @clinic_app.command()
@@ -71,7 +70,6 @@ def replay(
     """Publish a cohort's events to their topics, paced by their times at SPEEDUP."""
     from clinic.events import replay as replay_events
     from core.publish import Publisher
-    from core.settings import get_settings
 
     count = 0
     with Publisher(get_settings(), client_id="irtmon-clinic-replay") as publisher:
@@ -82,4 +80,4 @@ def replay(
             publisher.send(event)
             count += 1
         publisher.flush()
-    _console.print(f"published {count} events from {cohort}")
+    console.print(f"published {count} events from {cohort}")

@@ -16,26 +16,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from irtmon.common import console, err_console, fail, get_settings
+
 models_app = typer.Typer(help="The model registry: list, show, promote.", no_args_is_help=True)
-_console = Console()
-_err = Console(stderr=True)
 
 STAGE_LABELS = {"scans": "patients' studies analysed", "slides": "slides scored by the teacher"}
-
-
-def _fail(message: str) -> typer.Exit:
-    _err.print(f"[bold red]error:[/] {message}")
-    return typer.Exit(code=1)
-
-
-def _settings() -> Any:
-    from core.settings import get_settings
-
-    return get_settings()
 
 
 def resolve_artifact(name: str, ref: str | None, models_dir: Path) -> Path:
@@ -47,24 +35,23 @@ def resolve_artifact(name: str, ref: str | None, models_dir: Path) -> Path:
             return Path(ref)
         folder = models_dir / name / ref
         if not folder.is_dir():
-            raise _fail(f"no {name} model {ref!r} (neither a folder nor a version in {models_dir})")
+            raise fail(f"no {name} model {ref!r} (neither a folder nor a version in {models_dir})")
         return folder
     try:
         import psycopg
 
         from core.db import connect
+        from core.db.registry import model_ref
 
-        with connect(_settings()) as conn:
-            row = conn.execute(
-                "SELECT path FROM model_registry WHERE name = %s AND promoted", (name,)
-            ).fetchone()
-        if row is not None:
-            return Path(row[0])
+        with connect(get_settings()) as conn:
+            promoted = model_ref(conn, name)
+        if promoted is not None:
+            return promoted.folder
     except (psycopg.Error, OSError, RuntimeError):
         pass
     latest = latest_version(models_dir, name)
     if latest is None or latest.folder is None:
-        raise _fail(f"no {name} model found: train one, or pass its folder or version")
+        raise fail(f"no {name} model found: train one, or pass its folder or version")
     return latest.folder
 
 
@@ -74,7 +61,7 @@ def _progress_bar() -> tuple[Progress, Any]:
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=_err,
+        console=err_console,
     )
     tasks: dict[str, int] = {}
 
@@ -94,14 +81,14 @@ def _register(artifact: Any, promote: bool) -> None:
     from core.db.registry import register
 
     try:
-        with connect(_settings()) as conn:
+        with connect(get_settings()) as conn:
             register(conn, artifact)
             if promote:
                 promote_model(conn, artifact.name, artifact.version)
             conn.commit()
     except (psycopg.Error, OSError) as err:
-        raise _fail(f"the model was saved but not registered in the database: {err}") from err
-    _console.print(
+        raise fail(f"the model was saved but not registered in the database: {err}") from err
+    console.print(
         f"registered {artifact.name} {artifact.version}" + (" and promoted it" if promote else "")
     )
 
@@ -160,14 +147,14 @@ def _selections(
 
 
 def _finish(run: Any, register: bool | None, promote: bool) -> None:
-    _console.print(f"report: {run.report}")
+    console.print(f"report: {run.report}")
     if run.artifact is None:
         return
-    _console.print(f"model:  {run.artifact.folder}  (sha256 {run.artifact.sha256[:12]})")
-    if register if register is not None else bool(_settings().database_url):
+    console.print(f"model:  {run.artifact.folder}  (sha256 {run.artifact.sha256[:12]})")
+    if register if register is not None else bool(get_settings().database_url):
         _register(run.artifact, promote)
     elif promote:
-        raise _fail("--promote needs --register (or IRTMON_DATABASE_URL)")
+        raise fail("--promote needs --register (or IRTMON_DATABASE_URL)")
 
 
 def _train(
@@ -188,7 +175,7 @@ def _train(
     can act on into a clean failure. Returns the run, its version and when training started."""
     from models.exceptions import IrtmonError
 
-    settings = _settings()
+    settings = get_settings()
     teacher = resolve_artifact("pathology-mil", pathology_model, settings.models_dir)
     resolved = {
         key: resolve_artifact(name, ref, settings.models_dir)
@@ -212,7 +199,7 @@ def _train(
                 **options,
             )
     except (IrtmonError, ValueError, FileNotFoundError) as err:
-        raise _fail(str(err)) from err
+        raise fail(str(err)) from err
     return run, version, start
 
 
@@ -262,7 +249,7 @@ def train_ct_signature(
         v = m.get(key)
         table.add_row(label, "n/a" if v is None else (str(v) if isinstance(v, int) else f"{v:.3f}"))
     table.add_row("total time", f"{time.perf_counter() - start:.0f} s")
-    _console.print(table)
+    console.print(table)
     _finish(run, register, promote)
 
 
@@ -313,8 +300,8 @@ def train_response(
         table.add_row(
             name, f(r.get("auc_fu1")), f(r.get("auc_followups")), f(r.get("ece_followups"))
         )
-    _console.print(table)
-    _console.print(
+    console.print(table)
+    console.print(
         f"margin over the best baseline ({m['best_baseline']}) at fu1: "
         f"{m['auc_fu1_margin_over_best_baseline']:+.3f}; "
         f"{m['n_test_patients']} test patients; {time.perf_counter() - start:.0f} s"
@@ -333,7 +320,7 @@ def list_models(
     from core.db import connect
     from core.db.registry import models
 
-    with connect(_settings()) as conn:
+    with connect(get_settings()) as conn:
         rows = models(conn, name)
     table = Table(title="registered models")
     for col in ("name", "version", "promoted", "created", "sha256", "key metric"):
@@ -347,7 +334,7 @@ def list_models(
             r["sha256"][:12],
             _key_metric(r["name"], r["metrics"] or {}),
         )
-    _console.print(table)
+    console.print(table)
 
 
 def _key_metric(name: str, m: dict[str, Any]) -> str:
@@ -368,32 +355,30 @@ def show_model(
 ) -> None:
     """A model's card, hash, training-data hash and metrics; its weights are verified."""
     from core.db import connect
+    from core.db.registry import model_ref
     from models.exceptions import ModelError
     from models.registry import load_artifact
-    from streams.history import model_ref
 
-    with connect(_settings()) as conn:
+    with connect(get_settings()) as conn:
         try:
             ref = model_ref(conn, name, version)
         except ModelError as err:
-            raise _fail(str(err)) from err
+            raise fail(str(err)) from err
         if ref is None:
-            raise _fail(f"{name} has no promoted version; pass one (irtmon models list)")
-        promoted = conn.execute(
-            "SELECT promoted FROM model_registry WHERE name = %s AND version = %s",
-            (name, ref.version),
-        ).fetchone()[0]
+            raise fail(f"{name} has no promoted version; pass one (irtmon models list)")
+        current = model_ref(conn, name)
+        promoted = current is not None and current.version == ref.version
     try:
         art = load_artifact(ref.folder, ref.sha256)
     except ModelError as err:
-        raise _fail(str(err)) from err
-    _console.print(f"[bold]{art.name} {art.version}[/]" + ("  (promoted)" if promoted else ""))
-    _console.print(f"folder:             {art.folder}")
-    _console.print(f"sha256:             {art.sha256}  (verified)")
-    _console.print(f"training data hash: {art.training_data_hash}")
-    _console.print(f"created:            {art.created_at}")
-    _console.print(f"card:               {art.card}")
-    _console.print_json(json.dumps(art.metrics, default=str))
+        raise fail(str(err)) from err
+    console.print(f"[bold]{art.name} {art.version}[/]" + ("  (promoted)" if promoted else ""))
+    console.print(f"folder:             {art.folder}")
+    console.print(f"sha256:             {art.sha256}  (verified)")
+    console.print(f"training data hash: {art.training_data_hash}")
+    console.print(f"created:            {art.created_at}")
+    console.print(f"card:               {art.card}")
+    console.print_json(json.dumps(art.metrics, default=str))
 
 
 @models_app.command("promote")
@@ -403,21 +388,20 @@ def promote_model(
 ) -> None:
     """Make VERSION the one the workers load (verified first; audited)."""
     from core.db import connect
-    from core.db.registry import promote
+    from core.db.registry import model_ref, promote
     from models.exceptions import ModelError
     from models.registry import load_artifact
-    from streams.history import model_ref
 
-    with connect(_settings()) as conn:
+    with connect(get_settings()) as conn:
         try:
             ref = model_ref(conn, name, version)
             assert ref is not None
             load_artifact(ref.folder, ref.sha256)
             promote(conn, name, version)
         except (ModelError, ValueError) as err:
-            raise _fail(str(err)) from err
+            raise fail(str(err)) from err
         conn.commit()
-    _console.print(
+    console.print(
         f"promoted {name} {version}; workers use it for new scans. To recompute the stored "
         f"history with it: irtmon rescore --model {name}"
     )
@@ -435,14 +419,14 @@ def rescore(
     from models.exceptions import IrtmonError
 
     if model not in ("ct-signature", "response"):
-        raise _fail("--model must be ct-signature or response")
+        raise fail("--model must be ct-signature or response")
     start = time.perf_counter()
     try:
-        with connect(_settings()) as conn:
+        with connect(get_settings()) as conn:
             counts = rescore_patients(conn, model, version, patient)
     except IrtmonError as err:
-        raise _fail(str(err)) from err
-    _console.print(
+        raise fail(str(err)) from err
+    console.print(
         f"re-scored {counts['timepoints']} timepoints of {counts['patients']} patients with "
         f"{model} {counts['version']}: {counts['scores']} scores stored beside the earlier "
         f"versions' ({time.perf_counter() - start:.1f} s)"

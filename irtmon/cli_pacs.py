@@ -8,21 +8,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from core.settings import get_settings
+from irtmon.common import console, fail, get_settings
 
 pacs_app = typer.Typer(
     help="The hospital PACS (Orthanc): send studies, configure.", no_args_is_help=True
 )
 fhir_app = typer.Typer(help="Scores as FHIR R4 resources for an EHR.", no_args_is_help=True)
-console = Console()
-err_console = Console(stderr=True)
-
-
-def _fail(message: str) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}")
-    return typer.Exit(code=1)
 
 
 @pacs_app.command("send")
@@ -49,7 +41,7 @@ def pacs_send(
             paths, host, port or settings.orthanc_dicom_port, aet or settings.orthanc_aet
         )
     except (StoreError, OSError, ValueError) as err:
-        raise _fail(str(err)) from err
+        raise fail(str(err)) from err
     console.print(f"sent {count} DICOM files to {aet or settings.orthanc_aet}@{host}")
 
 
@@ -96,16 +88,16 @@ def fhir_export(
     """A FHIR Bundle of a patient's stored scores: a RiskAssessment per probability, an
     Observation per other score (any score name), each with its model name and version."""
     from core.db import connect
+    from core.db.scores import patient_scores
     from schemas.fhir import bundle
     from schemas.pseudonym import is_pseudonym
-    from streams.stored import patient_scores
 
     if not is_pseudonym(patient):
-        raise _fail(f"{patient!r} is not a pseudonym (psn- and 16 hex digits)")
+        raise fail(f"{patient!r} is not a pseudonym (psn- and 16 hex digits)")
     with connect(get_settings(), autocommit=True) as conn:
         scores = patient_scores(conn, patient, score or None)
     if not scores:
-        raise _fail(f"no stored scores for {patient}")
+        raise fail(f"no stored scores for {patient}")
     text = json.dumps(json.loads(bundle(scores).model_dump_json()), indent=2)
     if out is None:
         typer.echo(text)

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -31,10 +30,10 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from irtmon.common import console, err_console, fail, get_settings
+
 train_pathology_app = typer.Typer(help="Train models.", no_args_is_help=True)
 pathology_app = typer.Typer(help="Pathology: slides to an immune signature.", no_args_is_help=True)
-_console = Console()
-_err = Console(stderr=True)
 
 
 class EncoderKind(StrEnum):
@@ -42,26 +41,20 @@ class EncoderKind(StrEnum):
     CHECKPOINT = "checkpoint"
 
 
-def _fail(message: str) -> typer.Exit:
-    _err.print(f"[bold red]error:[/] {message}")
-    return typer.Exit(code=1)
-
-
 def _cohort(out: Path, cohort: Path | None, patients: int, seed: int, workers: int) -> Path:
     """The cohort to train on: the one given, or a virtual-clinic cohort generated (once)."""
     from clinic.cohort import demo_key, generate_cohort
-    from core.settings import get_settings
 
     if cohort is not None:
         if not cohort.is_dir():
-            raise _fail(f"cohort folder {cohort} does not exist")
+            raise fail(f"cohort folder {cohort} does not exist")
         return cohort
     target = out / "cohort"
     meta = target / "cohort.json"
     if meta.is_file():
         info = json.loads(meta.read_text())
         if info.get("seed") == seed and info.get("n_patients", info.get("patients")) == patients:
-            _err.print(f"reusing the virtual cohort in {target}")
+            err_console.print(f"reusing the virtual cohort in {target}")
             return target
     secret = get_settings().pseudonym_key
     key = secret.get_secret_value() if secret is not None else demo_key(seed)
@@ -70,7 +63,7 @@ def _cohort(out: Path, cohort: Path | None, patients: int, seed: int, workers: i
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=_err,
+        console=err_console,
     ) as bar:
         task = bar.add_task("generate", total=patients)
         # one CT session per patient: the slides are what this model needs
@@ -122,7 +115,6 @@ def train_pathology(
     promote: Annotated[bool, typer.Option(help="Also promote it (needs registering).")] = False,
 ) -> None:
     """Train the pathology MIL model on virtual-clinic slides and report held-out metrics."""
-    from core.settings import get_settings
     from models.exceptions import IrtmonError
     from models.pathology import (
         CheckpointEncoder,
@@ -143,7 +135,7 @@ def train_pathology(
     try:
         if encoder is EncoderKind.CHECKPOINT:
             if checkpoint is None:
-                raise _fail("--encoder checkpoint needs --checkpoint PATH")
+                raise fail("--encoder checkpoint needs --checkpoint PATH")
             enc = CheckpointEncoder(checkpoint, arch=arch)
         else:
             enc = HandcraftedEncoder()
@@ -153,7 +145,7 @@ def train_pathology(
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
-            console=_err,
+            console=err_console,
         ) as bar:
             tasks: dict[str, int] = {}
 
@@ -178,7 +170,7 @@ def train_pathology(
                 progress=progress,
             )
     except (IrtmonError, ValueError, FileNotFoundError) as err:
-        raise _fail(str(err)) from err
+        raise fail(str(err)) from err
 
     m = run.metrics
 
@@ -203,15 +195,15 @@ def train_pathology(
         )
     table.add_row("best epoch / run", f"{m['best_epoch']} / {m['epochs_run']}")
     table.add_row("total time", f"{time.perf_counter() - start:.1f} s")
-    _console.print(table)
-    _console.print(f"report: {run.report_files['report']}")
+    console.print(table)
+    console.print(f"report: {run.report_files['report']}")
     if run.artifact is not None:
-        _console.print(f"model:  {run.artifact.folder}  (sha256 {run.artifact.sha256[:12]})")
+        console.print(f"model:  {run.artifact.folder}  (sha256 {run.artifact.sha256[:12]})")
         should_register = register if register is not None else bool(settings.database_url)
         if should_register:
             _register(settings, run.artifact, promote)
         elif promote:
-            raise _fail("--promote needs --register (or IRTMON_DATABASE_URL)")
+            raise fail("--promote needs --register (or IRTMON_DATABASE_URL)")
 
 
 def _register(settings: object, artifact: object, promote: bool) -> None:
@@ -228,8 +220,8 @@ def _register(settings: object, artifact: object, promote: bool) -> None:
                 promote_model(conn, artifact.name, artifact.version)  # type: ignore[attr-defined]
             conn.commit()
     except (psycopg.Error, OSError) as err:
-        raise _fail(f"the model was saved but not registered in the database: {err}") from err
-    _console.print(
+        raise fail(f"the model was saved but not registered in the database: {err}") from err
+    console.print(
         f"registered {artifact.name} {artifact.version} in the database"  # type: ignore[attr-defined]
         + (" and promoted it" if promote else "")
     )
@@ -257,10 +249,10 @@ def analyse(
     try:
         result = analyse_slide(slide, model, heatmap_path=heatmap, mc_samples=mc_samples)
     except InsufficientDataError as err:
-        _console.print_json(
+        console.print_json(
             json.dumps({"slide": str(slide), "insufficient": True, "reason": str(err)})
         )
         raise typer.Exit(code=2) from err
     except IrtmonError as err:
-        raise _fail(str(err)) from err
-    _console.print_json(json.dumps({**result.to_dict(), "seconds": result.seconds}))
+        raise fail(str(err)) from err
+    console.print_json(json.dumps({**result.to_dict(), "seconds": result.seconds}))

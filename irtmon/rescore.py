@@ -13,17 +13,10 @@ import uuid
 
 import psycopg
 
+from core.db import events, history, registry, scores
 from models.exceptions import ModelError
 from models.response.inference import load_models, score_timepoint
-from streams import sinks
-from streams.history import (
-    RESPONSE_MODEL,
-    SIGNATURE_MODEL,
-    load_history,
-    model_ref,
-    response_models,
-    to_timepoint_score,
-)
+from schemas import ModelName
 
 
 def rescore_patients(
@@ -33,13 +26,13 @@ def rescore_patients(
 
     Returns the counts: patients, timepoints, scores, and the version used.
     """
-    if model == SIGNATURE_MODEL:
-        ref = model_ref(conn, SIGNATURE_MODEL, version)
+    if model == ModelName.CT_SIGNATURE:
+        ref = registry.model_ref(conn, ModelName.CT_SIGNATURE, version)
         if ref is None:
             raise ModelError("no promoted ct-signature model; pass --version")
         loaded = load_models(ref.as_tuple(), None)
-    elif model == RESPONSE_MODEL:
-        refs = response_models(conn, response_version=version)
+    elif model == ModelName.RESPONSE:
+        refs = registry.response_models(conn, response_version=version)
         if refs.response is None:
             raise ModelError("no promoted response model; pass --version")
         ref = refs.response
@@ -50,16 +43,7 @@ def rescore_patients(
         )
     else:
         raise ValueError(f"unknown model {model!r}")
-    patients = (
-        [patient]
-        if patient
-        else [
-            r[0]
-            for r in conn.execute(
-                "SELECT DISTINCT patient FROM acquisitions WHERE kind = 'imaging' ORDER BY 1"
-            ).fetchall()
-        ]
-    )
+    patients = [patient] if patient else events.imaged_patients(conn)
     counts: dict[str, int | str] = {
         "patients": 0,
         "timepoints": 0,
@@ -67,16 +51,16 @@ def rescore_patients(
         "version": ref.version,
     }
     for p in patients:
-        history = load_history(conn, p)
-        if not history.scans:
+        known = history.load_history(conn, p)
+        if not known.scans:
             continue
         counts["patients"] = int(counts["patients"]) + 1
-        for scan in history.scans:
-            values = score_timepoint(history, scan.at, loaded)
+        for scan in known.scans:
+            values = score_timepoint(known, scan.at, loaded)
             source = uuid.UUID(scan.key)
-            keys = [s.key for s in history.as_of(scan.at).scans]
+            keys = [s.key for s in known.as_of(scan.at).scans]
             for v in values:
-                sinks.upsert_score(conn, to_timepoint_score(v, p, source, scan.at, keys))
+                scores.upsert_score(conn, v.score_of(p, source, scan.at, keys))
                 counts["scores"] = int(counts["scores"]) + 1
             counts["timepoints"] = int(counts["timepoints"]) + 1
         conn.commit()

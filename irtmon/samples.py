@@ -24,7 +24,7 @@ from schemas import (
     pseudonymise,
     score_event_id,
 )
-from schemas.events import _Record
+from schemas.events import Record
 
 DEMO_KEY = "irtmon-demo-key-not-for-real-patients"
 _NS = uuid.UUID("0b8a2c9e-7d7f-4a51-8f0e-5d7e2b6f4a10")
@@ -34,10 +34,10 @@ def _id(*parts: object) -> uuid.UUID:
     return uuid.uuid5(_NS, "/".join(str(p) for p in parts))
 
 
-def sample_events(start: datetime | None = None) -> list[_Record]:
+def sample_events(start: datetime | None = None) -> list[Record]:
     """Deterministic, schema-valid events: treatment, CT, PCCT, biopsy and scores."""
     t0 = start or datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
-    events: list[_Record] = []
+    events: list[Record] = []
     for n, clear_id in enumerate(["DEMO-0001", "DEMO-0002"]):
         p = pseudonymise(clear_id, DEMO_KEY)
         study = f"1.2.826.0.1.3680043.10.1407.{n + 1}"

@@ -1,4 +1,4 @@
-"""Errors the science raises, by how a caller must route them.
+"""Errors the science raises, by how a caller must route them (see :mod:`schemas.errors`).
 
 - :class:`UnreadableInputError`: a file or series that cannot be read or is not what it claims
   (corrupt, truncated, wrong modality, missing slices). Permanent: a worker dead-letters the
@@ -13,18 +13,19 @@ and friends so a worker can retry them.
 
 from __future__ import annotations
 
-
-class IrtmonError(Exception):
-    """Base of irtmon's own errors."""
+from schemas.errors import DeadLetterError, IrtmonError
 
 
-class UnreadableInputError(IrtmonError, ValueError):
+class UnreadableInputError(DeadLetterError, ValueError):
     """An input file or series cannot be read or is not what it claims to be."""
 
 
-class InsufficientDataError(IrtmonError, ValueError):
+class InsufficientDataError(DeadLetterError, ValueError):
     """The input is readable but does not hold enough to compute a result."""
 
 
-class ModelError(IrtmonError, RuntimeError):
+class ModelError(DeadLetterError, RuntimeError):
     """A model cannot be loaded: missing file, wrong hash, missing or unknown version."""
+
+
+__all__ = ["InsufficientDataError", "IrtmonError", "ModelError", "UnreadableInputError"]

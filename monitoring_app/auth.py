@@ -12,9 +12,10 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from monitoring_app import data, queries
-from monitoring_app.passwords import hash_password, verify_password
-from monitoring_app.vocab import Role
+from core.db import users
+from core.passwords import hash_password, verify_password
+from monitoring_app import data
+from schemas import Role
 
 __all__ = ["User", "authenticate", "current_user", "hash_password", "sign_in", "sign_out"]
 
@@ -48,11 +49,11 @@ def _user(row: dict, method: str) -> User:
 def authenticate(username: str, password: str) -> User | None:
     """Check a local login; audit it either way."""
     username = username.strip()
-    row = data.run(queries.get_user, username) if username else None
+    row = data.run(users.get_user, username) if username else None
     ok = verify_password(row["password_hash"] if row else None, password)
     if username:
-        data.run(
-            queries.record_login,
+        data.run_write(
+            users.record_login,
             username,
             "local",
             ok,
@@ -80,9 +81,9 @@ def current_user() -> User | None:
         return user
     if oidc_configured() and st.user.is_logged_in:
         subject = str(st.user.get("email") or st.user.get("sub") or "")
-        row = data.run(queries.get_user_by_subject, subject) if subject else None
-        data.run(
-            queries.record_login,
+        row = data.run(users.get_user_by_subject, subject) if subject else None
+        data.run_write(
+            users.record_login,
             row["username"] if row else subject or "unknown",
             "oidc",
             row is not None,
@@ -107,6 +108,6 @@ def sign_in(user: User) -> None:
 def sign_out() -> None:
     user = st.session_state.pop(SESSION_KEY, None)
     if user is not None:
-        data.run(queries.record_logout, user.username)
+        data.run_write(users.record_logout, user.username)
         if user.method == "oidc":
             st.logout()

@@ -1,13 +1,13 @@
-"""The app's data layer: one connection pool (st.cache_resource) and cached reads
-(st.cache_data with a short ttl) over :mod:`monitoring_app.queries`.
+"""The app's data layer: its settings, one connection pool (st.cache_resource) and cached
+reads (st.cache_data with a short ttl) over the core layer's queries (:mod:`core.db`).
 
 Pages call these functions with plain values (the user's cohorts as a tuple, a pseudonym), so
-the cache key is the question asked. Writes go through :func:`run_write` and clear the caches.
+the cache key is the question asked. Writes go through :func:`run_write` (one transaction) and
+clear the caches.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -17,14 +17,25 @@ import psycopg
 import streamlit as st
 from psycopg_pool import ConnectionPool
 
-from core.settings import get_settings
-from monitoring_app import queries
+from core.db import alerts, audit, events, registry, scores
+from core.paths import resolve_under_roots
+from core.settings import Settings
+from models.imaging.study_view import StudyView, read_study
+from monitoring_app.imaging import attention_png, read_png, slide_thumbnail
+from schemas import RefusedError
 
 T = TypeVar("T")
 
-CACHE_TTL_S = float(os.environ.get("IRTMON_APP_CACHE_TTL_S", "10"))
+
+@st.cache_resource(show_spinner=False)
+def settings() -> Settings:
+    """The app server's settings, read once from its ``IRTMON_*`` environment."""
+    return Settings()
+
+
+CACHE_TTL_S = settings().app_cache_ttl_s
 """How long a read is reused before the database is asked again."""
-REFRESH_S = float(os.environ.get("IRTMON_APP_REFRESH_S", "15"))
+REFRESH_S = settings().app_refresh_s
 """How often live fragments re-run (new scores and alerts appear without a reload)."""
 
 Cohorts = tuple[str, ...] | None
@@ -45,7 +56,7 @@ def pool(dsn: str) -> ConnectionPool:
 
 
 def dsn() -> str:
-    return get_settings().dsn
+    return settings().dsn
 
 
 def run(fn: Callable[..., T], *args: Any) -> T:
@@ -55,11 +66,22 @@ def run(fn: Callable[..., T], *args: Any) -> T:
 
 
 def run_write(fn: Callable[..., T], *args: Any) -> T:
-    """Like :func:`run` for a write; then every cached read is dropped so pages show it."""
+    """Call ``fn(conn, *args)`` in one transaction; then every cached read is dropped so pages
+    show the change."""
+
+    def write(conn: psycopg.Connection) -> T:
+        with conn.transaction():
+            return fn(conn, *args)
+
     try:
-        return run(fn, *args)
+        return run(write)
     finally:
-        st.cache_data.clear()
+        clear_cache()
+
+
+def clear_cache() -> None:
+    """Drop every cached read (after a write), so pages show the change."""
+    st.cache_data.clear()
 
 
 def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
@@ -68,27 +90,27 @@ def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
 def cohort(db: str, cohorts: Cohorts) -> pd.DataFrame:
-    return _frame(run(queries.cohort_overview, list(cohorts) if cohorts is not None else None))
+    return _frame(run(scores.cohort_overview, list(cohorts) if cohorts is not None else None))
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
 def patients(db: str, cohorts: Cohorts) -> list[str]:
-    return run(queries.visible_patients, list(cohorts) if cohorts is not None else None)
+    return run(events.visible_patients, list(cohorts) if cohorts is not None else None)
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
 def patient(db: str, pseudonym: str, cohorts: Cohorts) -> dict[str, Any] | None:
-    return run(queries.patient_info, pseudonym, list(cohorts) if cohorts is not None else None)
+    return run(events.patient_info, pseudonym, list(cohorts) if cohorts is not None else None)
 
 
-class NotInYourCohortsError(PermissionError):
+class NotInYourCohortsError(RefusedError, PermissionError):
     """A patient outside the signed-in user's cohorts was asked for."""
 
 
 def _require_visible(conn: psycopg.Connection, pseudonym: str, cohorts: Cohorts) -> None:
     """Every per-patient read checks the user's cohorts itself, whatever the page did."""
     scope = list(cohorts) if cohorts is not None else None
-    if queries.patient_info(conn, pseudonym, scope) is None:
+    if events.patient_info(conn, pseudonym, scope) is None:
         raise NotInYourCohortsError(f"{pseudonym} is not a patient of your cohorts")
 
 
@@ -99,11 +121,11 @@ def timeline(db: str, pseudonym: str, cohorts: Cohorts) -> dict[str, pd.DataFram
     def read(conn: psycopg.Connection) -> dict[str, pd.DataFrame]:
         _require_visible(conn, pseudonym, cohorts)
         return {
-            "scores": _frame(queries.patient_scores_with_source(conn, pseudonym)),
-            "burden": _frame(queries.patient_burden(conn, pseudonym)),
-            "treatments": _frame(queries.patient_treatments(conn, pseudonym)),
-            "alerts": _frame(queries.patient_alerts(conn, pseudonym)),
-            "actions": _frame(queries.alert_history(conn, pseudonym)),
+            "scores": _frame(scores.patient_scores_with_source(conn, pseudonym)),
+            "burden": _frame(scores.patient_burden(conn, pseudonym)),
+            "treatments": _frame(events.patient_treatments(conn, pseudonym)),
+            "alerts": _frame(alerts.patient_alerts(conn, pseudonym)),
+            "actions": _frame(audit.alert_actions(conn, pseudonym)),
         }
 
     return run(read)
@@ -113,33 +135,30 @@ def timeline(db: str, pseudonym: str, cohorts: Cohorts) -> dict[str, pd.DataFram
 def acquisitions(db: str, pseudonym: str, cohorts: Cohorts) -> list[dict[str, Any]]:
     def read(conn: psycopg.Connection) -> list[dict[str, Any]]:
         _require_visible(conn, pseudonym, cohorts)
-        return queries.patient_acquisitions(conn, pseudonym)
+        return events.patient_acquisitions(conn, pseudonym)
 
     return run(read)
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
 def inbox(db: str, cohorts: Cohorts, statuses: tuple[str, ...]) -> list[dict[str, Any]]:
-    return run(queries.alert_inbox, list(cohorts) if cohorts is not None else None, list(statuses))
+    return run(alerts.inbox, list(cohorts) if cohorts is not None else None, list(statuses))
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
 def models(db: str) -> list[dict[str, Any]]:
-    return run(queries.registered_models)
+    return run(registry.models)
 
 
 @st.cache_data(ttl=600, max_entries=6, show_spinner="Reading the study…")
-def study(path: str, lesion_path: str | None) -> Any:
-    from monitoring_app.imaging import read_study
-
+def study(path: str, lesion_path: str | None) -> StudyView:
+    """The study's preferred series in HU with its lesion labels (the workers' readers)."""
     return read_study(Path(path), lesion_path)
 
 
 @st.cache_data(ttl=600, max_entries=16, show_spinner="Reading the slide…")
 def slide_view(path: str, inputs: tuple[str, ...]) -> tuple[Any, str]:
     """(RGB image, what it is) of a slide: its attention heat map if written, else thumbnail."""
-    from monitoring_app.imaging import attention_png, read_png, slide_thumbnail
-
     heat = attention_png(Path(path), list(inputs))
     if heat is not None:
         return read_png(heat), f"attention heat map ({heat.name})"
@@ -148,6 +167,4 @@ def slide_view(path: str, inputs: tuple[str, ...]) -> tuple[Any, str]:
 
 def resolve_data_path(path: str) -> Path:
     """A file path from the database, refused unless it lies under IRTMON_DATA_ROOTS."""
-    from core.paths import resolve_under_roots
-
-    return resolve_under_roots(path, get_settings().data_roots)
+    return resolve_under_roots(path, settings().data_roots)

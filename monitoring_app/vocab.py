@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
-
 from schemas.enums import IRECIST_SCORE
+from schemas.enums import AlertVerb as AlertVerb
 from schemas.enums import IRecistState as IRecistState  # the pages import it from here
+from schemas.enums import Role as Role
 
 RESPONSE_PROBABILITY = "response_probability"
 """Score name of the response model: P(response), with ``lower``/``upper`` as its band."""
@@ -23,31 +23,6 @@ RECIST_PD = 20.0
 
 NO_VALUE = "—"
 """Shown where nothing is stored."""
-
-
-class Role(StrEnum):
-    """What a user may do: clinicians act on alerts of their cohorts, researchers only read
-    their cohorts, admins see and do everything."""
-
-    CLINICIAN = "clinician"
-    RESEARCHER = "researcher"
-    ADMIN = "admin"
-
-    @property
-    def can_act_on_alerts(self) -> bool:
-        return self in (Role.CLINICIAN, Role.ADMIN)
-
-    @property
-    def sees_all_cohorts(self) -> bool:
-        return self is Role.ADMIN
-
-
-class AlertAction(StrEnum):
-    """What a user does to an alert; each is one audit_log row."""
-
-    ACKNOWLEDGE = "acknowledge"
-    RESOLVE = "resolve"
-    DISMISS = "dismiss"
 
 
 WINDOWS: dict[str, tuple[float, float]] = {

@@ -19,13 +19,14 @@ from datetime import UTC, datetime, timedelta, timezone
 
 from pydicom.dataset import Dataset
 
+from models.imaging.pcct import is_multi_energy
+from models.imaging.writers import DERIVED_MANUFACTURER
 from schemas.enums import ImagingPurpose, Modality
 from schemas.events import DicomWebLocation, ImagingAcquired, LesionReference
 from schemas.pseudonym import is_pseudonym, pseudonymise
 
 __all__ = ["DERIVED_MANUFACTURER", "NotAnAcquisitionError", "SeriesHeader", "acquisition_event"]
 
-DERIVED_MANUFACTURER = "irtmon"
 """Manufacturer of the SEG and SR irtmon writes back; such series never start a new event."""
 
 IMAGE_MODALITIES = frozenset({"CT"})
@@ -94,7 +95,6 @@ def acquisition_event(
         An empty patient ID or a short pseudonym key (from :func:`pseudonymise`), or UIDs that
         the event contract refuses (:class:`schemas.InvalidEventError` is a ValueError).
     """
-    from models.imaging.pcct import is_multi_energy
 
     images = sorted(
         (s for s in series if s.modality in IMAGE_MODALITIES and not _derived(s.header)),

@@ -56,6 +56,64 @@ class AlertStatus(StrEnum):
     DISMISSED = "dismissed"
 
 
+class AlertAction(StrEnum):
+    """A change of an alert, as written to ``audit_log.action`` and delivered (webhook, e-mail,
+    the ``alerts`` topic). The decision rule opens and updates; people acknowledge, resolve,
+    dismiss."""
+
+    OPENED = "alert.opened"
+    UPDATED = "alert.updated"
+    ACKNOWLEDGED = "alert.acknowledged"
+    RESOLVED = "alert.resolved"
+    DISMISSED = "alert.dismissed"
+
+    @property
+    def verb(self) -> str:
+        """``opened``, ``acknowledged``, ... (the last part)."""
+        return self.value.split(".")[-1]
+
+
+class Role(StrEnum):
+    """What a user may do: clinicians act on alerts of their cohorts, researchers only read
+    their cohorts, admins see and do everything."""
+
+    CLINICIAN = "clinician"
+    RESEARCHER = "researcher"
+    ADMIN = "admin"
+
+    @property
+    def can_act_on_alerts(self) -> bool:
+        return self in (Role.CLINICIAN, Role.ADMIN)
+
+    @property
+    def sees_all_cohorts(self) -> bool:
+        return self is Role.ADMIN
+
+
+class AlertVerb(StrEnum):
+    """What a person does to an alert; each writes one :class:`AlertAction` audit row."""
+
+    ACKNOWLEDGE = "acknowledge"
+    RESOLVE = "resolve"
+    DISMISS = "dismiss"
+
+    @property
+    def action(self) -> AlertAction:
+        return {
+            AlertVerb.ACKNOWLEDGE: AlertAction.ACKNOWLEDGED,
+            AlertVerb.RESOLVE: AlertAction.RESOLVED,
+            AlertVerb.DISMISS: AlertAction.DISMISSED,
+        }[self]
+
+
+class ModelName(StrEnum):
+    """The models irtmon registers, promotes and scores with (``model_registry.name``)."""
+
+    PATHOLOGY = "pathology-mil"
+    CT_SIGNATURE = "ct-signature"
+    RESPONSE = "response"
+
+
 class ImmunePhenotype(StrEnum):
     """Tumour immune phenotype seen in pathology."""
 

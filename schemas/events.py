@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar
 
 from pydantic import (
@@ -35,6 +36,7 @@ from schemas.enums import (
     Stain,
     TreatmentKind,
 )
+from schemas.errors import DeadLetterError
 from schemas.pseudonym import PSEUDONYM_PATTERN
 
 SCHEMA_VERSION = 1
@@ -79,8 +81,8 @@ ScoreName = Annotated[
 ]
 
 
-class InvalidEventError(ValueError):
-    """An event that cannot be read into its contract.
+class InvalidEventError(DeadLetterError, ValueError):
+    """An event that cannot be read into its contract (dead-lettered with this message).
 
     ``errors`` lists ``(field path, message)`` pairs; ``str()`` names every field.
     """
@@ -92,7 +94,7 @@ class InvalidEventError(ValueError):
         super().__init__(f"invalid {record} event: {detail}")
 
 
-class _Record(BaseModel):
+class Record(BaseModel):
     """Fields of every record on a topic: version, id and time."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, str_max_length=4096)
@@ -124,7 +126,7 @@ class _Record(BaseModel):
         return self.model_dump_json().encode()
 
 
-class Event(_Record):
+class Event(Record):
     """A record about one patient."""
 
     patient: Pseudonym
@@ -288,6 +290,40 @@ class TimepointScore(Event):
         default_factory=list, max_length=256, description="Series or slide UIDs scored."
     )
 
+    @classmethod
+    def for_source(
+        cls,
+        *,
+        source_event_id: uuid.UUID,
+        patient: str,
+        occurred_at: Any,
+        score_name: str,
+        value: float,
+        model_name: str,
+        model_version: str,
+        lower: float | None = None,
+        upper: float | None = None,
+        unit: str | None = None,
+        inputs: Sequence[str] = (),
+    ) -> TimepointScore:
+        """The score ``score_name`` of one acquisition or biopsy by one model version, with
+        its deterministic id (:func:`score_event_id`): the one way irtmon builds a score, so
+        that a replay or a re-scoring with the same version updates the same row."""
+        return cls(
+            event_id=score_event_id(source_event_id, score_name, model_name, model_version),
+            patient=patient,
+            occurred_at=occurred_at,
+            source_event_id=source_event_id,
+            score_name=score_name,
+            value=value,
+            lower=lower,
+            upper=upper,
+            unit=unit,
+            model_name=model_name,
+            model_version=model_version,
+            inputs=list(inputs)[:256],
+        )
+
     @model_validator(mode="after")
     def _bounds_bracket_value(self) -> Self:
         if self.lower is not None and self.lower > self.value:
@@ -340,7 +376,7 @@ class Alert(Event):
 # --------------------------------------------------------------------------- dead letters
 
 
-class DeadLetter(_Record):
+class DeadLetter(Record):
     """An event a worker could not process, with why and where it came from.
 
     ``occurred_at`` is when it was dead-lettered. ``patient`` is the pseudonym when the failed
@@ -371,7 +407,7 @@ class DeadLetter(_Record):
 
 # --------------------------------------------------------------------------- parsing
 
-M = TypeVar("M", bound=_Record)
+M = TypeVar("M", bound=Record)
 
 
 def _location(loc: tuple[int | str, ...]) -> str:

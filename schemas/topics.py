@@ -14,9 +14,9 @@ from schemas.events import (
     BiopsyAcquired,
     DeadLetter,
     ImagingAcquired,
+    Record,
     TimepointScore,
     TreatmentEvent,
-    _Record,
 )
 
 DAY_MS = 24 * 60 * 60 * 1000
@@ -27,7 +27,7 @@ class TopicSpec:
     """One topic: its name, the record it carries, how it is keyed and sized."""
 
     name: str
-    record: type[_Record]
+    record: type[Record]
     key: str
     partitions: int
     retention_ms: int

@@ -1,4 +1,8 @@
-"""The one Faust app of irtmon, configured from :class:`core.settings.Settings`.
+"""The one Faust app of irtmon, built by :func:`create_app` from the :class:`Settings` given.
+
+Nothing here reads the environment: ``irtmon worker`` builds the settings once and calls
+:func:`streams.worker.run`, which builds the app, its topics, its agents and its web pages
+(:func:`build`).
 
 Offsets are committed every ``commit_every`` events or ``commit_interval_s`` seconds, and only
 for events whose processing finished (a Faust event is acknowledged when the agent moves on to
@@ -8,31 +12,39 @@ the sinks are idempotent.
 
 from __future__ import annotations
 
+import ssl
+
 import faust
 
-from core.settings import Settings, get_settings
+from core.settings import Settings
+from streams import web
+from streams.agents import AGENTS
+from streams.context import WorkerContext
+from streams.topics import Topics
 
 
-def create_app(settings: Settings) -> faust.App:
-    """Build the Faust app for ``settings`` (broker, group, commit policy, web server)."""
+def broker_credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:
+    """Faust's credentials for the configured security protocol (None for PLAINTEXT)."""
     security = settings.kafka_client_config()
-    broker_credentials = None
     if settings.kafka_sasl_mechanism:
-        broker_credentials = faust.SASLCredentials(
+        return faust.SASLCredentials(
             username=settings.kafka_sasl_username,
             password=security.get("sasl_plain_password"),
             mechanism=settings.kafka_sasl_mechanism,
         )
-    elif settings.kafka_ssl_cafile is not None:
-        import ssl
-
-        broker_credentials = faust.SSLCredentials(
+    if settings.kafka_ssl_cafile is not None:
+        return faust.SSLCredentials(
             ssl.create_default_context(cafile=str(settings.kafka_ssl_cafile))
         )
+    return None
+
+
+def create_app(settings: Settings) -> faust.App:
+    """The Faust app for ``settings`` (broker, group, commit policy, web server), no agents."""
     return faust.App(
         settings.consumer_group,
         broker=[f"kafka://{hostport}" for hostport in settings.bootstrap_servers.split(",")],
-        broker_credentials=broker_credentials,
+        broker_credentials=broker_credentials(settings),
         store="memory://",
         autodiscover=False,
         topic_allow_declare=False,  # the stack creates the registry's topics
@@ -50,4 +62,13 @@ def create_app(settings: Settings) -> faust.App:
     )
 
 
-app = create_app(get_settings())
+def build(settings: Settings) -> faust.App:
+    """The worker's app: topics, every agent and timer, the web pages, one shared context."""
+
+    app = create_app(settings)
+    topics = Topics(app)
+    ctx = WorkerContext.create(settings, topics)
+    for agent in AGENTS:
+        agent.register(app, topics, ctx)
+    web.register(app)
+    return app

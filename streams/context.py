@@ -1,37 +1,41 @@
-"""The worker process's shared context: settings, database thread, CPU pool, producer."""
+"""What the agents of one worker process share: settings, the database thread, the CPU pool,
+the sender, and a way to start an alert-delivery round now."""
 
 from __future__ import annotations
 
-from functools import lru_cache
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
-from core.settings import get_settings
-from streams import topics
+from core.alerts import decision_config
+from core.settings import Settings
+from models.changepoint import DecisionConfig
 from streams.database import Database
-from streams.handling import WorkerContext
 from streams.pool import CpuPool
 
-_TOPICS = {
-    "imaging.acquired": topics.imaging_acquired,
-    "biopsy.acquired": topics.biopsy_acquired,
-    "treatment.events": topics.treatment_events,
-    "scores.timepoint": topics.scores_timepoint,
-    "alerts": topics.alerts,
-    "deadletter": topics.deadletter,
-}
 
+@dataclass
+class WorkerContext:
+    """Shared by the agents of one worker process (built once by :func:`streams.app.build`)."""
 
-async def send(topic: str, key: bytes, value: bytes) -> None:
-    """Publish and wait for the broker's acknowledgement."""
-    pending = await _TOPICS[topic].send(key=key, value=value)
-    await pending
+    settings: Settings
+    db: Database
+    send: Callable[[str, bytes, bytes], Awaitable[None]]  # (topic, key, value), awaits the ack
+    pool: CpuPool | None = None
+    decision: DecisionConfig = field(default_factory=DecisionConfig)
+    delivery_due: asyncio.Event | None = None
 
+    @classmethod
+    def create(cls, settings: Settings, topics: object) -> WorkerContext:
+        return cls(
+            settings=settings,
+            db=Database(settings),
+            send=topics.send,  # type: ignore[attr-defined]
+            pool=CpuPool(settings.worker_cpu_processes),
+            decision=decision_config(settings.alert_policy),
+        )
 
-@lru_cache(maxsize=1)
-def worker_context() -> WorkerContext:
-    return WorkerContext(settings=get_settings(), db=Database(get_settings()), send=send)
-
-
-@lru_cache(maxsize=1)
-def cpu_pool() -> CpuPool:
-    """Processes for DICOM decoding, slide reading and inference (off the event loop)."""
-    return CpuPool(get_settings().worker_cpu_processes)
+    def deliver_soon(self) -> None:
+        """Ask the delivery loop for a round now (alert changes were just committed)."""
+        if self.delivery_due is not None:
+            self.delivery_due.set()

@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from core.settings import Settings
+from core.db import events
 from schemas import DeadLetter, InvalidEventError, is_pseudonym, parse_event
-from schemas.events import _Record
-from schemas.topics import TopicSpec
-from streams import metrics, sinks
-from streams.database import Database
+from schemas.events import Record
+from schemas.topics import DEADLETTER, TopicSpec
+from streams import metrics
+from streams.context import WorkerContext
 from streams.failures import is_transient, with_retries
 
 log = logging.getLogger("irtmon.worker")
@@ -43,21 +43,12 @@ class Message:
     value: bytes
 
 
-@dataclass
-class WorkerContext:
-    """Shared by the agents of one worker process."""
-
-    settings: Settings
-    db: Database
-    send: Callable[[str, bytes, bytes], Awaitable[None]]  # (topic, key, value), awaits the ack
-
-
 def dead_letter_id(msg: Message) -> uuid.UUID:
     """Same source message, same dead-letter id: a replay does not duplicate it."""
     return uuid.uuid5(_DEAD_LETTER_NS, f"{msg.topic}/{msg.partition}/{msg.offset}")
 
 
-def _patient_of(msg: Message, record: _Record | None) -> str | None:
+def _patient_of(msg: Message, record: Record | None) -> str | None:
     patient = getattr(record, "patient", None)
     if patient:
         return patient
@@ -75,7 +66,7 @@ TOPIC_KEY_BYTES = 2048
 """Likewise for the original key (the contract allows 4,096 base64 characters)."""
 
 
-def build_dead_letter(msg: Message, err: BaseException, record: _Record | None) -> DeadLetter:
+def build_dead_letter(msg: Message, err: BaseException, record: Record | None) -> DeadLetter:
     """The dead letter of ``msg``: small enough to publish whatever the message's size."""
     reason = (str(err) or repr(err))[:7000]
     value, key = msg.value, msg.key
@@ -104,21 +95,21 @@ def build_dead_letter(msg: Message, err: BaseException, record: _Record | None) 
 
 
 async def dead_letter(
-    ctx: WorkerContext, msg: Message, err: BaseException, record: _Record | None
+    ctx: WorkerContext, msg: Message, err: BaseException, record: Record | None
 ) -> DeadLetter:
     """Record ``msg`` as a dead letter (table and topic) with the reason."""
     letter = build_dead_letter(msg, err, record)
     window = ctx.settings.transient_retry_s
     try:
         await with_retries(
-            lambda: ctx.db.run(sinks.insert_dead_letter, letter, msg.value, msg.key),
+            lambda: ctx.db.run(events.insert_dead_letter, letter, msg.value, msg.key),
             window_s=window,
             what="store dead letter",
         )
     except Exception:  # the topic copy below still keeps it; say so loudly
         log.exception("dead letter not stored in the database", extra=_where(msg))
     await with_retries(
-        lambda: ctx.send("deadletter", letter.key, letter.to_json_bytes()),
+        lambda: ctx.send(DEADLETTER.name, letter.key, letter.to_json_bytes()),
         window_s=window,
         what="publish dead letter",
     )
@@ -148,7 +139,7 @@ async def handle(
 ) -> bool:
     """Parse and process one message; True if processed, False if dead-lettered."""
     started = time.perf_counter()
-    record: _Record | None = None
+    record: Record | None = None
     try:
         record = parse_event(spec.record, msg.value)
         current = record

@@ -13,35 +13,24 @@ import math
 import uuid
 from collections.abc import Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 
+from core.db import events, history, registry
+from core.db import scores as stored
+from core.db.registry import ResponseModels
 from core.paths import resolve_under_roots
-from models import imaging
+from models import imaging, pathology
 from models.exceptions import InsufficientDataError, ModelError
+from models.imaging.dicomweb import fetch_study, store_instances
+from models.imaging.writers import DERIVED_MANUFACTURER
 from models.response.history import History, Scan
-from schemas import BiopsyAcquired, ImagingAcquired, TimepointScore, score_event_id
-from streams import sinks
+from models.response.inference import load_models, score_timepoint
+from schemas import BiopsyAcquired, ImagingAcquired, ModelName, TimepointScore
+from schemas.results import FeatureSet, Measurement, Outcome
 from streams.fetched import fetched_root, in_use
-from streams.history import ResponseModels, load_history, response_models, to_timepoint_score
-from streams.stored import SCORE_COLUMNS, score_from_row
-
-
-@dataclass(frozen=True)
-class Measurement:
-    """A tumour measurement of one lesion at one acquisition."""
-
-    lesion_id: str
-    volume_ml: float
-    longest_diameter_mm: float
-    mask_source: str
-    registration_quality: float | None
-    series_uid: str | None
-    model_name: str
-    model_version: str
 
 
 @dataclass(frozen=True)
@@ -74,28 +63,6 @@ class BiopsyRequest:
     model_folder: Path | None = None
     model_sha256: str | None = None
     derived_dir: Path | None = None  # where heat maps go (the data roots may be read-only)
-
-
-@dataclass(frozen=True)
-class FeatureSet:
-    """All features of one acquisition with their provenance."""
-
-    extractor: str
-    version: str
-    values: dict[str, float | None]
-    provenance: object
-
-
-@dataclass
-class Outcome:
-    """What one acquisition or biopsy produced."""
-
-    source_event_id: uuid.UUID
-    patient: str
-    scores: list[TimepointScore] = field(default_factory=list)
-    measurements: list[Measurement] = field(default_factory=list)
-    observed_at: datetime | None = None
-    features: FeatureSet | None = None
 
 
 def imaging_request(
@@ -140,31 +107,25 @@ def biopsy_request(event: BiopsyAcquired, roots: Sequence[Path]) -> BiopsyReques
 
 
 def with_history(conn: psycopg.Connection, request: ImagingRequest) -> ImagingRequest:
-    """Add the patient's baseline (earliest imaging acquisition with a lesion reference)."""
-    row = conn.execute(
-        """
-        SELECT event_id, location->>'path', payload->'lesion'->>'path', location->>'url',
-               payload->>'study_uid'
-        FROM acquisitions
-        WHERE patient = %s AND kind = 'imaging' AND payload->'lesion' IS NOT NULL
-              AND payload->'lesion' <> 'null'::jsonb AND acquired_at <= %s
-        ORDER BY acquired_at, event_id
-        LIMIT 1
-        """,
-        (request.event.patient, request.event.occurred_at),
-    ).fetchone()
-    if row and row[1]:
-        request.baseline = Baseline(row[0], Path(row[1]), Path(row[2]) if row[2] else None)
-    elif row and row[3] and row[4] and request.derived_dir is not None:
-        folder = fetched_study_dir(request.derived_dir, row[4], row[0])
-        request.baseline = Baseline(row[0], folder, None, fetch_url=row[3], study_uid=row[4])
-    known = load_history(conn, request.event.patient, until=request.event.occurred_at)
+    """Add the patient's baseline (earliest imaging acquisition with a lesion reference), the
+    history known at the scan's time and the promoted response models."""
+    row = events.baseline_acquisition(conn, request.event.patient, request.event.occurred_at)
+    if row and row.path:
+        request.baseline = Baseline(
+            row.event_id, Path(row.path), Path(row.lesion_path) if row.lesion_path else None
+        )
+    elif row and row.url and row.study_uid and request.derived_dir is not None:
+        folder = fetched_study_dir(request.derived_dir, row.study_uid, row.event_id)
+        request.baseline = Baseline(
+            row.event_id, folder, None, fetch_url=row.url, study_uid=row.study_uid
+        )
+    known = history.load_history(conn, request.event.patient, until=request.event.occurred_at)
     request.history = History(
         tuple(s for s in known.scans if s.key != str(request.event.event_id)),
         known.biopsies,
         known.treatment,
     )
-    request.models = response_models(conn)
+    request.models = registry.response_models(conn)
     return request
 
 
@@ -257,7 +218,6 @@ def _response_scores(
 ) -> list[TimepointScore]:
     """The virtual biopsy and the response probability of this scan, with the promoted models
     (none when no model is promoted), from what is known at the scan's time."""
-    from models.response.inference import load_models, score_timepoint
 
     models = request.models
     if models is None or (models.signature is None and models.response is None):
@@ -280,17 +240,13 @@ def _response_scores(
     )
     out = []
     for value in score_timepoint(history, event.occurred_at, loaded):
-        used = inputs if value.model_name != "response" else [s.key for s in history.scans]
-        out.append(
-            to_timepoint_score(value, event.patient, event.event_id, event.occurred_at, used)
-        )
+        used = inputs if value.model_name != ModelName.RESPONSE else [s.key for s in history.scans]
+        out.append(value.score_of(event.patient, event.event_id, event.occurred_at, used))
     return out
 
 
 def _fetch(url: str, study_uid: str, folder: Path) -> None:
     """Fetch a DICOMweb study into ``folder`` unless it is there (irtmon's own SEG/SR left out)."""
-    from models.imaging.dicomweb import fetch_study
-    from pacs.study import DERIVED_MANUFACTURER
 
     fetch_study(url, study_uid, folder, skip_manufacturer=DERIVED_MANUFACTURER)
 
@@ -298,8 +254,6 @@ def _fetch(url: str, study_uid: str, folder: Path) -> None:
 def _write_back(url: str, outputs: dict[str, str]) -> dict[str, object]:
     """Store the SEG and SR on the DICOMweb server (STOW-RS); return what was stored where."""
     import pydicom
-
-    from models.imaging.dicomweb import store_instances
 
     names = sorted(outputs)
     store_instances(url, [outputs[n] for n in names])
@@ -327,20 +281,19 @@ def _score(
     lower: float | None = None,
     upper: float | None = None,
 ) -> TimepointScore:
-    """One score of an acquisition or biopsy, with its deterministic id."""
-    return TimepointScore(
-        event_id=score_event_id(event.event_id, name, model, version),
+    """One score of an acquisition or biopsy."""
+    return TimepointScore.for_source(
+        source_event_id=event.event_id,
         patient=event.patient,
         occurred_at=event.occurred_at,
-        source_event_id=event.event_id,
         score_name=name,
         value=value,
+        model_name=model,
+        model_version=version,
         lower=lower,
         upper=upper,
         unit=unit,
-        model_name=model,
-        model_version=version,
-        inputs=inputs[:256],
+        inputs=inputs,
     )
 
 
@@ -351,32 +304,20 @@ def _json_safe(value: object) -> object:
     )
 
 
-PATHOLOGY_MODEL = "pathology-mil"
-
-
 def with_pathology_model(conn: psycopg.Connection, request: BiopsyRequest) -> BiopsyRequest:
     """Add the promoted pathology model (folder and registered hash) to the request."""
-    row = conn.execute(
-        "SELECT path, sha256 FROM model_registry WHERE name = %s AND promoted",
-        (PATHOLOGY_MODEL,),
-    ).fetchone()
-    if row is None:
-        raise ModelError(
-            f"no promoted {PATHOLOGY_MODEL} model: train and promote one "
-            "(irtmon train pathology --register --promote); the event can be replayed then"
-        )
-    request.model_folder, request.model_sha256 = Path(row[0]), row[1]
+    ref = registry.promoted(conn, ModelName.PATHOLOGY)
+    request.model_folder, request.model_sha256 = ref.folder, ref.sha256
     return request
 
 
 def score_biopsy(request: BiopsyRequest) -> Outcome:
     """Score one biopsy (runs in the CPU pool): the gated-attention MIL signature of each H&E
     slide (:func:`models.pathology.analyse_slide`), averaged over the specimen's slides."""
-    from models import pathology
 
     event = request.event
     if request.model_folder is None:
-        raise ModelError(f"no {PATHOLOGY_MODEL} model given to score biopsy {event.event_id}")
+        raise ModelError(f"no {ModelName.PATHOLOGY} model given to score biopsy {event.event_id}")
     he = [
         (slide, path)
         for slide, path in zip(event.slides, request.slide_paths, strict=True)
@@ -459,31 +400,10 @@ def stored_scores(
     first publication may have been lost in a crash after the commit). Re-scoring with a new
     model version is a deliberate step (``irtmon rescore``), not a side effect of a replay.
     """
-    status = conn.execute(
-        "SELECT status FROM acquisitions WHERE event_id = %s", (source_event_id,)
-    ).fetchone()
-    if status is None or status[0] != "scored":
+    if events.acquisition_status(conn, source_event_id) != "scored":
         return None
-    rows = conn.execute(
-        f"SELECT {SCORE_COLUMNS} FROM timepoint_scores WHERE source_event_id = %s "
-        "ORDER BY score_name",
-        (source_event_id,),
-    ).fetchall()
-    return [score_from_row(r) for r in rows]
+    return stored.scores_of_source(conn, source_event_id)
 
 
-def store_outcome(conn: psycopg.Connection, outcome: Outcome) -> None:
-    """Store scores and measurements and mark the acquisition scored (one transaction)."""
-    for m in outcome.measurements:
-        sinks.upsert_measurement(
-            conn, outcome.source_event_id, outcome.patient, outcome.observed_at, m
-        )
-    for score in outcome.scores:
-        sinks.upsert_score(conn, score)
-    if outcome.features is not None:
-        sinks.upsert_features(
-            conn, outcome.source_event_id, outcome.patient, outcome.observed_at, outcome.features
-        )
-    conn.execute(
-        "UPDATE acquisitions SET status = 'scored' WHERE event_id = %s", (outcome.source_event_id,)
-    )
+store_outcome = stored.store_outcome
+"""Store an outcome in one transaction (:func:`core.db.scores.store_outcome`)."""

@@ -4,11 +4,35 @@ reason instead of being skipped by a serializer."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import faust
+
 from schemas import topics as registry
-from streams.app import app
 
 
-def _raw(spec: registry.TopicSpec):
+class Topics:
+    """The registry's topics on one Faust app, and a sender that awaits the broker's ack."""
+
+    def __init__(self, app: faust.App) -> None:
+        self.imaging_acquired = _raw(app, registry.IMAGING_ACQUIRED)
+        self.biopsy_acquired = _raw(app, registry.BIOPSY_ACQUIRED)
+        self.treatment_events = _raw(app, registry.TREATMENT_EVENTS)
+        self.scores_timepoint = _raw(app, registry.SCORES_TIMEPOINT)
+        self.alerts = _raw(app, registry.ALERTS)
+        self.deadletter = _raw(app, registry.DEADLETTER)
+        self._by_name = {
+            spec.name: getattr(self, spec.name.replace(".", "_"))
+            for spec in registry.TOPICS.values()
+        }
+
+    async def send(self, topic: str, key: bytes, value: bytes) -> None:
+        """Publish and wait for the broker's acknowledgement."""
+        pending = await self._by_name[topic].send(key=key, value=value)
+        await pending
+
+
+def _raw(app: faust.App, spec: registry.TopicSpec) -> Any:
     return app.topic(
         spec.name,
         key_type=bytes,
@@ -18,11 +42,3 @@ def _raw(spec: registry.TopicSpec):
         partitions=spec.partitions,
         internal=False,
     )
-
-
-imaging_acquired = _raw(registry.IMAGING_ACQUIRED)
-biopsy_acquired = _raw(registry.BIOPSY_ACQUIRED)
-treatment_events = _raw(registry.TREATMENT_EVENTS)
-scores_timepoint = _raw(registry.SCORES_TIMEPOINT)
-alerts = _raw(registry.ALERTS)
-deadletter = _raw(registry.DEADLETTER)

@@ -10,17 +10,14 @@ import faust
 
 from core.settings import Settings
 from streams import logs
+from streams.app import build
 
 
 def run(settings: Settings) -> None:
     """Block running one worker process until it is stopped (SIGTERM/SIGINT)."""
     logs.configure(settings.log_level)
-    import streams.agents
-    import streams.web  # noqa: F401 - registers the endpoints
-    from streams.app import app
-
     worker = faust.Worker(
-        app,
+        build(settings),
         loglevel=settings.log_level,
         quiet=True,
         redirect_stdouts=False,

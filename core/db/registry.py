@@ -1,7 +1,13 @@
-"""The ``model_registry`` table: which model versions exist and which one is promoted."""
+"""The ``model_registry`` table: which model versions exist and which one is promoted.
+
+:func:`model_ref` is the one lookup of a registered model (the promoted version of a name, or a
+given version); every part of irtmon that scores with a model goes through it, with the names of
+:class:`schemas.ModelName`. Functions take an open connection and never commit.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -9,8 +15,41 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from core.db import audit
 from models.exceptions import ModelError
 from models.registry import ModelArtifact, load_artifact
+from schemas import ModelName
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A registered model version: artefact folder, registered hash, version."""
+
+    name: str
+    version: str
+    folder: Path
+    sha256: str
+
+    def as_tuple(self) -> tuple[Path, str, str]:
+        return (self.folder, self.sha256, self.version)
+
+    def load(self) -> ModelArtifact:
+        """The artefact, verified against the registered hash and version."""
+        artifact = load_artifact(self.folder, expected_sha256=self.sha256)
+        if artifact.version != self.version:
+            raise ModelError(
+                f"{self.folder} holds version {artifact.version}, registry says {self.version}"
+            )
+        return artifact
+
+
+@dataclass(frozen=True)
+class ResponseModels:
+    """What a timepoint is scored with (any may be None: that score is then not produced)."""
+
+    signature: ModelRef | None
+    response: ModelRef | None
+    response_signature: ModelRef | None
 
 
 def register(conn: psycopg.Connection, artifact: ModelArtifact) -> None:
@@ -60,37 +99,81 @@ def promote(conn: psycopg.Connection, name: str, version: str, actor: str = "cli
         "WHERE name = %s AND version = %s",
         (name, version),
     )
-    conn.execute(
-        "INSERT INTO audit_log (actor, action, entity, entity_id, detail) "
-        "VALUES (%s, 'promote', 'model', %s, %s)",
-        (actor, f"{name}:{version}", Jsonb({"name": name, "version": version})),
+    audit.write(
+        conn,
+        actor=actor,
+        action="promote",
+        entity="model",
+        entity_id=f"{name}:{version}",
+        detail={"name": name, "version": version},
     )
 
 
 def models(conn: psycopg.Connection, name: str | None = None) -> list[dict[str, Any]]:
-    """Registered models, newest first."""
+    """Registered models by name, newest first."""
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
             "SELECT name, version, sha256, path, training_data_hash, metrics, card, created_at, "
             "promoted, promoted_at FROM model_registry WHERE %s::text IS NULL OR name = %s "
-            "ORDER BY name, created_at DESC",
+            "ORDER BY name, created_at DESC, version DESC",
             (name, name),
         )
         return cur.fetchall()
 
 
-def load_promoted(conn: psycopg.Connection, name: str) -> ModelArtifact:
-    """The promoted artefact of ``name``, verified against the registered hash."""
-    row = conn.execute(
-        "SELECT version, sha256, path FROM model_registry WHERE name = %s AND promoted",
-        (name,),
-    ).fetchone()
-    if row is None:
+def model_ref(
+    conn: psycopg.Connection, name: ModelName | str, version: str | None = None
+) -> ModelRef | None:
+    """The given version of ``name``, or its promoted one (None when none is promoted).
+
+    A given version that is not registered is refused with :class:`ModelError`.
+    """
+    name = str(name)
+    if version is None:
+        row = conn.execute(
+            "SELECT version, path, sha256 FROM model_registry WHERE name = %s AND promoted",
+            (name,),
+        ).fetchone()
+    else:
+        row = conn.execute(
+            "SELECT version, path, sha256 FROM model_registry WHERE name = %s AND version = %s",
+            (name, version),
+        ).fetchone()
+        if row is None:
+            raise ModelError(f"model {name} {version} is not registered")
+    return None if row is None else ModelRef(name, row[0], Path(row[1]), row[2])
+
+
+def promoted(conn: psycopg.Connection, name: ModelName | str) -> ModelRef:
+    """The promoted version of ``name``; refused with a message saying how to make one."""
+    ref = model_ref(conn, name)
+    if ref is None:
+        command = "pathology" if str(name) == ModelName.PATHOLOGY else str(name)
         raise ModelError(
-            f"no promoted version of model {name!r}: train and promote one "
-            f"(irtmon models promote {name} VERSION)"
+            f"no promoted {name} model: train and promote one "
+            f"(irtmon train {command} --register --promote, or irtmon models promote {name} "
+            "VERSION); the event can be replayed then"
         )
-    artifact = load_artifact(Path(row[2]), expected_sha256=row[1])
-    if artifact.version != row[0]:
-        raise ModelError(f"{row[2]} holds version {artifact.version}, registry says {row[0]}")
-    return artifact
+    return ref
+
+
+def response_models(
+    conn: psycopg.Connection,
+    signature_version: str | None = None,
+    response_version: str | None = None,
+) -> ResponseModels:
+    """The promoted (or given) virtual biopsy and response model, and the virtual biopsy the
+    response model was trained with (named on its card; it must be registered)."""
+    sig = model_ref(conn, ModelName.CT_SIGNATURE, signature_version)
+    resp = model_ref(conn, ModelName.RESPONSE, response_version)
+    resp_sig = None
+    if resp is not None:
+        pinned = load_artifact(resp.folder, resp.sha256).extra.get("ct_signature") or {}
+        if pinned.get("version"):
+            resp_sig = model_ref(conn, ModelName.CT_SIGNATURE, pinned["version"])
+            if resp_sig is not None and resp_sig.sha256 != pinned.get("sha256"):
+                raise ModelError(
+                    f"response {resp.version} was trained with ct-signature "
+                    f"{pinned['version']} of another hash than the registered one"
+                )
+    return ResponseModels(sig, resp, resp_sig or sig)

@@ -18,11 +18,19 @@ from pydicom.uid import generate_uid
 from models.imaging.burden import Burden
 from models.imaging.lesion import MaskSource
 
-__all__ = ["ALGORITHM_NAME", "ALGORITHM_VERSION", "build_seg", "build_sr", "write_outputs"]
+__all__ = [
+    "ALGORITHM_NAME",
+    "ALGORITHM_VERSION",
+    "DERIVED_MANUFACTURER",
+    "build_seg",
+    "build_sr",
+    "write_outputs",
+]
 
 ALGORITHM_NAME = "irtmon-imaging"
 ALGORITHM_VERSION = "0.2.1"
-_MANUFACTURER = "irtmon"
+DERIVED_MANUFACTURER = "irtmon"
+"""Manufacturer of the SEG and SR irtmon writes (so a PACS feed can skip its own output)."""
 
 
 def _algorithm() -> hd.AlgorithmIdentificationSequence:
@@ -67,7 +75,7 @@ def build_seg(
         series_number=series_number,
         sop_instance_uid=generate_uid(),
         instance_number=1,
-        manufacturer=_MANUFACTURER,
+        manufacturer=DERIVED_MANUFACTURER,
         manufacturer_model_name=ALGORITHM_NAME,
         software_versions=ALGORITHM_VERSION,
         device_serial_number="irtmon-0",
@@ -131,7 +139,7 @@ def build_sr(
         series_number=series_number,
         sop_instance_uid=generate_uid(),
         instance_number=1,
-        manufacturer=_MANUFACTURER,
+        manufacturer=DERIVED_MANUFACTURER,
         is_complete=True,
     )
 

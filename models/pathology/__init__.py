@@ -7,6 +7,7 @@ checkpoint encoder), :mod:`.mil` (gated attention MIL), :mod:`.train` (patient-l
 :func:`analyse_slide`, the one call a worker makes.
 """
 
+from models.pathology.bag import SlideBag, SlideRecord
 from models.pathology.encoders import (
     ENCODERS,
     CheckpointEncoder,
@@ -45,8 +46,6 @@ from models.pathology.slide import (
 from models.pathology.stain import MacenkoNormalizer, estimate_stain_vectors
 from models.pathology.train import (
     MODEL_NAME,
-    SlideBag,
-    SlideRecord,
     TrainConfig,
     TrainingRun,
     extract_bags,

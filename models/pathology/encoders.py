@@ -26,6 +26,8 @@ from scipy import ndimage
 from skimage.color import rgb2hed
 
 from models.exceptions import ModelError
+from models.registry import sha256_file
+from models.runtime import set_threads
 
 _LOG_ADJUST = float(-np.log(1e-6))  # rgb2hed divides optical density by this
 _NUCLEUS_OD = 0.6  # haematoxylin optical density (natural log) of any nucleus
@@ -232,7 +234,6 @@ class CheckpointEncoder:
         name: str | None = None,
         expected_sha256: str | None = None,
     ):
-        from models.registry import sha256_file
 
         self.checkpoint = Path(checkpoint)
         if not self.checkpoint.is_file():
@@ -257,8 +258,6 @@ class CheckpointEncoder:
 
     def _load(self) -> Any:
         import torch
-
-        from models.pathology._torch import set_threads
 
         set_threads()
         if self.checkpoint.suffix == ".pt2":

@@ -15,15 +15,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from scipy.stats import spearmanr
 
+from models.pathology.bag import SlideBag
+from models.pathology.heatmap import attention_grid, heatmap_png, write_heatmap
 from models.pathology.mil import PHENOTYPES, GatedAttentionMIL
-
-if TYPE_CHECKING:
-    from models.pathology.train import SlideBag
+from models.pathology.slide import open_slide
 
 CLASS_NAMES = [str(p) for p in PHENOTYPES]
 
@@ -356,8 +356,6 @@ def write_report(
     dict
         File kind -> path.
     """
-    from models.pathology.heatmap import attention_grid, heatmap_png, write_heatmap
-    from models.pathology.slide import open_slide
 
     out_dir.mkdir(parents=True, exist_ok=True)
     files: dict[str, Path] = {}

@@ -29,6 +29,7 @@ from models.pathology.heatmap import attention_grid, heatmap_png, write_heatmap
 from models.pathology.mil import PHENOTYPES, GatedAttentionMIL, MILConfig
 from models.pathology.slide import TileSpec, read_tiles
 from models.registry import ModelArtifact, load_artifact
+from models.runtime import set_threads
 from schemas.enums import ImmunePhenotype
 
 _FORMAT = "irtmon-pathology-mil/1"
@@ -141,8 +142,6 @@ def load_pipeline(
 @lru_cache(maxsize=4)
 def _load_cached(folder: str, sha256: str) -> LoadedPipeline:
     import torch
-
-    from models.pathology._torch import set_threads
 
     set_threads(1)
     artifact = load_artifact(Path(folder), sha256)

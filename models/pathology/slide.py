@@ -19,6 +19,7 @@ from scipy import ndimage
 from skimage.filters import threshold_otsu
 
 from models.exceptions import InsufficientDataError, UnreadableInputError
+from models.pathology.stain import MacenkoNormalizer
 
 DEFAULT_MPP = 0.5
 """Default reading resolution: 0.5 µm/px, a 20x scan."""
@@ -316,8 +317,6 @@ def read_tiles(
     finally:
         slide.close()
     if spec.stain_normalise:
-        from models.pathology.stain import MacenkoNormalizer
-
         tiles = MacenkoNormalizer().fit_transform(tiles)
     return TileSet(
         path=path,

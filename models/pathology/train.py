@@ -1,13 +1,12 @@
 """Training the slide MIL model on a cohort manifest, with patient-level splits.
 
-The cohort is any folder whose manifest (:func:`clinic.read_manifest` columns) lists H&E slides
-(``modality == "WSI"``) with a ``phenotype`` and a ``til_density_per_mm2`` label; the virtual
-clinic writes one. Steps: read and encode every slide's tissue tiles (in worker processes, with
-an optional on-disk feature cache), split patients (never slides) into train / validation /
-test stratified by phenotype, fit :class:`~models.pathology.mil.GatedAttentionMIL` with early
-stopping on the validation loss, evaluate on the held-out patients, write the report and, when
-a models folder is given, save the artefact (:func:`models.registry.save_artifact`).
-"""
+The cohort is any folder whose manifest (:func:`schemas.manifest.read_manifest` columns) lists
+H&E slides (``modality == "WSI"``) with a ``phenotype`` and a ``til_density_per_mm2`` label; the
+virtual clinic writes one. Steps: read and encode every slide's tissue tiles (in worker
+processes, with an optional on-disk feature cache), split patients (never slides) into train /
+validation / test stratified by phenotype, fit :class:`~models.pathology.mil.GatedAttentionMIL`
+with early stopping on the validation loss, evaluate on the held-out patients, write the report
+and, when a models folder is given, save the artefact (:func:`models.registry.save_artifact`)."""
 
 from __future__ import annotations
 
@@ -27,16 +26,20 @@ import numpy as np
 import pandas as pd
 
 from models.exceptions import InsufficientDataError, UnreadableInputError
+from models.pathology import evaluate
+from models.pathology.bag import SlideBag, SlideRecord
 from models.pathology.encoders import (
     Encoder,
     HandcraftedEncoder,
     encoder_from_spec,
     lymphocyte_density,
 )
-from models.pathology.mil import PHENOTYPES, GatedAttentionMIL, MILConfig
+from models.pathology.mil import PHENOTYPES, GatedAttentionMIL, MILConfig, pad_bags
 from models.pathology.slide import TileSpec, read_tiles, tile_index
 from models.registry import ModelArtifact, save_artifact
+from models.runtime import set_threads
 from schemas.enums import ImmunePhenotype
+from schemas.manifest import read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -46,40 +49,6 @@ CHECKPOINT_FORMAT = "irtmon-pathology-mil/1"
 
 Progress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``; stages: ``"features"``, ``"epochs"``."""
-
-
-@dataclass(frozen=True)
-class SlideRecord:
-    """One labelled slide of a cohort."""
-
-    slide_id: str
-    patient: str
-    path: Path
-    phenotype: ImmunePhenotype
-    til_density: float
-
-
-@dataclass
-class SlideBag:
-    """A slide's tile features, with the clinic's tile truth when it exists."""
-
-    record: SlideRecord
-    features: np.ndarray
-    coords: np.ndarray
-    grid_index: np.ndarray
-    tissue_fraction: np.ndarray
-    tile_size_level0: int = 256
-    dimensions: tuple[int, int] = (0, 0)
-    lymphocyte_count: np.ndarray | None = None
-    truth_tissue_fraction: np.ndarray | None = None
-    guide: np.ndarray | None = None
-
-    @property
-    def slide_lymphocyte_density(self) -> float | None:
-        """Ground-truth lymphocytes per mm² of tissue over the tiles used."""
-        if self.lymphocyte_count is None or self.truth_tissue_fraction is None:
-            return None
-        return float(self.lymphocyte_count.sum() / max(self.truth_tissue_fraction.sum(), 1e-9))
 
 
 @dataclass(frozen=True)
@@ -161,7 +130,6 @@ def slides_from_manifest(
     cohort_dir: Path | str, manifest: pd.DataFrame | None = None
 ) -> list[SlideRecord]:
     """The labelled H&E slides of a cohort, in manifest order."""
-    from clinic import read_manifest
 
     cohort_dir = Path(cohort_dir)
     frame = read_manifest(cohort_dir) if manifest is None else manifest
@@ -196,7 +164,6 @@ def encode_slide(
     record: SlideRecord, encoder_spec: dict[str, Any], tile_spec: TileSpec
 ) -> SlideBag:
     """Read and encode one slide's tissue tiles (and attach the clinic's tile truth)."""
-    from models.pathology._torch import set_threads
 
     if encoder_spec.get("kind") != HandcraftedEncoder.kind:
         set_threads(1)
@@ -373,9 +340,6 @@ def fit_mil(
     """
     import torch
     import torch.nn.functional as F  # noqa: N812
-
-    from models.pathology._torch import set_threads
-    from models.pathology.mil import pad_bags
 
     if not train:
         raise InsufficientDataError("no training slides")
@@ -554,7 +518,6 @@ def train_pathology(
     TrainingRun
         Model, metrics, split, report files and the saved artefact (if any).
     """
-    from models.pathology import evaluate
 
     encoder = encoder or HandcraftedEncoder()
     tile_spec = tile_spec or TileSpec()

@@ -1,9 +1,9 @@
 """A cohort manifest turned into patient histories: scan features, teacher signatures, labels.
 
-The input is any folder whose manifest (:func:`clinic.read_manifest` columns) lists CT/PCCT
-series, the planning contour (SEG or RTSTRUCT) and H&E slides, with the patient-level
-``responder`` label; the virtual clinic writes one, and a hospital can write its own.
-Treatment times come from the folder's ``events.jsonl`` (the event contracts) when present.
+The input is any folder whose manifest (:func:`schemas.manifest.read_manifest` columns) lists
+CT/PCCT series, the planning contour (SEG or RTSTRUCT) and H&E slides, with the patient-level
+``responder`` label; the virtual clinic writes one, and a hospital can write its own. Treatment
+times come from the folder's ``events.jsonl`` (the event contracts) when present.
 
 Each study is analysed exactly as the worker analyses it (:func:`models.imaging.
 analyse_acquisition`, follow-ups propagating the planning contour), in worker processes, and
@@ -26,8 +26,14 @@ from typing import Any
 
 import pandas as pd
 
+from models import imaging
 from models.exceptions import InsufficientDataError, IrtmonError
+from models.imaging.writers import ALGORITHM_VERSION
+from models.pathology import analyse_slide
+from models.registry import load_artifact
 from models.response.history import Biopsy, History, Scan, Signature, Treatment
+from schemas import TreatmentEvent
+from schemas.manifest import read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +132,6 @@ def studies_from_manifest(cohort_dir: Path, manifest: pd.DataFrame) -> list[Stud
 
 def analyse_patient(studies: Sequence[StudyRecord]) -> list[dict[str, Any]] | str:
     """Analyse one patient's studies in time order, as the worker does; or the reason not."""
-    from models import imaging
 
     studies = sorted(studies, key=lambda s: s.at)
     rows: list[dict[str, Any]] = []
@@ -171,7 +176,6 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def _study_cache_key(studies: Sequence[StudyRecord]) -> str:
-    from models.imaging.writers import ALGORITHM_VERSION
 
     blob = json.dumps(
         [ALGORITHM_VERSION]
@@ -239,7 +243,6 @@ def scan_features(
 
 
 def _score_slide(args: tuple[str, str, str]) -> dict[str, float] | str:
-    from models.pathology import analyse_slide
 
     path, folder, sha = args
     try:
@@ -264,7 +267,6 @@ def teacher_signatures(
     progress: Progress | None = None,
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """The pathology model's signature of every H&E slide (one row per slide)."""
-    from models.registry import load_artifact
 
     artifact = load_artifact(pathology_folder)
     slides = manifest[manifest["modality"] == "WSI"]
@@ -321,7 +323,6 @@ def teacher_signatures(
 
 def treatments_from_events(cohort_dir: Path) -> dict[str, Treatment]:
     """RT start and ICI dose times per patient from the cohort's ``events.jsonl``, if any."""
-    from schemas import TreatmentEvent
 
     path = cohort_dir / "events.jsonl"
     if not path.is_file():
@@ -371,7 +372,6 @@ def load_cohort(
     ``max_patients`` keeps the first patients (by pseudonym) and ``max_timepoint`` the studies
     up to that timepoint index (0 = planning), to bound the time a run spends on features.
     """
-    from clinic import read_manifest
 
     cohort_dir = Path(cohort_dir)
     manifest = select(read_manifest(cohort_dir), max_patients, max_timepoint)

@@ -8,6 +8,8 @@ its recorded (and, when given, registered) sha256 and refuses anything else.
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -16,6 +18,7 @@ from pathlib import Path
 from models.response.history import History, response_inputs
 from models.response.response import ResponseModel, load_response
 from models.response.signature import CtSignatureModel, load_signature
+from schemas import TimepointScore
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,24 @@ class ScoreValue:
     unit: str | None
     model_name: str
     model_version: str
+
+    def score_of(
+        self, patient: str, source_event_id: uuid.UUID, at: datetime, inputs: Sequence[str]
+    ) -> TimepointScore:
+        """This value as the stored, publishable score of one scan."""
+        return TimepointScore.for_source(
+            source_event_id=source_event_id,
+            patient=patient,
+            occurred_at=at,
+            score_name=self.name,
+            value=self.value,
+            lower=self.lower,
+            upper=self.upper,
+            unit=self.unit,
+            model_name=self.model_name,
+            model_version=self.model_version,
+            inputs=inputs,
+        )
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from models.exceptions import ModelError
+from models.registry import load_artifact
+from models.runtime import set_threads
+
 
 @dataclass
 class Standardiser:
@@ -104,8 +108,6 @@ def fit_mlp(
     """
     import torch
 
-    from models.pathology._torch import set_threads
-
     set_threads(1)  # tiny full-batch networks: one thread is fastest, and reproducible
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -184,9 +186,6 @@ def load_checkpoint(folder: Any, expected_sha256: str | None, name: str, fmt: st
 
     import torch
 
-    from models.exceptions import ModelError
-    from models.registry import load_artifact
-
     artifact = load_artifact(Path(folder), expected_sha256)
     if artifact.name != name:
         raise ModelError(f"{artifact.folder} holds {artifact.name}, not a {name} model")
@@ -208,7 +207,6 @@ def load_checkpoint(folder: Any, expected_sha256: str | None, name: str, fmt: st
 
 def load_members(ckpt: Checkpoint, n_out: int) -> list[Any]:
     """The ensemble's networks from ``ckpt``; a shape mismatch is a :class:`ModelError`."""
-    from models.exceptions import ModelError
 
     try:
         return [

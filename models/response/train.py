@@ -21,10 +21,11 @@ from typing import Any
 import numpy as np
 
 from models.exceptions import InsufficientDataError
-from models.registry import ModelArtifact, save_artifact
+from models.registry import ModelArtifact, load_artifact, save_artifact
 from models.response import evaluate as ev
 from models.response.cohort import CohortData, Progress, load_cohort, merge_cohorts
 from models.response.history import (
+    ALL_INPUTS,
     BIOPSY_INPUTS,
     BURDEN_INPUTS,
     PHENOTYPE_NAMES,
@@ -551,8 +552,6 @@ def train_response(
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str) + "\n")
     artifact = None
     if models_dir is not None and version is not None:
-        from models.registry import load_artifact
-
         sig = load_artifact(ct_signature)
         artifact = save_artifact(
             models_dir,
@@ -572,7 +571,6 @@ def train_response(
 
 
 def _full_inputs() -> tuple[str, ...]:
-    from models.response.history import ALL_INPUTS
 
     return ALL_INPUTS
 

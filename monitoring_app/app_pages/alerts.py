@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from monitoring_app import data, queries, ui
-from monitoring_app.vocab import AlertAction
-from schemas import percent
+from core import alerts as lifecycle
+from monitoring_app import data, ui
+from schemas import AlertVerb, percent
 
 user = ui.user()
 st.title("Alerts inbox")
@@ -21,17 +21,17 @@ if not user.can_act:
     st.info("Your role can read alerts but not act on them.")
 
 
-def act(alert_id: str, action: AlertAction, patient: str) -> None:
+def act(alert_id: str, verb: AlertVerb, patient: str) -> None:
     note = st.session_state.get(f"note_{alert_id}", "")
     st.session_state.pop("inbox_flash", None)
     try:
-        status = data.run_write(
-            queries.act_on_alert, alert_id, action.value, user.username, note, user.cohorts
-        )
+        alert = data.run(lifecycle.act, alert_id, verb, user.username, note, user.cohorts)
     except ValueError as err:
         st.session_state["inbox_flash_error"] = str(err)
         return
-    st.session_state["inbox_flash"] = f"Alert of {patient} {status} by {user.username}."
+    finally:
+        data.clear_cache()
+    st.session_state["inbox_flash"] = f"Alert of {patient} {alert.status.value} by {user.username}."
 
 
 @st.fragment(run_every=data.REFRESH_S)
@@ -88,7 +88,7 @@ def inbox(statuses: tuple[str, ...]) -> None:
                         "Acknowledge",
                         key=f"ack_{aid}",
                         on_click=act,
-                        args=(aid, AlertAction.ACKNOWLEDGE, a["patient"]),
+                        args=(aid, AlertVerb.ACKNOWLEDGE, a["patient"]),
                         disabled=a["status"] != "open",
                         type="primary",
                     )
@@ -96,13 +96,13 @@ def inbox(statuses: tuple[str, ...]) -> None:
                         "Resolve",
                         key=f"resolve_{aid}",
                         on_click=act,
-                        args=(aid, AlertAction.RESOLVE, a["patient"]),
+                        args=(aid, AlertVerb.RESOLVE, a["patient"]),
                     )
                     b3.form_submit_button(
                         "Dismiss",
                         key=f"dismiss_{aid}",
                         on_click=act,
-                        args=(aid, AlertAction.DISMISS, a["patient"]),
+                        args=(aid, AlertVerb.DISMISS, a["patient"]),
                     )
             if st.button("Open timeline", key=f"open_{aid}", icon=":material/timeline:"):
                 st.session_state[ui.PATIENT_KEY] = a["patient"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from models.exceptions import UnreadableInputError
+from models.imaging.study_view import StudyView
 from monitoring_app import data, imaging, ui
 from monitoring_app.vocab import WINDOWS
 
@@ -28,7 +29,7 @@ def _label(a: dict) -> str:
     return f"{ui.day(a['acquired_at'])} · {a['modality']} · {a['purpose'] or ''}".rstrip(" ·")
 
 
-def _study(a: dict) -> imaging.Study | None:
+def _study(a: dict) -> StudyView | None:
     path = (a["location"] or {}).get("path")
     lesion = (a["lesion"] or {}).get("path") if a["lesion"] else None
     try:

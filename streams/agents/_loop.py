@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from schemas.topics import TopicSpec
-from streams.context import worker_context
+from streams.context import WorkerContext
 from streams.handling import Message, handle
 
 log = logging.getLogger("irtmon.worker")
@@ -59,6 +59,7 @@ class _Held:
 
 
 async def consume(
+    ctx: WorkerContext,
     stream: Any,
     spec: TopicSpec,
     process: Callable[[Any], Awaitable[None]],
@@ -70,7 +71,6 @@ async def consume(
     unreachable past the retry window), the process exits without acknowledging it, so its
     offset is not committed and the message is consumed again after a restart: nothing is lost.
     """
-    ctx = worker_context()
     async for event in stream.events():
         m = event.message
         msg = Message(m.topic, m.partition, m.offset, event.key, event.value or b"")

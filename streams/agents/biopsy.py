@@ -9,30 +9,40 @@ slides, model failures.
 
 from __future__ import annotations
 
-from core.settings import get_settings
+from typing import Any
+
+import faust
+
+from core.db import events
 from schemas import BiopsyAcquired
 from schemas.topics import BIOPSY_ACQUIRED
-from streams import scoring, sinks, topics
+from streams import scoring
 from streams.agents._loop import PatientLocks, consume
 from streams.agents._scoring import score_and_publish
-from streams.app import app
-from streams.context import worker_context
+from streams.context import WorkerContext
 
 
-async def process_biopsy(event: BiopsyAcquired) -> None:
-    settings = worker_context().settings
-    request = scoring.biopsy_request(event, settings.data_roots)  # paths first
-    request.derived_dir = settings.derived_dir.resolve()
+async def process_biopsy(ctx: WorkerContext, event: BiopsyAcquired) -> None:
+    request = scoring.biopsy_request(event, ctx.settings.data_roots)  # paths first
+    request.derived_dir = ctx.settings.derived_dir.resolve()
     await score_and_publish(
-        event, request, sinks.upsert_biopsy, scoring.with_pathology_model, scoring.score_biopsy
+        ctx,
+        event,
+        request,
+        events.upsert_biopsy,
+        scoring.with_pathology_model,
+        scoring.score_biopsy,
     )
 
 
-_LOCKS = PatientLocks()
+def register(app: faust.App, topics: Any, ctx: WorkerContext) -> None:
+    locks = PatientLocks()
 
+    async def process(event: BiopsyAcquired) -> None:
+        await process_biopsy(ctx, event)
 
-@app.agent(
-    topics.biopsy_acquired, name="score_biopsy", concurrency=get_settings().worker_concurrency
-)
-async def score_biopsy(stream):
-    await consume(stream, BIOPSY_ACQUIRED, process_biopsy, _LOCKS)
+    @app.agent(
+        topics.biopsy_acquired, name="score_biopsy", concurrency=ctx.settings.worker_concurrency
+    )
+    async def score_biopsy(stream: Any) -> None:
+        await consume(ctx, stream, BIOPSY_ACQUIRED, process, locks)

@@ -1,9 +1,12 @@
-"""deliver_alerts: send pending alert changes to the configured webhook and e-mail.
+"""deliver_alerts: publish and send pending alert changes (the outbox of ``audit_log``).
 
-Consumes: nothing (a timer every ``IRTMON_ALERT_DELIVERY_INTERVAL_S``)
-Produces: webhook POSTs and e-mails
-Side effects: delivery receipts in ``audit_log`` (the outbox: a failed send is retried with
-back-off on a later round, never dropped)
+Consumes: nothing (a loop: a round every ``IRTMON_ALERT_DELIVERY_INTERVAL_S``, and at once
+when the change-point agent has just committed alert changes)
+Produces: ``alerts`` (the Alert, headers ``irtmon-action`` and ``irtmon-delivery``), webhook
+POSTs and e-mails, for every alert change made anywhere (the decision rule, or a clinician in
+the app)
+Side effects: delivery receipts in ``audit_log`` (a failed send is retried with back-off on a
+later round, never dropped)
 
 Several workers may run; a PostgreSQL advisory lock lets one deliver at a time, so a change is
 not sent twice by two workers at once.
@@ -12,22 +15,27 @@ not sent twice by two workers at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Sequence
+from typing import Any
 
+import faust
+
+from core import delivery
 from core.db import connect
-from core.settings import Settings, get_settings
-from streams import delivery
-from streams.app import app
+from core.settings import Settings
+from streams.context import WorkerContext
 
 log = logging.getLogger("irtmon.delivery")
 _LOCK_ID = 0x1A7_A1E7
 
 
-def deliver_once(settings: Settings) -> int:
+def deliver_once(
+    settings: Settings, config: delivery.DeliveryConfig, sinks: Sequence[delivery.AlertSink]
+) -> int:
     """One round of the outbox; returns how many sends were attempted (0 if another worker
     holds the lock or no sink is configured)."""
-    config = delivery.DeliveryConfig.from_settings(settings)
-    sinks = config.sinks()
     if not sinks:
         return 0
     with connect(settings) as conn:
@@ -43,12 +51,23 @@ def deliver_once(settings: Settings) -> int:
             conn.commit()
 
 
-@app.timer(interval=get_settings().alert_delivery_interval_s)
-async def deliver_alerts() -> None:
-    try:
-        sent = await asyncio.get_running_loop().run_in_executor(None, deliver_once, get_settings())
-    except Exception:  # a delivery round must never stop the worker; the outbox keeps all
-        log.exception("alert delivery round failed; retrying next round")
-        return
-    if sent:
-        log.info("alert deliveries attempted", extra={"count": sent})
+def register(app: faust.App, topics: Any, ctx: WorkerContext) -> None:
+    config = delivery.DeliveryConfig.from_settings(ctx.settings)
+    sinks = config.sinks()
+    interval = ctx.settings.alert_delivery_interval_s
+
+    @app.task
+    async def deliver_alerts() -> None:
+        due = ctx.delivery_due = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(due.wait(), timeout=interval)
+            due.clear()
+            try:
+                sent = await loop.run_in_executor(None, deliver_once, ctx.settings, config, sinks)
+            except Exception:  # a delivery round must never stop the worker; the outbox keeps all
+                log.exception("alert delivery round failed; retrying next round")
+                continue
+            if sent:
+                log.info("alert deliveries attempted", extra={"count": sent})

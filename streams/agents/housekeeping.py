@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
-from core.settings import Settings, get_settings
+import faust
+
+from core.settings import Settings
 from streams import fetched
-from streams.app import app
+from streams.context import WorkerContext
 
 log = logging.getLogger("irtmon.housekeeping")
 
@@ -25,9 +28,10 @@ def prune_once(settings: Settings) -> int:
     return len(fetched.prune(settings.derived_dir.resolve(), retention_s))
 
 
-@app.timer(interval=get_settings().housekeeping_interval_s)
-async def prune_fetched_studies() -> None:
-    try:
-        await asyncio.get_running_loop().run_in_executor(None, prune_once, get_settings())
-    except Exception:  # housekeeping must never stop the worker
-        log.exception("pruning fetched studies failed; trying again next round")
+def register(app: faust.App, topics: Any, ctx: WorkerContext) -> None:
+    @app.timer(interval=ctx.settings.housekeeping_interval_s)
+    async def prune_fetched_studies() -> None:
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, prune_once, ctx.settings)
+        except Exception:  # housekeeping must never stop the worker
+            log.exception("pruning fetched studies failed; trying again next round")

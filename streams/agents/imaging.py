@@ -15,18 +15,21 @@ The science (reading the series, lesion, burden, features, virtual biopsy, respo
 
 from __future__ import annotations
 
-from core.settings import get_settings
+from typing import Any
+
+import faust
+
+from core.db import events
 from schemas import ImagingAcquired
 from schemas.topics import IMAGING_ACQUIRED
-from streams import scoring, sinks, topics
+from streams import scoring
 from streams.agents._loop import PatientLocks, consume
 from streams.agents._scoring import score_and_publish
-from streams.app import app
-from streams.context import worker_context
+from streams.context import WorkerContext
 
 
-async def process_imaging(event: ImagingAcquired) -> None:
-    settings = worker_context().settings
+async def process_imaging(ctx: WorkerContext, event: ImagingAcquired) -> None:
+    settings = ctx.settings
     request = scoring.imaging_request(  # paths first
         event,
         settings.data_roots,
@@ -34,15 +37,20 @@ async def process_imaging(event: ImagingAcquired) -> None:
         write_back=settings.pacs_write_back,
     )
     await score_and_publish(
-        event, request, sinks.upsert_imaging, scoring.with_history, scoring.score_imaging
+        ctx, event, request, events.upsert_imaging, scoring.with_history, scoring.score_imaging
     )
 
 
-_LOCKS = PatientLocks()
+def register(app: faust.App, topics: Any, ctx: WorkerContext) -> None:
+    locks = PatientLocks()
 
+    async def process(event: ImagingAcquired) -> None:
+        await process_imaging(ctx, event)
 
-@app.agent(
-    topics.imaging_acquired, name="score_acquisition", concurrency=get_settings().worker_concurrency
-)
-async def score_acquisition(stream):
-    await consume(stream, IMAGING_ACQUIRED, process_imaging, _LOCKS)
+    @app.agent(
+        topics.imaging_acquired,
+        name="score_acquisition",
+        concurrency=ctx.settings.worker_concurrency,
+    )
+    async def score_acquisition(stream: Any) -> None:
+        await consume(ctx, stream, IMAGING_ACQUIRED, process, locks)

@@ -7,18 +7,21 @@ Side effects: upserts ``treatment_events`` (and ``patients``) by event id.
 
 from __future__ import annotations
 
+from typing import Any
+
+import faust
+
+from core.db import events
 from schemas import TreatmentEvent
 from schemas.topics import TREATMENT_EVENTS
-from streams import sinks, topics
 from streams.agents._loop import consume
-from streams.app import app
-from streams.context import worker_context
+from streams.context import WorkerContext
 
 
-async def process_treatment(event: TreatmentEvent) -> None:
-    await worker_context().db.run(sinks.upsert_treatment, event)
+def register(app: faust.App, topics: Any, ctx: WorkerContext) -> None:
+    async def process(event: TreatmentEvent) -> None:
+        await ctx.db.run(events.upsert_treatment, event)
 
-
-@app.agent(topics.treatment_events, name="record_treatment")
-async def record_treatment(stream):
-    await consume(stream, TREATMENT_EVENTS, process_treatment)
+    @app.agent(topics.treatment_events, name="record_treatment")
+    async def record_treatment(stream: Any) -> None:
+        await consume(ctx, stream, TREATMENT_EVENTS, process)

@@ -13,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 
 from core.publish import Publisher
+from core.reconcile import Reconciliation, reconcile
 from core.settings import Settings
-from irtmon.audit import Reconciliation, reconcile
 from schemas import RtFraction, TreatmentEvent, pseudonymise
 from tests.integration.conftest import wait_for
 

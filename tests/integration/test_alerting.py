@@ -8,11 +8,13 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from core.db import connect
+from core import alerts as alerting
+from core import delivery
+from core.db import connect, events, history
+from core.db import scores as sinks
 from core.settings import Settings
 from schemas import Alert, AlertKind, AlertStatus, TimepointScore, pseudonymise
-from streams import alerting, delivery, sinks
-from streams.scoring import Measurement
+from schemas.results import Measurement
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +36,7 @@ def acquisition(patient: str, i: int) -> uuid.UUID:
 def store_timepoint(conn: psycopg.Connection, patient: str, i: int, measurements: bool = True):
     at = T0 + timedelta(days=DAYS[i])
     src = acquisition(patient, i)
-    sinks.upsert_patient(conn, patient, at)
+    events.upsert_patient(conn, patient, at)
     if measurements:
         for j, d in enumerate(LESIONS[i]):
             m = Measurement(
@@ -98,7 +100,7 @@ def test_series_is_read_from_measurements(db: psycopg.Connection) -> None:
     p = new_patient()
     for i in range(5):
         store_timepoint(db, p, i)
-    s = alerting.load_series(db, p)
+    s = history.load_series(db, p)
     assert s is not None
     assert list(s.sum_diameters_mm) == [60, 50, 56, 66, 78]
     assert s.volume_ml is not None
@@ -110,7 +112,7 @@ def test_series_falls_back_to_a_burden_score(db: psycopg.Connection) -> None:
     p = new_patient()
     for i in range(5):
         store_timepoint(db, p, i, measurements=False)
-    s = alerting.load_series(db, p)
+    s = history.load_series(db, p)
     assert s is not None and list(s.sum_diameters_mm) == [60, 50, 56, 66, 78]
     assert alerting.evaluate(db, p, now=T0 + timedelta(days=200))
 

@@ -17,11 +17,12 @@ from typing import ClassVar
 import psycopg
 import pytest
 
+from core.db import scores as queries
+from core.delivery import verify
 from core.publish import Publisher
 from core.settings import Settings
-from monitoring_app import queries, ui
+from monitoring_app import ui
 from schemas import TimepointScore, pseudonymise, score_event_id
-from streams.delivery import verify
 from tests.integration.conftest import Workers, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -12,8 +12,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.db import connect
-from core.settings import Settings, get_settings
-from monitoring_app.seed import SeedSummary, seed_cohort, seed_story, seed_users
+from core.settings import Settings
+from irtmon.seed import SeedSummary, seed_cohort, seed_story, seed_users
+from monitoring_app import data
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.integration
@@ -53,14 +54,14 @@ def seeded(settings: Settings, cohort: Path) -> Iterator[Seeded]:
     saved = {k: os.environ.get(k) for k in ("IRTMON_DATABASE_URL", "IRTMON_DATA_ROOTS")}
     os.environ["IRTMON_DATABASE_URL"] = settings.dsn
     os.environ["IRTMON_DATA_ROOTS"] = f'["{settings.data_roots[0]}"]'
-    get_settings.cache_clear()
+    data.settings.clear()  # the app server reads its settings once
     yield Seeded(settings, clinic, other)
     for k, v in saved.items():
         if v is None:
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
-    get_settings.cache_clear()
+    data.settings.clear()
 
 
 def login(user: str, password: str = PASSWORD) -> AppTest:
@@ -279,7 +280,8 @@ def test_no_page_shows_anything_without_a_signed_in_user(seeded: Seeded) -> None
 def test_alert_actions_are_checked_in_the_query_and_refusals_audited(
     seeded: Seeded, db: psycopg.Connection
 ) -> None:
-    from monitoring_app.queries import AlertActionRefusedError, act_on_alert
+    from core.alerts import AlertActionRefusedError
+    from core.alerts import act as act_on_alert
 
     mine = next(iter(seeded.clinic.alerts))
     theirs = seeded.other.patients[0]

@@ -90,7 +90,7 @@ def test_browser_login_timeline_and_acknowledge(
     db: psycopg.Connection,
 ) -> None:
     sync_api = pytest.importorskip("playwright.sync_api")
-    from monitoring_app.seed import seed_users
+    from irtmon.seed import seed_users
 
     with psycopg.connect(seeded.settings.dsn, autocommit=True) as conn:
         seed_users(conn, [("app-bea", "clinician", PASSWORD, ["app-clinic"])])

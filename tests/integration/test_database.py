@@ -10,10 +10,10 @@ import pytest
 
 from core.db import connect, migrate, migration_status
 from core.db.migrate import discover
+from core.db.scores import cohort_daily, upsert_score
+from core.db.scores import patient_score_rows as patient_scores
 from core.settings import Settings
-from monitoring_app.queries import cohort_daily, patient_scores
 from schemas import TimepointScore, pseudonymise, score_event_id
-from streams.sinks import upsert_score
 
 pytestmark = pytest.mark.integration
 

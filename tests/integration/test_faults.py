@@ -144,7 +144,7 @@ class FlakyWebhook:
             def do_POST(self) -> None:
                 import json
 
-                from streams.delivery import verify
+                from core.delivery import verify
 
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 if not verify(body, secret, self.headers.get("X-Irtmon-Signature", "")):

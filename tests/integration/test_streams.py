@@ -16,8 +16,8 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from core.publish import Publisher
+from core.reconcile import reconcile
 from core.settings import Settings
-from irtmon.audit import reconcile
 from schemas import RtFraction, TreatmentEvent, pseudonymise
 from schemas.topics import TOPICS
 from tests.integration.conftest import Workers, wait_for

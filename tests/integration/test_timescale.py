@@ -17,9 +17,9 @@ import pytest
 
 from core.db import migrate
 from core.db.migrate import Flavour, discover, recorded_flavour
-from monitoring_app.queries import cohort_daily, patient_scores
+from core.db.scores import cohort_daily, upsert_score
+from core.db.scores import patient_score_rows as patient_scores
 from schemas import TimepointScore, pseudonymise, score_event_id
-from streams.sinks import upsert_score
 from tests.conftest import REPO
 
 pytestmark = [pytest.mark.integration, pytest.mark.timescale]

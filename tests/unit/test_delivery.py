@@ -14,8 +14,7 @@ from typing import ClassVar
 
 import pytest
 
-from schemas import Alert, AlertKind
-from streams.delivery import (
+from core.delivery import (
     SIGNATURE_HEADER,
     Backoff,
     DeliveryConfig,
@@ -28,6 +27,7 @@ from streams.delivery import (
     sign,
     verify,
 )
+from schemas import Alert, AlertKind
 
 SECRET = "test-secret-0123456789abcdef"
 

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.passwords import hash_password, verify_password
 from monitoring_app import charts, imaging
-from monitoring_app.passwords import hash_password, verify_password
 from monitoring_app.vocab import IRecistState, Role
 
 

@@ -11,8 +11,8 @@ Two sources:
 * :func:`seed_cohort` loads a generated cohort folder (``irtmon clinic generate``): its events
   with real DICOM and slide paths, so the Images page can show them.
 
-Both write through ``streams.sinks`` (the workers' own idempotent upserts), so re-seeding is
-safe, then add alerts and model-registry rows.
+Both write through the core layer's idempotent upserts (the workers' own), so re-seeding is
+safe, then open alerts through the one alert lifecycle and register the seed "models".
 """
 
 from __future__ import annotations
@@ -29,23 +29,19 @@ from pathlib import Path
 
 import numpy as np
 import psycopg
-from psycopg.types.json import Jsonb
 
 from clinic.events import biopsy_event, event_id, imaging_event, load_events, treatment_events
 from clinic.story import Patient, lesion_truth, sample_patient
+from core import alerts as lifecycle
+from core.db import alerts, registry, scores, users
+from core.passwords import hash_password
+from models.registry import ModelArtifact
 from monitoring_app.vocab import IRECIST_STATE, RESPONSE_PROBABILITY, IRecistState
+from schemas import AlertKind
 from schemas.enums import Modality
-from schemas.events import (
-    BiopsyAcquired,
-    Event,
-    ImagingAcquired,
-    TimepointScore,
-    TreatmentEvent,
-    score_event_id,
-)
+from schemas.events import BiopsyAcquired, Event, ImagingAcquired, TimepointScore, TreatmentEvent
 from schemas.pseudonym import pseudonymise
-from streams import sinks
-from streams.scoring import Measurement
+from schemas.results import Measurement
 
 SEED_MODELS: dict[str, tuple[str, ...]] = {
     "seed-response": ("0.1", "0.2"),
@@ -115,11 +111,10 @@ def _story_events(
 def _score(
     source: Event, name: str, value: float, model: str, version: str, **kw: object
 ) -> TimepointScore:
-    return TimepointScore(
-        event_id=score_event_id(source.event_id, name, model, version),
-        patient=source.patient,
-        occurred_at=source.occurred_at,
+    return TimepointScore.for_source(
         source_event_id=source.event_id,
+        patient=source.patient,  # type: ignore[attr-defined]
+        occurred_at=source.occurred_at,
         score_name=name,
         value=value,
         model_name=model,
@@ -142,21 +137,18 @@ def _seed_patient(
     treatments, imaging, biopsies = events
     rng = np.random.default_rng([seed, number, 99])
     for ev in treatments:
-        sinks.upsert_treatment(conn, ev)
+        events.upsert_treatment(conn, ev)
     for bev in biopsies:
-        sinks.upsert_biopsy(conn, bev)
+        events.upsert_biopsy(conn, bev)
     for iev in imaging:
-        sinks.upsert_imaging(conn, iev)
-    conn.execute(
-        "UPDATE patients SET cohort = %s, arm = %s WHERE pseudonym = %s",
-        (cohort, arm_of(patient), psn),
-    )
-    scores: list[TimepointScore] = []
+        events.upsert_imaging(conn, iev)
+    events.set_patient_cohort(conn, psn, cohort, arm_of(patient))
+    written: list[TimepointScore] = []
     # pathology immune signature at each biopsy
     for b, bev in zip(patient.biopsies, biopsies, strict=True):
         til = math.log10(max(b.til_intratumoral_per_mm2, 1.0))
         v = _sigmoid(1.6 * (til - 2.0) + rng.normal(0, 0.3))
-        scores.append(
+        written.append(
             _score(
                 bev,
                 PATHOLOGY_SCORE,
@@ -179,7 +171,7 @@ def _seed_patient(
             noise = float(rng.normal(1.0, 0.03))
             diam_m = max(diam * noise, 1.0)
             total += diam_m
-            sinks.upsert_measurement(
+            scores.upsert_measurement(
                 conn,
                 iev.event_id,
                 psn,
@@ -201,7 +193,7 @@ def _seed_patient(
         from_nadir = 100.0 * (total - nadir) / nadir
         # CT virtual biopsy: the story's CT signals are driven by the same immune activity
         ct = _sigmoid(0.9 * patient.immune_activity + rng.normal(0, 0.6))
-        scores.append(
+        written.append(
             _score(
                 iev,
                 CT_SCORE,
@@ -226,7 +218,7 @@ def _seed_patient(
         else:
             active["iupd"] = False if from_nadir < 10 else active.get("iupd", False)
         if state is not None:
-            scores.append(
+            written.append(
                 _score(
                     iev, IRECIST_STATE, float(state), "seed-irecist", "0.1", inputs=iev.series_uids
                 )
@@ -246,7 +238,7 @@ def _seed_patient(
             p = _sigmoid(logit)
             half = 1.96 * 0.9 / math.sqrt(tp.index + 1)
             lo, hi = _sigmoid(logit - half), _sigmoid(logit + half)
-            scores.append(
+            written.append(
                 _score(
                     iev,
                     RESPONSE_PROBABILITY,
@@ -269,81 +261,68 @@ def _seed_patient(
             )
             if kind not in summary.alerts.get(psn, []):
                 prev_at = imaging[max(tp.index - 1, 0)].occurred_at
-                conn.execute(
-                    """
-                    INSERT INTO alerts (alert_id, patient, kind, probability, change_at, summary,
-                        recommendation, signals, model_versions, opened_at)
-                    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-                    ON CONFLICT (alert_id) DO NOTHING
-                    """,
-                    (
-                        event_id(seed, psn, "alert", kind),
-                        psn,
-                        kind,
-                        round(min(0.99, 0.55 + from_nadir / 200.0), 3),
-                        prev_at + (iev.occurred_at - prev_at) / 2,
-                        f"Sum of diameters {total:.0f} mm at {tp.label}: {from_nadir:+.0f} % from "
-                        f"nadir ({nadir:.0f} mm), {from_base:+.0f} % from baseline; "
-                        f"response probability {summary.latest_probability[psn]:.2f}.",
-                        "confirm with the next scan; consider adaptive treatment review"
-                        if kind == "suspected_non_response"
-                        else "progression confirmed: discuss treatment change at the tumour board",
-                        ["tumour_burden", RESPONSE_PROBABILITY, IRECIST_STATE],
-                        Jsonb({"seed-response": "0.1", "seed-burden": "0.1"}),
-                        iev.occurred_at + timedelta(hours=1),
-                    ),
+                lifecycle.open_alert(
+                    conn,
+                    psn,
+                    AlertKind(kind),
+                    {
+                        "probability": round(min(0.99, 0.55 + from_nadir / 200.0), 3),
+                        "change_at": prev_at + (iev.occurred_at - prev_at) / 2,
+                        "summary": (
+                            f"Sum of diameters {total:.0f} mm at {tp.label}: {from_nadir:+.0f} % "
+                            f"from nadir ({nadir:.0f} mm), {from_base:+.0f} % from baseline; "
+                            f"response probability {summary.latest_probability[psn]:.2f}."
+                        ),
+                        "recommendation": (
+                            "confirm with the next scan; consider adaptive treatment review"
+                            if kind == "suspected_non_response"
+                            else "progression confirmed: discuss treatment change at the tumour "
+                            "board"
+                        ),
+                        "signals": ["tumour_burden", RESPONSE_PROBABILITY, IRECIST_STATE],
+                        "model_versions": {"seed-response": "0.1", "seed-burden": "0.1"},
+                    },
+                    now=iev.occurred_at + timedelta(hours=1),
+                    actor="irtmon.seed",
                 )
                 summary.alerts.setdefault(psn, []).append(kind)
-    for s in scores:
-        sinks.upsert_score(conn, s)
-    summary.n_scores += len(scores)
+    for s in written:
+        scores.upsert_score(conn, s)
+    summary.n_scores += len(written)
     summary.patients.append(psn)
     summary.cohorts[psn] = cohort
 
 
 def register_seed_models(conn: psycopg.Connection) -> None:
-    """model_registry rows for the seed 'models' (fake hashes and paths, honest cards)."""
+    """Registry rows for the seed 'models' (fake hashes and paths, honest cards); the first
+    version of each is promoted."""
     for name, versions in SEED_MODELS.items():
         for i, version in enumerate(versions):
-            digest = hashlib.sha256(f"{name}/{version}".encode()).hexdigest()
             card = (
                 f"# {name} {version}\n\n**Not a model.** Scores written by "
-                "`monitoring_app.seed` from the virtual clinic's latent variables so that the "
+                "`irtmon.seed` from the virtual clinic's latent variables so that the "
                 "app can be shown and tested. Do not use for any clinical purpose.\n\n"
                 "- Intended use: demonstration and tests\n- Training data: none (synthetic story)"
             )
-            metrics = {
-                "auc": round(0.70 + 0.05 * i, 3),
-                "brier": round(0.21 - 0.02 * i, 3),
-                "n_validation": 120,
-            }
-            conn.execute(
-                """
-                INSERT INTO model_registry (name, version, sha256, path, training_data_hash,
-                                            metrics, card, created_at)
-                VALUES (%s, %s, %s, %s, %s, %s, %s, now() - %s * interval '1 day')
-                ON CONFLICT (name, version) DO NOTHING
-                """,
-                (
-                    name,
-                    version,
-                    digest,
-                    f"/nonexistent/models/{name}/{version}",
-                    None,
-                    Jsonb(metrics),
-                    card,
-                    30 - 10 * i,
+            registry.register(
+                conn,
+                ModelArtifact(
+                    name=name,
+                    version=version,
+                    weights="none",
+                    sha256=hashlib.sha256(f"{name}/{version}".encode()).hexdigest(),
+                    created_at="",
+                    metrics={
+                        "auc": round(0.70 + 0.05 * i, 3),
+                        "brier": round(0.21 - 0.02 * i, 3),
+                        "n_validation": 120,
+                    },
+                    card=card,
+                    folder=Path(f"/nonexistent/models/{name}/{version}"),
                 ),
             )
-        promoted = conn.execute(
-            "SELECT 1 FROM model_registry WHERE name = %s AND promoted", (name,)
-        ).fetchone()
-        if promoted is None:
-            conn.execute(
-                "UPDATE model_registry SET promoted = true, promoted_at = now() "
-                "WHERE name = %s AND version = %s",
-                (name, versions[0]),
-            )
+        if registry.model_ref(conn, name) is None:
+            registry.promote(conn, name, versions[0], actor="irtmon.seed")
 
 
 def _cohort_name(cohorts: Sequence[str], number: int) -> str:
@@ -424,19 +403,15 @@ def seed_cohort(
 
 def seed_alert_ids(conn: psycopg.Connection, patients: Iterable[str]) -> list[str]:
     """Alert ids of the given patients (tests use it to pick one)."""
-    rows = conn.execute(
-        "SELECT alert_id FROM alerts WHERE patient = ANY(%s) ORDER BY opened_at",
-        (list(patients),),
-    ).fetchall()
-    return [str(r[0]) for r in rows]
+    return alerts.patient_alert_ids(conn, list(patients))
 
 
 def seed_users(
-    conn: psycopg.Connection, users: Iterable[tuple[str, str, str, Sequence[str]]]
+    conn: psycopg.Connection, accounts: Iterable[tuple[str, str, str, Sequence[str]]]
 ) -> None:
-    """Create or update (name, role, password, cohorts) users. ``conn`` is autocommit."""
-    from monitoring_app.passwords import hash_password
-    from monitoring_app.queries import save_user
-
-    for name, role, password, cohorts in users:
-        save_user(conn, name, role, hash_password(password), list(cohorts), actor="seed")
+    """Create or update (name, role, password, cohorts) users, in one transaction."""
+    with conn.transaction():
+        for name, role, password, cohorts in accounts:
+            users.save_user(
+                conn, name, role, hash_password(password), list(cohorts), actor="irtmon.seed"
+            )

@@ -28,6 +28,8 @@ from datetime import UTC, datetime
 import psycopg
 from kafka import KafkaConsumer, TopicPartition
 
+from core.db import audit, events, scores
+from core.delivery import DELIVERABLE_ACTIONS, DeliveryConfig
 from core.settings import Settings
 from schemas.topics import BIOPSY_ACQUIRED, IMAGING_ACQUIRED, TREATMENT_EVENTS, TopicSpec
 
@@ -118,20 +120,9 @@ def reconcile(
 ) -> Reconciliation:
     """Compare the input topics with the database; see the module docstring."""
     report = Reconciliation()
-    scope = set(patients) if patients is not None else None
-    where = {"all": scope is None, "patients": sorted(scope or ())}
-    in_scope = "(%(all)s OR patient = ANY(%(patients)s))"
-    letters = {
-        (topic, partition, offset)
-        for topic, partition, offset in conn.execute(
-            "SELECT source_topic, source_partition, source_offset FROM dead_letters"
-        ).fetchall()
-    }
-    stored = {
-        row[0]
-        for table in ("acquisitions", "treatment_events")
-        for row in conn.execute(f"SELECT event_id FROM {table} WHERE {in_scope}", where).fetchall()
-    }
+    scope = sorted(set(patients)) if patients is not None else None
+    letters = events.dead_letter_keys(conn)
+    stored = events.stored_event_ids(conn, scope)
     seen: set[uuid.UUID] = set()
     for spec in INPUT_TOPICS:
         for partition, offset, event_id, patient in _read_topic(settings, spec):
@@ -151,35 +142,19 @@ def reconcile(
             if event_id is not None:
                 seen.add(event_id)
     report.results_without_events = sorted(str(e) for e in stored - seen)
-    report.scores_without_acquisitions = conn.execute(
-        f"SELECT count(*) FROM timepoint_scores s WHERE {in_scope} AND NOT EXISTS "
-        "(SELECT 1 FROM acquisitions a WHERE a.event_id = s.source_event_id)",
-        where,
-    ).fetchone()[0]
-    report.duplicate_scores = int(
-        conn.execute(
-            f"""
-        SELECT coalesce(sum(n - 1), 0) FROM (
-            SELECT count(*) AS n FROM timepoint_scores WHERE {in_scope}
-            GROUP BY source_event_id, score_name, model_name, model_version
-        ) g WHERE n > 1
-        """,
-            where,
-        ).fetchone()[0]
-    )
+    report.scores_without_acquisitions = scores.scores_without_acquisitions(conn, scope)
+    report.duplicate_scores = scores.duplicate_scores(conn, scope)
     report.undelivered_alert_changes = _undelivered(settings, conn, scope)
     return report
 
 
-def _undelivered(settings: Settings, conn: psycopg.Connection, scope: set[str] | None) -> int:
+def _undelivered(settings: Settings, conn: psycopg.Connection, scope: list[str] | None) -> int:
     """Alert changes some configured sink has not acknowledged (0 when no sink is configured)."""
-    from streams.delivery import DELIVERABLE_ACTIONS, DeliveryConfig, pending
-
     config = DeliveryConfig.from_settings(settings)
     since = config.not_before or datetime(1970, 1, 1, tzinfo=UTC)
     count = 0
     for sink in config.sinks():
         actions = config.email_actions if sink.name == "email" else DELIVERABLE_ACTIONS
-        rows = pending(conn, sink.name, actions, since, limit=1_000_000)
+        rows = audit.pending_deliveries(conn, sink.name, actions, since, limit=1_000_000)
         count += sum(1 for r in rows if scope is None or r["patient"] in scope)
     return count

@@ -1,7 +1,9 @@
-"""The cohort manifest: one row per artefact (image series, RTSTRUCT, SEG, slide) with labels.
+"""The cohort manifest format: one row per artefact (image series, RTSTRUCT, SEG, slide) with
+labels.
 
-Written as ``manifest.csv`` and ``manifest.parquet``; this is the training input of the models,
-so real cohorts can be described by the same columns.
+Written as ``manifest.csv`` and ``manifest.parquet``; it is the training input of the models, so
+a real cohort is described by the same columns (the virtual clinic writes its own with
+:func:`write_manifest`; a site writes theirs by hand or by script).
 """
 
 from __future__ import annotations

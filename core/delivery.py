@@ -1,14 +1,18 @@
 """Alert delivery: sinks behind one interface, fed from the audit log as an outbox.
 
 Every alert change is written to ``audit_log`` in the same transaction as the alert
-(:mod:`streams.alerting`), with the published Alert in ``detail.alert``. :func:`deliver_pending`
-sends each such row to every configured sink that has not yet acknowledged it, and appends a
-receipt (``entity = 'alert_delivery'``, ``action = 'delivery.sent'`` or ``'delivery.failed'``)
-per attempt, so a failed delivery is retried (with back-off between rounds) and recorded, never
+(:mod:`core.alerts`, whoever made the change: the decision rule or a clinician in the app),
+with the published Alert in ``detail.alert``. :func:`deliver_pending` sends each such row to
+every configured sink that has not yet acknowledged it, and appends a receipt
+(``entity = 'alert_delivery'``, ``action = 'delivery.sent'`` or ``'delivery.failed'``) per
+attempt, so a failed delivery is retried (with back-off between rounds) and recorded, never
 lost. Receivers should de-duplicate on ``X-Irtmon-Delivery`` (at-least-once).
 
 Sinks
 -----
+* :class:`TopicSink`: the Alert record on the ``alerts`` topic, keyed by patient, with the
+  action and the delivery id in message headers. Always on where Kafka is: the topic is how
+  other systems follow alerts.
 * :class:`WebhookSink`: ``POST`` of the Alert JSON; header ``X-Irtmon-Signature:
   sha256=<hex HMAC-SHA256 of the body with the shared secret>``; retried with exponential
   back-off on connection errors, 408, 429 and 5xx; other 4xx fail at once.
@@ -18,6 +22,7 @@ Sinks
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import logging
@@ -32,26 +37,23 @@ from email.message import EmailMessage
 from typing import Any, Protocol
 
 import psycopg
-from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
 
-from schemas import Alert, AlertKind, percent
+from core.db import audit
+from core.publish import Publisher
+from core.settings import Settings
+from schemas import Alert, AlertAction, AlertKind, RetryableError, percent
+from schemas.topics import ALERTS
 
 log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Irtmon-Signature"
 DELIVERY_HEADER = "X-Irtmon-Delivery"
-DELIVERABLE_ACTIONS = (
-    "alert.opened",
-    "alert.updated",
-    "alert.acknowledged",
-    "alert.resolved",
-    "alert.dismissed",
-)
+DELIVERABLE_ACTIONS = tuple(a.value for a in AlertAction)
 
 
-class DeliveryError(Exception):
-    """A delivery failed. ``permanent``: retrying the same request will not help."""
+class DeliveryError(RetryableError):
+    """A delivery failed: retried on a later round. ``permanent``: retrying the same request
+    will not help (the receiver refused it)."""
 
     def __init__(self, message: str, *, permanent: bool = False) -> None:
         super().__init__(message)
@@ -265,6 +267,50 @@ class EmailSink:
         _with_retries(f"smtp {cfg.host}:{cfg.port}", cfg.backoff, once, self._sleep)
 
 
+# ----------------------------------------------------------------------------- topic
+
+
+class TopicSink:
+    """The Alert record on the ``alerts`` topic (keyed by patient; headers
+    ``irtmon-action`` and ``irtmon-delivery``), through a :class:`core.publish.Publisher`.
+
+    ``publisher`` is made on first use by ``connect()`` and kept; a failed send drops it, so
+    the next round reconnects.
+    """
+
+    name = "alerts"
+
+    def __init__(self, *, connect: Callable[[], Any], timeout_s: float = 30.0) -> None:
+        self._connect = connect
+        self._publisher: Any = None
+        self.timeout_s = timeout_s
+
+    def send(self, alert: Alert, delivery_id: str = "", action: str = "alert.opened") -> None:
+        try:
+            if self._publisher is None:
+                self._publisher = self._connect()
+            self._publisher.send(
+                alert,
+                topic=ALERTS.name,
+                headers=[
+                    ("irtmon-action", action.encode()),
+                    ("irtmon-delivery", (delivery_id or str(alert.event_id)).encode()),
+                ],
+            )
+            self._publisher.flush(self.timeout_s)
+        except Exception as err:  # the broker is down or refused: a later round retries
+            self.close()
+            raise DeliveryError(f"publishing on {ALERTS.name} failed: {err}") from err
+
+    def close(self) -> None:
+        publisher, self._publisher = self._publisher, None
+        if publisher is not None:
+            try:
+                publisher.close()
+            except Exception:  # closing a broken producer must not hide the first error
+                log.warning("closing the alerts publisher failed", exc_info=True)
+
+
 # ----------------------------------------------------------------------------- configuration
 
 
@@ -278,6 +324,8 @@ class DeliveryConfig:
     retry_after_s: float = 60.0
     max_retry_after_s: float = 3600.0
     not_before: datetime | None = None
+    topic_publisher: Callable[[], Any] | None = None
+    """Makes the publisher of the ``alerts`` topic sink (None: no topic sink)."""
 
     @classmethod
     def from_settings(cls, settings: Any) -> DeliveryConfig:
@@ -315,15 +363,23 @@ class DeliveryConfig:
                 username=get("alert_smtp_username"),
                 password=get("alert_smtp_password"),
             )
+        publisher = None
+        if isinstance(settings, Settings):
+            publisher = functools.partial(Publisher, settings, client_id="irtmon-alerts")
         return cls(
             webhook=webhook,
             email=email,
             retry_after_s=float(get("alert_retry_after_s", 60.0) or 60.0),
             not_before=since,
+            topic_publisher=publisher,
         )
 
     def sinks(self) -> list[AlertSink]:
+        """The configured sinks: the ``alerts`` topic, the webhook, the e-mail (each if set).
+        Make them once and reuse them: the topic sink keeps its producer."""
         out: list[AlertSink] = []
+        if self.topic_publisher is not None:
+            out.append(TopicSink(connect=self.topic_publisher))
         if self.webhook is not None:
             out.append(WebhookSink(config=self.webhook))
         if self.email is not None:
@@ -342,66 +398,8 @@ class DeliveryOutcome:
     error: str | None = None
 
 
-def _receipt(
-    conn: psycopg.Connection,
-    audit_id: int,
-    sink: str,
-    patient: str | None,
-    ok: bool,
-    attempt: int,
-    error: str | None,
-    at: datetime,
-) -> None:
-    conn.execute(
-        """
-        INSERT INTO audit_log (at, actor, action, entity, entity_id, patient, detail)
-        VALUES (%s, 'irtmon.delivery', %s, 'alert_delivery', %s, %s, %s)
-        """,
-        (
-            at,
-            "delivery.sent" if ok else "delivery.failed",
-            f"{audit_id}/{sink}",
-            patient,
-            Jsonb(
-                {
-                    "audit_id": audit_id,
-                    "sink": sink,
-                    "attempt": attempt,
-                    **({"error": error} if error else {}),
-                }
-            ),
-        ),
-    )
-
-
-def pending(
-    conn: psycopg.Connection, sink: str, actions: Sequence[str], since: datetime, limit: int = 100
-) -> list[dict[str, Any]]:
-    """Alert audit rows not yet delivered to ``sink``, with their failed attempts so far."""
-    with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(
-            """
-            SELECT a.id, a.action, a.patient, a.detail -> 'alert' AS alert,
-                   coalesce(f.failures, 0) AS failures, f.last_failure
-            FROM audit_log a
-            LEFT JOIN LATERAL (
-                SELECT count(*) AS failures, max(d.at) AS last_failure
-                FROM audit_log d
-                WHERE d.entity = 'alert_delivery' AND d.entity_id = a.id::text || '/' || %(sink)s
-                  AND d.action = 'delivery.failed'
-            ) f ON true
-            WHERE a.entity = 'alert' AND a.action = ANY(%(actions)s) AND a.at >= %(since)s
-              AND a.detail ? 'alert'
-              AND NOT EXISTS (
-                SELECT 1 FROM audit_log d
-                WHERE d.entity = 'alert_delivery' AND d.entity_id = a.id::text || '/' || %(sink)s
-                  AND d.action = 'delivery.sent')
-            ORDER BY a.id
-            LIMIT %(limit)s
-            """,
-            {"sink": sink, "actions": list(actions), "since": since, "limit": limit},
-        )
-        return cur.fetchall()
+pending = audit.pending_deliveries
+"""Alert changes not yet delivered to a sink (see :func:`core.db.audit.pending_deliveries`)."""
 
 
 def deliver_pending(
@@ -442,12 +440,28 @@ def deliver_pending(
             try:
                 sink.send(alert, delivery_id, row["action"])
             except DeliveryError as err:
-                _receipt(
-                    conn, row["id"], sink.name, row["patient"], False, failures + 1, str(err), now
+                audit.write_receipt(
+                    conn,
+                    row["id"],
+                    sink.name,
+                    row["patient"],
+                    ok=False,
+                    attempt=failures + 1,
+                    error=str(err),
+                    at=now,
                 )
                 outcomes.append(DeliveryOutcome(row["id"], sink.name, False, str(err)))
             else:
-                _receipt(conn, row["id"], sink.name, row["patient"], True, failures + 1, None, now)
+                audit.write_receipt(
+                    conn,
+                    row["id"],
+                    sink.name,
+                    row["patient"],
+                    ok=True,
+                    attempt=failures + 1,
+                    error=None,
+                    at=now,
+                )
                 outcomes.append(DeliveryOutcome(row["id"], sink.name, True))
             conn.commit()
     return outcomes
