@@ -38,7 +38,7 @@ from typing import Any, Protocol
 
 import psycopg
 
-from core.db import audit
+from core.db import audit, connect
 from core.publish import Publisher
 from core.settings import Settings
 from schemas import Alert, AlertAction, AlertKind, RetryableError, percent
@@ -467,6 +467,24 @@ def deliver_pending(
     return outcomes
 
 
+def deliver_once(settings: Settings, config: DeliveryConfig, sinks: Sequence[AlertSink]) -> int:
+    """One round of the outbox on its own connection; returns how many sends were attempted
+    (0 when another worker is delivering, or no sink is configured)."""
+    if not sinks:
+        return 0
+    with connect(settings) as conn:
+        locked = audit.try_lock_outbox(conn)
+        conn.commit()
+        if not locked:
+            return 0
+        try:
+            return len(deliver_pending(conn, sinks, config))
+        finally:
+            conn.rollback()
+            audit.unlock_outbox(conn)
+            conn.commit()
+
+
 __all__ = [
     "DELIVERABLE_ACTIONS",
     "DELIVERY_HEADER",
@@ -480,6 +498,7 @@ __all__ = [
     "SmtpConfig",
     "WebhookConfig",
     "WebhookSink",
+    "deliver_once",
     "deliver_pending",
     "pending",
     "render_text",

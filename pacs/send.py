@@ -11,10 +11,12 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+from schemas.errors import RetryableError
+
 __all__ = ["StoreError", "send_folder", "storescu_command"]
 
 
-class StoreError(RuntimeError):
+class StoreError(RetryableError, RuntimeError):
     """storescu is missing, or the PACS refused or did not answer; the message says which."""
 
 

@@ -22,19 +22,19 @@ from pydicom.dataset import Dataset
 from models.imaging.pcct import is_multi_energy
 from models.imaging.writers import DERIVED_MANUFACTURER
 from schemas.enums import ImagingPurpose, Modality
+from schemas.errors import RefusedError
 from schemas.events import DicomWebLocation, ImagingAcquired, LesionReference
 from schemas.pseudonym import is_pseudonym, pseudonymise
 
 __all__ = ["DERIVED_MANUFACTURER", "NotAnAcquisitionError", "SeriesHeader", "acquisition_event"]
 
-"""Manufacturer of the SEG and SR irtmon writes back; such series never start a new event."""
 
 IMAGE_MODALITIES = frozenset({"CT"})
 CONTOUR_MODALITIES = ("RTSTRUCT", "SEG")
 _NAMESPACE = uuid.UUID("2b0c7a8e-5d3f-4e61-9a7c-1f4e8d2b6c90")
 
 
-class NotAnAcquisitionError(ValueError):
+class NotAnAcquisitionError(RefusedError, ValueError):
     """The study holds no CT image series irtmon scores (an SR-only study, an MR...)."""
 
 

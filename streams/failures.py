@@ -19,6 +19,8 @@ from typing import TypeVar
 
 import psycopg
 
+from schemas.errors import DeadLetterError, Route
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -51,13 +53,20 @@ def is_disk_full(err: BaseException) -> bool:
 
 
 def is_transient(err: BaseException) -> bool:
-    """True for failures worth retrying (outages), False for failures of the event itself."""
+    """True for failures worth retrying (outages), False for failures of the event itself.
+
+    irtmon's own errors say so by their route (:class:`schemas.errors.Route`); the libraries'
+    connection and time-out errors, and a full disk, are outages too.
+    """
     if isinstance(err, psycopg.errors.QueryCanceled):
         return False
+    route = getattr(err, "route", None)
+    if route is not None:
+        return route is Route.RETRY
     return isinstance(err, TRANSIENT) or is_disk_full(err)
 
 
-class TransientFailurePersistedError(RuntimeError):
+class TransientFailurePersistedError(DeadLetterError, RuntimeError):
     """A transient failure outlasted the retry window; the event is dead-lettered."""
 
 

@@ -113,6 +113,19 @@ def pending_deliveries(
         return cur.fetchall()
 
 
+OUTBOX_LOCK = 0x1A7_A1E7
+"""Advisory lock key: one delivery round at a time across workers."""
+
+
+def try_lock_outbox(conn: psycopg.Connection) -> bool:
+    """Take the outbox's session-level advisory lock without waiting; True if taken."""
+    return bool(conn.execute("SELECT pg_try_advisory_lock(%s)", (OUTBOX_LOCK,)).fetchone()[0])
+
+
+def unlock_outbox(conn: psycopg.Connection) -> None:
+    conn.execute("SELECT pg_advisory_unlock(%s)", (OUTBOX_LOCK,))
+
+
 def alert_actions(conn: psycopg.Connection, patient: str) -> list[dict[str, Any]]:
     """Audit rows of the changes of a patient's alerts, in time order."""
     with conn.cursor(row_factory=dict_row) as cur:

@@ -131,6 +131,13 @@ def detect_flavour(conn: psycopg.Connection, wanted: str = "auto") -> tuple[Flav
     ).fetchone()
     if row is None:
         return Flavour.PLAIN, "the timescaledb extension is not available on this server"
+    preload = conn.execute("SELECT current_setting('shared_preload_libraries', true)").fetchone()
+    if "timescaledb" not in str(preload[0] if preload else ""):
+        # creating it now would end this session (the library must be loaded at start)
+        return Flavour.PLAIN, (
+            "the timescaledb extension is installed but not preloaded: add timescaledb to the "
+            "server's shared_preload_libraries and restart it"
+        )
     try:
         conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
     except psycopg.Error as err:

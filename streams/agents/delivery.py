@@ -17,38 +17,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
 from typing import Any
 
 import faust
 
 from core import delivery
-from core.db import connect
-from core.settings import Settings
 from streams.context import WorkerContext
 
 log = logging.getLogger("irtmon.delivery")
-_LOCK_ID = 0x1A7_A1E7
-
-
-def deliver_once(
-    settings: Settings, config: delivery.DeliveryConfig, sinks: Sequence[delivery.AlertSink]
-) -> int:
-    """One round of the outbox; returns how many sends were attempted (0 if another worker
-    holds the lock or no sink is configured)."""
-    if not sinks:
-        return 0
-    with connect(settings) as conn:
-        locked = conn.execute("SELECT pg_try_advisory_lock(%s)", (_LOCK_ID,)).fetchone()[0]
-        conn.commit()
-        if not locked:
-            return 0
-        try:
-            return len(delivery.deliver_pending(conn, sinks, config))
-        finally:
-            conn.rollback()
-            conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_ID,))
-            conn.commit()
 
 
 def register(app: faust.App, topics: Any, ctx: WorkerContext) -> None:
@@ -65,7 +41,9 @@ def register(app: faust.App, topics: Any, ctx: WorkerContext) -> None:
                 await asyncio.wait_for(due.wait(), timeout=interval)
             due.clear()
             try:
-                sent = await loop.run_in_executor(None, deliver_once, ctx.settings, config, sinks)
+                sent = await loop.run_in_executor(
+                    None, delivery.deliver_once, ctx.settings, config, sinks
+                )
             except Exception:  # a delivery round must never stop the worker; the outbox keeps all
                 log.exception("alert delivery round failed; retrying next round")
                 continue
