@@ -41,8 +41,9 @@ def calibration_summary(
     """Slope, intercept (in the large) and ECE with patient bootstrap intervals.
 
     Several rows of one patient are refused unless ``aggregate`` says how to combine them
-    (see :func:`models.evaluation.rows.one_row_per_patient`). Resamples are stratified by
-    outcome.
+    (see :func:`models.evaluation.rows.one_row_per_patient`). Resamples are not stratified by
+    outcome: calibration depends on the prevalence, whose sampling variation belongs in the
+    interval (a stratified bootstrap would hide it).
 
     Returns
     -------
@@ -62,7 +63,6 @@ def calibration_summary(
             fn,
             yb,
             pp,
-            strata=yb,
             n_resamples=n_resamples,
             level=level,
             method=method,

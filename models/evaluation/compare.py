@@ -1,7 +1,7 @@
 """Metrics with intervals, and paired differences against a baseline.
 
-- :func:`metric_interval`: any metric with a patient bootstrap interval (stratified by the
-  patient's outcome when the outcome is binary);
+- :func:`metric_interval`: any metric with a patient bootstrap interval (optionally stratified
+  by the patient's outcome);
 - :func:`auc_interval`: the AUC with DeLong's interval (one row per patient);
 - :func:`difference_interval`: a metric of a model minus the same metric of a baseline on the
   same patients, by the paired patient bootstrap (both scored on every resample);
@@ -43,7 +43,7 @@ def metric_interval(
     p: ArrayLike,
     *,
     groups: ArrayLike | None = None,
-    stratify: bool = True,
+    stratify: bool = False,
     level: float = DEFAULT_LEVEL,
     n_resamples: int = DEFAULT_RESAMPLES,
     method: IntervalMethod | str = IntervalMethod.BOOTSTRAP_BCA,
@@ -52,9 +52,11 @@ def metric_interval(
     """``metric(y, p)`` with a patient bootstrap interval.
 
     ``metric`` is weighted (has a ``weights`` parameter, fast) or plain, see
-    :mod:`models.evaluation.bootstrap`. Several rows per patient are resampled together;
-    ``stratify`` keeps each outcome's patient count when ``y`` is binary (``y`` must then be
-    the same on every row of a patient).
+    :mod:`models.evaluation.bootstrap`. Several rows per patient are resampled together.
+    ``stratify`` keeps each outcome's patient count when ``y`` has at most two values (``y``
+    must then be the same on every row of a patient): right for metrics conditional on the
+    class (AUC, sensitivity, specificity, balanced accuracy), wrong for those that depend on
+    the prevalence (Brier, ECE, calibration), whose interval it would make too narrow.
     """
     return bootstrap(
         metric,
@@ -76,7 +78,7 @@ def difference_interval(
     baseline: ArrayLike,
     *,
     groups: ArrayLike | None = None,
-    stratify: bool = True,
+    stratify: bool = False,
     level: float = DEFAULT_LEVEL,
     n_resamples: int = DEFAULT_RESAMPLES,
     method: IntervalMethod | str = IntervalMethod.BOOTSTRAP_BCA,
