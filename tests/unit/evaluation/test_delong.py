@@ -14,7 +14,7 @@ from models.evaluation.bootstrap import bootstrap
 from models.evaluation.delong import delong_auc, delong_covariance, delong_difference
 from models.evaluation.estimate import IntervalMethod
 
-ASAH = Path(__file__).parent / "data" / "asah.csv"
+ASAH = Path(__file__).parent / "reference" / "asah.csv"
 
 
 @pytest.fixture(scope="module")
