@@ -206,10 +206,29 @@ def load_declaration(path: Path | str) -> Declaration:
     return parse_declaration(data, path)
 
 
+_TABLE_KEYS = {
+    "bootstrap": {"resamples", "seed", "method"},
+    "cohorts": {"role", "name", "seed", "patients", "path", "story_version"},
+    "models": {"name", "command", "version"},
+    "targets": {"metric", "direction", "value"},
+}
+
+
+def _unknown(raw: Mapping[str, Any], table: str, where: str, problems: list[str]) -> None:
+    """Keys a table does not know: often a top-level key written after a table in TOML,
+    which then belongs to that table."""
+    extra = set(raw) - _TABLE_KEYS[table]
+    if extra:
+        problems.append(
+            f"{where}: unknown keys {sorted(extra)} (top-level keys go before the first table)"
+        )
+
+
 def _bootstrap(raw: Any, where: str, problems: list[str]) -> BootstrapPlan | None:
     if not isinstance(raw, dict):
         problems.append(f"{where}: a [bootstrap] table with resamples, seed and method is needed")
         return None
+    _unknown(raw, "bootstrap", f"{where} [bootstrap]", problems)
     try:
         resamples = _need(raw, "resamples", int, f"{where} [bootstrap]")
         seed = _need(raw, "seed", int, f"{where} [bootstrap]")
@@ -237,6 +256,7 @@ def _cohorts(raw: Any, where: str, problems: list[str]) -> list[CohortSpec]:
     out = []
     for i, c in enumerate(raw):
         w = f"{where} cohorts[{i}]"
+        _unknown(c, "cohorts", w, problems)
         try:
             role = CohortRole(_need(c, "role", str, w))
             out.append(
@@ -263,6 +283,7 @@ def _models(raw: Any, where: str, problems: list[str]) -> list[ModelSpec]:
     out = []
     for i, m in enumerate(raw):
         w = f"{where} models[{i}]"
+        _unknown(m, "models", w, problems)
         try:
             out.append(
                 ModelSpec(
@@ -281,6 +302,7 @@ def _targets(raw: Any, metrics: set[str], where: str, problems: list[str]) -> li
     out = []
     for i, t in enumerate(raw):
         w = f"{where} targets[{i}]"
+        _unknown(t, "targets", w, problems)
         try:
             metric = _need(t, "metric", str, w)
             direction = Direction(_need(t, "direction", str, w))
