@@ -375,6 +375,8 @@ class ProtocolFacts:
         Test cohort name -> its stamp (missing when the folder has no ``cohort.json``).
     seeds_declared_before
         Test seed -> id of an *earlier* declaration that already declared it.
+    written_at_known
+        ``written_at_commit`` is a commit of this repository and an ancestor of HEAD.
     """
 
     declared_at: datetime | None
@@ -385,6 +387,7 @@ class ProtocolFacts:
     earlier_looks: int
     stamps: Mapping[str, CohortStamp]
     seeds_declared_before: Mapping[int, str] = field(default_factory=dict)
+    written_at_known: bool = True
 
 
 def clearance_problems(
@@ -419,6 +422,11 @@ def clearance_problems(
         out.append(
             f"declaration {d.id} has {facts.earlier_looks} look(s) logged already; a repeated "
             "look needs a stated reason (it is logged), or a new declaration"
+        )
+    if not facts.written_at_known:
+        out.append(
+            f"written_at_commit {d.written_at_commit} is not a commit in the history of HEAD: "
+            "write the hash of the commit the declaration was written at"
         )
     if facts.frozen_changes:
         shown = ", ".join(facts.frozen_changes[:5])

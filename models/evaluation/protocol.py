@@ -105,6 +105,16 @@ def is_uncommitted(repo: Path, path: Path) -> bool:
     return bool(git(repo, "status", "--porcelain", "--", _relative(repo, path)).strip())
 
 
+def is_ancestor_of_head(repo: Path, commit: str) -> bool:
+    """``commit`` exists and HEAD descends from it."""
+    done = subprocess.run(
+        ["git", "-C", str(repo), "merge-base", "--is-ancestor", commit, "HEAD"],
+        capture_output=True,
+        text=True,
+    )
+    return done.returncode == 0
+
+
 def changed_paths(repo: Path, since: str, paths: tuple[str, ...]) -> list[str]:
     """Files under ``paths`` that differ between commit ``since`` and the working tree
     (committed or not), plus untracked files there."""
@@ -224,12 +234,15 @@ def gather_facts(
                 if c.seed in test_seeds:
                     earlier[c.seed] = other.id
     md, js = _results_paths(repo, declaration.id)
+    known = is_ancestor_of_head(repo, declaration.written_at_commit)
     return ProtocolFacts(
         declared_at=declared_at,
         declaration_edits=max(len(history) - 1, 0),
         uncommitted=is_uncommitted(repo, declaration.path),
         frozen_changes=tuple(
             changed_paths(repo, declaration.written_at_commit, declaration.frozen_paths)
+            if known
+            else ()
         ),
         results_exist=md.exists() or js.exists(),
         earlier_looks=sum(
@@ -241,6 +254,7 @@ def gather_facts(
             if (stamp := read_cohort_stamp(folder)) is not None
         },
         seeds_declared_before=earlier,
+        written_at_known=known,
     )
 
 
