@@ -17,7 +17,9 @@ Statistics (pure: numpy, scipy):
   against a baseline;
 - :mod:`~models.evaluation.alerts`: Wilson proportions, false alarms per patient-year,
   median detection delays;
-- :mod:`~models.evaluation.targets`: the one rule that says whether a target is met.
+- :mod:`~models.evaluation.targets`: the one rule that says whether a target is met;
+- :mod:`~models.evaluation.plan`: :class:`EvaluationPlan`, the interval settings of one
+  evaluation.
 
 Protocol (``docs/evaluation/README.md``): :mod:`~models.evaluation.declaration` (format,
 validation, the pure clearance rules), :mod:`~models.evaluation.results` (results payload and
@@ -31,6 +33,7 @@ from models.evaluation.calibration import calibration_summary, ece_noise_floor, 
 from models.evaluation.compare import difference_interval, metric_interval
 from models.evaluation.delong import delong_auc, delong_covariance, delong_difference
 from models.evaluation.estimate import Estimate, IntervalMethod
+from models.evaluation.plan import EvaluationPlan, plan_from_declaration
 from models.evaluation.rows import Aggregate, one_row_per_patient
 from models.evaluation.targets import Direction, Target, Verdict, judge, render
 
@@ -38,6 +41,7 @@ __all__ = [
     "Aggregate",
     "Direction",
     "Estimate",
+    "EvaluationPlan",
     "IntervalMethod",
     "Target",
     "Verdict",
@@ -53,6 +57,7 @@ __all__ = [
     "median_delay",
     "metric_interval",
     "one_row_per_patient",
+    "plan_from_declaration",
     "poisson_rate",
     "reliability_table",
     "render",

@@ -34,8 +34,9 @@ def wilson(successes: int, total: int, *, level: float = DEFAULT_LEVEL) -> Estim
     half = z * np.sqrt(phat * (1 - phat) / total + z * z / (4 * total * total)) / denom
     return Estimate(
         value=phat,
-        lower=float(max(0.0, centre - half)),
-        upper=float(min(1.0, centre + half)),
+        # bounded to [0, 1] and around the estimate (rounding can put p = 0 or 1 outside)
+        lower=float(min(max(0.0, centre - half), phat)),
+        upper=float(max(min(1.0, centre + half), phat)),
         level=level,
         method=IntervalMethod.WILSON,
         n=int(total),

@@ -8,6 +8,11 @@ patient on several rows, the functions refuse unless told how to aggregate them
 (:func:`models.evaluation.rows.one_row_per_patient`). The interval is the one pROC reports
 (``AUC ± z·SE``, bounded to [0, 1] for a single AUC); it is validated in the tests against
 pROC's published results on its ``aSAH`` data set and against the O(m n) definition.
+
+Known limit of the method: when every positive-negative pair is ordered alike (AUC 0 or 1)
+or every score is tied (a constant score, AUC 0.5), the DeLong variance is 0 and the
+interval collapses to a point. Such an interval says nothing about uncertainty; the
+``details`` flag it (``degenerate``), and a bootstrap interval is the better report there.
 """
 
 from __future__ import annotations
@@ -104,6 +109,7 @@ def delong_auc(
         n=int(yp.shape[0]),
         details={
             "se": se,
+            "degenerate": se == 0.0,
             "positives": int(np.asarray(yp, dtype=bool).sum()),
             "negatives": int((~np.asarray(yp, dtype=bool)).sum()),
         },
@@ -152,6 +158,7 @@ def delong_difference(
             "auc": float(aucs[0]),
             "auc_baseline": float(aucs[1]),
             "se": se,
+            "degenerate": se == 0.0,
             "z": float(zstat),
             "p_value": p_value,
             "correlation": float(cov[0, 1] / denom) if denom > 0 else float("nan"),

@@ -45,8 +45,10 @@ class Target:
 
 
 def judge(target: Target, estimate: Estimate | None) -> Verdict:
-    """The verdict of ``estimate`` (with its interval) against ``target``."""
-    if estimate is None or not estimate.has_interval:
+    """The verdict of ``estimate`` (with its interval) against ``target``. An estimate
+    without a usable interval (missing bounds, or flagged ``degenerate``: a DeLong interval
+    of zero width) shows nothing."""
+    if estimate is None or not estimate.has_interval or estimate.details.get("degenerate"):
         return Verdict.NO_INTERVAL
     lo, hi = estimate.lower, estimate.upper
     if math.isnan(target.value):

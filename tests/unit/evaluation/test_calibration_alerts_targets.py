@@ -129,3 +129,9 @@ def test_verdicts_read_plainly() -> None:
         "margin ≥ 0.05: 0.058 [0.035, 0.081] (95% DeLong): not shown: interval includes the target"
     )
     assert judge(t, None) is Verdict.NO_INTERVAL
+    # a DeLong interval of zero width (perfect separation) is no interval
+    from models.evaluation import delong_auc
+
+    perfect = delong_auc([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9])
+    assert perfect.lower == perfect.upper == 1.0 and perfect.details["degenerate"]
+    assert judge(Target("auc", Direction.AT_LEAST, 0.85), perfect) is Verdict.NO_INTERVAL
