@@ -8,7 +8,7 @@ Statistics (pure: numpy, scipy):
 - :mod:`~models.evaluation.metrics`: weighted metrics computed for many resamples at once
   (AUC, balanced accuracy, sensitivity, specificity, Brier, equal-mass ECE, calibration slope
   and intercept, medians and rates);
-- :mod:`~models.evaluation.bootstrap`: the patient-level bootstrap (percentile and BCa);
+- :mod:`~models.evaluation.resampling`: the patient-level bootstrap (percentile and BCa);
 - :mod:`~models.evaluation.delong`: DeLong's AUC interval and paired AUC test (fast
   algorithm of Sun and Xu);
 - :mod:`~models.evaluation.calibration`: slope, intercept, ECE with intervals; reliability
@@ -28,12 +28,12 @@ CLI's side, not imported by the science).
 """
 
 from models.evaluation.alerts import false_alarm_rate, median_delay, poisson_rate, wilson
-from models.evaluation.bootstrap import bootstrap, replicates
 from models.evaluation.calibration import calibration_summary, ece_noise_floor, reliability_table
 from models.evaluation.compare import difference_interval, metric_interval
 from models.evaluation.delong import delong_auc, delong_covariance, delong_difference
 from models.evaluation.estimate import Estimate, IntervalMethod
 from models.evaluation.plan import EvaluationPlan, plan_from_declaration
+from models.evaluation.resampling import bootstrap, replicates
 from models.evaluation.rows import Aggregate, one_row_per_patient
 from models.evaluation.targets import Direction, Target, Verdict, judge, render
 

@@ -16,8 +16,8 @@ from numpy.typing import ArrayLike
 from scipy.stats import chi2, norm
 
 from models.evaluation import metrics
-from models.evaluation.bootstrap import DEFAULT_LEVEL, DEFAULT_RESAMPLES, bootstrap
 from models.evaluation.estimate import Estimate, IntervalMethod
+from models.evaluation.resampling import DEFAULT_LEVEL, DEFAULT_RESAMPLES, bootstrap
 
 
 def wilson(successes: int, total: int, *, level: float = DEFAULT_LEVEL) -> Estimate:

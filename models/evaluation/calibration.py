@@ -19,8 +19,8 @@ from numpy.typing import ArrayLike
 
 from models.evaluation import metrics
 from models.evaluation.alerts import wilson
-from models.evaluation.bootstrap import DEFAULT_LEVEL, DEFAULT_RESAMPLES, bootstrap
 from models.evaluation.estimate import Estimate, IntervalMethod
+from models.evaluation.resampling import DEFAULT_LEVEL, DEFAULT_RESAMPLES, bootstrap
 from models.evaluation.rows import Aggregate, one_row_per_patient
 
 DEFAULT_BINS = 10

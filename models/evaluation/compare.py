@@ -16,14 +16,14 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from models.evaluation.bootstrap import (
+from models.evaluation.delong import delong_auc, delong_difference
+from models.evaluation.estimate import Estimate, IntervalMethod
+from models.evaluation.resampling import (
     DEFAULT_LEVEL,
     DEFAULT_RESAMPLES,
     bootstrap,
     is_weighted,
 )
-from models.evaluation.delong import delong_auc, delong_difference
-from models.evaluation.estimate import Estimate, IntervalMethod
 from models.evaluation.rows import Aggregate
 
 auc_interval = delong_auc
@@ -52,7 +52,7 @@ def metric_interval(
     """``metric(y, p)`` with a patient bootstrap interval.
 
     ``metric`` is weighted (has a ``weights`` parameter, fast) or plain, see
-    :mod:`models.evaluation.bootstrap`. Several rows per patient are resampled together.
+    :mod:`models.evaluation.resampling`. Several rows per patient are resampled together.
     ``stratify`` keeps each outcome's patient count when ``y`` has at most two values (``y``
     must then be the same on every row of a patient): right for metrics conditional on the
     class (AUC, sensitivity, specificity, balanced accuracy), wrong for those that depend on

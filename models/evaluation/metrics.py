@@ -2,7 +2,7 @@
 
 Every function takes row-aligned ``y`` and a score or prediction, and ``weights``: ``None``
 (each row once), a ``(n,)`` vector, or a ``(B, n)`` array (one weight vector per bootstrap
-resample, see :mod:`models.evaluation.bootstrap`). It returns a float for ``None`` or a
+resample, see :mod:`models.evaluation.resampling`). It returns a float for ``None`` or a
 vector, and ``B`` values for a 2-D array. A value that is undefined for a weight vector (an
 AUC without a positive row, say) is ``nan``.
 

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from models.evaluation import metrics
-from models.evaluation.bootstrap import bootstrap
 from models.evaluation.delong import delong_auc, delong_covariance, delong_difference
 from models.evaluation.estimate import IntervalMethod
+from models.evaluation.resampling import bootstrap
 
 ASAH = Path(__file__).parent / "reference" / "asah.csv"
 

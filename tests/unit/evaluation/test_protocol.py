@@ -228,6 +228,10 @@ def test_declarations_are_validated(tmp_path: Path) -> None:
 
     decl = parse_declaration(tomllib.loads(good))
     assert decl.test_cohorts[0].seed == 9001 and decl.bootstrap.resamples == 2000
+    from models.evaluation import plan_from_declaration
+
+    plan = plan_from_declaration(decl)
+    assert (plan.seed, plan.resamples, plan.level) == (7, 2000, 0.95)
     bad = good.replace("seed = 9001", "seed = 101").replace('"at most"', '"below"')
     with pytest.raises(DeclarationError) as err:
         parse_declaration(tomllib.loads(bad))

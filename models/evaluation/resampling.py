@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -153,10 +154,10 @@ def replicates(
     )
     if is_weighted(statistic):
         value = float(np.asarray(statistic(*cols, weights=np.ones(n_rows))).reshape(()))
-        boot = _weighted_calls(statistic, cols, counts, codes)
-        jack_w = np.ones((n_groups, n_groups))
-        np.fill_diagonal(jack_w, 0.0)
-        jack = _weighted_calls(statistic, cols, jack_w, codes)
+        boot = _weighted_calls(statistic, cols, lambda a, b: counts[a:b], n_resamples, codes)
+        jack = _weighted_calls(
+            statistic, cols, partial(_leave_one_out, n_groups=n_groups), n_groups, codes
+        )
     else:
         takes_groups = _takes_groups(statistic)
         value = _plain_call(statistic, cols, np.arange(n_rows), codes, takes_groups)
@@ -173,16 +174,29 @@ def replicates(
     return value, boot, jack
 
 
+def _leave_one_out(start: int, stop: int, n_groups: int) -> np.ndarray:
+    """Patient weights of jackknife samples ``start..stop-1`` (patient ``k`` left out of
+    sample ``k``)."""
+    w = np.ones((stop - start, n_groups))
+    w[np.arange(stop - start), np.arange(start, stop)] = 0.0
+    return w
+
+
 def _weighted_calls(
-    statistic: Statistic, cols: list[np.ndarray], patient_weights: np.ndarray, codes: np.ndarray
+    statistic: Statistic,
+    cols: list[np.ndarray],
+    patient_weights: Callable[..., np.ndarray],
+    n_samples: int,
+    codes: np.ndarray,
 ) -> np.ndarray:
-    n_rows = codes.shape[0]
-    step = max(1, _CELLS_PER_CHUNK // max(n_rows, 1))
+    """The statistic for ``n_samples`` weight vectors, built and evaluated in chunks that
+    keep memory bounded (``patient_weights(start, stop)`` gives their ``(k, G)`` weights)."""
+    step = max(1, _CELLS_PER_CHUNK // max(codes.shape[0], 1))
     out = []
-    for start in range(0, patient_weights.shape[0], step):
-        w = patient_weights[start : start + step][:, codes].astype(float)
+    for start in range(0, n_samples, step):
+        w = patient_weights(start, min(start + step, n_samples))[:, codes].astype(float)
         out.append(np.asarray(statistic(*cols, weights=w), dtype=float).reshape(-1))
-    return np.concatenate(out)
+    return np.concatenate(out) if out else np.array([])
 
 
 def _rows_by_patient(codes: np.ndarray, n_groups: int) -> list[np.ndarray]:

@@ -10,9 +10,9 @@ import pytest
 from scipy import stats
 
 from models.evaluation import metrics
-from models.evaluation.bootstrap import bootstrap, replicates, resample_counts
 from models.evaluation.compare import difference_interval, metric_interval
 from models.evaluation.estimate import IntervalMethod
+from models.evaluation.resampling import bootstrap, replicates, resample_counts
 
 
 def test_resampling_draws_patients_and_keeps_strata() -> None:
@@ -103,3 +103,20 @@ def test_two_thousand_resamples_of_an_auc_over_400_patients_take_well_under_a_se
     elapsed = time.perf_counter() - start
     assert est.has_interval
     assert elapsed < 1.0, f"{elapsed:.2f} s"
+
+
+def test_chunked_evaluation_equals_one_pass(monkeypatch) -> None:
+    """Resamples and jackknife samples are evaluated in memory-bounded chunks; the chunk
+    size changes nothing."""
+    from models.evaluation import resampling as bmod
+
+    rng = np.random.default_rng(8)
+    y = rng.random(90) < 0.4
+    s = rng.normal(size=90) + y
+    whole = replicates(metrics.auc, y, s, strata=y, n_resamples=300, seed=2)
+    monkeypatch.setattr(bmod, "_CELLS_PER_CHUNK", 90 * 7)  # 7 samples per chunk
+    chunked = replicates(metrics.auc, y, s, strata=y, n_resamples=300, seed=2)
+    np.testing.assert_array_equal(whole[1], chunked[1])
+    np.testing.assert_array_equal(whole[2], chunked[2])
+    loo = [metrics.auc(np.delete(y, k), np.delete(s, k)) for k in range(90)]
+    np.testing.assert_allclose(whole[2], loo, rtol=1e-12)
