@@ -75,6 +75,9 @@ def test_training_runs_write_reports_and_artefacts(tmp_path: Path, fake_loader) 
     assert art.training_data_hash and art.metrics["n_train_pairs"] == 60
     assert "enh_*" in art.card and "rad_*" not in art.card  # the families it really used
     assert sorted(art.extra["train_patients"]) == sorted(fake_loader["train"].histories)
+    ba = sig.metrics["estimates"]["ct_signature.balanced_accuracy_vs_teacher"]
+    assert ba["n"] == 30 and ba["method"] == "patient bootstrap, BCa"
+    assert ba["value"] == pytest.approx(sig.metrics["balanced_accuracy_vs_teacher"])
 
     resp = train_mod.train_response(
         Path("train"),
@@ -102,7 +105,20 @@ def test_training_runs_write_reports_and_artefacts(tmp_path: Path, fake_loader) 
     assert "RECIST 1.1 rule alone" in report and "roc_fu1.png" in report
     assert m["calibration_method"] == "beta" and "beta calibration, cross-fitted" in report
     assert "beta calibration" in load_artifact(models_dir / "response" / "r1").card
-    assert json.loads((tmp_path / "resp" / "metrics.json").read_text())["auc_fu1"] == m["auc_fu1"]
+    saved = json.loads((tmp_path / "resp" / "metrics.json").read_text())
+    assert saved["auc_fu1"] == m["auc_fu1"]
+    # every scan's AUC with DeLong, paired differences, calibration at fu1 one row per patient
+    est = saved["estimates"]
+    assert est["response.full.auc_fu1"]["method"] == "DeLong"
+    assert est["response.full.auc_fu1"]["value"] == pytest.approx(m["auc_fu1"])
+    assert est["response.full.auc_planning"]["n"] == 30
+    for base in ("burden", "pathology", "recist"):
+        assert est[f"response.full.auc_fu1_minus_{base}"]["method"] == "DeLong"
+    assert (
+        est["response.full.ece_fu1"]["n"] == 30
+        and m["ece_fu1"] == est["response.full.ece_fu1"]["value"]
+    )
+    assert "planning (pre-treatment)" in report and "Full model minus each baseline" in report
     art_r = load_artifact(models_dir / "response" / "r1")
     assert art_r.extra["ct_signature"] == {
         "name": "ct-signature",

@@ -1,0 +1,255 @@
+"""The evaluation protocol on a temporary git repository: a declaration committed before its
+test cohort is evaluated once, every look is logged, and each broken rule is refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from irtmon import protocol
+from models.evaluation.declaration import load_declaration, parse_declaration
+from models.evaluation.estimate import Estimate, IntervalMethod
+from models.exceptions import DeclarationError, ProtocolError
+
+T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+
+DECLARATION = """\
+id = "{id}"
+date = 2026-12-01
+story_version = "2"
+written_at_commit = "{commit}"
+analysis = "irtmon evaluate --declaration docs/evaluation/declarations/{id}.toml"
+interval_method = "DeLong for AUCs; patient bootstrap (BCa) otherwise"
+frozen_paths = ["models"]
+metrics = ["response.full.auc_fu1", "response.full.ece_fu1"]
+
+[bootstrap]
+resamples = 2000
+seed = 7
+method = "patient bootstrap, BCa"
+
+[[cohorts]]
+role = "training"
+name = "train"
+seed = 101
+patients = 450
+
+[[cohorts]]
+role = "test"
+name = "test"
+seed = {test_seed}
+patients = 400
+
+[[models]]
+name = "response"
+command = "irtmon train response --cohort c/train"
+
+[[targets]]
+metric = "response.full.auc_fu1"
+direction = "at least"
+value = 0.85
+
+[[targets]]
+metric = "response.full.ece_fu1"
+direction = "at most"
+value = 0.05
+"""
+
+
+def _git(repo: Path, *args: str, when: datetime | None = None) -> str:
+    env = dict(os.environ)
+    if when is not None:
+        env["GIT_COMMITTER_DATE"] = env["GIT_AUTHOR_DATE"] = when.isoformat()
+    return subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.org", *args],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+    ).stdout
+
+
+def _commit(repo: Path, message: str, when: datetime) -> str:
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", message, when=when)
+    return _git(repo, "rev-parse", "HEAD").strip()
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    repo = tmp_path / "repo"
+    (repo / "models").mkdir(parents=True)
+    (repo / "models" / "science.py").write_text("X = 1\n")
+    (repo / "docs" / "evaluation" / "declarations").mkdir(parents=True)
+    (repo / "docs" / "evaluation" / "looks.jsonl").write_text("")
+    _git(repo, "init", "-q")
+    _commit(repo, "code", T0 - timedelta(days=1))
+    return repo
+
+
+def _declare(repo: Path, ident: str = "resp-a", test_seed: int = 9001, when: datetime = T0) -> Path:
+    code = _git(repo, "rev-parse", "HEAD").strip()
+    path = repo / "docs" / "evaluation" / "declarations" / f"{ident}.toml"
+    path.write_text(DECLARATION.format(id=ident, commit=code, test_seed=test_seed))
+    _commit(repo, f"declare {ident}", when)
+    return path
+
+
+def _cohort(tmp: Path, seed: int = 9001, patients: int = 400, at: datetime | None = None) -> Path:
+    folder = tmp / f"cohort-{seed}-{patients}"
+    folder.mkdir(exist_ok=True)
+    meta = {"seed": seed, "n_patients": patients, "story_version": "2"}
+    if at is not None:
+        meta["generated_at"] = at.isoformat()
+    (folder / "cohort.json").write_text(json.dumps(meta))
+    return folder
+
+
+def _estimates() -> dict[str, Estimate]:
+    return {
+        "response.full.auc_fu1": Estimate(0.88, 0.86, 0.90, 0.95, IntervalMethod.DELONG, 400),
+        "response.full.ece_fu1": Estimate(
+            0.03, 0.02, 0.06, 0.95, IntervalMethod.BOOTSTRAP_BCA, 400
+        ),
+    }
+
+
+def test_a_declared_evaluation_runs_once_and_is_logged(repo: Path, tmp_path: Path) -> None:
+    path = _declare(repo)
+    cohort = _cohort(tmp_path, at=T0 + timedelta(hours=1))
+    clearance = protocol.open_evaluation(repo, path, {"test": cohort})
+    assert clearance.declaration.id == "resp-a"
+    assert clearance.declaration_commit.committed_at == T0
+    look = protocol.record_look(
+        clearance, who="lead", command="irtmon evaluate ...", computed="declared metrics"
+    )
+    logged = protocol.read_looks(repo / protocol.LOOKS_LOG)
+    assert logged == [look] and look.commit == clearance.head.sha
+    md, js = protocol.write_results(clearance, _estimates(), command="irtmon evaluate ...")
+    payload = json.loads(js.read_text())
+    assert payload["declaration"]["commit"] == clearance.declaration_commit.sha
+    assert payload["declaration"]["path"] == "docs/evaluation/declarations/resp-a.toml"
+    assert [t["verdict"] for t in payload["targets"]] == [
+        "met",
+        "not shown: interval includes the target",
+    ]
+    text = md.read_text()
+    assert clearance.declaration_commit.sha in text and "0.880 [0.860, 0.900]" in text
+    # evaluated once: a second try is refused, for the results and for the earlier look
+    with pytest.raises(ProtocolError) as err:
+        protocol.open_evaluation(repo, path, {"test": cohort}, repeat_reason="again")
+    assert "already has results" in str(err.value)
+    with pytest.raises(ProtocolError, match="already exist"):
+        protocol.write_results(clearance, _estimates(), command="again")
+
+
+def test_a_repeated_look_needs_a_reason_that_is_logged(repo: Path, tmp_path: Path) -> None:
+    path = _declare(repo)
+    cohort = _cohort(tmp_path, at=T0 + timedelta(hours=1))
+    first = protocol.open_evaluation(repo, path, {"test": cohort})
+    protocol.record_look(first, who="lead", command="c", computed="crashed half-way")
+    with pytest.raises(ProtocolError, match="1 look"):
+        protocol.open_evaluation(repo, path, {"test": cohort})
+    again = protocol.open_evaluation(repo, path, {"test": cohort}, repeat_reason="out of memory")
+    protocol.record_look(again, who="lead", command="c", computed="declared metrics")
+    assert [lk.reason for lk in protocol.read_looks(repo / protocol.LOOKS_LOG)] == [
+        "",
+        "out of memory",
+    ]
+
+
+def test_uncommitted_declarations_are_refused(repo: Path, tmp_path: Path) -> None:
+    path = repo / "docs" / "evaluation" / "declarations" / "resp-b.toml"
+    path.write_text(DECLARATION.format(id="resp-b", commit="abcdef1", test_seed=9001))
+    cohort = _cohort(tmp_path, at=T0 + timedelta(hours=1))
+    with pytest.raises(ProtocolError) as err:
+        protocol.open_evaluation(repo, path, {"test": cohort})
+    assert "not committed" in str(err.value) and "uncommitted changes" in str(err.value)
+    assert "abcdef1 is not a commit in the history of HEAD" in str(err.value)
+
+
+def test_a_cohort_generated_before_the_declaration_is_refused(repo: Path, tmp_path: Path) -> None:
+    path = _declare(repo)
+    early = _cohort(tmp_path, at=T0 - timedelta(minutes=5))
+    with pytest.raises(ProtocolError, match="not after the declaration was committed"):
+        protocol.open_evaluation(repo, path, {"test": early})
+    unstamped = _cohort(tmp_path, seed=9001, patients=400, at=None)
+    with pytest.raises(ProtocolError, match="no generated_at stamp"):
+        protocol.open_evaluation(repo, path, {"test": unstamped})
+    other = _cohort(tmp_path, seed=9002, patients=300, at=T0 + timedelta(hours=1))
+    with pytest.raises(ProtocolError, match="declared seed 9001 and 400 patients"):
+        protocol.open_evaluation(repo, path, {"test": other})
+    with pytest.raises(ProtocolError, match="not the declared"):
+        protocol.open_evaluation(repo, path, {"holdout": other})
+
+
+def test_an_edited_declaration_or_changed_code_is_refused(repo: Path, tmp_path: Path) -> None:
+    path = _declare(repo)
+    cohort = _cohort(tmp_path, at=T0 + timedelta(hours=2))
+    (repo / "models" / "science.py").write_text("X = 2  # tuned after a look\n")
+    with pytest.raises(ProtocolError, match="frozen paths changed"):
+        protocol.open_evaluation(repo, path, {"test": cohort})
+    _commit(repo, "tune", T0 + timedelta(minutes=30))
+    with pytest.raises(ProtocolError, match=r"models/science\.py"):
+        protocol.open_evaluation(repo, path, {"test": cohort})
+    path.write_text(path.read_text().replace("value = 0.85", "value = 0.80"))
+    _commit(repo, "lower the target", T0 + timedelta(minutes=40))
+    with pytest.raises(ProtocolError, match="changed in 1 commit"):
+        protocol.open_evaluation(repo, path, {"test": cohort})
+
+
+def test_a_test_seed_is_declared_once(repo: Path, tmp_path: Path) -> None:
+    _declare(repo, "resp-a", test_seed=9001, when=T0)
+    second = _declare(repo, "resp-b", test_seed=9001, when=T0 + timedelta(hours=1))
+    cohort = _cohort(tmp_path, at=T0 + timedelta(hours=2))
+    with pytest.raises(ProtocolError, match="already declared by resp-a"):
+        protocol.open_evaluation(repo, second, {"test": cohort})
+
+
+def test_a_rewritten_looks_log_is_refused(repo: Path, tmp_path: Path) -> None:
+    path = _declare(repo)
+    log = repo / protocol.LOOKS_LOG
+    log.write_text('{"note": "an old look"}\n')
+    _commit(repo, "log", T0 + timedelta(minutes=1))
+    log.write_text("")  # someone erased it
+    cohort = _cohort(tmp_path, at=T0 + timedelta(hours=1))
+    with pytest.raises(ProtocolError, match="does not begin with"):
+        protocol.open_evaluation(repo, path, {"test": cohort})
+
+
+def test_declarations_are_validated(tmp_path: Path) -> None:
+    good = DECLARATION.format(id="resp-a", commit="abcdef1", test_seed=9001)
+    import tomllib
+
+    decl = parse_declaration(tomllib.loads(good))
+    assert decl.test_cohorts[0].seed == 9001 and decl.bootstrap.resamples == 2000
+    from models.evaluation import plan_from_declaration
+
+    plan = plan_from_declaration(decl)
+    assert (plan.seed, plan.resamples, plan.level) == (7, 2000, 0.95)
+    bad = good.replace("seed = 9001", "seed = 101").replace('"at most"', '"below"')
+    with pytest.raises(DeclarationError) as err:
+        parse_declaration(tomllib.loads(bad))
+    assert "reuses seed 101" in str(err.value) and "'at least' or 'at most'" in str(err.value)
+    trapped = good + '\nnotes_typo = "a top-level key after a table"\n'
+    with pytest.raises(DeclarationError, match="top-level keys go before the first table"):
+        parse_declaration(tomllib.loads(trapped))
+    wrong_name = tmp_path / "other.toml"
+    wrong_name.write_text(good)
+    with pytest.raises(DeclarationError, match=r"must be named resp-a\.toml"):
+        load_declaration(wrong_name)
+    with pytest.raises(DeclarationError, match="no declaration"):
+        load_declaration(tmp_path / "absent.toml")
+
+
+def test_the_template_is_a_valid_declaration() -> None:
+    import tomllib
+
+    template = Path(__file__).parents[3] / "docs" / "evaluation" / "declaration-template.toml"
+    decl = parse_declaration(tomllib.loads(template.read_text()))
+    assert decl.test_cohorts and decl.targets
