@@ -250,6 +250,6 @@ def test_declarations_are_validated(tmp_path: Path) -> None:
 def test_the_template_is_a_valid_declaration() -> None:
     import tomllib
 
-    template = Path(__file__).parents[3] / "docs" / "evaluation" / "declaration-template.toml"
+    template = Path(__file__).parents[2] / "docs" / "evaluation" / "declaration-template.toml"
     decl = parse_declaration(tomllib.loads(template.read_text()))
     assert decl.test_cohorts and decl.targets
