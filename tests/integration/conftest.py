@@ -59,13 +59,15 @@ def settings(stack_dir: Path) -> Iterator[Settings]:
     )
     for root in s.data_roots:
         Path(root).mkdir(parents=True, exist_ok=True)
-    stack.up(s)
-    with connect(s, autocommit=True) as conn:
-        migrate(conn, s.timescaledb)
-    yield s
-    if not external:
-        stack.down(s)
-        shutil.rmtree(stack_dir, ignore_errors=True)
+    try:
+        stack.up(s)
+        with connect(s, autocommit=True) as conn:
+            migrate(conn, s.timescaledb)
+        yield s
+    finally:  # a stack whose migration failed is stopped too: nothing is left running
+        if not external:
+            stack.down(s)
+            shutil.rmtree(stack_dir, ignore_errors=True)
 
 
 @pytest.fixture
