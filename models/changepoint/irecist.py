@@ -46,10 +46,11 @@ class IrecistState(StrEnum):
     ISD = "iSD"
     IUPD = "iUPD"
     ICPD = "iCPD"
+    INE = "iNE"
 
     @property
     def code(self) -> int:
-        """Numeric code stored as the ``irecist_state`` score (iCR 0 ... iCPD 4)."""
+        """Numeric code stored as the ``irecist_state`` score (iCR 0 ... iCPD 4, iNE 5)."""
         return list(IrecistState).index(self)
 
 
