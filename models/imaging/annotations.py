@@ -56,6 +56,8 @@ class LesionProblem(StrEnum):
     NOT_FOUND = "not_found"
     """A baseline lesion propagated to a follow-up could not be found on it."""
     NOT_MEASURABLE = "not_measurable"
+    UNREADABLE = "unreadable"
+    """The whole annotation object could not be read (number 0, label its file name)."""
 
 
 @dataclass(frozen=True)

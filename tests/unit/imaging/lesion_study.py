@@ -1,14 +1,16 @@
 """A several-lesion CT study for unit tests, written as real DICOM by other writers than ours:
 the CT series by SimpleITK, the SEG by highdicom directly, the RTSTRUCT by pydicom.
 
-Lesions are ellipsoids of soft tissue (40 HU) in lung (-850 HU), each with a known long axis
-(twice its largest in-plane semi-axis), short axis (twice the other in-plane semi-axis, the
-ellipsoid's axes being aligned with the image) and volume (4/3 pi a b c).
+A small "patient": a body of fat (-100 HU) in air, a lung (-850 HU) and a spine (400 HU), with
+lesions as ellipsoids of soft tissue (40 HU), each with a known long axis (twice its largest
+in-plane semi-axis), short axis (twice the other in-plane semi-axis, the ellipsoid's axes being
+aligned with the image) and volume (4/3 pi a b c). ``shift_mm`` moves the whole patient (a
+follow-up scan with the patient lying elsewhere).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import highdicom as hd
@@ -71,6 +73,15 @@ class Ellipsoid:
     def mask(self, shape=SHAPE, spacing=SPACING) -> np.ndarray:
         return self.fraction(shape, spacing) >= 0.5
 
+    def moved(self, shift_mm=(0.0, 0.0, 0.0), scale: float = 1.0) -> Ellipsoid:
+        """The same lesion with the patient shifted by ``shift_mm`` (z, y, x) and its size
+        scaled by ``scale``."""
+        return replace(
+            self,
+            centre_mm=tuple(c + d for c, d in zip(self.centre_mm, shift_mm, strict=True)),
+            semi_mm=tuple(scale * v for v in self.semi_mm),
+        )
+
 
 LESIONS = (
     Ellipsoid("GTV lung", (30.0, 28.0, 26.0), (9.0, 13.0, 10.0), codes.SCT.Lung),
@@ -81,13 +92,25 @@ LESIONS = (
 )
 
 
-def image(lesions=LESIONS, seed: int = 0, shape=SHAPE, spacing=SPACING) -> np.ndarray:
-    """HU volume: lung background, soft-tissue lesions with partial volume, a little noise."""
-    frac = np.zeros(shape, np.float32)
+def image(
+    lesions=LESIONS, seed: int = 0, shape=SHAPE, spacing=SPACING, shift_mm=(0.0, 0.0, 0.0)
+) -> np.ndarray:
+    """HU volume: the patient's anatomy shifted by ``shift_mm``, soft-tissue lesions (placed
+    where ``lesions`` say: shift them with :meth:`Ellipsoid.moved`) with partial volume, and
+    a little noise."""
+    _, y, x = np.meshgrid(
+        *(np.arange(n) * s for n, s in zip(shape, spacing, strict=True)), indexing="ij"
+    )
+    y, x = y - shift_mm[1], x - shift_mm[2]
+    hu = np.full(shape, -1000.0, np.float32)
+    hu[((y - 45) / 44) ** 2 + ((x - 45) / 44) ** 2 <= 1] = -100.0  # body (fat)
+    hu[((y - 30) / 20) ** 2 + ((x - 25) / 15) ** 2 <= 1] = -850.0  # lung
+    hu[(y >= 70) & (y <= 85) & (x >= 40) & (x <= 50)] = 400.0  # spine
     for e in lesions:
-        frac = np.maximum(frac, e.fraction(shape, spacing))
+        f = e.fraction(shape, spacing)
+        hu = hu * (1 - f) + 40.0 * f
     rng = np.random.default_rng(seed)
-    return (-850.0 + 890.0 * frac + rng.normal(0, 5, shape)).astype(np.float32)
+    return (hu + rng.normal(0, 5, shape)).astype(np.float32)
 
 
 def write_ct_with_simpleitk(
