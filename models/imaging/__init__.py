@@ -32,6 +32,7 @@ from models.imaging.lesion import (
     read_lesion,
     refine_mask,
 )
+from models.imaging.lesion_results import LesionResult, StudyResult
 from models.imaging.matching import (
     MatchConfig,
     MatchStatus,
@@ -59,7 +60,7 @@ from models.imaging.series import (
     volume_from_datasets,
 )
 from models.imaging.spectral import spectral_features
-from models.imaging.study import LesionResult, StudyResult, analyse_study
+from models.imaging.study import analyse_study
 from models.imaging.volume import Geometry, Volume
 from models.imaging.writers import (
     LesionOutput,

@@ -123,6 +123,17 @@ def test_state_round_trips_through_json(baseline) -> None:
     assert back == update.state
 
 
+def test_state_with_datetimes_round_trips() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    t0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
+    first = track(None, BASELINE, time=t0, uid_root="s0")
+    second = track(first.state, BASELINE[:3], time=t0 + timedelta(days=42), uid_root="s1")
+    back = TrackingState.from_dict(json.loads(json.dumps(second.state.to_dict())))
+    assert back == second.state
+    assert Irecist().fit_timepoints(back.timepoints).assessments_[-1].time == t0 + timedelta(42)
+
+
 def test_a_propagated_lesion_is_matched_by_its_uid(baseline) -> None:
     uid = baseline.by_key()["lung-b"].tracking_uid
     far = obs("p", (90.0, 90.0, 90.0), 22.0, uid=uid)  # far away, yet the same lesion

@@ -16,8 +16,9 @@ from models.changepoint import IrecistState
 from models.exceptions import NoLesionMeasuredError
 from models.imaging import propagation
 from models.imaging.annotations import LesionProblem
+from models.imaging.lesion_results import StudyResult
 from models.imaging.matching import MatchStatus
-from models.imaging.study import StudyResult, analyse_study
+from models.imaging.study import analyse_study
 from schemas.enums import LesionRole, Organ, RecistResponse
 from tests.unit.imaging import lesion_study as ls
 
