@@ -5,6 +5,10 @@
   event with the message, which names the file or series and the problem.
 - :class:`InsufficientDataError`: readable, but not enough to compute a result (for example a
   slide with almost no tissue, a lesion mask that is empty). Permanent, reported as such.
+- :class:`LesionError`: one lesion of an annotation (a segment of a DICOM SEG, an ROI of an
+  RTSTRUCT) cannot be used: empty, overlapping another, on another frame of reference, outside
+  the image. It names the segment or ROI; a study reader records it per lesion and measures the
+  rest (:class:`NoLesionMeasuredError` when nothing is left).
 - :class:`ModelError`: a model file that is missing, has the wrong hash or version.
 - :class:`DeclarationError`: an evaluation declaration that breaks its format.
 - :class:`ProtocolError`: an evaluation the protocol forbids (see ``docs/evaluation``).
@@ -39,11 +43,43 @@ class ProtocolError(RefusedError, RuntimeError):
     cohort, already evaluated, changed since...): refuse and say why, never proceed."""
 
 
+class LesionError(UnreadableInputError):
+    """One lesion (a SEG segment or an RTSTRUCT ROI) cannot be used; the message names it.
+
+    Attributes
+    ----------
+    label
+        The segment label or ROI name.
+    number
+        The segment number or ROI number (0 when unknown).
+    problem
+        A short code of the problem (``models.imaging.annotations.LesionProblem`` values).
+    """
+
+    def __init__(
+        self, message: str, *, label: str = "", number: int = 0, problem: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.label = label
+        self.number = number
+        self.problem = problem
+
+
+class NoLesionMeasuredError(InsufficientDataError):
+    """No lesion of a study could be measured; ``failures`` says why for each one."""
+
+    def __init__(self, message: str, failures: tuple[object, ...] = ()) -> None:
+        super().__init__(message)
+        self.failures = failures
+
+
 __all__ = [
     "DeclarationError",
     "InsufficientDataError",
     "IrtmonError",
+    "LesionError",
     "ModelError",
+    "NoLesionMeasuredError",
     "ProtocolError",
     "UnreadableInputError",
 ]

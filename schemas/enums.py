@@ -128,17 +128,19 @@ IRECIST_SCORE = "irecist_state"
 
 class IRecistState(IntEnum):
     """iRECIST overall response (Seymour et al. 2017), stored as the value of an
-    ``irecist_state`` score: iCR 0, iPR 1, iSD 2, iUPD 3, iCPD 4."""
+    ``irecist_state`` score: iCR 0, iPR 1, iSD 2, iUPD 3, iCPD 4, iNE 5 (not evaluable: a
+    target lesion could not be measured and what was measured does not show progression)."""
 
     ICR = 0
     IPR = 1
     ISD = 2
     IUPD = 3
     ICPD = 4
+    INE = 5
 
     @property
     def label(self) -> str:
-        return {0: "iCR", 1: "iPR", 2: "iSD", 3: "iUPD", 4: "iCPD"}[self.value]
+        return {0: "iCR", 1: "iPR", 2: "iSD", 3: "iUPD", 4: "iCPD", 5: "iNE"}[self.value]
 
     @property
     def words(self) -> str:
@@ -149,6 +151,7 @@ class IRecistState(IntEnum):
             2: "stable disease",
             3: "unconfirmed progression",
             4: "confirmed progression",
+            5: "not evaluable",
         }[self.value]
         return f"{self.label} ({meaning})"
 
@@ -158,3 +161,51 @@ class IRecistState(IntEnum):
             return None
         code = round(value)
         return cls(code) if code in cls._value2member_map_ else None
+
+
+class RecistResponse(StrEnum):
+    """RECIST 1.1 response (Eisenhauer et al. 2009), of the target lesions, of the non-target
+    lesions or overall at one timepoint. ``NON_CR_NON_PD`` is the non-target category (and the
+    overall response of a patient with non-target disease only)."""
+
+    CR = "CR"
+    PR = "PR"
+    SD = "SD"
+    NON_CR_NON_PD = "non-CR/non-PD"
+    PD = "PD"
+    NE = "NE"
+
+
+class LesionRole(StrEnum):
+    """What a tracked lesion counts as under RECIST 1.1 / iRECIST.
+
+    Baseline lesions are target (measurable, at most 5, 2 per organ) or non-target; a lymph
+    node under 10 mm short axis is normal (tracked, never counted). Lesions first seen at a
+    follow-up are new: new target (measurable, at most 5 new targets, 2 per organ) or new
+    non-target (iRECIST, Seymour et al. 2017)."""
+
+    TARGET = "target"
+    NON_TARGET = "non_target"
+    NEW_TARGET = "new_target"
+    NEW_NON_TARGET = "new_non_target"
+    NORMAL_NODE = "normal_node"
+
+    @property
+    def is_new(self) -> bool:
+        return self in (LesionRole.NEW_TARGET, LesionRole.NEW_NON_TARGET)
+
+
+class Organ(StrEnum):
+    """The organ a lesion lies in (RECIST counts target lesions per organ; all lymph nodes
+    together count as one organ)."""
+
+    LUNG = "lung"
+    LIVER = "liver"
+    LYMPH_NODE = "lymph_node"
+    ADRENAL = "adrenal"
+    BONE = "bone"
+    BRAIN = "brain"
+    KIDNEY = "kidney"
+    PLEURA = "pleura"
+    SOFT_TISSUE = "soft_tissue"
+    OTHER = "other"

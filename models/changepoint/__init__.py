@@ -24,6 +24,17 @@ from models.changepoint.irecist import (
     IrecistState,
     recist_progression,
 )
+from models.changepoint.recist import (
+    LesionMeasure,
+    RecistConfig,
+    Timepoint,
+    new_lesion_roles,
+    nontarget_response,
+    overall_response,
+    select_baseline,
+    sum_of_diameters,
+    target_response,
+)
 from models.changepoint.result import ChangeResult
 from models.changepoint.series import PatientSeries
 
@@ -42,8 +53,17 @@ __all__ = [
     "Irecist",
     "IrecistConfig",
     "IrecistState",
+    "LesionMeasure",
     "PatientSeries",
+    "RecistConfig",
+    "Timepoint",
     "calibrate",
     "features",
+    "new_lesion_roles",
+    "nontarget_response",
+    "overall_response",
     "recist_progression",
+    "select_baseline",
+    "sum_of_diameters",
+    "target_response",
 ]

@@ -19,6 +19,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from models.exceptions import InsufficientDataError, UnreadableInputError
+from models.imaging.annotations import Lesion
 from models.imaging.burden import Burden, measure_burden
 from models.imaging.dicomweb import SeriesRetriever, read_series_dicomweb
 from models.imaging.enhancement import enhancement_features, iodine_pattern_features
@@ -44,11 +45,18 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Baseline:
-    """The baseline scan a follow-up's lesion is propagated from."""
+    """The baseline scan a follow-up's lesions are propagated from and matched to.
+
+    ``mask`` is the target lesion (what :func:`analyse_acquisition` propagates); ``lesions``
+    every baseline lesion with its tracking UID (what :func:`~models.imaging.study.analyse_study`
+    propagates and matches), empty for a baseline of one lesion.
+    """
 
     volume: Volume
     mask: np.ndarray
     series_uid: str = ""
+    lesions: list[Lesion] = field(default_factory=list)
+    frame_of_reference_uid: str = ""
 
     @property
     def lesion_hu(self) -> float:
@@ -216,22 +224,10 @@ def analyse_acquisition(
     OSError
         Transient I/O (a DICOMweb server down): retry.
     """
-    locations = [location] if isinstance(location, (str, Path)) else list(location)
-    pcct = PcctStudy()
-    index: SeriesIndex | None = None
-    if len(locations) == 1 and _is_url(locations[0]):
-        if not (study_uid and series_uid):
-            raise ValueError("a DICOMweb location needs study_uid and series_uid")
-        ref = read_series_dicomweb(str(locations[0]), study_uid, series_uid, client=dicomweb_client)
-        series_by_uid = {ref.series_uid: ref}
-    else:
-        index = _merge_indexes(locations)
-        pcct = find_pcct_series(index)
-        if series_uid is None and pcct.is_pcct:
-            kev = pcct.reference_kev()
-            series_uid = pcct.vmi[kev] if kev is not None else None
-        ref = read_series(index.root, series_uid, index=index)
-        series_by_uid = {ref.series_uid: ref}
+    loaded = load_acquisition(
+        location, series_uid=series_uid, study_uid=study_uid, dicomweb_client=dicomweb_client
+    )
+    ref, index, pcct, series_by_uid = loaded.ref, loaded.index, loaded.pcct, loaded.series
     volume = ref.volume
 
     # the lesion
@@ -270,66 +266,20 @@ def analyse_acquisition(
     mask = lesion.mask
 
     burden = measure_burden(mask, volume.geometry)
+    features = burden_features(burden, ref)
+    features.update(
+        lesion_features(
+            volume,
+            mask,
+            ref,
+            config=config,
+            radiomics=radiomics,
+            peritumoural=peritumoural,
+            enhancement=enhancement,
+        )
+    )
+    features.update(spectral_for(loaded, mask, enhancement=enhancement))
     ref_kev = vmi_kev(ref.headers[0]) if ref.headers else None
-    tag = {"series_uid": ref.series_uid, "kev": ref_kev}
-    features: dict[str, Feature] = {
-        "burden_volume_ml": Feature(
-            burden.volume_ml,
-            "ml",
-            "burden",
-            "lesion volume: voxel count x voxel volume of the lesion mask",
-            **tag,
-        ),
-        "burden_longest_axial_diameter_mm": Feature(
-            burden.longest_diameter_mm,
-            "mm",
-            "burden",
-            "RECIST 1.1 longest diameter: max Feret diameter of the mask outline over axial slices",
-            **tag,
-        ),
-    }
-    if radiomics:
-        features.update(
-            {k: replace(v, **tag) for k, v in compute_radiomics(volume, mask, config).items()}
-        )
-    if peritumoural:
-        features.update(
-            {k: replace(v, **tag) for k, v in peritumoural_features(volume, mask, config).items()}
-        )
-    if enhancement:
-        features.update(
-            {k: replace(v, **tag) for k, v in _optional(enhancement_features, volume, mask).items()}
-        )
-
-    # spectral features of a multi-energy study
-    if index is not None and pcct.is_pcct and len(pcct.vmi) + (pcct.iodine_map is not None) > 1:
-        vmis: dict[float, Volume] = {}
-        for kev, uid in sorted(pcct.vmi.items()):
-            s = series_by_uid.get(uid) or read_series(index.root, uid, index=index)
-            series_by_uid[uid] = s
-            if s.frame_of_reference_uid == ref.frame_of_reference_uid:
-                vmis[kev] = s.volume
-        iodine = None
-        if pcct.iodine_map is not None:
-            s = read_series(index.root, pcct.iodine_map, index=index)
-            series_by_uid[s.series_uid] = s
-            if s.frame_of_reference_uid == ref.frame_of_reference_uid:
-                iodine = s.volume
-        spectral = spectral_features(vmis, mask, volume, iodine)
-        if enhancement and iodine is not None:
-            spectral.update(
-                _optional(iodine_pattern_features, iodine, mask_on_grid(mask, volume, iodine))
-            )
-        for name, feat in spectral.items():
-            kev = None
-            if name.startswith("spec_mean_hu_"):
-                kev = float(name.removeprefix("spec_mean_hu_").removesuffix("kev"))
-            uid = (
-                pcct.vmi.get(kev, "")
-                if kev is not None
-                else (pcct.iodine_map or "" if "iodine" in name else "")
-            )
-            features[name] = replace(feat, series_uid=uid, kev=kev)
 
     provenance: dict[str, Any] = {
         "algorithm": ALGORITHM_NAME,
@@ -348,7 +298,7 @@ def analyse_acquisition(
         "registration": registration or None,
         "feature_config_version": config.version,
         "feature_config": config.as_dict(),
-        "radiomics_library": _mirp_version() if radiomics else None,
+        "radiomics_library": mirp_version() if radiomics else None,
     }
     result = ImagingResult(
         study_uid=ref.study_uid,
@@ -367,10 +317,151 @@ def analyse_acquisition(
     return result
 
 
-def _mirp_version() -> str:
+def mirp_version() -> str:
+    """The MIRP version for provenance."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
         return f"mirp {version('mirp')}"
     except PackageNotFoundError:
         return "mirp (unknown version)"
+
+
+@dataclass
+class LoadedAcquisition:
+    """The reference series of an acquisition and what else the study holds."""
+
+    ref: CtSeries
+    index: SeriesIndex | None
+    pcct: PcctStudy
+    series: dict[str, CtSeries]
+    """Series read so far, by UID (the reference, then the spectral ones)."""
+
+
+def load_acquisition(
+    location: str | Path | Sequence[str | Path],
+    *,
+    series_uid: str | None = None,
+    study_uid: str | None = None,
+    dicomweb_client: SeriesRetriever | None = None,
+) -> LoadedAcquisition:
+    """Read the reference series of a folder, several folders or a DICOMweb study.
+
+    For a PCCT study without ``series_uid`` the VMI nearest 70 keV is the reference.
+
+    Raises
+    ------
+    UnreadableInputError
+        The series cannot be read (the message names it).
+    ValueError
+        A DICOMweb location without ``study_uid`` and ``series_uid``.
+    """
+    locations = [location] if isinstance(location, (str, Path)) else list(location)
+    pcct = PcctStudy()
+    index: SeriesIndex | None = None
+    if len(locations) == 1 and _is_url(locations[0]):
+        if not (study_uid and series_uid):
+            raise ValueError("a DICOMweb location needs study_uid and series_uid")
+        ref = read_series_dicomweb(str(locations[0]), study_uid, series_uid, client=dicomweb_client)
+        series_by_uid = {ref.series_uid: ref}
+    else:
+        index = _merge_indexes(locations)
+        pcct = find_pcct_series(index)
+        if series_uid is None and pcct.is_pcct:
+            kev = pcct.reference_kev()
+            series_uid = pcct.vmi[kev] if kev is not None else None
+        ref = read_series(index.root, series_uid, index=index)
+        series_by_uid = {ref.series_uid: ref}
+    return LoadedAcquisition(ref, index, pcct, series_by_uid)
+
+
+def burden_features(burden: Burden, ref: CtSeries) -> dict[str, Feature]:
+    """The burden as features: volume and RECIST longest diameter (and short axis)."""
+    tag = {"series_uid": ref.series_uid, "kev": vmi_kev(ref.headers[0]) if ref.headers else None}
+    return {
+        "burden_volume_ml": Feature(
+            burden.volume_ml,
+            "ml",
+            "burden",
+            "lesion volume: voxel count x voxel volume of the lesion mask",
+            **tag,
+        ),
+        "burden_longest_axial_diameter_mm": Feature(
+            burden.longest_diameter_mm,
+            "mm",
+            "burden",
+            "RECIST 1.1 longest diameter: max Feret diameter of the mask outline over axial slices",
+            **tag,
+        ),
+    }
+
+
+def lesion_features(
+    volume: Volume,
+    mask: np.ndarray,
+    ref: CtSeries,
+    *,
+    config: RadiomicsConfig = DEFAULT_RADIOMICS_CONFIG,
+    radiomics: bool = True,
+    peritumoural: bool = True,
+    enhancement: bool = True,
+) -> dict[str, Feature]:
+    """Radiomics, peritumoural and enhancement features of one lesion (on its cropped region),
+    tagged with the series they were computed on."""
+    tag = {"series_uid": ref.series_uid, "kev": vmi_kev(ref.headers[0]) if ref.headers else None}
+    features: dict[str, Feature] = {}
+    if radiomics:
+        features.update(
+            {k: replace(v, **tag) for k, v in compute_radiomics(volume, mask, config).items()}
+        )
+    if peritumoural:
+        features.update(
+            {k: replace(v, **tag) for k, v in peritumoural_features(volume, mask, config).items()}
+        )
+    if enhancement:
+        features.update(
+            {k: replace(v, **tag) for k, v in _optional(enhancement_features, volume, mask).items()}
+        )
+    return features
+
+
+def spectral_for(
+    loaded: LoadedAcquisition, mask: np.ndarray, *, enhancement: bool = True
+) -> dict[str, Feature]:
+    """Spectral features of one lesion of a multi-energy study (none for plain CT); the series
+    read on the way are added to ``loaded.series``."""
+    index, pcct, ref, series_by_uid = loaded.index, loaded.pcct, loaded.ref, loaded.series
+    volume = ref.volume
+    features: dict[str, Feature] = {}
+    if index is None or not pcct.is_pcct or len(pcct.vmi) + (pcct.iodine_map is not None) <= 1:
+        return features
+    vmis: dict[float, Volume] = {}
+    for kev, uid in sorted(pcct.vmi.items()):
+        s = series_by_uid.get(uid) or read_series(index.root, uid, index=index)
+        series_by_uid[uid] = s
+        if s.frame_of_reference_uid == ref.frame_of_reference_uid:
+            vmis[kev] = s.volume
+    iodine = None
+    if pcct.iodine_map is not None:
+        s = series_by_uid.get(pcct.iodine_map) or read_series(
+            index.root, pcct.iodine_map, index=index
+        )
+        series_by_uid[s.series_uid] = s
+        if s.frame_of_reference_uid == ref.frame_of_reference_uid:
+            iodine = s.volume
+    spectral = spectral_features(vmis, mask, volume, iodine)
+    if enhancement and iodine is not None:
+        spectral.update(
+            _optional(iodine_pattern_features, iodine, mask_on_grid(mask, volume, iodine))
+        )
+    for name, feat in spectral.items():
+        kev = None
+        if name.startswith("spec_mean_hu_"):
+            kev = float(name.removeprefix("spec_mean_hu_").removesuffix("kev"))
+        uid = (
+            pcct.vmi.get(kev, "")
+            if kev is not None
+            else (pcct.iodine_map or "" if "iodine" in name else "")
+        )
+        features[name] = replace(feat, series_uid=uid, kev=kev)
+    return features

@@ -5,6 +5,15 @@ SimpleITK (trilinear image; mask resampled trilinearly and kept where the fracti
 0.5, as IBSI recommends), then handed to MIRP, which computes IBSI-compliant features with a
 re-segmentation range and a fixed bin size. Every setting lives in :class:`RadiomicsConfig`,
 versioned: change a value, bump the version.
+
+MIRP is given the image and mask as its own in-memory numpy image objects with the voxel
+spacing set: a bare numpy array is read by MIRP as 1 mm voxels, which put every morphology
+feature off by the voxel volume at any grid other than 1 mm (the IBSI digital phantom at its
+native 2 mm gave a mesh volume of 69.5 mm³ instead of the reference 556.3 mm³). Files (NIfTI,
+NRRD) would carry the spacing too, but MIRP reads them through ITK, whose first import costs
+about 8 s per process; the in-memory objects are MIRP's numpy input path (``ImageNumpyFile``,
+whose constructor takes ``image_spacing``), checked against the phantom in the unit tests with
+the MIRP version pinned in constraints.txt.
 """
 
 from __future__ import annotations
@@ -39,8 +48,9 @@ class RadiomicsConfig:
     """Settings of the radiomics extraction (IBSI terms). Bump ``version`` on any change."""
 
     version: str = "irtmon-radiomics-1.0"
-    voxel_mm: float = 1.0
-    """Isotropic resampling grid (IBSI 'interpolation to isotropic voxels')."""
+    voxel_mm: float | None = 1.0
+    """Isotropic resampling grid (IBSI 'interpolation to isotropic voxels'); ``None`` keeps the
+    image's own voxels (no interpolation)."""
     image_interpolation: str = "trilinear"
     mask_partial_volume_threshold: float = 0.5
     resegmentation_range_hu: tuple[float, float] = (-1000.0, 400.0)
@@ -157,8 +167,13 @@ def crop_to_lesion(volume: Volume, mask: np.ndarray, margin_mm: float) -> tuple[
 
 
 def _resample_isotropic(
-    volume: Volume, mask: np.ndarray, mm: float
-) -> tuple[np.ndarray, np.ndarray]:
+    volume: Volume, mask: np.ndarray, mm: float | None
+) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
+    """Image, mask fraction and ``(z, y, x)`` spacing on the isotropic ``mm`` grid (or on the
+    volume's own grid when ``mm`` is None)."""
+    if mm is None:
+        spacing = tuple(float(v) for v in volume.geometry.spacing)
+        return volume.array.astype(np.float32), mask.astype(np.float32), spacing  # type: ignore[return-value]
     image = volume.to_sitk()
     spacing = np.asarray(image.GetSpacing())
     size = np.asarray(image.GetSize())
@@ -175,7 +190,17 @@ def _resample_isotropic(
     msk = sitk.Resample(
         volume.to_sitk(mask.astype(np.float32)), ref, sitk.Transform(), sitk.sitkLinear, 0.0
     )
-    return sitk.GetArrayFromImage(img), sitk.GetArrayFromImage(msk)
+    return sitk.GetArrayFromImage(img), sitk.GetArrayFromImage(msk), (mm, mm, mm)
+
+
+def _mirp_image(array: np.ndarray, spacing_zyx: tuple[float, float, float], mask: bool) -> object:
+    """A MIRP numpy image (or mask) object that carries its voxel spacing (z, y, x mm)."""
+    from mirp._data_import.numpy_file import ImageNumpyFile, MaskNumpyFile
+
+    cls = MaskNumpyFile if mask else ImageNumpyFile
+    image = cls(image_data=array, image_spacing=tuple(float(v) for v in spacing_zyx))
+    image.image_metadata = array  # what MIRP sets itself for a bare array: no file to read
+    return image
 
 
 def compute_radiomics(
@@ -202,12 +227,11 @@ def compute_radiomics(
     InsufficientDataError
         The mask is empty or too small (under 8 voxels after resampling).
     """
-    import mirp  # heavy import (ITK): only when features are computed
-
     _skip_unreproducible_morphology()
 
-    sub, sub_mask = crop_to_lesion(volume, mask, config.crop_margin_mm + 2 * config.voxel_mm)
-    image, fraction = _resample_isotropic(sub, sub_mask, config.voxel_mm)
+    grid_mm = config.voxel_mm if config.voxel_mm is not None else max(volume.geometry.spacing)
+    sub, sub_mask = crop_to_lesion(volume, mask, config.crop_margin_mm + 2 * grid_mm)
+    image, fraction, spacing = _resample_isotropic(sub, sub_mask, config.voxel_mm)
     roi = fraction >= config.mask_partial_volume_threshold
     if roi.sum() < 8:
         raise InsufficientDataError(f"lesion too small for radiomics ({int(roi.sum())} voxels)")
@@ -218,26 +242,7 @@ def compute_radiomics(
     if guard is not None:
         root.addHandler(guard)
     try:
-        tables = mirp.extract_features(
-            image=image.astype(np.float32),
-            mask=roi,
-            image_modality="CT",
-            export_features=True,
-            write_features=False,
-            by_slice=False,
-            ibsi_compliant=True,
-            base_feature_families=list(config.families),
-            base_discretisation_method=config.discretisation,
-            base_discretisation_bin_width=config.bin_width_hu,
-            resegmentation_intensity_range=list(config.resegmentation_range_hu),
-            glcm_distance=config.glcm_distance,
-            glcm_spatial_method=config.texture_aggregation,
-            glrlm_spatial_method=config.texture_aggregation,
-            glszm_spatial_method="3d",
-            gldzm_spatial_method="3d",
-            ngtdm_spatial_method="3d",
-            ngldm_spatial_method="3d",
-        )
+        tables = _extract(config, image, roi, spacing)
     finally:
         if guard is not None:
             root.removeHandler(guard)
@@ -257,6 +262,37 @@ def compute_radiomics(
             continue
         out[f"rad_{name}"] = Feature(v, feature_unit(name), _family(name), "MIRP / IBSI: " + name)
     return out
+
+
+def _extract(
+    config: RadiomicsConfig,
+    image: np.ndarray,
+    roi: np.ndarray,
+    spacing: tuple[float, float, float],
+) -> list:
+    """Run MIRP on ``image`` and ``roi`` at ``spacing`` (z, y, x mm)."""
+    import mirp  # heavy import: only when features are computed
+
+    return mirp.extract_features(
+        image=_mirp_image(image.astype(np.float32), spacing, mask=False),
+        mask=_mirp_image(roi.astype(bool), spacing, mask=True),
+        image_modality="CT",
+        export_features=True,
+        write_features=False,
+        by_slice=False,
+        ibsi_compliant=True,
+        base_feature_families=list(config.families),
+        base_discretisation_method=config.discretisation,
+        base_discretisation_bin_width=config.bin_width_hu,
+        resegmentation_intensity_range=list(config.resegmentation_range_hu),
+        glcm_distance=config.glcm_distance,
+        glcm_spatial_method=config.texture_aggregation,
+        glrlm_spatial_method=config.texture_aggregation,
+        glszm_spatial_method="3d",
+        gldzm_spatial_method="3d",
+        ngtdm_spatial_method="3d",
+        ngldm_spatial_method="3d",
+    )
 
 
 def peritumoural_features(

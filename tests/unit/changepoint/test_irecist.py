@@ -89,7 +89,7 @@ def test_predict_reports_the_confirmed_iupd_as_the_change() -> None:
 
 
 def test_state_codes_match_the_app() -> None:
-    assert [s.code for s in IrecistState] == [0, 1, 2, 3, 4]
+    assert [s.code for s in IrecistState] == [0, 1, 2, 3, 4, 5]
 
 
 def test_datetimes_work_as_times() -> None:

@@ -13,6 +13,7 @@ from models.imaging import (
     Geometry,
     RadiomicsConfig,
     Volume,
+    axial_axes,
     compute_radiomics,
     measure_burden,
     peritumoural_features,
@@ -39,6 +40,31 @@ def test_burden_of_an_ellipsoid(spacing: tuple[float, float, float]) -> None:
     burden = measure_burden(mask, _geometry(shape, spacing))
     assert burden.volume_ml == pytest.approx(4 / 3 * math.pi * a * b * c / 1000, rel=0.03)
     assert burden.longest_diameter_mm == pytest.approx(2 * b, rel=0.04)
+    assert burden.short_axis_mm == pytest.approx(2 * a, rel=0.05)
+
+
+@pytest.mark.parametrize("angle", [0.0, 30.0, 75.0])
+def test_short_axis_is_perpendicular_to_the_long_axis_on_its_slice(angle: float) -> None:
+    """A rotated ellipse (semi-axes 25 and 8 mm): long axis 50 mm, short axis 16 mm."""
+    spacing = (2.0, 0.7, 0.7)
+    n = 130
+    yy, xx = np.mgrid[:n, :n] * 0.7
+    t = np.deg2rad(angle)
+    u = (xx - 45) * np.cos(t) + (yy - 45) * np.sin(t)
+    v = -(xx - 45) * np.sin(t) + (yy - 45) * np.cos(t)
+    mask = np.zeros((5, n, n), bool)
+    mask[2] = (u / 25) ** 2 + (v / 8) ** 2 <= 1
+    mask[1] = (u / 20) ** 2 + (v / 12) ** 2 <= 1  # shorter long axis, wider: not the slice
+    axes = axial_axes(mask, _geometry(mask.shape, spacing))
+    assert axes.slice == 2
+    assert axes.long_mm == pytest.approx(50.0, rel=0.02)
+    assert axes.short_mm == pytest.approx(16.0, rel=0.04)
+    (r0, c0), (r1, c1) = axes.long_ends
+    (s0, d0), (s1, d1) = axes.short_ends
+    long_dir = np.array([r1 - r0, c1 - c0])
+    short_dir = np.array([s1 - s0, d1 - d0])
+    cos = abs(long_dir @ short_dir) / (np.linalg.norm(long_dir) * np.linalg.norm(short_dir))
+    assert cos < 0.01  # perpendicular (isotropic pixels here)
 
 
 def test_empty_mask_has_no_burden() -> None:

@@ -1,0 +1,171 @@
+"""Every baseline lesion carried onto a follow-up scan that has no annotation, by one
+registration of the whole study.
+
+:func:`register_study` registers the baseline to the follow-up once, around all baseline
+lesions together; :func:`propagate_lesions` carries each lesion with that one transform and
+refines it on the follow-up (:func:`models.imaging.lesion.refine_mask`), so every lesion of a
+study shares the same registration. Lesions whose refinement claims the same voxels share them
+out by distance to each carried mask. A lesion that cannot be found (it fell outside the scan,
+or cannot be told from its background) is a :class:`~models.imaging.annotations.LesionFailure`
+with its tracking UID: not evaluable, not gone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from models.exceptions import InsufficientDataError
+from models.imaging.annotations import Lesion, LesionFailure, LesionProblem
+from models.imaging.lesion import MaskSource, refine_mask
+from models.imaging.registration import RegistrationResult, propagate_mask, register
+from models.imaging.volume import Volume
+
+__all__ = ["Propagation", "carry_masks", "propagate_lesions", "register_study"]
+
+
+@dataclass
+class Propagation:
+    """The carried and refined lesions, those not found, and the study's one registration."""
+
+    lesions: list[Lesion] = field(default_factory=list)
+    failures: list[LesionFailure] = field(default_factory=list)
+    registration: RegistrationResult | None = None
+    quality: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per tracking UID (or label): propagated volume and Dice of propagated vs refined."""
+
+
+def register_study(
+    volume: Volume, baseline_volume: Volume, baseline_lesions: Sequence[Lesion], deformable: bool
+) -> RegistrationResult:
+    """One registration of the baseline scan to this one, around every baseline lesion.
+
+    Raises
+    ------
+    InsufficientDataError
+        No baseline lesion (nothing to register around).
+    """
+    if not baseline_lesions:
+        raise InsufficientDataError("the baseline has no lesion to register around")
+    union = np.zeros(baseline_volume.geometry.shape, bool)
+    for lesion in baseline_lesions:
+        union |= lesion.mask
+    return register(volume, baseline_volume, union, deformable=deformable)
+
+
+def carry_masks(
+    volume: Volume,
+    baseline_volume: Volume,
+    baseline_lesions: Sequence[Lesion],
+    registration: RegistrationResult,
+) -> list[np.ndarray]:
+    """Each baseline lesion's mask on this scan's grid, through the study's registration."""
+    return [
+        propagate_mask(lesion.mask, baseline_volume, volume, registration.transform)
+        for lesion in baseline_lesions
+    ]
+
+
+def _key(lesion: Lesion) -> str:
+    return lesion.tracking_uid or lesion.label
+
+
+def propagate_lesions(
+    volume: Volume,
+    baseline_volume: Volume,
+    baseline_lesions: Sequence[Lesion],
+    *,
+    deformable: bool = True,
+    registration: RegistrationResult | None = None,
+) -> Propagation:
+    """Carry every baseline lesion onto ``volume`` with one registration, refine each.
+
+    Parameters
+    ----------
+    volume
+        The follow-up scan.
+    baseline_volume, baseline_lesions
+        The baseline scan and its lesions (with their tracking UIDs).
+    deformable
+        Try the B-spline stage of the registration.
+    registration
+        A registration of this study already made (baseline to ``volume``).
+    """
+    reg = registration or register_study(volume, baseline_volume, baseline_lesions, deformable)
+    result = Propagation(registration=reg)
+    growth = 6.0 if reg.stage == "rigid+bspline" else 12.0
+    carried_all = carry_masks(volume, baseline_volume, baseline_lesions, reg)
+    found: list[tuple[Lesion, np.ndarray, np.ndarray]] = []
+    for lesion, carried in zip(baseline_lesions, carried_all, strict=True):
+
+        def failure(what: str, lesion: Lesion = lesion) -> LesionFailure:
+            return LesionFailure(
+                lesion.label,
+                lesion.number,
+                LesionProblem.NOT_FOUND,
+                f"baseline lesion {lesion.tracking_id or lesion.number} {lesion.label!r} {what}",
+                "",
+                lesion.tracking_uid,
+            )
+
+        if not carried.any():
+            result.failures.append(failure("fell outside this scan when propagated"))
+            continue
+        inside = baseline_volume.array[lesion.mask]
+        try:
+            refined = refine_mask(
+                volume,
+                carried,
+                float(np.median(inside)),
+                growth,
+                lesion_hu_max=float(np.percentile(inside, 99)),
+            )
+        except InsufficientDataError as err:
+            result.failures.append(failure(f"was not found on this scan: {err}"))
+            continue
+        found.append((lesion, carried, refined))
+    _share_out(found, volume.geometry.spacing)
+    for lesion, carried, refined in found:
+        if not refined.any():
+            continue
+        result.lesions.append(
+            replace(lesion, mask=refined, source=MaskSource.PROPAGATED, reference_uid="")
+        )
+        result.quality[_key(lesion)] = {
+            "propagated_volume_ml": round(float(carried.sum()) * volume.geometry.voxel_ml, 4),
+            "dice_propagated_refined": round(
+                float(2 * (carried & refined).sum() / (carried.sum() + refined.sum())), 4
+            ),
+        }
+    return result
+
+
+def _share_out(
+    found: list[tuple[Lesion, np.ndarray, np.ndarray]], spacing: tuple[float, float, float]
+) -> None:
+    """Give each voxel claimed by several refined lesions to the nearest carried mask."""
+    if len(found) < 2:
+        return
+    count = np.zeros(found[0][2].shape, np.uint8)
+    for _, _, refined in found:
+        count += refined
+    shared = count > 1
+    if not shared.any():
+        return
+    claimants = [i for i, (_, _, refined) in enumerate(found) if (refined & shared).any()]
+    zz, yy, xx = np.nonzero(shared)
+    lo = np.array([zz.min(), yy.min(), xx.min()])
+    hi = np.array([zz.max(), yy.max(), xx.max()]) + 1
+    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+    distances = np.stack(
+        [ndimage.distance_transform_edt(~found[i][1], sampling=spacing)[box] for i in claimants]
+    )  # distance of each voxel of the box to each claimant's carried mask
+    winner = np.argmin(distances, axis=0)
+    for rank, i in enumerate(claimants):
+        refined = found[i][2]
+        lose = shared[box] & refined[box] & (winner != rank)
+        refined[box][lose] = False
