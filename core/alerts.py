@@ -34,7 +34,6 @@ from core.db import audit, history, scores, users
 from core.db.events import Cohorts
 from models.changepoint import DecisionConfig, DecisionRule, PatientSeries
 from models.changepoint.decision import RULE_NAME, RULE_VERSION, Decision, Flag
-from models.changepoint.irecist import IrecistState
 from schemas import (
     Alert,
     AlertAction,
@@ -44,7 +43,7 @@ from schemas import (
     TimepointScore,
     percent,
 )
-from schemas.enums import IRECIST_SCORE, AlertVerb, IRecistState, Role
+from schemas.enums import IRECIST_SCORE, AlertVerb, Role
 
 ACTOR = "irtmon.changepoint"
 """Audit actor of alerts opened or updated by the decision rule."""
@@ -119,7 +118,7 @@ def describe(series: PatientSeries, decision: Decision, flag: Flag) -> str:
         )
     parts.append(
         f"Taking the trajectory as a whole, the probability of non-response is {sure}; "
-        f"iRECIST state {IRecistState(IrecistState(decision.states[last]).code).words}."
+        f"iRECIST state {decision.states[last].words}."
     )
     return " ".join(parts)[:2000]
 
@@ -214,7 +213,7 @@ def store_irecist_states(
     states after it). The baseline has no response category and gets none.
     """
     for i in range(1, len(series)):
-        state = IrecistState(decision.states[i])
+        state = decision.states[i]
         scores.upsert_score(
             conn,
             TimepointScore.for_source(

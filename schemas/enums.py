@@ -140,7 +140,16 @@ class IRecistState(IntEnum):
 
     @property
     def label(self) -> str:
+        """``iCR``, ``iPR``, ``iSD``, ``iUPD``, ``iCPD`` or ``iNE``."""
         return {0: "iCR", 1: "iPR", 2: "iSD", 3: "iUPD", 4: "iCPD", 5: "iNE"}[self.value]
+
+    @property
+    def code(self) -> int:
+        """The number stored as the value of an ``irecist_state`` score."""
+        return int(self.value)
+
+    def __str__(self) -> str:
+        return self.label
 
     @property
     def words(self) -> str:

@@ -21,7 +21,6 @@ from models.changepoint.irecist import (
     Assessment,
     Irecist,
     IrecistConfig,
-    IrecistState,
     recist_progression,
 )
 from models.changepoint.recist import (
@@ -52,7 +51,6 @@ __all__ = [
     "Flag",
     "Irecist",
     "IrecistConfig",
-    "IrecistState",
     "LesionMeasure",
     "PatientSeries",
     "RecistConfig",

@@ -40,7 +40,7 @@ from scipy.optimize import minimize
 
 from models.changepoint.bocpd import Bocpd
 from models.changepoint.cusum import Cusum
-from models.changepoint.irecist import Irecist, IrecistConfig, IrecistState
+from models.changepoint.irecist import Irecist, IrecistConfig
 from models.changepoint.result import ChangeResult
 from models.changepoint.series import (
     IMMUNE_SCORE,
@@ -49,6 +49,7 @@ from models.changepoint.series import (
     VOLUME,
     PatientSeries,
 )
+from schemas.enums import IRecistState
 
 RULE_NAME = "irtmon-changepoint"
 RULE_VERSION = "1.0.0"
@@ -194,7 +195,7 @@ class Decision:
     probabilities: np.ndarray  # per assessment (NaN before min_timepoints)
     flags: tuple[Flag, ...]
     detectors: dict[str, ChangeResult]
-    states: tuple[str, ...]  # iRECIST state per assessment
+    states: tuple[IRecistState, ...]  # iRECIST state per assessment
     model_versions: dict[str, str]
 
     @property
@@ -265,8 +266,8 @@ def features(
         f[col["response"]] = _logit(rp) if rp is not None else 0.0
         if days[t] <= early_window_weeks * 7:
             f[col["early_rise"]] = f[col["rise"]]
-        f[col["iupd"]] = float(machine.state is IrecistState.IUPD)
-        f[col["icpd"]] = float(machine.state is IrecistState.ICPD)
+        f[col["iupd"]] = float(machine.state is IRecistState.IUPD)
+        f[col["icpd"]] = float(machine.state is IRecistState.ICPD)
     return out
 
 
@@ -350,9 +351,9 @@ class DecisionRule:
                 )
             )
             break
-        states = tuple(a.state.value for a in self.irecist_.assessments_)
-        if cfg.flag_confirmed_progression and IrecistState.ICPD.value in states:
-            t = states.index(IrecistState.ICPD.value)
+        states = tuple(a.state for a in self.irecist_.assessments_)
+        if cfg.flag_confirmed_progression and IRecistState.ICPD in states:
+            t = states.index(IRecistState.ICPD)
             ir = self.irecist_.predict()
             prob = float(p[t]) if np.isfinite(p[t]) else 1.0
             flags.append(

@@ -37,15 +37,14 @@ Two entry points share these rules: :meth:`Irecist.assess` takes every lesion of
 diameters and a count of new lesions (the burden series of earlier releases), read as one
 target lesion and that many new non-target lesions.
 
-States are coded as in ``schemas.enums.IRecistState`` (iCR 0, iPR 1, iSD 2, iUPD 3,
-iCPD 4, iNE 5), so an ``irecist_state`` score can store :attr:`IrecistState.code`.
+States are the one iRECIST vocabulary, :class:`schemas.enums.IRecistState` (iCR 0, iPR 1,
+iSD 2, iUPD 3, iCPD 4, iNE 5: the code an ``irecist_state`` score stores).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any, Self
 
 import numpy as np
@@ -62,26 +61,10 @@ from models.changepoint.recist import (
     target_response,
 )
 from models.changepoint.result import ChangeResult
-from schemas.enums import LesionRole, RecistResponse
+from schemas.enums import IRecistState, LesionRole, RecistResponse
 
 BURDEN_SIGNAL = "tumour_sum_diameters_mm"
 NEW_LESION_SIGNAL = "new_lesions"
-
-
-class IrecistState(StrEnum):
-    """iRECIST overall response at one assessment."""
-
-    ICR = "iCR"
-    IPR = "iPR"
-    ISD = "iSD"
-    IUPD = "iUPD"
-    ICPD = "iCPD"
-    INE = "iNE"
-
-    @property
-    def code(self) -> int:
-        """Numeric code stored as the ``irecist_state`` score (iCR 0 ... iCPD 4, iNE 5)."""
-        return list(IrecistState).index(self)
 
 
 @dataclass(frozen=True)
@@ -136,7 +119,7 @@ class Assessment:
     """Sum of diameters of the target lesions (of the evaluable ones when ``target`` is NE)."""
     nadir_mm: float
     """Smallest target sum before this assessment, baseline included."""
-    state: IrecistState
+    state: IRecistState
     reason: str
     recist: RecistResponse | None = None
     """RECIST 1.1 overall response at this timepoint (None at baseline)."""
@@ -228,7 +211,7 @@ class Irecist:
         return self
 
     @property
-    def state(self) -> IrecistState | None:
+    def state(self) -> IRecistState | None:
         return self.assessments_[-1].state if self.assessments_ else None
 
     # ------------------------------------------------------------------ entry points
@@ -287,7 +270,7 @@ class Irecist:
         nt_volume = nontarget_volume(tp.of(LesionRole.NON_TARGET))
         self._nadir = _Nadirs(baseline_sum=total, target_sum=total, nontarget_volume=nt_volume)
         # no response is defined at baseline: reported as iSD (iCR for a zero target sum)
-        state = IrecistState.ICR if targets and total == 0 else IrecistState.ISD
+        state = IRecistState.ICR if targets and total == 0 else IRecistState.ISD
         self.assessments_.append(
             Assessment(0, tp.time, total, total, state, "baseline", nontarget_volume_ml=nt_volume)
         )
@@ -335,8 +318,8 @@ class Irecist:
         plain = overall_response(t_resp, nt_resp, new_pd)
 
         iupd = self._iupd
-        if prior is IrecistState.ICPD:
-            state, reason = IrecistState.ICPD, "iCPD is final"
+        if prior is IRecistState.ICPD:
+            state, reason = IRecistState.ICPD, "iCPD is final"
         elif iupd is not None and (progressing or plain is RecistResponse.NE):
             why = self._confirmation(
                 iupd, t_pd, t_sum, nt_pd, nt_volume, tp, new_uids, nlt_sum, nlnt
@@ -345,21 +328,21 @@ class Irecist:
             lo, hi = cfg.confirm_window_weeks
             in_window = lo <= weeks <= hi or (weeks > hi and cfg.accept_late_confirmation)
             if why and in_window:
-                state, reason = IrecistState.ICPD, f"iCPD: {why} {weeks:.1f} weeks after iUPD"
+                state, reason = IRecistState.ICPD, f"iCPD: {why} {weeks:.1f} weeks after iUPD"
             elif why and weeks < lo:
-                state, reason = IrecistState.IUPD, f"iUPD: {weeks:.1f} weeks is before the window"
+                state, reason = IRecistState.IUPD, f"iUPD: {weeks:.1f} weeks is before the window"
             elif why:
-                state, reason = IrecistState.IUPD, f"iUPD: {weeks:.1f} weeks is after the window"
+                state, reason = IRecistState.IUPD, f"iUPD: {weeks:.1f} weeks is after the window"
             elif progressing:
-                state, reason = IrecistState.IUPD, "iUPD persists: not confirmed"
+                state, reason = IRecistState.IUPD, "iUPD persists: not confirmed"
             else:
-                state, reason = IrecistState.INE, "iNE: not evaluable; the iUPD stays open"
+                state, reason = IRecistState.INE, "iNE: not evaluable; the iUPD stays open"
         elif iupd is not None:
             state = _istate(plain)
-            reason = f"reset: {state.value}, no longer meets progression after iUPD"
+            reason = f"reset: {state.label}, no longer meets progression after iUPD"
             self._iupd = None
         elif plain is RecistResponse.PD:
-            state = IrecistState.IUPD
+            state = IRecistState.IUPD
             reason = "iUPD: " + ", ".join(
                 w
                 for w, hit in (
@@ -376,7 +359,7 @@ class Irecist:
             )
         else:
             state = _istate(plain)
-            reason = state.value
+            reason = state.label
         a = Assessment(
             i,
             tp.time,
@@ -392,7 +375,7 @@ class Irecist:
             new_target_sum_mm=nlt_sum,
             nontarget_volume_ml=nt_volume,
         )
-        if state is IrecistState.IUPD and self._iupd is None:
+        if state is IRecistState.IUPD and self._iupd is None:
             self._iupd = _Iupd(
                 a,
                 t_pd,
@@ -462,17 +445,17 @@ class Irecist:
             raise ValueError("no assessments: call update() or fit() first")
         states = [a.state for a in self.assessments_]
         index, strength = None, 0.0
-        if IrecistState.ICPD in states:
-            first_cpd = states.index(IrecistState.ICPD)
+        if IRecistState.ICPD in states:
+            first_cpd = states.index(IRecistState.ICPD)
             index = first_cpd
-            while index > 0 and states[index - 1] in (IrecistState.IUPD, IrecistState.INE):
+            while index > 0 and states[index - 1] in (IRecistState.IUPD, IRecistState.INE):
                 index -= 1
-            while states[index] is not IrecistState.IUPD and index < first_cpd:
+            while states[index] is not IRecistState.IUPD and index < first_cpd:
                 index += 1
             strength = 1.0
-        elif states[-1] is IrecistState.IUPD:
+        elif states[-1] is IRecistState.IUPD:
             index = len(states) - 1
-            while index > 0 and states[index - 1] is IrecistState.IUPD:
+            while index > 0 and states[index - 1] is IRecistState.IUPD:
                 index -= 1
             strength = 0.5
         shift = {}
@@ -488,19 +471,19 @@ class Irecist:
             signals=(BURDEN_SIGNAL,) if index is not None else (),
             shifts=shift,
             detail={
-                "states": [a.state.value for a in self.assessments_],
+                "states": [a.state.label for a in self.assessments_],
                 "reasons": [a.reason for a in self.assessments_],
             },
         )
 
 
-def _istate(response: RecistResponse) -> IrecistState:
+def _istate(response: RecistResponse) -> IRecistState:
     """The iRECIST state of a RECIST 1.1 overall response (non-CR/non-PD reads as iSD)."""
     return {
-        RecistResponse.CR: IrecistState.ICR,
-        RecistResponse.PR: IrecistState.IPR,
-        RecistResponse.SD: IrecistState.ISD,
-        RecistResponse.NON_CR_NON_PD: IrecistState.ISD,
-        RecistResponse.PD: IrecistState.IUPD,
-        RecistResponse.NE: IrecistState.INE,
+        RecistResponse.CR: IRecistState.ICR,
+        RecistResponse.PR: IRecistState.IPR,
+        RecistResponse.SD: IRecistState.ISD,
+        RecistResponse.NON_CR_NON_PD: IRecistState.ISD,
+        RecistResponse.PD: IRecistState.IUPD,
+        RecistResponse.NE: IRecistState.INE,
     }[response]

@@ -154,7 +154,7 @@ class StudyResult(ImagingResult):
                 "assessment": None
                 if a is None
                 else {
-                    "irecist": a.state.value,
+                    "irecist": a.state.label,
                     "irecist_code": a.state.code,
                     "recist": a.recist.value if a.recist else None,
                     "target": a.target.value if a.target else None,

@@ -520,7 +520,7 @@ def analyse_study(
         ]
         timepoint = TimepointOutput(
             order=len(update.state.timepoints) - 1,
-            irecist=assessment.state.value,
+            irecist=assessment.state.label,
             recist=assessment.recist,
             target=assessment.target,
             nontarget=assessment.nontarget,

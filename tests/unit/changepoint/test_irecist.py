@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from models.changepoint import Irecist, IrecistConfig, IrecistState, recist_progression
+from models.changepoint import Irecist, IrecistConfig, recist_progression
+from schemas.enums import IRecistState
 
 CR, S, P, U, C = (
-    IrecistState.ICR,
-    IrecistState.ISD,
-    IrecistState.IPR,
-    IrecistState.IUPD,
-    IrecistState.ICPD,
+    IRecistState.ICR,
+    IRecistState.ISD,
+    IRecistState.IPR,
+    IRecistState.IUPD,
+    IRecistState.ICPD,
 )
 
 
-def states(sums, days, new=None, **cfg) -> list[IrecistState]:
+def states(sums, days, new=None, **cfg) -> list[IRecistState]:
     m = Irecist(config=IrecistConfig(**cfg)).fit(sums, days, new)
     return [a.state for a in m.assessments_]
 
@@ -89,7 +90,7 @@ def test_predict_reports_the_confirmed_iupd_as_the_change() -> None:
 
 
 def test_state_codes_match_the_app() -> None:
-    assert [s.code for s in IrecistState] == [0, 1, 2, 3, 4, 5]
+    assert [s.code for s in IRecistState] == [0, 1, 2, 3, 4, 5]
 
 
 def test_datetimes_work_as_times() -> None:
@@ -107,11 +108,12 @@ def test_config_validation() -> None:
         Irecist().fit([1, 2], [0])
 
 
-def test_state_codes_match_the_stored_vocabulary() -> None:
-    """The code the alerting stores as an ``irecist_state`` score reads back as the same state
-    in the app and the FHIR export."""
-    from schemas.enums import IRecistState
-
-    for state in IrecistState:
-        assert IRecistState(state.code).label == state.value
-    assert [s.code for s in IrecistState] == [s.value for s in IRecistState]
+def test_the_state_machine_speaks_the_stored_vocabulary() -> None:
+    """The machine's states are the one vocabulary (schemas.enums.IRecistState): the code the
+    alerting stores as an ``irecist_state`` score reads back as the same state in the app and
+    the FHIR export."""
+    machine = Irecist().fit([50, 40, 61, 70], [0, 56, 112, 154])
+    states = [a.state for a in machine.assessments_]
+    assert all(type(s) is IRecistState for s in states)
+    assert [IRecistState.from_value(float(s.code)) for s in states] == states
+    assert [s.label for s in IRecistState] == ["iCR", "iPR", "iSD", "iUPD", "iCPD", "iNE"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from models.changepoint import Irecist, IrecistConfig, IrecistState
+from models.changepoint import Irecist, IrecistConfig
 from models.changepoint.recist import (
     LesionMeasure,
     RecistConfig,
@@ -17,7 +17,7 @@ from models.changepoint.recist import (
     sum_of_diameters,
     target_response,
 )
-from schemas.enums import LesionRole, Organ, RecistResponse
+from schemas.enums import IRecistState, LesionRole, Organ, RecistResponse
 
 T, NT, NLT, NLNT, NN = (
     LesionRole.TARGET,
@@ -35,12 +35,12 @@ CR, PR, SD, PD, NE, NN_ = (
     RecistResponse.NON_CR_NON_PD,
 )
 iCR, iPR, iSD, iUPD, iCPD, iNE = (  # noqa: N816
-    IrecistState.ICR,
-    IrecistState.IPR,
-    IrecistState.ISD,
-    IrecistState.IUPD,
-    IrecistState.ICPD,
-    IrecistState.INE,
+    IRecistState.ICR,
+    IRecistState.IPR,
+    IRecistState.ISD,
+    IRecistState.IUPD,
+    IRecistState.ICPD,
+    IRecistState.INE,
 )
 
 
@@ -227,7 +227,7 @@ def run(*timepoints: Timepoint, **cfg) -> Irecist:
     return Irecist(config=IrecistConfig(**cfg)).fit_timepoints(timepoints)
 
 
-def states(machine: Irecist) -> list[IrecistState]:
+def states(machine: Irecist) -> list[IRecistState]:
     return [a.state for a in machine.assessments_]
 
 

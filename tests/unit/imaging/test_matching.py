@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from models.changepoint import Irecist, IrecistState
+from models.changepoint import Irecist
 from models.imaging.matching import (
     MatchConfig,
     MatchStatus,
@@ -17,7 +17,7 @@ from models.imaging.matching import (
     match_lesions,
     track,
 )
-from schemas.enums import LesionRole, Organ
+from schemas.enums import IRecistState, LesionRole, Organ
 
 
 def obs(
@@ -111,7 +111,7 @@ def test_follow_up_matches_new_and_not_seen(baseline) -> None:
     assert lung_b.diameter_mm == 0.0 and lung_b.role is LesionRole.TARGET
     # the state carries everything RECIST needs: a new lesion is iUPD
     machine = Irecist().fit_timepoints(update.state.timepoints)
-    assert machine.state is IrecistState.IUPD
+    assert machine.state is IRecistState.IUPD
     assert machine.assessments_[-1].new_lesions == 1
 
 
@@ -190,7 +190,7 @@ def test_unread_lesions_make_the_unmatched_not_evaluable(baseline) -> None:
     assert {a.status for a in update.assignments} == {MatchStatus.NOT_EVALUABLE}
     assert all(m.seen is None for m in update.timepoint.lesions)
     machine = Irecist().fit_timepoints(update.state.timepoints)
-    assert machine.state is IrecistState.INE
+    assert machine.state is IRecistState.INE
 
 
 def test_a_normal_node_grown_pathological_is_a_new_lesion(baseline) -> None:

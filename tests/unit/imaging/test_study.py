@@ -12,14 +12,13 @@ import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
-from models.changepoint import IrecistState
 from models.exceptions import NoLesionMeasuredError
 from models.imaging import propagation
 from models.imaging.annotations import LesionProblem
 from models.imaging.lesion_results import StudyResult
 from models.imaging.matching import MatchStatus
 from models.imaging.study import analyse_study
-from schemas.enums import LesionRole, Organ, RecistResponse
+from schemas.enums import IRecistState, LesionRole, Organ, RecistResponse
 from tests.unit.imaging import lesion_study as ls
 
 SHIFT = (2.5, 3.0, -4.0)  # the patient lies elsewhere at the follow-up (z, y, x mm)
@@ -67,7 +66,7 @@ def test_baseline_reads_measures_and_selects_every_lesion(
     expected_sum = sum(r.diameter_mm for r in result.lesions)
     assert result.assessment.sum_mm == pytest.approx(expected_sum)
     assert result.study_features["lesions_sum_diameters_mm"].value == pytest.approx(expected_sum)
-    assert result.assessment.state is IrecistState.ISD
+    assert result.assessment.state is IRecistState.ISD
     # the single-lesion fields describe the irradiated lesion (a GTV)
     gtv = result.lesions[0]
     assert result.primary_uid == gtv.tracking_uid and gtv.in_field
@@ -147,7 +146,7 @@ def test_follow_up_from_its_own_seg_is_matched(
     assert new.role is LesionRole.NEW_TARGET and new.tracking_id == "L6"
     assert new.tracking_uid not in before.values()
     a = result.assessment
-    assert a.state is IrecistState.IUPD and a.recist is RecistResponse.PD
+    assert a.state is IRecistState.IUPD and a.recist is RecistResponse.PD
     assert a.new_lesions == 1 and a.target is RecistResponse.SD
     # the vanished target counts 0 mm in the sum
     assert a.sum_mm == pytest.approx(
@@ -193,7 +192,7 @@ def test_follow_up_without_annotation_propagates_every_lesion_with_one_registrat
         assert r.source.value == "propagated"
         assert r.burden.longest_diameter_mm == pytest.approx(truth[r.label].long_mm, rel=0.1)
         assert r.quality["dice_propagated_refined"] > 0.7
-    assert result.assessment.state is IrecistState.ISD
+    assert result.assessment.state is IRecistState.ISD
 
 
 def test_bad_segments_cost_one_lesion_each_not_the_study(
@@ -228,7 +227,7 @@ def test_bad_segments_cost_one_lesion_each_not_the_study(
     # a failed read is no evidence that a lesion is gone: not evaluable, not 0 mm
     unread = [r for r in result.lesions if not r.seen]
     assert {r.status for r in unread} == {MatchStatus.NOT_EVALUABLE}
-    assert result.assessment.state is IrecistState.INE
+    assert result.assessment.state is IRecistState.INE
     assert result.assessment.recist is RecistResponse.NE
 
 
