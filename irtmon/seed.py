@@ -130,11 +130,11 @@ def _seed_patient(
     seed: int,
     number: int,
     cohort: str,
-    events: tuple[list[TreatmentEvent], list[ImagingAcquired], list[BiopsyAcquired]],
+    stream: tuple[list[TreatmentEvent], list[ImagingAcquired], list[BiopsyAcquired]],
     summary: SeedSummary,
     rescore_every: int,
 ) -> None:
-    treatments, imaging, biopsies = events
+    treatments, imaging, biopsies = stream
     rng = np.random.default_rng([seed, number, 99])
     for ev in treatments:
         events.upsert_treatment(conn, ev)
