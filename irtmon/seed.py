@@ -33,7 +33,7 @@ import psycopg
 from clinic.events import biopsy_event, event_id, imaging_event, load_events, treatment_events
 from clinic.story import Patient, lesion_truth, sample_patient
 from core import alerts as lifecycle
-from core.db import alerts, registry, scores, users
+from core.db import alerts, events, registry, scores, users
 from core.passwords import hash_password
 from models.registry import ModelArtifact
 from monitoring_app.vocab import IRECIST_STATE, RESPONSE_PROBABILITY, IRecistState
