@@ -218,12 +218,15 @@ def test_acknowledging_an_alert_writes_the_audit_row(
         (alert_id,),
     ).fetchone()
     assert row == ("acknowledged", "app-alice", True)
-    audit = db.execute(
-        "SELECT actor, patient, detail->>'note', detail->>'to' FROM audit_log "
-        "WHERE entity = 'alert' AND entity_id = %s AND action = 'acknowledge'",
+    audit = db.execute(  # the one alert lifecycle: an alert.* row with the Alert (the outbox)
+        "SELECT actor, patient, detail->>'note', detail->>'to', detail->'alert'->>'status' "
+        "FROM audit_log WHERE entity = 'alert' AND entity_id = %s "
+        "AND action = 'alert.acknowledged'",
         (alert_id,),
     ).fetchall()
-    assert audit == [("app-alice", psn, "seen at the tumour board", "acknowledged")]
+    assert audit == [
+        ("app-alice", psn, "seen at the tumour board", "acknowledged", "acknowledged")
+    ]
     # the action is on the patient's timeline
     at.session_state["irtmon_patient"] = psn
     at.switch_page("app_pages/timeline.py").run()
