@@ -95,7 +95,7 @@ def test_browser_login_timeline_and_acknowledge(
     with psycopg.connect(seeded.settings.dsn, autocommit=True) as conn:
         seed_users(conn, [("app-bea", "clinician", PASSWORD, ["app-clinic"])])
     acks_before = db.execute(
-        "SELECT count(*) FROM audit_log WHERE actor = 'app-bea' AND action = 'acknowledge'"
+        "SELECT count(*) FROM audit_log WHERE actor = 'app-bea' AND action = 'alert.acknowledged'"
     ).fetchone()[0]
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
@@ -143,13 +143,13 @@ def test_browser_login_timeline_and_acknowledge(
         browser.close()
     db.rollback()
     acks_after = db.execute(
-        "SELECT count(*) FROM audit_log WHERE actor = 'app-bea' AND action = 'acknowledge'"
+        "SELECT count(*) FROM audit_log WHERE actor = 'app-bea' AND action = 'alert.acknowledged'"
     ).fetchone()[0]
     assert acks_after == acks_before + 1
     # the note typed before the mouse click went with it
     last_note = db.execute(
         "SELECT detail->>'note' FROM audit_log WHERE actor = 'app-bea' AND action = "
-        "'acknowledge' ORDER BY id DESC LIMIT 1"
+        "'alert.acknowledged' ORDER BY id DESC LIMIT 1"
     ).fetchone()[0]
     assert last_note == "reviewed in clinic"
     assert shutil.disk_usage(SHOTS).free > 0
