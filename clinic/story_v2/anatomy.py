@@ -78,18 +78,18 @@ def slots(anatomy: Anatomy) -> tuple[Slot, ...]:
     (rx, ry, rz), (lx, ly, lz) = adrenal_centres_mm(anatomy)
     return (
         Slot("lung_right_upper", Organ.LUNG, (-off, -25.0, 28.0), 24.0),
-        Slot("lung_right_lower", Organ.LUNG, (-(off + 5.0), 15.0, 6.0), 18.0),
+        Slot("lung_right_lower", Organ.LUNG, (-(off + 5.0), 18.0, 6.0), 16.0),
         Slot("lung_left_upper", Organ.LUNG, (off, -25.0, 28.0), 24.0),
         Slot("lung_left_lower", Organ.LUNG, (off + 5.0, 15.0, -18.0), 22.0),
         Slot("liver_lateral", Organ.LIVER, (-60.0, -20.0, -32.0), 16.0),
-        Slot("liver_medial", Organ.LIVER, (-25.0, 25.0, -38.0), 14.0),
+        Slot("liver_medial", Organ.LIVER, (-22.0, 20.0, -38.0), 14.0),
         Slot("adrenal_right", Organ.ADRENAL, (rx, ry, rz), 15.0),
         Slot("adrenal_left", Organ.ADRENAL, (lx, ly, lz), 15.0),
         Slot("vertebra_upper", Organ.BONE, (0.0, spine, 30.0), 13.0),
         Slot("vertebra_lower", Organ.BONE, (0.0, spine, -25.0), 13.0),
-        Slot("node_subcarinal", Organ.LYMPH_NODE, (-10.0, 30.0, 8.0), 11.0),
-        Slot("node_right_paratracheal", Organ.LYMPH_NODE, (-14.0, 5.0, 40.0), 11.0),
-        Slot("node_left_hilar", Organ.LYMPH_NODE, (18.0, -8.0, 36.0), 11.0),
+        Slot("node_subcarinal", Organ.LYMPH_NODE, (-14.0, 28.0, 6.0), 16.0),
+        Slot("node_right_paratracheal", Organ.LYMPH_NODE, (-14.0, 2.0, 36.0), 16.0),
+        Slot("node_left_hilar", Organ.LYMPH_NODE, (24.0, -14.0, 36.0), 16.0),
     )
 
 

@@ -152,9 +152,13 @@ def rt_change_severity(lesion: LesionV2, days: float) -> float:
 def target_lesions(lesions: list[LesionV2] | tuple[LesionV2, ...]) -> list[LesionV2]:
     """RECIST 1.1 target lesions at baseline (truth): measurable, at most 5, 2 per organ.
 
-    The largest (by RECIST diameter) are taken first, as a reader would.
+    The largest (by RECIST diameter) are taken first, as a reader would. Irradiated lesions are
+    left out: RECIST 1.1 does not count a lesion in an irradiated area as measurable unless it
+    progresses, and PEMBRO-RT judged response on the non-irradiated lesions only.
     """
-    baseline = [(les, lesion_state(les, 0.0)) for les in lesions if not les.new]
+    baseline = [
+        (les, lesion_state(les, 0.0)) for les in lesions if not les.new and not les.in_field
+    ]
     ranked = sorted(
         ((les, st) for les, st in baseline if measurable(les, st)),
         key=lambda item: (-recist_diameter(item[0], item[1]), item[0].track),
@@ -172,8 +176,9 @@ def target_lesions(lesions: list[LesionV2] | tuple[LesionV2, ...]) -> list[Lesio
 def progression_day(lesions: tuple[LesionV2, ...], until_days: float) -> float | None:
     """First day (from the first fraction, daily) of true RECIST 1.1 progression, or None.
 
-    True progression: the sum of the target lesions' diameters 20 % and 5 mm above its nadir
-    so far, or a new lesion present. Computed on the truth, day by day, up to ``until_days``.
+    True progression: the sum of the target lesions' diameters (:func:`target_lesions`, so
+    non-irradiated) 20 % and 5 mm above its nadir so far, or a new lesion present. Computed on
+    the truth, day by day, up to ``until_days``.
     """
     targets = target_lesions(lesions)
     nadir = math.inf

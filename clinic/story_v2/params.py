@@ -163,10 +163,10 @@ BASELINE_LONG_AXIS_MM = {
 }
 """assumption (uniform); the lower bounds put some lesions under RECIST's 10 mm. The phantom's
 slots cap each lesion (see ``anatomy``), which truncates the largest draws."""
-NODE_SHORT_AXIS_MM = (10.0, 28.0)
+NODE_SHORT_AXIS_MM = (10.0, 22.0)
 """assumption: metastatic nodes; RECIST 1.1: >= 15 mm short axis measurable, 10-15 mm
 pathological non-target, < 10 mm normal."""
-NODE_ELONGATION = (1.2, 1.6)  # assumption: long / short axis of a node
+NODE_ELONGATION = (1.1, 1.5)  # assumption: long / short axis of a node
 NEW_LESION_DIAMETER_MM = (6.0, 15.0)  # assumption: size of a new lesion when first seen
 VISIBLE_DIAMETER_MM = 3.0  # assumption: below this long axis a lesion is gone on CT
 
@@ -192,3 +192,6 @@ CT_CD8_AUC = 0.67
 """Sun et al., Lancet Oncol 2018: CT radiomic CD8 signature, validation AUC 0.67."""
 CT_NOISE_SD = 2.47  # derived: noise on the lesion's infiltration giving AUC 0.67 (CD8 high/low)
 CT_NOISE_LESION_SHARE = 0.5  # assumption: half of that noise is fixed per lesion, half per scan
+LIVER_LESION_ENHANCEMENT = 0.5
+"""assumption (rendering): iodine of a liver metastasis relative to other lesions, so that it
+is hypodense against the enhancing liver in the portal-venous phase."""

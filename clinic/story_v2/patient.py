@@ -488,7 +488,9 @@ def sample_patient(rng: np.random.Generator, number: int, n_timepoints: int = 5)
     primary = lesions[0]
     b_days = [-(rt.start - enrol).days - float(rng.integers(21, 36))]
     targets = [primary]
-    out_of_field = [les for les in lesions if not les.in_field and not les.new]
+    out_of_field = [
+        les for les in lesions if not les.in_field and not les.new and les is not primary
+    ]
     if rng.uniform() < params.ON_TREATMENT_BIOPSY and out_of_field:
         b_days.append(float(rng.integers(28, 57)))
         targets.append(out_of_field[int(rng.integers(0, len(out_of_field)))])

@@ -41,18 +41,26 @@ class LesionLook:
     """A lesion's texture pattern (fixed in its own frame) and, per scan, how strong it is.
 
     The enhancement and texture gains map the CT reading (unit variance after scaling) to
-    HU and mg/ml as story v1 did (assumption: rendering constants).
+    HU and mg/ml as story v1 did (assumption: rendering constants); ``enhancement`` scales the
+    iodine (liver metastases are drawn at half, so that they stand out dark against the
+    enhancing liver, as hypovascular metastases do in the portal-venous phase).
     """
 
     _N = 20  # grid points over [-1.25, 1.25] per axis
 
-    def __init__(self, rng: np.random.Generator, reading: float, necrosis: float) -> None:
+    def __init__(
+        self,
+        rng: np.random.Generator,
+        reading: float,
+        necrosis: float,
+        enhancement: float = 1.0,
+    ) -> None:
         noise = ndimage.gaussian_filter(rng.normal(0.0, 1.0, (self._N,) * 3), 1.6)
         self._noise = (noise / (noise.std() + 1e-9)).astype(np.float32)
         z = reading / math.sqrt(1.0 + params.CT_NOISE_SD**2)
         self.heterogeneity = float(np.clip(12.0 + 5.0 * z, 3.0, 30.0))
-        self.rim = float(np.clip(0.6 + 0.4 * z, 0.0, 3.0))
-        self.core = float(np.clip(1.5 + 0.3 * z, 0.3, 3.0))
+        self.rim = enhancement * float(np.clip(0.6 + 0.4 * z, 0.0, 3.0))
+        self.core = enhancement * float(np.clip(1.5 + 0.3 * z, 0.3, 3.0))
         self.necrosis = necrosis
 
     def noise(self, u: np.ndarray, v: np.ndarray, w: np.ndarray) -> np.ndarray:

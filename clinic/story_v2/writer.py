@@ -70,7 +70,8 @@ def _draws(
             continue
         states[les.track] = state
         reading = ct_reading(les, tp.days, tp.index, patient.ici_start_days)
-        look = LesionLook(_rng(seed, number, 1, les.track), reading, les.necrosis)
+        enhancement = params.LIVER_LESION_ENHANCEMENT if les.organ is Organ.LIVER else 1.0
+        look = LesionLook(_rng(seed, number, 1, les.track), reading, les.necrosis, enhancement)
         severity = rt_change_severity(les, tp.days)
         rt_semi = (0.0, 0.0, 0.0)
         rt_look = None
