@@ -316,8 +316,10 @@ def generate_patient(
             for f in findings:
                 les = next(les for les in patient.lesions if les.track == f.track)
                 if les.reader_includes_rt_change and f.track in rt_dense:
-                    seg_map[rt_dense[f.track] & (seg_map == 0)] = f.number
-                    included_rt.add(f.track)
+                    extra = rt_dense[f.track] & (seg_map == 0)
+                    if extra.any():
+                        seg_map[extra] = f.number
+                        included_rt.add(f.track)
             write_lesion_seg(
                 seg_path,
                 headers,

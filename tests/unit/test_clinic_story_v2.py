@@ -114,7 +114,9 @@ def test_pseudo_and_hyperprogression_shapes(patients: list[PatientV2]) -> None:
             if les.in_field:
                 continue
             ratio = lesion_state(les, peak).long_axis_mm / lesion_state(les, 0.0).long_axis_mm
-            assert ratio >= 1.2 or lesion_state(les, peak).long_axis_mm >= 2 * les.max_semi_axis_mm - 1
+            assert (
+                ratio >= 1.2 or lesion_state(les, peak).long_axis_mm >= 2 * les.max_semi_axis_mm - 1
+            )
             assert volume_factor(les, peak + 120.0) < volume_factor(les, 0.0)  # then shrinks
     hyper = [les for p in patients if p.course is Course.HYPERPROGRESSION for les in p.lesions]
     for les in hyper:
