@@ -1,14 +1,20 @@
 """Generate a virtual cohort: DICOM studies, slides, ground truth, manifest and event stream.
 
-Layout of ``out_dir``::
+Two generative stories: ``story="v1"`` (:mod:`clinic.story`, one irradiated target measured)
+and ``story="v2"`` (:mod:`clinic.story_v2`: several lesions in several organs, new lesions, a
+reader's SEG at every study, every parameter sourced). Layout of ``out_dir``::
 
-    cohort.json                      seed, size, patient count, the folder it was written to
+    cohort.json                      seed, size, story version, patient count, the folder
     manifest.csv, manifest.parquet   one row per artefact, with ground-truth labels
     events.jsonl                     the time-ordered event stream (clinic.events)
     ground_truth/identities.csv      clear id -> pseudonym (the ONLY place clear ids appear)
     ground_truth/<pseudonym>.json    the patient's story and per-timepoint lesion truth
+    ground_truth/lesions.csv, .parquet   v2: one row per lesion per timepoint
     patients/<pseudonym>/tp<k>-<label>/<series>/IM-0001.dcm ...
-                                     (+ RTSTRUCT.dcm, SEG.dcm at planning; labels.npz always)
+                                     v1: + RTSTRUCT.dcm, SEG.dcm (the GTV) at planning;
+                                     v2: + SEG.dcm (every lesion seen) in every study and
+                                     RTSTRUCT.dcm (GTVs and the other lesions) at planning;
+                                     labels.npz (the true label map) always
     patients/<pseudonym>/biopsy<i>/slide.tiff, slide.tiles.parquet
 """
 
@@ -23,6 +29,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from clinic.contours import ROI_NAME, slice_contours, write_rtstruct, write_seg
 from clinic.ct import SeriesSpec, ct_slice, slice_uid
@@ -42,7 +49,7 @@ from clinic.slides import render_slide, write_pyramid
 from clinic.story import Patient, Timepoint, lesion_truth, sample_patient
 from schemas.enums import Modality
 from schemas.events import Event, LesionReference
-from schemas.manifest import write_manifest
+from schemas.manifest import MANIFEST_COLUMNS, MANIFEST_COLUMNS_V2, write_manifest
 from schemas.pseudonym import pseudonymise
 
 
@@ -56,10 +63,17 @@ class ClinicSize:
 
 SIZES: dict[str, ClinicSize] = {
     "test": ClinicSize(Geometry(rows=128, cols=128, n_slices=40, pixel_mm=2.7, slice_mm=3.0), 2048),
+    "small": ClinicSize(
+        Geometry(rows=256, cols=256, n_slices=80, pixel_mm=1.4, slice_mm=1.5), 4096
+    ),
     "realistic": ClinicSize(
         Geometry(rows=512, cols=512, n_slices=200, pixel_mm=0.7, slice_mm=1.5), 8192
     ),
 }
+
+
+STORIES: tuple[str, ...] = ("v1", "v2")
+"""Story versions :func:`generate_cohort` can write."""
 
 
 def demo_key(seed: int) -> str:
@@ -133,6 +147,7 @@ def generate_patient(
     cp_at = None if cp is None else (patient.rt.start + timedelta(days=cp)).isoformat()
     base = {
         "patient": psn,
+        "story_version": "v1",
         "phenotype": str(patient.phenotype),
         "response_class": str(patient.response),
         "responder": patient.responder,
@@ -309,6 +324,7 @@ def generate_patient(
         )
 
     truth = {
+        "story_version": "v1",
         "patient": psn,
         "phenotype": str(patient.phenotype),
         "immune_activity": patient.immune_activity,
@@ -351,6 +367,7 @@ def generate_cohort(
     n_timepoints: int = 5,
     workers: int = 1,
     progress: Callable[[int], None] | None = None,
+    story: str = "v1",
 ) -> Path:
     """Generate a cohort of ``n_patients`` virtual patients into ``out_dir``.
 
@@ -363,8 +380,8 @@ def generate_cohort(
     seed
         Seed of every random draw: the same seed gives the same pixel data, UIDs and event ids.
     size
-        ``"test"`` (128 x 128 x 40 CT, 2048 px slides) or ``"realistic"`` (512 x 512 x 200 CT,
-        8192 px slides).
+        ``"test"`` (128 x 128 x 40 CT, 2048 px slides), ``"small"`` (256 x 256 x 80 CT, 4096 px
+        slides) or ``"realistic"`` (512 x 512 x 200 CT, 8192 px slides).
     key
         Pseudonym key (at least 16 bytes); default :func:`demo_key` of the seed.
     n_timepoints
@@ -373,6 +390,9 @@ def generate_cohort(
         Processes generating patients in parallel (output is identical for any value).
     progress
         Called with the number of patients finished so far.
+    story
+        ``"v1"`` (default) or ``"v2"``; written into ``cohort.json``, the manifest and the
+        ground truth. The same seed and story give the same files.
 
     Returns
     -------
@@ -381,12 +401,14 @@ def generate_cohort(
     """
     if size not in SIZES:
         raise ValueError(f"unknown size {size!r}; choose one of {', '.join(SIZES)}")
+    if story not in STORIES:
+        raise ValueError(f"unknown story {story!r}; choose one of {', '.join(STORIES)}")
     if n_patients < 1:
         raise ValueError(f"n_patients must be at least 1, got {n_patients}")
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     key = key if key is not None else demo_key(seed)
-    args = [(out, i, seed, size, key, n_timepoints) for i in range(1, n_patients + 1)]
+    args = [(story, out, i, seed, size, key, n_timepoints) for i in range(1, n_patients + 1)]
     results = []
     if workers > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
@@ -396,12 +418,14 @@ def generate_cohort(
                     progress(done)
     else:
         for done, a in enumerate(args, start=1):
-            results.append(generate_patient(*a))
+            results.append(_generate_star(a))
             if progress:
                 progress(done)
     rows = [r for res in results for r in res[0]]
     events = [e for res in results for e in res[1]]
-    write_manifest(rows, out)
+    write_manifest(rows, out, MANIFEST_COLUMNS if story == "v1" else MANIFEST_COLUMNS_V2)
+    if story == "v2":
+        _write_lesion_table([r for res in results for r in res[3]], out / "ground_truth")
     write_events(out / EVENTS_FILE, events)
     with (out / "ground_truth" / "identities.csv").open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=["clear_id", "pseudonym"])
@@ -414,10 +438,32 @@ def generate_cohort(
         "n_timepoints": n_timepoints,
         "root": str(out),
         "generator": "irtmon clinic 0.1",
+        "story_version": story,
     }
     (out / "cohort.json").write_text(json.dumps(meta, indent=1))
     return out
 
 
-def _generate_star(a: tuple) -> tuple[list[dict[str, object]], list[Event], dict[str, object]]:
-    return generate_patient(*a)
+def _generate_star(a: tuple) -> tuple:
+    story, out, number, seed, size, key, n_timepoints = a
+    if story == "v1":
+        return generate_patient(out, number, seed, size, key, n_timepoints)
+    from clinic.story_v2.writer import generate_patient as generate_patient_v2
+
+    clinic_size = SIZES[size]
+    return generate_patient_v2(
+        out, number, seed, clinic_size.geometry, clinic_size.slide_px, key, n_timepoints
+    )
+
+
+LESION_TABLE = "lesions"
+"""``ground_truth/lesions.csv`` and ``.parquet`` (story v2): one row per lesion per timepoint."""
+
+
+def _write_lesion_table(rows: list[dict[str, object]], folder: Path) -> None:
+    frame = pd.DataFrame(rows)
+    if not frame.empty:
+        frame = frame.sort_values(["patient", "timepoint", "track_id"], kind="stable")
+    frame = frame.reset_index(drop=True)
+    frame.to_csv(folder / f"{LESION_TABLE}.csv", index=False)
+    frame.to_parquet(folder / f"{LESION_TABLE}.parquet", index=False)

@@ -19,7 +19,7 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import RTStructureSetStorage
 from skimage import measure
 
-from clinic.dicomio import StudyInfo, add_patient_study, new_dataset
+from clinic.dicomio import StudyInfo, add_patient_study, new_dataset, pin_generated
 from clinic.phantom import Geometry
 
 ROI_NAME = "GTV"
@@ -160,5 +160,6 @@ def write_seg(
     seg.ContentTime = study.time
     seg.SeriesDate = study.date
     seg.SeriesTime = study.time
+    pin_generated(seg, study, sop_uid)
     seg.save_as(path, enforce_file_format=True)
     return seg

@@ -1,23 +1,33 @@
 """DICOM building blocks shared by the CT, PCCT, RTSTRUCT and SEG writers.
 
-Deterministic UIDs (:func:`uid`), and the patient / study / equipment attributes
-(:class:`StudyInfo`) that every object of one study carries.
+Deterministic UIDs (:func:`uid`), the patient / study / equipment attributes
+(:class:`StudyInfo`) that every object of one study carries, and :func:`pin_generated`, which
+replaces what highdicom draws at random or reads from the clock when it builds an object.
 """
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
 
 IMPLEMENTATION_VERSION = "IRTMON_CLINIC_1"
+_UID_NAMESPACE = uuid.UUID("5b0f5c1e-9a7d-4c35-8f0e-2d6a1c9b7e41")
+_HIGHDICOM_UID_ROOT = "1.2.826.0.1.3680043.10.511."
+"""Root of the UIDs highdicom draws itself (e.g. the Dimension Organization UID of a SEG)."""
 
 
 def uid(*parts: object) -> str:
-    """A deterministic DICOM UID (``2.25.<int>``) from ``parts`` (e.g. seed, patient, series)."""
-    return generate_uid(prefix=None, entropy_srcs=[str(p) for p in parts])
+    """A deterministic DICOM UID (``2.25.<int>``) from ``parts`` (e.g. seed, patient, series).
+
+    The integer is a name-based (version 5) UUID of the parts, as ISO/IEC 9834-8 allows under
+    the ``2.25`` root. (Until story v2 this called pydicom's ``generate_uid(prefix=None, ...)``,
+    which ignores its entropy sources and returns a random UUID: no two runs had the same UIDs.)
+    """
+    return f"2.25.{uuid.uuid5(_UID_NAMESPACE, '/'.join(str(p) for p in parts)).int}"
 
 
 @dataclass(frozen=True)
@@ -84,3 +94,29 @@ def add_patient_study(ds: Dataset, study: StudyInfo) -> None:
     ds.StationName = study.station
     ds.InstitutionName = study.institution
     ds.SoftwareVersions = study.software
+
+
+def pin_generated(ds: Dataset, study: StudyInfo, *parts: object) -> Dataset:
+    """Make a highdicom object reproducible: no random UID, no wall-clock time.
+
+    Every UID under highdicom's own root is replaced by :func:`uid` of ``parts`` and the
+    order in which it first appears; the instance creation date and time, and every
+    Contribution DateTime, become the study's date and time. Returns ``ds``.
+    """
+    names: dict[str, str] = {}
+
+    def walk(item: Dataset) -> None:
+        for elem in item:
+            if elem.VR == "SQ":
+                for child in elem.value:
+                    walk(child)
+            elif elem.VR == "UI" and str(elem.value).startswith(_HIGHDICOM_UID_ROOT):
+                elem.value = names.setdefault(str(elem.value), uid(*parts, "generated", len(names)))
+
+    walk(ds)
+    ds.InstanceCreationDate = study.date
+    ds.InstanceCreationTime = study.time
+    for equipment in ds.get("ContributingEquipmentSequence", []):
+        if "ContributionDateTime" in equipment:
+            equipment.ContributionDateTime = f"{study.date}{study.time}"
+    return ds

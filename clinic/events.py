@@ -46,8 +46,14 @@ def event_id(seed: int, pseudonym: str, *what: object) -> uuid.UUID:
     return uuid.uuid5(_NAMESPACE, "/".join(str(p) for p in (seed, pseudonym, *what)))
 
 
-def treatment_events(patient: Patient, pseudonym: str, seed: int) -> list[TreatmentEvent]:
-    """Radiotherapy course start, every fraction, and immunotherapy doses up to the last scan."""
+def treatment_events(
+    patient: Patient, pseudonym: str, seed: int, target: str = "GTV lung"
+) -> list[TreatmentEvent]:
+    """Radiotherapy course start, every fraction, and immunotherapy doses up to the last scan.
+
+    ``patient`` is a story-v1 :class:`~clinic.story.Patient` or anything with the same ``rt``,
+    ``ici`` and ``timepoints`` (a story-v2 patient); ``target`` names the irradiated lesion.
+    """
     rt = patient.rt
     events = [
         TreatmentEvent(
@@ -58,7 +64,7 @@ def treatment_events(patient: Patient, pseudonym: str, seed: int) -> list[Treatm
                 course_id=rt.course_id,
                 prescribed_dose_gy=rt.dose_gy,
                 fractions_planned=rt.fractions,
-                target="GTV lung",
+                target=target,
             ),
         )
     ]
@@ -123,6 +129,7 @@ def biopsy_event(
     slide_path: Path,
     pd_l1_tps: float,
     cd8_density: float,
+    site: str = "lung, core needle biopsy",
 ) -> BiopsyAcquired:
     """The ``biopsy.acquired`` event of one H&E slide."""
     eid = event_id(seed, pseudonym, "biopsy", index)
@@ -132,7 +139,7 @@ def biopsy_event(
         occurred_at=occurred_at,
         specimen_id=f"SP-{eid.hex[:12].upper()}",
         slides=[SlideLocation(slide_id=f"WSI-{eid.hex[:12].upper()}-1", path=str(slide_path))],
-        site="lung, core needle biopsy",
+        site=site,
         lab=LabValues(pd_l1_tps=round(pd_l1_tps, 1), cd8_density_per_mm2=round(cd8_density, 1)),
     )
 

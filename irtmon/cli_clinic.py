@@ -20,7 +20,15 @@ clinic_app = typer.Typer(help="The virtual clinic: synthetic patients, studies, 
 
 class Size(StrEnum):
     TEST = "test"
+    SMALL = "small"
     REALISTIC = "realistic"
+
+
+class Story(StrEnum):
+    """Generative story of the virtual clinic (docs/clinic/story-v2.md describes v2)."""
+
+    V1 = "v1"
+    V2 = "v2"
 
 
 @clinic_app.command()
@@ -31,6 +39,9 @@ def generate(
     size: Annotated[Size, typer.Option(help="Image sizes.")] = Size.TEST,
     timepoints: Annotated[int, typer.Option(min=1, help="CT sessions per patient.")] = 5,
     workers: Annotated[int, typer.Option(min=1, help="Parallel processes.")] = 1,
+    story: Annotated[
+        Story, typer.Option(help="Generative story: v1 (one target) or v2 (every lesion).")
+    ] = Story.V1,
 ) -> None:
     """Generate a cohort: DICOM CT/PCCT, RTSTRUCT/SEG, slides, manifest, truth, events."""
     from clinic.cohort import demo_key, generate_cohort
@@ -57,8 +68,12 @@ def generate(
             n_timepoints=timepoints,
             workers=workers,
             progress=lambda done: bar.update(task, completed=done),
+            story=story.value,
         )
-    console.print(f"wrote {patients} patients to {out} in {time.perf_counter() - start:.1f} s")
+    console.print(
+        f"wrote {patients} story-{story.value} patients to {out} "
+        f"in {time.perf_counter() - start:.1f} s"
+    )
 
 
 @clinic_app.command()

@@ -224,9 +224,7 @@ def test_acknowledging_an_alert_writes_the_audit_row(
         "AND action = 'alert.acknowledged'",
         (alert_id,),
     ).fetchall()
-    assert audit == [
-        ("app-alice", psn, "seen at the tumour board", "acknowledged", "acknowledged")
-    ]
+    assert audit == [("app-alice", psn, "seen at the tumour board", "acknowledged", "acknowledged")]
     # the action is on the patient's timeline
     at.session_state["irtmon_patient"] = psn
     at.switch_page("app_pages/timeline.py").run()
