@@ -119,26 +119,13 @@ def measurable(lesion: LesionV2, state: LesionState) -> bool:
     return state.long_axis_mm >= 10.0
 
 
-def immune_state(lesion: LesionV2, days: float, ici_start_days: float = 0.0) -> float:
-    """The lesion's infiltration (latent SD units) at ``days``.
-
-    It moves by :attr:`LesionV2.immune_change` from the first immunotherapy dose (day
-    ``ici_start_days``) on, with a time constant of
-    :data:`~clinic.story_v2.params.IMMUNE_RAMP_DAYS`.
-    """
-    s = max(0.0, days - ici_start_days)
-    return lesion.infiltration + lesion.immune_change * (
-        1.0 - math.exp(-s / params.IMMUNE_RAMP_DAYS)
-    )
-
-
 def ct_reading(lesion: LesionV2, days: float, timepoint: int, ici_start_days: float) -> float:
     """The CT's noisy view of the lesion's current infiltration (AUC 0.67 for CD8 high/low).
 
     Half of the noise is the lesion's own (fixed), half is drawn per scan.
     """
     scan = lesion.ct_noise_scans[timepoint] if timepoint < len(lesion.ct_noise_scans) else 0.0
-    return immune_state(lesion, days, ici_start_days) + lesion.ct_noise_lesion + scan
+    return lesion.immune_state(days, ici_start_days) + lesion.ct_noise_lesion + scan
 
 
 def rt_change_severity(lesion: LesionV2, days: float) -> float:

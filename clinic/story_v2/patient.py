@@ -123,6 +123,18 @@ class LesionV2:
         rise = params.ON_TREATMENT_LOG_CD8_RISE if self.behaviour in RESPONDING else 0.0
         return (rise + params.ON_TREATMENT_LOG_CD8_SD * self.immune_noise) / params.LOG_TIL_PER_SD
 
+    def immune_state(self, days: float, ici_start_days: float = 0.0) -> float:
+        """The lesion's infiltration (latent SD units) at ``days``.
+
+        It moves by :attr:`immune_change` from the first immunotherapy dose (day
+        ``ici_start_days``) on, with a time constant of
+        :data:`~clinic.story_v2.params.IMMUNE_RAMP_DAYS`.
+        """
+        s = max(0.0, days - ici_start_days)
+        return self.infiltration + self.immune_change * (
+            1.0 - math.exp(-s / params.IMMUNE_RAMP_DAYS)
+        )
+
 
 @dataclass(frozen=True)
 class BiopsyV2:
@@ -482,8 +494,6 @@ def sample_patient(rng: np.random.Generator, number: int, n_timepoints: int = 5)
         at = rt.start + timedelta(days=d) + timedelta(minutes=int(rng.integers(0, 480)))
         timepoints.append(Timepoint(idx, d, at, bool(idx > 0 and rng.uniform() < 0.5), pose))
 
-    from clinic.story_v2.course import immune_state  # local: course imports this module
-
     biopsies = []
     primary = lesions[0]
     b_days = [-(rt.start - enrol).days - float(rng.integers(21, 36))]
@@ -498,7 +508,7 @@ def sample_patient(rng: np.random.Generator, number: int, n_timepoints: int = 5)
     c = params.PDL1_IMMUNE_LOADING
     ici_days = (ici.start - rt.start).total_seconds() / 86400.0
     for idx, (d, les) in enumerate(zip(b_days, targets, strict=True)):
-        state = immune_state(les, d, ici_days)
+        state = les.immune_state(d, ici_days)
         til_read = math.sqrt(r_same) * state + math.sqrt(1 - r_same) * float(rng.normal())
         pdl1_true = (
             c * (state + latents.activation) / math.sqrt(2.0)

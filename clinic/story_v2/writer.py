@@ -34,7 +34,6 @@ from clinic.story_v2.annotations import (
 )
 from clinic.story_v2.course import (
     ct_reading,
-    immune_state,
     lesion_state,
     measurable,
     progression_day,
@@ -402,7 +401,7 @@ def generate_patient(
                 "seg_label": None if finding is None else finding.label,
                 "rt_change_severity": rt_change_severity(les, tp.days),
                 "rt_change_in_seg": les.track in included_rt,
-                "infiltration": immune_state(les, tp.days, patient.ici_start_days),
+                "infiltration": les.immune_state(tp.days, patient.ici_start_days),
                 "ct_reading": ct_reading(les, tp.days, tp.index, patient.ici_start_days),
             }
             lesion_rows.append(row)
