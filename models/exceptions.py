@@ -5,6 +5,12 @@
   event with the message, which names the file or series and the problem.
 - :class:`InsufficientDataError`: readable, but not enough to compute a result (for example a
   slide with almost no tissue, a lesion mask that is empty). Permanent, reported as such.
+- :class:`LimitExceededError` (an :class:`UnreadableInputError`): the input is larger or
+  slower than a configured reading limit allows (pixel count, decoded bytes, file count, frames,
+  resolution range, time; :mod:`models.limits`). Refused before the work is done; the message
+  names the limit and the value. Permanent: dead-lettered.
+- :class:`UnsuitableInputError`: readable, but not what the model was made for (a slide stained
+  by immunohistochemistry where H&E is expected). Permanent: dead-lettered with the reason.
 - :class:`ModelError`: a model file that is missing, has the wrong hash or version.
 
 Transient failures (a DICOMweb server briefly down) are left as the library's own ``OSError``
@@ -24,6 +30,14 @@ class UnreadableInputError(IrtmonError, ValueError):
 
 class InsufficientDataError(IrtmonError, ValueError):
     """The input is readable but does not hold enough to compute a result."""
+
+
+class LimitExceededError(UnreadableInputError):
+    """The input exceeds a configured reading limit; the message names the limit and the value."""
+
+
+class UnsuitableInputError(IrtmonError, ValueError):
+    """The input is readable but outside what the model was made for (stain, domain)."""
 
 
 class ModelError(IrtmonError, RuntimeError):

@@ -6,7 +6,11 @@ clinic writes one. Steps: read and encode every slide's tissue tiles (in worker 
 an optional on-disk feature cache), split patients (never slides) into train / validation /
 test stratified by phenotype, fit :class:`~models.pathology.mil.GatedAttentionMIL` with early
 stopping on the validation loss, evaluate on the held-out patients, write the report and, when
-a models folder is given, save the artefact (:func:`models.registry.save_artifact`).
+a models folder is given, save the artefact (:func:`models.registry.save_artifact`). The
+checkpoint also carries the training slides' out-of-distribution reference
+(:class:`~models.pathology.ood.OodReference`, fitted on the training part only) and their
+phenotype frequencies, which inference uses to measure how far a new slide lies from them and to
+widen its uncertainty accordingly.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from models.pathology.encoders import (
     lymphocyte_density,
 )
 from models.pathology.mil import PHENOTYPES, GatedAttentionMIL, MILConfig
+from models.pathology.ood import OodReference, bag_embedding
 from models.pathology.slide import TileSpec, read_tiles, tile_index
 from models.registry import ModelArtifact, save_artifact
 from schemas.enums import ImmunePhenotype
@@ -475,29 +480,54 @@ def fit_mil(
     return FitResult(model=model, history=history, best_epoch=best[1], stopped_early=stopped_early)
 
 
+def ood_reference(bags: Sequence[SlideBag], *, seed: int = 1) -> OodReference | None:
+    """The out-of-distribution reference of training bags; None for fewer than four."""
+    if len(bags) < 4:
+        log.warning("only %d training slides: no out-of-distribution reference saved", len(bags))
+        return None
+    return OodReference.fit(np.stack([bag_embedding(b.features) for b in bags]), seed=seed)
+
+
+def class_prior(bags: Sequence[SlideBag]) -> list[float]:
+    """Phenotype frequencies of the bags, in :data:`PHENOTYPES` order."""
+    y, _ = _targets(bags)
+    counts = np.bincount(y, minlength=len(PHENOTYPES)).astype(np.float64)
+    return (counts / max(counts.sum(), 1.0)).tolist()
+
+
 def save_checkpoint(
     path: Path,
     model: GatedAttentionMIL,
     encoder: Encoder,
     tile_spec: TileSpec,
     extra: dict[str, Any] | None = None,
+    *,
+    ood: OodReference | None = None,
+    prior: Sequence[float] | None = None,
 ) -> Path:
-    """Write the weights file: state dict plus what inference needs to rebuild the pipeline."""
+    """Write the weights file: state dict plus what inference needs to rebuild the pipeline.
+
+    ``ood`` (the training slides' :class:`~models.pathology.ood.OodReference`) and ``prior``
+    (their phenotype frequencies) are stored when given; a checkpoint without them still loads
+    (its slides' OOD status is then "unknown").
+    """
     import torch
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(
-        {
-            "format": CHECKPOINT_FORMAT,
-            "state_dict": model.state_dict(),
-            "config": model.config.to_dict(),
-            "classes": [str(p) for p in PHENOTYPES],
-            "encoder": encoder.spec(),
-            "tiles": asdict(tile_spec),
-            "extra": extra or {},
-        },
-        path,
-    )
+    ckpt: dict[str, Any] = {
+        "format": CHECKPOINT_FORMAT,
+        "state_dict": model.state_dict(),
+        "config": model.config.to_dict(),
+        "classes": [str(p) for p in PHENOTYPES],
+        "encoder": encoder.spec(),
+        "tiles": asdict(tile_spec),
+        "extra": extra or {},
+    }
+    if ood is not None:
+        ckpt["ood"] = ood.to_state()
+    if prior is not None:
+        ckpt["class_prior"] = [float(v) for v in prior]
+    torch.save(ckpt, path)
     return path
 
 
@@ -593,12 +623,20 @@ def train_pathology(
     metrics["best_epoch"] = fit.best_epoch
     metrics["epochs_run"] = len(fit.history)
     metrics["skipped_slides"] = len(skipped)
+    reference = ood_reference(parts["train"], seed=config.seed)
+    if reference is not None:
+        metrics["ood_reference"] = {
+            "slides": len(reference.reference),
+            "distance_q95": round(reference.q95, 4),
+        }
     weights = save_checkpoint(
         out / WEIGHTS_FILE,
         fit.model,
         encoder,
         tile_spec,
         extra={"train_config": asdict(config)},
+        ood=reference,
+        prior=class_prior(parts["train"]),
     )
     report_files = evaluate.write_report(
         out,
