@@ -19,6 +19,9 @@ field                          default              what it bounds
 ``slide_max_pixels``           40 gigapixels        width x height of a slide's level 0
 ``slide_max_read_pixels``      1 gigapixel          pixels of the pyramid level read to make the
                                                     tissue-mask thumbnail (read in bands)
+``slide_max_tiles``            8,192                tiles read from one slide: the most
+                                                    tissue-rich are kept past it (1.6 GB of
+                                                    256-px RGB tiles), not a refusal
 ``slide_min_mpp``              0.1 µm/px            smallest credible resolution (a 100x scan is
                                                     0.1; anything finer is a broken header)
 ``slide_max_mpp``              10 µm/px             coarsest credible resolution (a 1x scan)
@@ -31,7 +34,9 @@ ceil(Bits Allocated / 8)``, what pydicom allocates for its pixel array (1-bit SE
 unpacked to one byte per pixel). A clinical CT series is 512 x 512 x 2 bytes per slice (0.5 MiB;
 1,000 thin slices are 0.5 GiB); 2 GiB leaves room for ultra-high-resolution photon-counting
 series (1,024 x 1,024 x 1,000 slices). A 40x whole-slide scan of a full 25 x 75 mm slide is about
-100,000 x 300,000 = 3 x 10^10 pixels.
+100,000 x 300,000 = 3 x 10^10 pixels. Read at 0.5 µm/px in 256-px tiles (128 µm), a 1 x 15 mm
+needle core is about 900 tiles, a 10 x 10 mm resection about 6,100, the virtual clinic's largest
+slides (8,192 px) at most 1,024.
 """
 
 from __future__ import annotations
@@ -63,6 +68,8 @@ class ReadLimits:
     slide_max_read_pixels
         Most pixels of the pyramid level read, in bands, to make the tissue-mask thumbnail; a
         slide whose smallest adequate level is larger (no pyramid) is refused.
+    slide_max_tiles
+        Most tiles read from one slide; past it the most tissue-rich are kept (not a refusal).
     slide_min_mpp, slide_max_mpp
         Range of credible slide resolutions, in µm per pixel.
     task_time_limit_s
@@ -76,6 +83,7 @@ class ReadLimits:
     dicom_max_study_bytes: int = 8 * GIB
     slide_max_pixels: int = 40_000_000_000
     slide_max_read_pixels: int = GIB
+    slide_max_tiles: int = 8_192
     slide_min_mpp: float = 0.1
     slide_max_mpp: float = 10.0
     task_time_limit_s: float = 600.0

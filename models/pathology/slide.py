@@ -23,7 +23,10 @@ Reading is bounded (:class:`~models.limits.ReadLimits`): a slide whose level 0 i
 infinite, zero, negative or NaN mpp included) is refused with
 :class:`~models.exceptions.LimitExceededError` before any pixel is decoded; the thumbnail is
 made from the smallest pyramid level at or above its size, read in bands, and a slide whose
-level is larger than ``slide_max_read_pixels`` (no usable pyramid) is refused.
+level is larger than ``slide_max_read_pixels`` (no usable pyramid) is refused. At most
+``slide_max_tiles`` tiles are read (the most tissue-rich, as ``TileSpec.max_tiles`` picks them),
+so a large resection cannot fill the memory; ``TileSet.n_candidates`` keeps the count of tiles
+with tissue.
 """
 
 from __future__ import annotations
@@ -90,7 +93,8 @@ class TileSpec:
     min_tiles
         Fewest tissue tiles a slide must have to be analysed at all.
     max_tiles
-        At most this many tiles (the most tissue-rich, ties by position); None for all.
+        At most this many tiles (the most tissue-rich, ties by position); None for all (within
+        the reading limit ``ReadLimits.slide_max_tiles``).
     stain_normalise
         Map the tiles onto the reference H&E appearance with Macenko normalisation, fitted on
         the slide's own tissue tiles.
@@ -473,8 +477,10 @@ def read_tiles(
         fractions = _tile_fractions(mask, tile0 / mask_ds, ny, nx)
         jj, ii = np.nonzero(fractions >= spec.min_tissue)
         order = np.lexsort((ii, jj, -fractions[jj, ii]))
+        cap = limits.slide_max_tiles
         if spec.max_tiles is not None:
-            order = order[: spec.max_tiles]
+            cap = min(cap, spec.max_tiles)
+        order = order[:cap]
         order = order[np.lexsort((ii[order], jj[order]))]  # back to raster order
         jj, ii = jj[order], ii[order]
         n_candidates = int((fractions > 0).sum())

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models.exceptions import InsufficientDataError, UnreadableInputError
+from models.exceptions import InsufficientDataError, UnreadableInputError, UnsuitableInputError
 from models.pathology.encoders import (
     Encoder,
     HandcraftedEncoder,
@@ -246,7 +246,7 @@ def _encode_star(args: tuple[SlideRecord, dict[str, Any], TileSpec]) -> SlideBag
     record, spec, tile_spec = args
     try:
         return encode_slide(record, spec, tile_spec)
-    except (InsufficientDataError, UnreadableInputError) as err:
+    except (InsufficientDataError, UnreadableInputError, UnsuitableInputError) as err:
         return f"{record.slide_id}: {err}"
 
 
@@ -259,7 +259,8 @@ def extract_bags(
     cache_dir: Path | None = None,
     progress: Progress | None = None,
 ) -> tuple[list[SlideBag], list[str]]:
-    """Encode every slide; slides without enough tissue or unreadable are skipped and named.
+    """Encode every slide; slides without enough tissue, unreadable or unsuitable (scanned too
+    coarsely, past a reading limit) are skipped and named.
 
     Returns
     -------

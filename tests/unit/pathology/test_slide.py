@@ -223,3 +223,10 @@ def test_a_thumbnail_read_in_bands_matches_one_read(
 def test_tile_spec_refuses_a_nan_resolution() -> None:
     with pytest.raises(ValueError, match="invalid tiling"):
         TileSpec(mpp=float("nan"))
+
+
+def test_tiles_read_are_capped_at_the_most_tissue_rich(inflamed_slide: Path) -> None:
+    every = read_tiles(inflamed_slide)
+    capped = read_tiles(inflamed_slide, limits=ReadLimits(slide_max_tiles=5))
+    assert capped.n_tiles == 5 and capped.n_candidates == every.n_candidates
+    assert capped.tissue_fraction.min() >= np.sort(every.tissue_fraction)[-5] - 1e-6
