@@ -28,8 +28,9 @@ How the uncertainty is widened, with ``w`` the larger of the OOD weight and 1 fo
 non-H&E slide (``model_*`` fields keep the model's own values):
 
 - ``probabilities = (1 - w) * model_probabilities + w * prior``, ``prior`` the phenotype
-  frequencies of the training slides (uniform for a model saved without them); ``phenotype``
-  and ``entropy`` follow the widened probabilities;
+  frequencies of the training slides (uniform for a model saved without them); ``entropy``
+  follows the widened probabilities, ``phenotype`` stays the model's most probable one (at
+  ``w = 1`` the widened probabilities no longer single one out);
 - ``til_log_std = sqrt(model_til_log_std**2 + (w * s_train)**2)``, ``s_train`` the spread of
   ``log1p(TIL density)`` over the training slides (the model's own normalisation): at ``w = 1``
   the TIL interval is as wide as the training population;
@@ -99,7 +100,8 @@ class PathologyResult:
     slide
         The slide path as given.
     phenotype
-        Most probable immune phenotype.
+        The model's most probable immune phenotype (its widened probability is in
+        ``probabilities``).
     probabilities
         Probability of each phenotype (``"inflamed"``, ``"excluded"``, ``"desert"``), widened
         towards the training frequencies by the OOD weight (the module docstring says how);
@@ -370,7 +372,7 @@ def analyse_slide(
     spec = pipe.tile_spec
     return PathologyResult(
         slide=str(path),
-        phenotype=PHENOTYPES[int(np.argmax(widened))],
+        phenotype=PHENOTYPES[int(np.argmax(probs))],
         probabilities={str(p): float(v) for p, v in zip(PHENOTYPES, widened, strict=True)},
         til_score=til,
         entropy=entropy,
