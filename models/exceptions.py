@@ -9,6 +9,12 @@
   RTSTRUCT) cannot be used: empty, overlapping another, on another frame of reference, outside
   the image. It names the segment or ROI; a study reader records it per lesion and measures the
   rest (:class:`NoLesionMeasuredError` when nothing is left).
+- :class:`LimitExceededError` (an :class:`UnreadableInputError`): the input is larger or
+  slower than a configured reading limit allows (pixel count, decoded bytes, file count, frames,
+  resolution range, time; :mod:`models.limits`). Refused before the work is done; the message
+  names the limit and the value. Permanent: dead-lettered.
+- :class:`UnsuitableInputError`: readable, but not what the model was made for (a slide stained
+  by immunohistochemistry where H&E is expected). Permanent: dead-lettered with the reason.
 - :class:`ModelError`: a model file that is missing, has the wrong hash or version.
 - :class:`DeclarationError`: an evaluation declaration that breaks its format.
 - :class:`ProtocolError`: an evaluation the protocol forbids (see ``docs/evaluation``).
@@ -28,6 +34,14 @@ class UnreadableInputError(DeadLetterError, ValueError):
 
 class InsufficientDataError(DeadLetterError, ValueError):
     """The input is readable but does not hold enough to compute a result."""
+
+
+class LimitExceededError(UnreadableInputError):
+    """The input exceeds a configured reading limit; the message names the limit and the value."""
+
+
+class UnsuitableInputError(DeadLetterError, ValueError):
+    """The input is readable but outside what the model was made for (stain, domain)."""
 
 
 class ModelError(DeadLetterError, RuntimeError):
@@ -78,8 +92,10 @@ __all__ = [
     "InsufficientDataError",
     "IrtmonError",
     "LesionError",
+    "LimitExceededError",
     "ModelError",
     "NoLesionMeasuredError",
     "ProtocolError",
     "UnreadableInputError",
+    "UnsuitableInputError",
 ]

@@ -4,6 +4,13 @@
 Failures are sorted for the caller: a 4xx answer (absent study, refused object) is an
 :class:`UnreadableInputError`; a refused connection, a time-out or a 5xx answer is a
 ``ConnectionError`` or ``TimeoutError``, which the workers retry as transient.
+
+Reading limits (:class:`~models.limits.ReadLimits`: instance count, frames and matrix per
+instance, decoded bytes per series and per study) are checked on the study's or series'
+metadata (WADO-RS ``/metadata``, headers without pixel data) before its instances are
+retrieved, when the client offers it, and again on the retrieved headers before anything is
+written or decoded; a refusal is a :class:`~models.exceptions.LimitExceededError` naming the
+limit and the value.
 """
 
 from __future__ import annotations
@@ -19,8 +26,9 @@ import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
 
-from models.exceptions import UnreadableInputError
-from models.imaging.series import CtSeries, volume_from_datasets
+from models.exceptions import LimitExceededError, UnreadableInputError
+from models.imaging.series import CtSeries, check_instance, volume_from_datasets
+from models.limits import DEFAULT_LIMITS, ReadLimits, human_bytes
 
 __all__ = [
     "SeriesRetriever",
@@ -45,6 +53,7 @@ def read_series_dicomweb(
     *,
     client: SeriesRetriever | None = None,
     headers: dict[str, str] | None = None,
+    limits: ReadLimits | None = None,
 ) -> CtSeries:
     """Retrieve one series with WADO-RS and read it like a folder series.
 
@@ -58,11 +67,16 @@ def read_series_dicomweb(
         A ready client (tests pass a fake with the same method).
     headers
         Extra HTTP headers (authorisation).
+    limits
+        Reading limits (default :class:`~models.limits.ReadLimits`); checked on the series'
+        metadata first when the client can retrieve it.
 
     Raises
     ------
     UnreadableInputError
         The server answered but the series is absent, empty or unreadable (a 404 included).
+    LimitExceededError
+        The series is past a reading limit (instances, frames, matrix, decoded bytes).
     OSError
         Connection failures are left to the caller to retry (transient).
     """
@@ -74,7 +88,21 @@ def read_series_dicomweb(
         client = DICOMwebClient(url=url, headers=headers)
     from requests import HTTPError
 
+    limits = limits or DEFAULT_LIMITS
     try:
+        metadata = getattr(client, "retrieve_series_metadata", None)
+        if metadata is not None:
+            _check_headers(
+                [
+                    _header_from_json(item)
+                    for item in metadata(
+                        study_instance_uid=study_uid, series_instance_uid=series_uid
+                    )
+                ],
+                f"series {series_uid} of study {study_uid} from {url or 'DICOMweb'}",
+                limits,
+                study=False,
+            )
         datasets: Any = client.retrieve_series(
             study_instance_uid=study_uid, series_instance_uid=series_uid
         )
@@ -86,7 +114,72 @@ def read_series_dicomweb(
                 f"HTTP {status}"
             ) from err
         raise  # 5xx: an OSError, transient, the caller retries
-    return volume_from_datasets(list(datasets), source=url or "DICOMweb")
+    return volume_from_datasets(list(datasets), source=url or "DICOMweb", limits=limits)
+
+
+_JSON_TAGS = {
+    "Rows": "00280010",
+    "Columns": "00280011",
+    "NumberOfFrames": "00280008",
+    "SamplesPerPixel": "00280002",
+    "BitsAllocated": "00280100",
+    "SOPInstanceUID": "00080018",
+    "SeriesInstanceUID": "0020000E",
+}
+
+
+def _header_from_json(item: Any) -> Dataset:
+    """The attributes the limits need, from one instance's DICOM JSON (WADO-RS metadata)."""
+    ds = Dataset()
+    if not isinstance(item, dict):
+        return ds
+    for keyword, tag in _JSON_TAGS.items():
+        element = item.get(tag) or item.get(tag.lower())
+        values = element.get("Value") if isinstance(element, dict) else None
+        if not values:
+            continue
+        value = values[0]
+        if keyword in ("SOPInstanceUID", "SeriesInstanceUID"):
+            setattr(ds, keyword, str(value))
+            continue
+        try:
+            setattr(ds, keyword, int(value))
+        except (TypeError, ValueError):
+            raise UnreadableInputError(
+                f"instance metadata has a {keyword} of {value!r}, not a number"
+            ) from None
+    return ds
+
+
+def _check_headers(
+    headers: Sequence[Dataset], what: str, limits: ReadLimits, *, study: bool
+) -> None:
+    """Refuse headers past the limits: count, per-instance size, decoded bytes (per series and,
+    for a study, in total)."""
+    if len(headers) > limits.dicom_max_files:
+        raise LimitExceededError(
+            f"{what}: {len(headers):,} instances, more than the limit dicom_max_files of "
+            f"{limits.dicom_max_files:,}; refused before retrieving them"
+        )
+    per_series: dict[str, int] = {}
+    for ds in headers:
+        size = check_instance(ds, f"{what}: ", limits)
+        uid = str(ds.get("SeriesInstanceUID", "") or "")
+        per_series[uid] = per_series.get(uid, 0) + size
+    for uid, size in per_series.items():
+        if size > limits.dicom_max_series_bytes:
+            raise LimitExceededError(
+                f"{what}: series {uid} holds {human_bytes(size)} ({size:,} bytes) of decoded "
+                f"pixel data, more than the limit dicom_max_series_bytes of "
+                f"{human_bytes(limits.dicom_max_series_bytes)}; refused before decoding"
+            )
+    total = sum(per_series.values())
+    if study and total > limits.dicom_max_study_bytes:
+        raise LimitExceededError(
+            f"{what} holds {human_bytes(total)} ({total:,} bytes) of decoded pixel data, more "
+            f"than the limit dicom_max_study_bytes of "
+            f"{human_bytes(limits.dicom_max_study_bytes)}; refused before decoding"
+        )
 
 
 def _client(url: str, headers: dict[str, str] | None) -> Any:
@@ -117,18 +210,24 @@ def fetch_study(
     skip_manufacturer: str | None = None,
     client: Any = None,
     headers: dict[str, str] | None = None,
+    limits: ReadLimits | None = None,
 ) -> Path:
     """Retrieve every instance of a study (WADO-RS) into ``dest/<series UID>/<SOP UID>.dcm``.
 
     A folder that exists already is taken as fetched (the study was stable when it was
     fetched). The study is written to a temporary sibling folder first and renamed, so a
     reader never sees half a study. Instances whose Manufacturer is ``skip_manufacturer``
-    (irtmon's own SEG and SR written back earlier) are left out.
+    (irtmon's own SEG and SR written back earlier) are left out. The study's metadata is
+    checked against ``limits`` (default :class:`~models.limits.ReadLimits`) before its
+    instances are retrieved, when the client can retrieve metadata, and the retrieved headers
+    again before anything is written.
 
     Raises
     ------
     UnreadableInputError
         The server has no such study (4xx) or returned no instance.
+    LimitExceededError
+        The study is past a reading limit (instances, frames, matrix, decoded bytes).
     ConnectionError, TimeoutError
         The server is down or slow (transient: retry).
     """
@@ -137,12 +236,18 @@ def fetch_study(
     target = Path(dest)
     if target.is_dir():
         return target
+    limits = limits or DEFAULT_LIMITS
     client = client if client is not None else _client(url, headers)
     what = f"study {study_uid} from {url}"
     try:
+        metadata = getattr(client, "retrieve_study_metadata", None)
+        if metadata is not None:
+            items = metadata(study_instance_uid=study_uid)
+            _check_headers([_header_from_json(i) for i in items], what, limits, study=True)
         datasets = list(client.retrieve_study(study_instance_uid=study_uid))
     except requests.RequestException as err:
         raise _sorted_failure(err, f"retrieving {what}") from err
+    _check_headers(datasets, what, limits, study=True)
     kept = [
         ds
         for ds in datasets

@@ -6,11 +6,19 @@ pydicom's pixel handlers (pylibjpeg with its libjpeg, openjpeg and rle plugins; 
 A series that is not CT, has missing or duplicate slices, inconsistent spacing or geometry, or no
 pixel data is refused with :class:`~models.exceptions.UnreadableInputError` naming the series
 and the problem.
+
+Reading is bounded by :class:`~models.limits.ReadLimits` (``limits=``; its defaults otherwise):
+the number of DICOM files of a folder (``dicom_max_files``), Rows and Columns
+(``dicom_max_matrix``) and frames (``dicom_max_frames``) of an instance, and the decoded pixel
+bytes of a series (``dicom_max_series_bytes``) and of a whole folder (``dicom_max_study_bytes``),
+all taken from the headers and checked before any pixel data is decoded. A refusal is a
+:class:`~models.exceptions.LimitExceededError` naming the limit and the value.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,12 +28,15 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-from models.exceptions import UnreadableInputError
+from models.exceptions import LimitExceededError, UnreadableInputError
 from models.imaging.volume import Geometry, Volume
+from models.limits import DEFAULT_LIMITS, ReadLimits, human_bytes
 
 __all__ = [
     "CtSeries",
     "SeriesIndex",
+    "check_instance",
+    "decoded_bytes",
     "index_folder",
     "read_series",
     "volume_from_datasets",
@@ -39,9 +50,10 @@ _SPACING_TOL = 0.02  # relative tolerance on slice gaps
 _ORIENT_TOL = 1e-3
 AIR_HU = np.float32(-1024.0)
 """Floor of CT values: padding and out-of-field values are read as air."""
-MAX_MATRIX = 8192
-"""Largest Rows, Columns or frames read (CT is 512 to 2048; a header claiming more is refused
-before its pixel data is decoded, so a forged header cannot make a decoder allocate gigabytes)."""
+MAX_MATRIX = DEFAULT_LIMITS.dicom_max_matrix
+"""Largest Rows or Columns read by default (CT is 512 to 2048; a header claiming more is refused
+before its pixel data is decoded, so a forged header cannot make a decoder allocate gigabytes).
+The limits, frames and bytes included, are :class:`~models.limits.ReadLimits`."""
 
 
 @dataclass
@@ -73,6 +85,8 @@ class SeriesIndex:
     modality: dict[str, str] = field(default_factory=dict)
     headers: dict[str, Dataset] = field(default_factory=dict, repr=False)
     """First header (no pixel data) of each series."""
+    decoded_bytes: dict[str, int] = field(default_factory=dict)
+    """Decoded pixel bytes of each series, from its headers."""
 
 
 def _is_dicom_file(path: Path) -> bool:
@@ -84,24 +98,113 @@ def _is_dicom_file(path: Path) -> bool:
     return len(head) == 132 and head[128:132] == b"DICM"
 
 
-def index_folder(folder: str | Path) -> SeriesIndex:
+def decoded_bytes(ds: Dataset) -> int:
+    """Bytes pydicom allocates to decode an instance's pixel data, from its header alone.
+
+    ``Rows x Columns x frames x Samples per Pixel x ceil(Bits Allocated / 8)`` (1-bit frames
+    are unpacked to a byte per pixel). Raises :class:`UnreadableInputError` when the header has
+    no valid dimensions.
+    """
+    rows, cols, frames = _dimensions(ds, "")
+    samples = _int(ds.get("SamplesPerPixel", 1), 1)
+    bits = _int(ds.get("BitsAllocated", 16), 16)
+    return rows * cols * frames * max(samples, 1) * max(1, math.ceil(bits / 8))
+
+
+def _int(value: object, default: int) -> int:
+    try:
+        return int(value) if value not in (None, "") else default  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return default
+
+
+def _dimensions(ds: Dataset, where: str) -> tuple[int, int, int]:
+    rows, cols = ds.get("Rows"), ds.get("Columns")
+    frames = ds.get("NumberOfFrames", 1) or 1
+    try:
+        rows, cols, frames = int(rows), int(cols), int(frames)
+    except (TypeError, ValueError):
+        raise UnreadableInputError(
+            f"{where}instance {ds.get('SOPInstanceUID')} has no valid Rows/Columns/frames"
+        ) from None
+    if rows <= 0 or cols <= 0 or frames <= 0:
+        raise UnreadableInputError(
+            f"{where}instance {ds.get('SOPInstanceUID')} claims absurd dimensions "
+            f"{rows} x {cols} x {frames} frames"
+        )
+    return rows, cols, frames
+
+
+def check_instance(ds: Dataset, where: str = "", limits: ReadLimits | None = None) -> int:
+    """Check one header against the limits before its pixel data is decoded; its decoded bytes.
+
+    ``where`` prefixes messages (for example ``"series 1.2.3: "``). Headers without pixel data
+    attributes (no Rows) count as 0 bytes.
+
+    Raises
+    ------
+    LimitExceededError
+        Rows or Columns over ``limits.dicom_max_matrix``, or frames over
+        ``limits.dicom_max_frames``; the message names the limit and the value.
+    UnreadableInputError
+        Dimensions that are not positive integers.
+    """
+    limits = limits or DEFAULT_LIMITS
+    if ds.get("Rows") is None and ds.get("Columns") is None:
+        return 0
+    rows, cols, frames = _dimensions(ds, where)
+    uid = ds.get("SOPInstanceUID")
+    if max(rows, cols) > limits.dicom_max_matrix:
+        raise LimitExceededError(
+            f"{where}instance {uid} claims {rows} x {cols} pixels, more than the limit "
+            f"dicom_max_matrix of {limits.dicom_max_matrix} rows or columns"
+        )
+    if frames > limits.dicom_max_frames:
+        raise LimitExceededError(
+            f"{where}instance {uid} claims {frames} frames, more than the limit "
+            f"dicom_max_frames of {limits.dicom_max_frames}"
+        )
+    return decoded_bytes(ds)
+
+
+def _over_bytes(what: str, total: int, limit: int, name: str) -> LimitExceededError:
+    return LimitExceededError(
+        f"{what} holds {human_bytes(total)} ({total:,} bytes) of decoded pixel data, more than "
+        f"the limit {name} of {human_bytes(limit)} ({limit:,} bytes); refused before decoding"
+    )
+
+
+def index_folder(folder: str | Path, *, limits: ReadLimits | None = None) -> SeriesIndex:
     """Group the DICOM files under ``folder`` (recursively) by Series Instance UID.
 
     Files without the DICOM preamble (a manifest, a README) are skipped; a file with the
-    preamble that cannot be parsed is refused.
+    preamble that cannot be parsed is refused. Only headers are read; the folder's file count,
+    each instance's size and the decoded bytes of the whole folder are checked against
+    ``limits`` (default :class:`~models.limits.ReadLimits`).
 
     Raises
     ------
     UnreadableInputError
         The folder does not exist, holds no DICOM file, or holds a corrupt one.
+    LimitExceededError
+        More than ``dicom_max_files`` DICOM files, an instance past ``dicom_max_matrix`` or
+        ``dicom_max_frames``, or more than ``dicom_max_study_bytes`` of decoded pixel data.
     """
+    limits = limits or DEFAULT_LIMITS
     root = Path(folder)
     if not root.is_dir():
         raise UnreadableInputError(f"DICOM folder {root} does not exist or is not a folder")
     index = SeriesIndex(root=root)
+    n_files = total = 0
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         if not _is_dicom_file(path):
             continue
+        n_files += 1
+        if n_files > limits.dicom_max_files:
+            raise LimitExceededError(
+                f"DICOM folder {root} holds more than {limits.dicom_max_files:,} DICOM files "
+                f"(limit dicom_max_files); refused before reading them"
+            )
         try:
             ds = pydicom.dcmread(path, stop_before_pixels=True)
         except (InvalidDicomError, OSError, EOFError, ValueError, KeyError, TypeError) as err:
@@ -114,13 +217,24 @@ def index_folder(folder: str | Path) -> SeriesIndex:
         target.setdefault(uid, []).append(path)
         index.modality.setdefault(uid, modality)
         index.headers.setdefault(uid, ds)
+        size = check_instance(ds, f"series {uid} ({path}): ", limits)
+        index.decoded_bytes[uid] = index.decoded_bytes.get(uid, 0) + size
+        total += size
+        if total > limits.dicom_max_study_bytes:
+            raise _over_bytes(
+                f"DICOM folder {root}", total, limits.dicom_max_study_bytes, "dicom_max_study_bytes"
+            )
     if not index.images and not index.contours:
         raise UnreadableInputError(f"no DICOM files under {root}")
     return index
 
 
 def read_series(
-    folder: str | Path, series_uid: str | None = None, index: SeriesIndex | None = None
+    folder: str | Path,
+    series_uid: str | None = None,
+    index: SeriesIndex | None = None,
+    *,
+    limits: ReadLimits | None = None,
 ) -> CtSeries:
     """Read one CT series of ``folder`` into a volume in HU.
 
@@ -132,13 +246,19 @@ def read_series(
         Which series; may be left out when the folder holds exactly one image series.
     index
         A :func:`index_folder` result to reuse.
+    limits
+        Reading limits (default :class:`~models.limits.ReadLimits`).
 
     Raises
     ------
     UnreadableInputError
         Naming the series and the problem (see :func:`volume_from_datasets`).
+    LimitExceededError
+        The series (or its folder) is past a reading limit; checked on the headers before any
+        pixel data is read.
     """
-    index = index or index_folder(folder)
+    limits = limits or DEFAULT_LIMITS
+    index = index or index_folder(folder, limits=limits)
     if series_uid is None:
         if len(index.images) != 1:
             found = ", ".join(f"{u} ({index.modality[u]})" for u in index.images) or "none"
@@ -148,6 +268,17 @@ def read_series(
         series_uid = next(iter(index.images))
     if series_uid not in index.images:
         raise UnreadableInputError(f"series {series_uid} is not in {index.root}")
+    n = len(index.images[series_uid])
+    if n > limits.dicom_max_files:
+        raise LimitExceededError(
+            f"series {series_uid} has {n:,} files, more than the limit dicom_max_files of "
+            f"{limits.dicom_max_files:,}"
+        )
+    size = index.decoded_bytes.get(series_uid, 0)
+    if size > limits.dicom_max_series_bytes:
+        raise _over_bytes(
+            f"series {series_uid}", size, limits.dicom_max_series_bytes, "dicom_max_series_bytes"
+        )
     datasets = []
     for path in index.images[series_uid]:
         try:
@@ -156,7 +287,7 @@ def read_series(
             raise UnreadableInputError(
                 f"series {series_uid}: corrupt DICOM file {path}: {err}"
             ) from err
-    return volume_from_datasets(datasets, source=str(index.root))
+    return volume_from_datasets(datasets, source=str(index.root), limits=limits)
 
 
 def _vec(ds: Dataset, keyword: str, n: int) -> np.ndarray | None:
@@ -166,24 +297,8 @@ def _vec(ds: Dataset, keyword: str, n: int) -> np.ndarray | None:
     return np.asarray([float(v) for v in value], float)
 
 
-def _check_dimensions(ds: Dataset, series: str) -> None:
-    rows, cols = ds.get("Rows"), ds.get("Columns")
-    frames = ds.get("NumberOfFrames", 1) or 1
-    try:
-        rows, cols, frames = int(rows), int(cols), int(frames)
-    except (TypeError, ValueError):
-        raise UnreadableInputError(
-            f"series {series}: instance {ds.get('SOPInstanceUID')} has no valid Rows/Columns"
-        ) from None
-    if not (0 < rows <= MAX_MATRIX and 0 < cols <= MAX_MATRIX and 0 < frames <= MAX_MATRIX):
-        raise UnreadableInputError(
-            f"series {series}: instance {ds.get('SOPInstanceUID')} claims absurd dimensions "
-            f"{rows} x {cols} x {frames} frames (at most {MAX_MATRIX} each is read)"
-        )
-
-
 def _hu(ds: Dataset, series: str) -> np.ndarray:
-    _check_dimensions(ds, series)
+    """One slice in HU; its header was checked against the limits before (``check_instance``)."""
     if "PixelData" not in ds and "FloatPixelData" not in ds:
         raise UnreadableInputError(
             f"series {series}: instance {ds.get('SOPInstanceUID')} has no pixel data"
@@ -201,6 +316,11 @@ def _hu(ds: Dataset, series: str) -> np.ndarray:
             f"series {series}: instance {ds.get('SOPInstanceUID')} is multi-frame or colour "
             f"(shape {stored.shape}); only single-frame greyscale CT is read"
         )
+    if stored.shape != (int(ds.Rows), int(ds.Columns)):
+        raise UnreadableInputError(
+            f"series {series}: instance {ds.get('SOPInstanceUID')} decodes to {stored.shape}, "
+            f"not the {ds.Rows} x {ds.Columns} its header declares"
+        )
     slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
     intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
     values = stored.astype(np.float32) * np.float32(slope) + np.float32(intercept)
@@ -215,22 +335,31 @@ def _hu(ds: Dataset, series: str) -> np.ndarray:
     return values
 
 
-def volume_from_datasets(datasets: Sequence[Dataset], source: str = "") -> CtSeries:
+def volume_from_datasets(
+    datasets: Sequence[Dataset], source: str = "", *, limits: ReadLimits | None = None
+) -> CtSeries:
     """Assemble the slices of one CT series into a :class:`CtSeries`.
 
     Parameters
     ----------
     datasets
-        The slice datasets, in any order, pixel data included.
+        The slice datasets, in any order, pixel data included (not yet decoded).
     source
         Where they came from (a folder or URL), for messages.
+    limits
+        Reading limits (default :class:`~models.limits.ReadLimits`), checked on the headers
+        before any pixel data is decoded.
 
     Raises
     ------
     UnreadableInputError
         Empty, mixed series, not CT, missing geometry, inconsistent orientation or size,
         duplicate slices, missing slices, irregular spacing, or undecodable pixel data.
+    LimitExceededError
+        More than ``dicom_max_files`` instances, an instance past ``dicom_max_matrix`` or
+        ``dicom_max_frames``, or more than ``dicom_max_series_bytes`` of decoded pixel data.
     """
+    limits = limits or DEFAULT_LIMITS
     if not datasets:
         raise UnreadableInputError(f"no DICOM instances in {source or 'the request'}")
     uids = {str(ds.get("SeriesInstanceUID", "")) for ds in datasets}
@@ -298,7 +427,25 @@ def volume_from_datasets(datasets: Sequence[Dataset], source: str = "") -> CtSer
             )
     else:
         step = float(first.get("SpacingBetweenSlices", 0) or first.get("SliceThickness", 0) or 1.0)
-    array = np.stack([_hu(ds, series) for ds in datasets])
+    if len(datasets) > limits.dicom_max_files:
+        raise LimitExceededError(
+            f"series {where} has {len(datasets):,} instances, more than the limit "
+            f"dicom_max_files of {limits.dicom_max_files:,}"
+        )
+    total = 0
+    for ds in datasets:
+        if ds.get("Rows") is None:
+            raise UnreadableInputError(
+                f"series {where}: instance {ds.get('SOPInstanceUID')} has no valid Rows/Columns"
+            )
+        total += check_instance(ds, f"series {where}: ", limits)
+        if total > limits.dicom_max_series_bytes:
+            raise _over_bytes(
+                f"series {where}", total, limits.dicom_max_series_bytes, "dicom_max_series_bytes"
+            )
+    array = np.empty((len(datasets), int(size[0]), int(size[1])), dtype=np.float32)
+    for k, ds in enumerate(datasets):
+        array[k] = _hu(ds, series)
     origin = _vec(datasets[0], "ImagePositionPatient", 3)
     geometry = Geometry(
         origin=tuple(float(v) for v in origin),  # type: ignore[union-attr]

@@ -8,31 +8,69 @@ whose hash no longer matches its card).
 
 Consumes: a pyramidal TIFF / SVS path, a ``pathology-mil`` artefact folder.
 Produces: phenotype probabilities, TIL density, uncertainty (normalised entropy and MC-dropout
-spread), the attention heat map (PNG bytes, optionally written to a file) and provenance.
-Raises: ``UnreadableInputError`` (not a slide), ``InsufficientDataError`` (too little tissue),
-``ModelError`` (missing, altered or incompatible model).
+spread), the stain check, the out-of-distribution measure, the attention heat map (PNG bytes,
+optionally written to a file) and provenance.
+Raises: ``UnreadableInputError`` (not a slide; its subclass ``LimitExceededError`` for a slide
+past a reading limit), ``InsufficientDataError`` (too little tissue: "insufficient tissue"),
+``UnsuitableInputError`` (not H&E), ``ModelError`` (missing, altered or incompatible model).
+
+Before the model is trusted with a slide, two checks run on the tiles it reads:
+
+- the stain check (:func:`~models.pathology.stain.check_stain`): a slide that is not H&E (for
+  example immunohistochemistry, DAB and haematoxylin) is refused with ``UnsuitableInputError``
+  naming the reason, or, with ``stain_policy=StainPolicy.FLAG``, scored with its stain outcome
+  recorded and its uncertainty widened to the maximum (weight 1 below);
+- the out-of-distribution measure (:mod:`models.pathology.ood`): the Mahalanobis distance of the
+  slide's bag embedding from the training slides, its percentile among them, and a weight ``w``
+  from 0 (within the training slides' 95th-percentile distance) to 1 (twice that or more).
+
+How the uncertainty is widened, with ``w`` the larger of the OOD weight and 1 for a flagged
+non-H&E slide (``model_*`` fields keep the model's own values):
+
+- ``probabilities = (1 - w) * model_probabilities + w * prior``, ``prior`` the phenotype
+  frequencies of the training slides (uniform for a model saved without them); ``entropy``
+  follows the widened probabilities, ``phenotype`` stays the model's most probable one (at
+  ``w = 1`` the widened probabilities no longer single one out);
+- ``til_log_std = sqrt(model_til_log_std**2 + (w * s_train)**2)``, ``s_train`` the spread of
+  ``log1p(TIL density)`` over the training slides (the model's own normalisation): at ``w = 1``
+  the TIL interval is as wide as the training population;
+- ``til_score`` and ``mc_dropout_std`` stay the model's.
+
+A model saved before the reference existed has no reference: its slides get the status
+"unknown" and ``w = 0`` (no widening), never a crash.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from models.exceptions import ModelError
+from models.exceptions import ModelError, UnsuitableInputError
+from models.limits import ReadLimits
 from models.pathology.encoders import Encoder, encoder_from_spec
 from models.pathology.heatmap import attention_grid, heatmap_png, write_heatmap
 from models.pathology.mil import PHENOTYPES, GatedAttentionMIL, MILConfig
-from models.pathology.slide import TileSpec, read_tiles
+from models.pathology.ood import UNKNOWN, OodReference, OodScore
+from models.pathology.slide import TileSpec, glass_colour, read_tiles
+from models.pathology.stain import StainCheck, StainOutcome, check_stain
 from models.registry import ModelArtifact, load_artifact
 from models.runtime import set_threads
 from schemas.enums import ImmunePhenotype
 
 _FORMAT = "irtmon-pathology-mil/1"
+
+
+class StainPolicy(StrEnum):
+    """What :func:`analyse_slide` does with a slide the stain check finds not H&E."""
+
+    REFUSE = "refuse"
+    FLAG = "flag"
 
 
 @dataclass(frozen=True)
@@ -63,17 +101,26 @@ class PathologyResult:
     slide
         The slide path as given.
     phenotype
-        Most probable immune phenotype.
+        The model's most probable immune phenotype (its widened probability is in
+        ``probabilities``).
     probabilities
-        Probability of each phenotype (``"inflamed"``, ``"excluded"``, ``"desert"``).
+        Probability of each phenotype (``"inflamed"``, ``"excluded"``, ``"desert"``), widened
+        towards the training frequencies by the OOD weight (the module docstring says how);
+        equal to ``model_probabilities`` for a slide within the training distribution.
     til_score
         Predicted intratumoral TIL density, lymphocytes per mm² of tumour.
     entropy
-        Entropy of the phenotype probabilities over its maximum (0 = certain, 1 = uniform).
+        Entropy of ``probabilities`` over its maximum (0 = certain, 1 = uniform).
     mc_dropout_std
         Mean standard deviation of the phenotype probabilities over MC-dropout passes.
     til_log_std
-        Standard deviation of ``log1p(til_score)`` over MC-dropout passes.
+        Spread of ``log1p(til_score)``: the MC-dropout spread widened by the OOD weight.
+    stain
+        The stain check (outcome ``h&e`` / ``doubtful`` / ``not h&e``, fractions, reason).
+    ood
+        The out-of-distribution measure (status, distance, percentile, weight).
+    model_probabilities, model_til_log_std
+        The model's own probabilities and MC-dropout TIL spread, before widening.
     attention_grid
         Attention on the slide's tile grid (rows, cols), NaN where no tile was used.
     heatmap_png
@@ -98,6 +145,16 @@ class PathologyResult:
     provenance: Provenance
     heatmap_path: str | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    stain: StainCheck | None = None
+    ood: OodScore = UNKNOWN
+    model_probabilities: dict[str, float] = field(default_factory=dict)
+    model_til_log_std: float = 0.0
+
+    @property
+    def uncertainty_weight(self) -> float:
+        """How far the uncertainty was widened, 0 to 1 (see the module docstring)."""
+        flagged = self.stain is not None and self.stain.outcome is StainOutcome.NOT_HE
+        return 1.0 if flagged else float(self.ood.weight)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able summary (no image bytes), for events and the database."""
@@ -111,6 +168,11 @@ class PathologyResult:
             "entropy": self.entropy,
             "mc_dropout_std": self.mc_dropout_std,
             "til_log_std": self.til_log_std,
+            "model_probabilities": dict(self.model_probabilities),
+            "model_til_log_std": self.model_til_log_std,
+            "uncertainty_weight": self.uncertainty_weight,
+            "stain": self.stain.to_dict() if self.stain is not None else None,
+            "ood": self.ood.to_dict(),
             "heatmap_path": self.heatmap_path,
             "provenance": asdict(self.provenance),
         }
@@ -124,6 +186,9 @@ class LoadedPipeline:
     model: GatedAttentionMIL
     encoder: Encoder
     tile_spec: TileSpec
+    ood: OodReference | None = None
+    prior: np.ndarray | None = None
+    """Phenotype frequencies of the training slides (None for a model saved without them)."""
 
 
 def load_pipeline(
@@ -172,7 +237,19 @@ def _load_cached(folder: str, sha256: str) -> LoadedPipeline:
             f"encoder {encoder.name} gives {encoder.dim} features, the model expects "
             f"{model.config.in_dim}"
         )
-    return LoadedPipeline(artifact, model, encoder, TileSpec(**ckpt["tiles"]))
+    prior = None
+    raw_prior = ckpt.get("class_prior")
+    if isinstance(raw_prior, list) and len(raw_prior) == len(PHENOTYPES):
+        prior = np.asarray(raw_prior, dtype=np.float64)
+        prior = prior / prior.sum() if prior.sum() > 0 and (prior >= 0).all() else None
+    return LoadedPipeline(
+        artifact,
+        model,
+        encoder,
+        TileSpec(**ckpt["tiles"]),
+        ood=OodReference.from_state(ckpt.get("ood")),
+        prior=prior,
+    )
 
 
 def clear_cache() -> None:
@@ -188,6 +265,8 @@ def analyse_slide(
     heatmap_path: Path | str | None = None,
     mc_samples: int = 16,
     heatmap_px: int = 768,
+    stain_policy: StainPolicy | str = StainPolicy.REFUSE,
+    limits: ReadLimits | None = None,
 ) -> PathologyResult:
     """Immune signature of one slide.
 
@@ -205,6 +284,12 @@ def analyse_slide(
         MC-dropout passes for the uncertainty (0 to skip).
     heatmap_px
         Long side of the heat-map image.
+    stain_policy
+        ``refuse`` (default): a slide the stain check finds not H&E raises
+        ``UnsuitableInputError``; ``flag``: it is scored, its stain outcome recorded and its
+        uncertainty widened to the maximum.
+    limits
+        Reading limits (:class:`~models.limits.ReadLimits`; default its defaults).
 
     Returns
     -------
@@ -214,8 +299,12 @@ def analyse_slide(
     ------
     UnreadableInputError
         The slide cannot be read.
+    LimitExceededError
+        The slide is past a reading limit (pixel count, resolution range, no pyramid).
     InsufficientDataError
-        The slide holds too little tissue to analyse.
+        The slide holds too little tissue to analyse ("insufficient tissue").
+    UnsuitableInputError
+        The slide is not H&E (with the default ``stain_policy``), or scanned too coarsely.
     ModelError
         The model folder is missing, altered or incompatible.
     """
@@ -226,12 +315,21 @@ def analyse_slide(
     pipe = load_pipeline(artifact_folder, expected_sha256)
     seconds["load"] = time.perf_counter() - t0
 
+    policy = StainPolicy(stain_policy)
     t0 = time.perf_counter()
-    tiles = read_tiles(path, pipe.tile_spec)
+    tiles = read_tiles(path, pipe.tile_spec, limits=limits)
     seconds["read"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    stain = check_stain(tiles.tiles, glass=glass_colour(tiles.thumbnail))
+    if stain.outcome is StainOutcome.NOT_HE and policy is StainPolicy.REFUSE:
+        raise UnsuitableInputError(
+            f"slide {path}: {stain.reason}; the {pipe.artifact.name} model reads H&E only"
+        )
+    seconds["stain"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     feats = pipe.encoder.encode(tiles.tiles, pipe.tile_spec.mpp)
     seconds["encode"] = time.perf_counter() - t0
+    ood = pipe.ood.score(feats) if pipe.ood is not None else UNKNOWN
 
     t0 = time.perf_counter()
     x = torch.as_tensor(feats, dtype=torch.float32)
@@ -254,7 +352,12 @@ def analyse_slide(
             mc_probs = torch.softmax(mc.logits, dim=1).numpy()
             mc_std = float(mc_probs.std(axis=0).mean())
             til_std = float((mc.til * model.til_std).numpy().std())
-    entropy = float(-(probs * np.log(np.clip(probs, 1e-12, 1.0))).sum() / np.log(len(probs)))
+        til_train_std = float(model.til_std)
+    weight = 1.0 if stain.outcome is StainOutcome.NOT_HE else float(ood.weight)
+    prior = pipe.prior if pipe.prior is not None else np.full(len(probs), 1.0 / len(probs))
+    widened = (1.0 - weight) * probs + weight * prior
+    til_std_widened = float(np.hypot(til_std, weight * til_train_std))
+    entropy = float(-(widened * np.log(np.clip(widened, 1e-12, 1.0))).sum() / np.log(len(widened)))
     seconds["model"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -269,11 +372,15 @@ def analyse_slide(
     return PathologyResult(
         slide=str(path),
         phenotype=PHENOTYPES[int(np.argmax(probs))],
-        probabilities={str(p): float(v) for p, v in zip(PHENOTYPES, probs, strict=True)},
+        probabilities={str(p): float(v) for p, v in zip(PHENOTYPES, widened, strict=True)},
         til_score=til,
         entropy=entropy,
         mc_dropout_std=mc_std,
-        til_log_std=til_std,
+        til_log_std=til_std_widened,
+        stain=stain,
+        ood=ood,
+        model_probabilities={str(p): float(v) for p, v in zip(PHENOTYPES, probs, strict=True)},
+        model_til_log_std=til_std,
         attention_grid=grid.astype(np.float32),
         heatmap_png=png,
         heatmap_path=written,

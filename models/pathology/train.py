@@ -1,12 +1,17 @@
 """Training the slide MIL model on a cohort manifest, with patient-level splits.
 
-The cohort is any folder whose manifest (:func:`schemas.manifest.read_manifest` columns) lists
-H&E slides (``modality == "WSI"``) with a ``phenotype`` and a ``til_density_per_mm2`` label; the
-virtual clinic writes one. Steps: read and encode every slide's tissue tiles (in worker
-processes, with an optional on-disk feature cache), split patients (never slides) into train /
-validation / test stratified by phenotype, fit :class:`~models.pathology.mil.GatedAttentionMIL`
-with early stopping on the validation loss, evaluate on the held-out patients, write the report
-and, when a models folder is given, save the artefact (:func:`models.registry.save_artifact`)."""
+The cohort is any folder whose manifest (:func:`schemas.manifest.read_manifest` columns) lists H&E
+slides (``modality == "WSI"``) with a ``phenotype`` and a ``til_density_per_mm2`` label; the virtual
+clinic writes one. Steps: read and encode every slide's tissue tiles (in worker processes, with
+an optional on-disk feature cache), split patients (never slides) into train / validation /
+test stratified by phenotype, fit :class:`~models.pathology.mil.GatedAttentionMIL` with early
+stopping on the validation loss, evaluate on the held-out patients, write the report and, when
+a models folder is given, save the artefact (:func:`models.registry.save_artifact`). The
+checkpoint also carries the training slides' out-of-distribution reference
+(:class:`~models.pathology.ood.OodReference`, fitted on the training part only) and their
+phenotype frequencies, which inference uses to measure how far a new slide lies from them and to
+widen its uncertainty accordingly.
+"""
 
 from __future__ import annotations
 
@@ -25,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models.exceptions import InsufficientDataError, UnreadableInputError
+from models.exceptions import InsufficientDataError, UnreadableInputError, UnsuitableInputError
 from models.pathology import evaluate
 from models.pathology.bag import SlideBag, SlideRecord
 from models.pathology.encoders import (
@@ -35,6 +40,7 @@ from models.pathology.encoders import (
     lymphocyte_density,
 )
 from models.pathology.mil import PHENOTYPES, GatedAttentionMIL, MILConfig, pad_bags
+from models.pathology.ood import OodReference, bag_embedding
 from models.pathology.slide import TileSpec, read_tiles, tile_index
 from models.registry import ModelArtifact, save_artifact
 from models.runtime import set_threads
@@ -208,7 +214,7 @@ def _encode_star(args: tuple[SlideRecord, dict[str, Any], TileSpec]) -> SlideBag
     record, spec, tile_spec = args
     try:
         return encode_slide(record, spec, tile_spec)
-    except (InsufficientDataError, UnreadableInputError) as err:
+    except (InsufficientDataError, UnreadableInputError, UnsuitableInputError) as err:
         return f"{record.slide_id}: {err}"
 
 
@@ -221,7 +227,8 @@ def extract_bags(
     cache_dir: Path | None = None,
     progress: Progress | None = None,
 ) -> tuple[list[SlideBag], list[str]]:
-    """Encode every slide; slides without enough tissue or unreadable are skipped and named.
+    """Encode every slide; slides without enough tissue, unreadable or unsuitable (scanned too
+    coarsely, past a reading limit) are skipped and named.
 
     Returns
     -------
@@ -439,29 +446,54 @@ def fit_mil(
     return FitResult(model=model, history=history, best_epoch=best[1], stopped_early=stopped_early)
 
 
+def ood_reference(bags: Sequence[SlideBag], *, seed: int = 1) -> OodReference | None:
+    """The out-of-distribution reference of training bags; None for fewer than four."""
+    if len(bags) < 4:
+        log.warning("only %d training slides: no out-of-distribution reference saved", len(bags))
+        return None
+    return OodReference.fit(np.stack([bag_embedding(b.features) for b in bags]), seed=seed)
+
+
+def class_prior(bags: Sequence[SlideBag]) -> list[float]:
+    """Phenotype frequencies of the bags, in :data:`PHENOTYPES` order."""
+    y, _ = _targets(bags)
+    counts = np.bincount(y, minlength=len(PHENOTYPES)).astype(np.float64)
+    return (counts / max(counts.sum(), 1.0)).tolist()
+
+
 def save_checkpoint(
     path: Path,
     model: GatedAttentionMIL,
     encoder: Encoder,
     tile_spec: TileSpec,
     extra: dict[str, Any] | None = None,
+    *,
+    ood: OodReference | None = None,
+    prior: Sequence[float] | None = None,
 ) -> Path:
-    """Write the weights file: state dict plus what inference needs to rebuild the pipeline."""
+    """Write the weights file: state dict plus what inference needs to rebuild the pipeline.
+
+    ``ood`` (the training slides' :class:`~models.pathology.ood.OodReference`) and ``prior``
+    (their phenotype frequencies) are stored when given; a checkpoint without them still loads
+    (its slides' OOD status is then "unknown").
+    """
     import torch
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(
-        {
-            "format": CHECKPOINT_FORMAT,
-            "state_dict": model.state_dict(),
-            "config": model.config.to_dict(),
-            "classes": [str(p) for p in PHENOTYPES],
-            "encoder": encoder.spec(),
-            "tiles": asdict(tile_spec),
-            "extra": extra or {},
-        },
-        path,
-    )
+    ckpt: dict[str, Any] = {
+        "format": CHECKPOINT_FORMAT,
+        "state_dict": model.state_dict(),
+        "config": model.config.to_dict(),
+        "classes": [str(p) for p in PHENOTYPES],
+        "encoder": encoder.spec(),
+        "tiles": asdict(tile_spec),
+        "extra": extra or {},
+    }
+    if ood is not None:
+        ckpt["ood"] = ood.to_state()
+    if prior is not None:
+        ckpt["class_prior"] = [float(v) for v in prior]
+    torch.save(ckpt, path)
     return path
 
 
@@ -556,12 +588,20 @@ def train_pathology(
     metrics["best_epoch"] = fit.best_epoch
     metrics["epochs_run"] = len(fit.history)
     metrics["skipped_slides"] = len(skipped)
+    reference = ood_reference(parts["train"], seed=config.seed)
+    if reference is not None:
+        metrics["ood_reference"] = {
+            "slides": len(reference.reference),
+            "distance_q95": round(reference.q95, 4),
+        }
     weights = save_checkpoint(
         out / WEIGHTS_FILE,
         fit.model,
         encoder,
         tile_spec,
         extra={"train_config": asdict(config)},
+        ood=reference,
+        prior=class_prior(parts["train"]),
     )
     report_files = evaluate.write_report(
         out,

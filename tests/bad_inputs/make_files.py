@@ -7,6 +7,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
+import tifffile
 from pydicom import dcmread, examples
 
 FILES = Path(__file__).parent / "files"
@@ -35,6 +37,11 @@ def main() -> None:
     ds.Rows, ds.Columns = 60000, 60000
     ds.save_as(FILES / "absurd-dimensions" / "slice.dcm")
 
+    (FILES / "forged-frames").mkdir()
+    ds = dcmread(ct)  # each dimension within 8192, a terabyte once decoded
+    ds.Rows, ds.Columns, ds.NumberOfFrames = 8192, 8192, 8192
+    ds.save_as(FILES / "forged-frames" / "slice.dcm")
+
     (FILES / "wrong-modality").mkdir()
     shutil.copy(examples.get_path("mr"), FILES / "wrong-modality" / "slice.dcm")  # a real MR
 
@@ -46,6 +53,18 @@ def main() -> None:
         Path(examples.get_path("ct")).with_name("CT_small.dcm"),
         FILES / "not-a-slide" / "scan.svs",  # a DICOM file named like a slide
     )
+
+    (FILES / "slide-mpp-infinite").mkdir()
+    with tifffile.TiffWriter(FILES / "slide-mpp-infinite" / "slide.svs") as tif:
+        tif.write(  # an Aperio-style slide whose header records an infinite resolution
+            np.full((256, 256, 3), 200, np.uint8),
+            tile=(256, 256),
+            photometric="rgb",
+            compression="zlib",
+            metadata=None,
+            description="Aperio Image Library v12.0.0\r\n256x256 (256x256) RGB|AppMag = 20|"
+            "MPP = inf",
+        )
 
 
 if __name__ == "__main__":

@@ -108,6 +108,13 @@ def test_saved_model_analyses_a_held_out_slide(run: dict, tmp_path: Path) -> Non
     row = run["metrics"]["v1"]["per_slide"][0]
     res = analyse_slide(run["cohort"] / row["slide"], folder, heatmap_path=tmp_path / "hm.png")
     assert str(res.phenotype) == row["predicted"]
+    if res.ood.weight == 0.0:  # in distribution: nothing widened
+        assert res.probabilities == res.model_probabilities
+    # training saved the out-of-distribution reference of its training slides
+    assert res.ood.status != "unknown"
+    assert res.ood.reference_slides == run["metrics"]["v1"]["n_slides"]["train"]
+    assert run["metrics"]["v1"]["ood_reference"]["slides"] == res.ood.reference_slides
+    assert res.stain is not None and res.stain.outcome == "h&e"
     assert res.provenance.model_version == "v1"
     assert (tmp_path / "hm.png").stat().st_size > 1000
     assert (run["root"] / "run" / "report.md").is_file()

@@ -48,8 +48,10 @@ def test_the_corpus_covers_every_kind_of_bad_input(cases: tuple[list[Case], list
         "not-dicom",
         "truncated-dicom",
         "absurd-dimensions",
+        "forged-frames",
         "wrong-modality",
         "slide-not-tiff",
+        "slide-mpp-infinite",
     ):
         assert kind in names
     assert len(names) == len(cases[0]), "case names are unique"

@@ -1,15 +1,17 @@
-"""The worker's CPU pool survives a scoring process that dies (segfault, OOM kill)."""
+"""The worker's CPU pool survives a scoring process that dies (segfault, OOM kill) and stops
+one that runs past its time limit."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import sys
+import time
 import types
 
 import pytest
 
-from streams.pool import CpuPool, ScoringCrashedError
+from streams.pool import CpuPool, ScoringCrashedError, ScoringTimeLimitError
 
 
 def score(arg: str) -> str:
@@ -38,3 +40,50 @@ def test_a_crashing_event_is_refused_and_the_next_one_scored(
         assert pool.replaced == 2
     finally:
         pool.shutdown()
+
+
+def pid(_: object) -> int:
+    return os.getpid()
+
+
+def sleep_for(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+def test_a_task_past_the_time_limit_is_killed_and_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from models.exceptions import LimitExceededError
+    from streams.failures import is_transient
+
+    monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))
+    pool = CpuPool(1, time_limit_s=5.0)
+
+    async def scenario() -> tuple[int, int, float, BaseException]:
+        before = await pool.run(pid, None)  # the process is up before the clock starts
+        started = time.monotonic()
+        with pytest.raises(ScoringTimeLimitError) as info:
+            await pool.run(sleep_for, 120.0)
+        elapsed = time.monotonic() - started
+        after = await pool.run(pid, None)
+        return before, after, elapsed, info.value
+
+    try:
+        before, after, elapsed, err = asyncio.run(scenario())
+    finally:
+        pool.shutdown()
+    assert 5.0 <= elapsed < 20.0
+    assert "time limit task_time_limit_s of 5 s" in str(err)
+    assert before != after  # the stuck process was killed and replaced
+    assert (pool.replaced, pool.timed_out) == (1, 1)
+    # a dead letter, never a retry: not a TimeoutError, a project error naming the limit
+    assert isinstance(err, LimitExceededError) and not isinstance(err, TimeoutError)
+    assert not is_transient(err)
+
+
+def test_a_fast_task_is_not_limited_and_a_bad_limit_refused() -> None:
+    assert CpuPool(1).time_limit_s == 600.0
+    assert CpuPool(1, time_limit_s=None).time_limit_s is None
+    with pytest.raises(ValueError, match="time_limit_s must be positive"):
+        CpuPool(1, time_limit_s=0)

@@ -10,8 +10,10 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
-from models.exceptions import IrtmonError, UnreadableInputError
+from models.exceptions import IrtmonError, LimitExceededError, UnreadableInputError
 from models.imaging import index_folder, read_series, volume_from_datasets
+from models.imaging.series import decoded_bytes
+from models.limits import GIB, ReadLimits
 from tests.unit.imaging.synth import ct_datasets, phantom, write_series
 
 PYDICOM_DATA = Path(pydicom.__file__).parent / "data" / "test_files"
@@ -200,3 +202,84 @@ def test_compressed_transfer_syntaxes_round_trip(tmp_path: Path, syntax: str) ->
 
 def test_errors_are_project_errors() -> None:
     assert issubclass(UnreadableInputError, IrtmonError)
+
+
+# ----------------------------------------------------------------------------- limits
+
+
+def _forged(rows: int, cols: int, frames: int) -> list[pydicom.Dataset]:
+    """One slice whose header claims ``rows x cols x frames`` over a few bytes of pixel data."""
+    hu, _ = phantom(shape=(1, 8, 8))
+    ds = ct_datasets(hu)
+    ds[0].Rows, ds[0].Columns = rows, cols
+    ds[0].NumberOfFrames = frames
+    return ds
+
+
+def test_a_forged_frame_count_is_refused_before_decoding() -> None:
+    # 8192 frames of 8192 x 8192: each dimension within 8192, 1 TiB once decoded
+    ds = _forged(8192, 8192, 8192)
+    assert decoded_bytes(ds[0]) == 8192**3 * 2
+    with pytest.raises(LimitExceededError, match="8192 frames, more than the limit dicom_max_fr"):
+        volume_from_datasets(ds)
+    frames_ok = ReadLimits(dicom_max_frames=8192)
+    with pytest.raises(LimitExceededError, match=r"1\.0 TiB .* dicom_max_series_bytes of 2\.0 GiB"):
+        volume_from_datasets(ds, limits=frames_ok)
+
+
+def test_a_matrix_past_the_limit_is_refused() -> None:
+    with pytest.raises(LimitExceededError, match="9000 x 512 pixels, more than the limit dicom_m"):
+        volume_from_datasets(_forged(9000, 512, 1))
+
+
+def test_series_bytes_are_refused_before_the_pixel_data_is_decoded(tmp_path: Path) -> None:
+    hu, _ = phantom(shape=(8, 16, 16))
+    ds = ct_datasets(hu)
+    for d in ds:  # pixel data that cannot be decoded: a refusal must come before decoding
+        d.PixelData = b"\0" * 10
+    limits = ReadLimits(dicom_max_series_bytes=7 * 16 * 16 * 2)
+    with pytest.raises(LimitExceededError, match=r"\(4,096 bytes\) .* dicom_max_series_bytes"):
+        volume_from_datasets(ds, limits=limits)
+    with pytest.raises(UnreadableInputError, match="cannot be decoded"):
+        volume_from_datasets(ds)  # within the default limits: decoded, and refused as corrupt
+
+
+def test_folder_file_count_and_study_bytes_are_capped(tmp_path: Path) -> None:
+    folder = write_series(tmp_path / "ct", _series(tmp_path))  # 8 files of 16 x 16 x 2 bytes
+    with pytest.raises(
+        LimitExceededError, match=r"more than 7 DICOM files \(limit dicom_max_files\)"
+    ):
+        index_folder(folder, limits=ReadLimits(dicom_max_files=7))
+    with pytest.raises(LimitExceededError, match=r"\(4,096 bytes\).*dicom_max_study_bytes"):
+        read_series(folder, limits=ReadLimits(dicom_max_study_bytes=4095))
+    index = index_folder(folder)
+    assert sum(index.decoded_bytes.values()) == 8 * 16 * 16 * 2
+    with pytest.raises(LimitExceededError, match="dicom_max_series_bytes"):
+        read_series(folder, index=index, limits=ReadLimits(dicom_max_series_bytes=4095))
+    assert read_series(folder, index=index).volume.array.shape == (8, 16, 16)
+
+
+def test_a_forged_header_in_a_folder_is_refused_on_indexing(tmp_path: Path) -> None:
+    ds = _series(tmp_path)
+    ds[3].NumberOfFrames = 100_000
+    folder = write_series(tmp_path / "ct", ds)
+    with pytest.raises(LimitExceededError, match="100000 frames, more than the limit"):
+        index_folder(folder)
+
+
+def test_decoded_bytes_of_one_bit_and_colour() -> None:
+    ds = pydicom.Dataset()
+    ds.Rows, ds.Columns, ds.NumberOfFrames, ds.BitsAllocated = 512, 512, 10, 1
+    assert decoded_bytes(ds) == 512 * 512 * 10  # unpacked to a byte per pixel
+    ds.BitsAllocated, ds.SamplesPerPixel, ds.NumberOfFrames = 8, 3, 1
+    assert decoded_bytes(ds) == 512 * 512 * 3
+
+
+def test_limits_are_validated() -> None:
+    assert ReadLimits().dicom_max_series_bytes == 2 * GIB
+    with pytest.raises(ValueError, match="dicom_max_files must be a positive number"):
+        ReadLimits(dicom_max_files=0)
+    with pytest.raises(ValueError, match="slide_min_mpp"):
+        ReadLimits(slide_min_mpp=5.0, slide_max_mpp=1.0)
+    with pytest.raises(ValueError, match="slide_max_mpp must be a positive number"):
+        ReadLimits(slide_max_mpp=float("inf"))

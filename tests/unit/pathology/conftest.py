@@ -13,6 +13,7 @@ import tifffile
 
 from clinic.slides import render_slide, write_pyramid
 from schemas.enums import ImmunePhenotype
+from tests.unit.pathology.scanner import ihc_image, restain
 
 SIZE = 1024
 _TIL = {
@@ -53,6 +54,25 @@ def blank_slide(slide_dir: Path) -> Path:
     image[500:540, 500:540] = (180, 90, 170)
     path = slide_dir / "blank" / "slide.tiff"
     write_pyramid(path, image)
+    return path
+
+
+@pytest.fixture(scope="session")
+def ihc_slide(slide_dir: Path) -> Path:
+    """Real colon tissue stained by immunohistochemistry (scikit-image's sample), as a slide."""
+    path = slide_dir / "ihc" / "slide.tiff"
+    write_pyramid(path, ihc_image(SIZE), description="IHC, DAB and haematoxylin")
+    return path
+
+
+@pytest.fixture(scope="session")
+def overstained_slide(slide_dir: Path) -> Path:
+    """A clinic H&E slide with every stain 1.6 times as dense: still H&E, far from training."""
+    image, _, _ = render_slide(
+        np.random.default_rng(77), ImmunePhenotype.INFLAMED, 900.0, 500.0, SIZE
+    )
+    path = slide_dir / "overstained" / "slide.tiff"
+    write_pyramid(path, restain(image, 1.6))
     return path
 
 
@@ -123,15 +143,44 @@ def bags(cohort_slides: list[tuple[Path, ImmunePhenotype, str]]) -> list:
 
 
 @pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory, bags: list) -> Path:
-    """A quickly trained pathology-mil artefact (a few epochs on the nine slides)."""
-    from models.pathology import HandcraftedEncoder, TileSpec, TrainConfig, fit_mil
-    from models.pathology.train import MODEL_NAME, WEIGHTS_FILE, save_checkpoint
+def tiny_fit(bags: list):
+    from models.pathology import TrainConfig, fit_mil
+
+    return fit_mil(bags, bags[::3], TrainConfig(seed=3, max_epochs=15, patience=15))
+
+
+def _save_model(folder: Path, fit, bags: list | None) -> Path:
+    from models.pathology import HandcraftedEncoder, TileSpec
+    from models.pathology.train import (
+        MODEL_NAME,
+        WEIGHTS_FILE,
+        class_prior,
+        ood_reference,
+        save_checkpoint,
+    )
     from models.registry import save_artifact
 
-    fit = fit_mil(bags, bags[::3], TrainConfig(seed=3, max_epochs=15, patience=15))
-    models = tmp_path_factory.mktemp("models")
-    weights = save_checkpoint(models / WEIGHTS_FILE, fit.model, HandcraftedEncoder(), TileSpec())
-    artifact = save_artifact(models, MODEL_NAME, "0.0.1-test", weights)
+    weights = save_checkpoint(
+        folder / WEIGHTS_FILE,
+        fit.model,
+        HandcraftedEncoder(),
+        TileSpec(),
+        ood=ood_reference(bags) if bags else None,
+        prior=class_prior(bags) if bags else None,
+    )
+    artifact = save_artifact(folder, MODEL_NAME, "0.0.1-test", weights)
     assert artifact.folder is not None
     return artifact.folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory, tiny_fit, bags: list) -> Path:
+    """A quickly trained pathology-mil artefact (a few epochs on the nine slides), saved as
+    training saves it: with the training slides' OOD reference and phenotype frequencies."""
+    return _save_model(tmp_path_factory.mktemp("models"), tiny_fit, bags)
+
+
+@pytest.fixture(scope="session")
+def legacy_model(tmp_path_factory: pytest.TempPathFactory, tiny_fit) -> Path:
+    """The same model saved as before the OOD reference existed (no reference, no prior)."""
+    return _save_model(tmp_path_factory.mktemp("legacy-models"), tiny_fit, None)

@@ -71,3 +71,14 @@ def test_altered_or_missing_model(inflamed_slide: Path, tiny_model: Path, tmp_pa
         analyse_slide(inflamed_slide, tmp_path / "absent")
     with pytest.raises(ModelError, match="not the registered model"):
         analyse_slide(inflamed_slide, tiny_model, expected_sha256="0" * 64)
+
+
+def test_empty_glass_is_refused_not_called_desert(tmp_path: Path, tiny_model: Path) -> None:
+    # the report's slide: 2048 px of scanner glass (64 tiles) at RGB about 244
+    from clinic.slides import write_pyramid
+    from tests.unit.pathology.scanner import empty_glass
+
+    path = tmp_path / "glass.tiff"
+    write_pyramid(path, empty_glass(2048, level=244.0, seed=9))
+    with pytest.raises(InsufficientDataError, match="insufficient tissue: 0 tile"):
+        analyse_slide(path, tiny_model)
