@@ -13,6 +13,8 @@ from typing import Any
 from pydantic import AwareDatetime, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from models.limits import ReadLimits
+
 
 class Settings(BaseSettings):
     """irtmon configuration. Each field ``name`` is set by ``IRTMON_NAME``."""
@@ -104,6 +106,12 @@ class Settings(BaseSettings):
         gt=0,
         description="How long a transient failure (database or broker down) is retried with "
         "back-off before the event is dead-lettered.",
+    )
+    read_limits: dict[str, float] | None = Field(
+        default=None,
+        description="Reading limits of the workers, JSON of ReadLimits fields, e.g. "
+        '{"dicom_max_files": 5000, "slide_max_mpp": 2, "task_time_limit_s": 300} (default: '
+        "models/limits.py's table). Past one, an event is dead-lettered naming the limit.",
     )
     data_roots: list[Path] = Field(
         default_factory=lambda: [Path("data")],
@@ -247,6 +255,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"postgresql://irtmon@127.0.0.1:{self.pg_port}/{self.pg_database}"
+
+    def limits(self) -> ReadLimits:
+        """The reading limits (``IRTMON_READ_LIMITS`` over the defaults)."""
+        return ReadLimits(**(self.read_limits or {}))  # type: ignore[arg-type]
 
     def kafka_client_config(self) -> dict[str, object]:
         """Security options for kafka-python clients (empty for PLAINTEXT)."""

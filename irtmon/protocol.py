@@ -168,7 +168,11 @@ def read_looks(log: Path) -> list[Look]:
     """Every look in the log (an absent log has none)."""
     if not log.is_file():
         return []
-    return [Look(**json.loads(line)) for line in log.read_text().splitlines() if line.strip()]
+    return [
+        Look(**json.loads(line))
+        for line in log.read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
 
 
 def append_look(log: Path, look: Look) -> None:

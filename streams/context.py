@@ -31,7 +31,9 @@ class WorkerContext:
             settings=settings,
             db=Database(settings),
             send=topics.send,  # type: ignore[attr-defined]
-            pool=CpuPool(settings.worker_cpu_processes),
+            pool=CpuPool(
+                settings.worker_cpu_processes, time_limit_s=settings.limits().task_time_limit_s
+            ),
             decision=decision_config(settings.alert_policy),
         )
 

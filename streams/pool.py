@@ -29,13 +29,14 @@ from typing import TypeVar
 
 from models.exceptions import LimitExceededError
 from models.limits import DEFAULT_LIMITS
+from schemas.errors import DeadLetterError
 
 log = logging.getLogger("irtmon.worker")
 A = TypeVar("A")
 T = TypeVar("T")
 
 
-class ScoringCrashedError(RuntimeError):
+class ScoringCrashedError(DeadLetterError, RuntimeError):
     """The scoring process died on this event in two fresh pools in a row."""
 
 

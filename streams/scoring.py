@@ -26,6 +26,7 @@ from models import imaging, pathology
 from models.exceptions import InsufficientDataError, ModelError
 from models.imaging.dicomweb import fetch_study, store_instances
 from models.imaging.writers import DERIVED_MANUFACTURER
+from models.limits import DEFAULT_LIMITS, ReadLimits
 from models.response.history import History, Scan
 from models.response.inference import load_models, score_timepoint
 from schemas import BiopsyAcquired, ImagingAcquired, ModelName, TimepointScore
@@ -63,6 +64,7 @@ class BiopsyRequest:
     model_folder: Path | None = None
     model_sha256: str | None = None
     derived_dir: Path | None = None  # where heat maps go (the data roots may be read-only)
+    limits: ReadLimits = DEFAULT_LIMITS
 
 
 def imaging_request(
@@ -341,6 +343,7 @@ def score_biopsy(request: BiopsyRequest) -> Outcome:
                 request.model_folder,
                 expected_sha256=request.model_sha256,
                 heatmap_path=heatmap,
+                limits=request.limits,
             )
         )
     model = results[0].provenance.model_name

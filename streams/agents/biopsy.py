@@ -25,6 +25,7 @@ from streams.context import WorkerContext
 async def process_biopsy(ctx: WorkerContext, event: BiopsyAcquired) -> None:
     request = scoring.biopsy_request(event, ctx.settings.data_roots)  # paths first
     request.derived_dir = ctx.settings.derived_dir.resolve()
+    request.limits = ctx.settings.limits()
     await score_and_publish(
         ctx,
         event,

@@ -38,7 +38,7 @@ def copy_files(root: Path) -> Path:
 def load_cases(files: Path, new_patient: Callable[[str], str]) -> list[Case]:
     """Every case of the manifest with its placeholders filled in."""
     out = []
-    for spec in json.loads(MANIFEST.read_text())["cases"]:
+    for spec in json.loads(MANIFEST.read_text(encoding="utf-8"))["cases"]:
         patient = new_patient(spec["name"])
         values = {
             "{files}": str(files),

@@ -10,6 +10,7 @@ follow-up scan with the patient lying elsewhere).
 
 from __future__ import annotations
 
+import locale
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -157,6 +158,7 @@ def write_ct_with_simpleitk(
     }
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
+    ctype = locale.setlocale(locale.LC_CTYPE)  # GDCM's writer sets the C library's locale to C
     for k in range(img.GetDepth()):
         layer = img[:, :, k]
         for tag, value in tags.items():
@@ -167,6 +169,7 @@ def write_ct_with_simpleitk(
         layer.SetMetaData("0020|0032", "\\".join(f"{v:.4f}" for v in position))
         writer.SetFileName(str(folder / f"slice{k:03d}.dcm"))
         writer.Execute(layer)
+    locale.setlocale(locale.LC_CTYPE, ctype)  # ... and leaves it, making later text I/O ASCII
     return sorted(
         (pydicom.dcmread(p) for p in folder.glob("slice*.dcm")),
         key=lambda ds: float(ds.ImagePositionPatient[2]),
