@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Install what irtmon needs on a fresh machine, idempotently:
-#   - Debian packages (PostgreSQL 15 server, JDK 17, Maven, Node.js, Orthanc with its Python and
+#   - Debian packages (PostgreSQL 15 server, JDK 17, Maven, Orthanc with its Python and
 #     DICOMweb plugins, dcmtk) when missing (needs root);
-#   - the Python virtual environment .venv with pinned dependencies (constraints.txt);
-#   - the WASM TimescaleDB test harness (tools/pglite, npm ci).
+#   - TimescaleDB, built once from the vendored release (vendor/) and installed into
+#     PostgreSQL 15 when missing (needs root; scripts/build-timescaledb.sh; skipped with
+#     IRTMON_TIMESCALEDB=off);
+#   - the Python virtual environment .venv with pinned dependencies (constraints.txt).
 # The Kafka broker's jars are resolved by `irtmon stack up` on first start (mvn, cached).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +16,6 @@ need_apt=()
 [ -x /usr/lib/postgresql/15/bin/postgres ] || need_apt+=(postgresql-15)
 command -v java >/dev/null || need_apt+=(openjdk-17-jdk-headless)
 command -v mvn >/dev/null || need_apt+=(maven)
-command -v node >/dev/null || need_apt+=(nodejs npm)
 command -v runuser >/dev/null || need_apt+=(util-linux)
 command -v dciodvfy >/dev/null || need_apt+=(dicom3tools)   # DICOM validator for the tests
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)             # browser tests of the app
@@ -34,6 +35,8 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
+bash scripts/build-timescaledb.sh
+
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null || PY=python3
 if [ ! -x .venv/bin/python ]; then
@@ -48,11 +51,4 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt
   touch "$stamp"
 fi
 
-if [ -f tools/pglite/package-lock.json ]; then
-  if [ ! -d tools/pglite/node_modules ] || [ tools/pglite/package-lock.json -nt tools/pglite/node_modules ]; then
-    say "installing the WASM TimescaleDB test harness (npm ci)"
-    npm ci --prefix tools/pglite --no-audit --no-fund --silent
-    touch tools/pglite/node_modules
-  fi
-fi
 say "ready"

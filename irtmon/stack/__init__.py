@@ -35,6 +35,7 @@ class StackStatus:
     kafka: ComponentStatus
     postgres: ComponentStatus
     database_flavour: str | None = None
+    timescaledb: str | None = None  # the extension's version in the database, when created
     topics: dict[str, int] | None = None
     workers: dict[int, int] | None = None
     pacs: ComponentStatus | None = None
@@ -81,27 +82,58 @@ def down(settings: Settings) -> list[str]:
     return stopped
 
 
-def _database_flavour(settings: Settings) -> tuple[bool, str | None, str]:
+def _timescaledb(conn: psycopg.Connection) -> tuple[str | None, str]:
+    """The TimescaleDB version created in the database (or None) and how to say it."""
+    created = conn.execute(
+        "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"
+    ).fetchone()
+    if created:
+        return created[0], f"TimescaleDB {created[0]}"
+    available = conn.execute(
+        "SELECT default_version FROM pg_available_extensions WHERE name = 'timescaledb'"
+    ).fetchone()
+    if available is None:
+        return None, "no TimescaleDB"
+    try:
+        preload = conn.execute("SHOW shared_preload_libraries").fetchone()
+    except psycopg.Error:  # a non-superuser on an external server may not read it
+        return None, f"TimescaleDB {available[0]} available"
+    if preload is None or "timescaledb" not in preload[0]:
+        return None, (
+            f"TimescaleDB {available[0]} installed but not preloaded (restart the server: "
+            "irtmon stack down, then up)"
+        )
+    return None, f"TimescaleDB {available[0]} preloaded (run `irtmon db migrate`)"
+
+
+def _database_flavour(settings: Settings) -> tuple[bool, str | None, str, str | None]:
     from core.db.migrate import recorded_flavour
 
     try:
         with psycopg.connect(settings.dsn, autocommit=True, connect_timeout=3) as conn:
             flavour = recorded_flavour(conn)
             version = conn.execute("SHOW server_version").fetchone()
-            return True, (flavour.value if flavour else None), f"PostgreSQL {version[0]}"
+            timescaledb, said = _timescaledb(conn)
+            return (
+                True,
+                (flavour.value if flavour else None),
+                f"PostgreSQL {version[0]}, {said}",
+                timescaledb,
+            )
     except psycopg.Error as err:
-        return False, None, str(err).splitlines()[0] if str(err) else "not reachable"
+        return False, None, (str(err).splitlines()[0] if str(err) else "not reachable"), None
 
 
 def status(settings: Settings) -> StackStatus:
-    """What runs, where it listens, and which database flavour the migrations chose."""
+    """What runs, where it listens, which database flavour the migrations chose, and the
+    TimescaleDB version (in the postgres component's detail)."""
     kafka_pid = kafka.running_pid(settings) if settings.local_kafka else None
     kafka_ok = kafka.broker_ready(settings) if (kafka_pid or not settings.local_kafka) else False
     pg_pid = postgres.running_pid(settings) if settings.local_postgres else None
-    pg_ok, flavour, pg_detail = (
+    pg_ok, flavour, pg_detail, timescaledb = (
         _database_flavour(settings)
         if (pg_pid or not settings.local_postgres)
-        else (False, None, "not running")
+        else (False, None, "not running", None)
     )
     topics = None
     if kafka_ok:
@@ -140,6 +172,7 @@ def status(settings: Settings) -> StackStatus:
             "postgres", settings.local_postgres, pg_ok, pg_pid, dsn_shown, pg_detail
         ),
         database_flavour=flavour,
+        timescaledb=timescaledb,
         topics=topics,
         workers=workers.running(settings),
         pacs=pacs,

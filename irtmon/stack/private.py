@@ -7,6 +7,7 @@ import socket
 from pathlib import Path
 
 from core.settings import Settings
+from irtmon.stack.postgres import PRIVATE_MARK
 
 
 def free_port() -> int:
@@ -19,11 +20,12 @@ def free_port() -> int:
 def private_settings(state_dir: Path, cache_dir: Path, **overrides: object) -> Settings:
     """Settings for a stack of its own in ``state_dir`` on free ports.
 
-    ``state_dir`` must be traversable by the PostgreSQL OS user when running as root (not
-    under a 0700 folder such as pytest's or /root).
+    The folder is marked private: when it is gone, its PostgreSQL cluster (kept outside it when
+    running as root, see :func:`irtmon.stack.postgres.cluster_root`) is pruned by the next start
+    of any local server.
     """
     state_dir.mkdir(parents=True, exist_ok=True)
-    os.chmod(state_dir, 0o755)
+    (state_dir / PRIVATE_MARK).touch()
     values: dict[str, object] = {
         "state_dir": state_dir,
         "cache_dir": cache_dir,

@@ -22,6 +22,7 @@ import pytest
 from core.db import connect, migrate
 from core.settings import Settings
 from irtmon import stack
+from irtmon.stack import postgres
 from irtmon.stack.private import private_settings, settings_env
 from tests.conftest import REPO
 
@@ -32,12 +33,11 @@ def stack_settings(state_dir: Path, **overrides: object) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def stack_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    # Under the repository, not /tmp's 0700 pytest folders: the PostgreSQL OS user must
-    # traverse it when the tests run as root.
+def stack_dir() -> Path:
+    # Under the repository (`make clean` removes them all); as root, the PostgreSQL cluster
+    # itself lives outside it, where its OS user can reach it (irtmon.stack.postgres).
     base = REPO / ".irtmon" / "test-stacks"
     base.mkdir(parents=True, exist_ok=True)
-    os.chmod(base, 0o755)
     path = base / f"session-{os.getpid()}"
     path.mkdir(exist_ok=True)
     return path
@@ -67,6 +67,7 @@ def settings(stack_dir: Path) -> Iterator[Settings]:
     finally:  # a stack whose migration failed is stopped too: nothing is left running
         if not external:
             stack.down(s)
+            postgres.delete_cluster(s)
             shutil.rmtree(stack_dir, ignore_errors=True)
 
 

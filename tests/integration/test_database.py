@@ -13,6 +13,7 @@ from core.db.migrate import discover
 from core.db.scores import cohort_daily, upsert_score
 from core.db.scores import patient_score_rows as patient_scores
 from core.settings import Settings
+from irtmon.stack import postgres
 from schemas import TimepointScore, pseudonymise, score_event_id
 
 pytestmark = pytest.mark.integration
@@ -58,28 +59,36 @@ def test_migrations_apply_twice_without_error(settings: Settings) -> None:
         assert conn.execute("SELECT to_regclass('cohort_daily')").fetchone()[0] is not None
 
 
-def test_fresh_database_migrates_plain_with_reason(settings: Settings) -> None:
+def test_fresh_database_takes_the_servers_flavour_with_reason(settings: Settings) -> None:
     if not settings.local_postgres:
-        pytest.skip("creates a scratch database on the local server")
-    name = f"scratch_{uuid.uuid4().hex[:8]}"
+        pytest.skip("creates scratch databases on the local server")
+    # the local server preloads TimescaleDB when bootstrap has installed it
+    timescaledb = postgres.timescaledb_library(settings) is not None
+    names = {wanted: f"scratch_{wanted}_{uuid.uuid4().hex[:8]}" for wanted in ("auto", "off")}
     with psycopg.connect(settings.dsn, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
+        for name in names.values():
+            admin.execute(f'CREATE DATABASE "{name}"')
     try:
-        dsn = settings.dsn.rsplit("/", 1)[0] + f"/{name}"
-        with psycopg.connect(dsn, autocommit=True) as conn:
+        base = settings.dsn.rsplit("/", 1)[0]
+        with psycopg.connect(f"{base}/{names['auto']}", autocommit=True) as conn:
             report = migrate(conn)
-            assert report.flavour == "plain"
-            assert "not available" in report.reason
-            assert report.applied == expected_files("plain")
+            if timescaledb:
+                assert report.flavour == "timescale"
+                assert "community licence" in report.reason
+            else:
+                assert report.flavour == "plain"
+                assert "not available" in report.reason
+            assert report.applied == expected_files(report.flavour)
             assert migrate(conn).applied == []
-            # TimescaleDB switched off is also plain, with its own reason
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute("DROP TABLE irtmon_schema_migrations")
-            conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
-            assert "turned off" in migrate(conn, "off").reason
+        # TimescaleDB switched off is plain, with its own reason
+        with psycopg.connect(f"{base}/{names['off']}", autocommit=True) as conn:
+            off = migrate(conn, "off")
+            assert off.flavour == "plain" and "turned off" in off.reason
+            assert off.applied == expected_files("plain")
     finally:
         with psycopg.connect(settings.dsn, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+            for name in names.values():
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def test_edited_migration_is_refused(settings: Settings) -> None:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from irtmon.settings import Settings
+from irtmon.stack import postgres
 from tests.conftest import REPO, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -53,6 +55,7 @@ def cli_env() -> dict[str, str]:
     subprocess.run(
         [sys.executable, "-m", "irtmon", "stack", "down"], env=env, cwd=REPO, capture_output=True
     )
+    postgres.delete_cluster(Settings(state_dir=state))
     shutil.rmtree(state, ignore_errors=True)
 
 
@@ -75,6 +78,9 @@ def status(env: dict[str, str]) -> dict:
 
 def test_up_status_down_twice(cli_env: dict[str, str]) -> None:
     state = Path(cli_env["IRTMON_STATE_DIR"])
+    cluster = postgres.paths(Settings(state_dir=state)).root  # outside the state folder as root
+    timescaledb = postgres.timescaledb_library(Settings()) is not None
+    flavour = "timescale" if timescaledb else "plain"
     for _ in range(2):
         out = irtmon(cli_env, "stack", "up")
         assert f"127.0.0.1:{cli_env['IRTMON_KAFKA_PORT']}" in out
@@ -90,11 +96,19 @@ def test_up_status_down_twice(cli_env: dict[str, str]) -> None:
         assert again["postgres"]["pid"] == first["postgres"]["pid"]
 
         migrated = irtmon(cli_env, "db", "migrate")
-        assert "database flavour: plain" in migrated
-        assert status(cli_env)["database_flavour"] == "plain"
+        assert f"database flavour: {flavour}" in migrated
+        migrated_status = status(cli_env)
+        assert migrated_status["database_flavour"] == flavour
+        if timescaledb:  # the server preloads what bootstrap built; status names its version
+            assert migrated_status["timescaledb"] == "2.28.3"
+            assert "TimescaleDB 2.28.3" in migrated_status["postgres"]["detail"]
+            assert "TimescaleDB 2.28.3" in irtmon(cli_env, "stack", "status")
+        else:
+            assert migrated_status["timescaledb"] is None
+            assert "no TimescaleDB" in migrated_status["postgres"]["detail"]
 
         assert "kafka, postgres" in irtmon(cli_env, "stack", "down")
-        assert processes_using(state) == []
+        assert processes_using(state) == [] and processes_using(cluster) == []
         stopped = status(cli_env)
         assert not stopped["kafka"]["running"] and not stopped["postgres"]["running"]
     assert "nothing was running" in irtmon(cli_env, "stack", "down")
