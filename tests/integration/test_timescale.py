@@ -27,7 +27,6 @@ from core.settings import Settings
 from irtmon.stack import postgres
 from schemas import TimepointScore, pseudonymise, score_event_id
 from schemas.results import Measurement
-from tests.conftest import REPO
 from tests.integration.conftest import wait_for
 
 pytestmark = pytest.mark.integration
