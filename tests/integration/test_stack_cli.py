@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from irtmon.settings import Settings
 
+from core.settings import Settings
 from irtmon.stack import postgres
 from tests.conftest import REPO, free_port
 

@@ -16,9 +16,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-from irtmon.db import connect, migrate
-from irtmon.db.migrate import discover
 
+from core.db import connect, migrate
+from core.db.migrate import discover
 from irtmon.stack import postgres
 from irtmon.stack.private import private_settings
 from tests.conftest import REPO

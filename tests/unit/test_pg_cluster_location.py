@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from irtmon.settings import Settings
 
+from core.settings import Settings
 from irtmon.stack import postgres
 
 
