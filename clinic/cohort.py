@@ -31,7 +31,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from clinic.contours import ROI_NAME, slice_contours, write_rtstruct, write_seg
+from clinic.contours import (
+    ROI_NAME,
+    StructureRoi,
+    neoplasm_segment,
+    slice_contours,
+    write_seg,
+    write_structure_set,
+)
 from clinic.ct import SeriesSpec, ct_slice, slice_uid
 from clinic.dicomio import StudyInfo, uid
 from clinic.events import EVENTS_FILE, biopsy_event, imaging_event, treatment_events, write_events
@@ -242,16 +249,29 @@ def generate_patient(
         lesion_ref = None
         if tp.index == 0:
             rts_path, seg_path = folder / "RTSTRUCT.dcm", folder / "SEG.dcm"
-            write_rtstruct(
+            write_structure_set(
                 rts_path,
                 study,
                 headers,
-                contours,
+                [StructureRoi(ROI_NAME, contours)],
                 uid(seed, psn, "rtss"),
                 uid(seed, psn, "rtss", 1),
+                description=f"RTSTRUCT {ROI_NAME}",
+                name="Planning target",
             )
             seg_uid = uid(seed, psn, "seg", 1)
-            write_seg(seg_path, headers, label_map == 1, uid(seed, psn, "seg"), seg_uid, study)
+            write_seg(
+                seg_path,
+                headers,
+                label_map == 1,
+                [neoplasm_segment(1, ROI_NAME)],
+                uid(seed, psn, "seg"),
+                seg_uid,
+                study,
+                content_label="GTV",
+                content_description="Planning target (ground truth)",
+                creator="VirtualClinic^Planner",
+            )
             lesion_ref = LesionReference(
                 kind="seg",
                 sop_instance_uid=seg_uid,
