@@ -31,20 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from clinic.contours import (
-    ROI_NAME,
-    StructureRoi,
-    neoplasm_segment,
-    slice_contours,
-    write_seg,
-    write_structure_set,
-)
-from clinic.dicomio import StudyInfo, uid
-from clinic.events import EVENTS_FILE, biopsy_event, treatment_events, write_events
-from clinic.phantom import Geometry, LesionTexture, render_slice
-from clinic.slides import write_biopsy_slide
-from clinic.story import Patient, Timepoint, lesion_truth, sample_patient
-from clinic.studies import (
+from clinic.acquisitions import (
     SeriesFolders,
     file_rows,
     nearest_til,
@@ -55,8 +42,21 @@ from clinic.studies import (
     study_info,
     timepoint_row,
     timepoint_truth,
+    write_biopsy,
     write_slice,
 )
+from clinic.contours import (
+    ROI_NAME,
+    StructureRoi,
+    neoplasm_segment,
+    slice_contours,
+    write_seg,
+    write_structure_set,
+)
+from clinic.dicomio import StudyInfo, uid
+from clinic.events import EVENTS_FILE, treatment_events, write_events
+from clinic.phantom import Geometry, LesionTexture, render_slice
+from clinic.story import Patient, Timepoint, lesion_truth, sample_patient
 from schemas.events import Event, LesionReference
 from schemas.manifest import MANIFEST_COLUMNS, MANIFEST_COLUMNS_V2, write_manifest
 from schemas.pseudonym import pseudonymise
@@ -146,42 +146,21 @@ def generate_patient(
 
     biopsy_truth = []
     for b in patient.biopsies:
-        folder = root / f"biopsy{b.index}"
-        slide, truth = write_biopsy_slide(
-            folder,
-            rng(seed, number, 3, b.index),
+        slide, event, row = write_biopsy(
+            out_dir,
+            psn,
+            b,
+            patient.timepoints,
             patient.phenotype,
-            b.til_intratumoral_per_mm2,
-            b.til_stromal_per_mm2,
-            clinic_size.slide_px,
+            seed=seed,
+            number=number,
+            slide_px=clinic_size.slide_px,
         )
         biopsy_truth.append(
-            {"index": b.index, "days": b.days, **asdict(truth), "pd_l1_tps": b.pd_l1_tps}
+            {"index": b.index, "days": b.days, **asdict(slide), "pd_l1_tps": b.pd_l1_tps}
         )
-        events.append(
-            biopsy_event(
-                seed,
-                psn,
-                b.index,
-                b.at,
-                slide.resolve(),
-                b.pd_l1_tps,
-                truth.til_intratumoral_per_mm2,
-            )
-        )
-        rows.append(
-            {
-                **base,
-                "timepoint": sum(tp.days < b.days for tp in patient.timepoints),
-                "timepoint_label": f"biopsy{b.index}",
-                "days_from_rt_start": b.days,
-                "acquired_at": b.at.isoformat(),
-                "modality": "WSI",
-                "series_kind": "he_slide",
-                "path": str(slide.relative_to(out_dir)),
-                "til_density_per_mm2": truth.til_intratumoral_per_mm2,
-            }
-        )
+        events.append(event)
+        rows.append({**base, **row})
 
     for tp in patient.timepoints:
         folder = root / f"tp{tp.index}-{tp.label}"

@@ -15,11 +15,24 @@ from pathlib import Path
 
 import numpy as np
 
+from clinic.acquisitions import (
+    SeriesFolders,
+    file_rows,
+    nearest_til,
+    open_series,
+    rng,
+    series_rows,
+    study_event,
+    study_info,
+    timepoint_row,
+    timepoint_truth,
+    write_biopsy,
+    write_slice,
+)
 from clinic.contours import slice_contours
 from clinic.dicomio import StudyInfo, uid
-from clinic.events import biopsy_event, treatment_events
+from clinic.events import treatment_events
 from clinic.phantom import Geometry
-from clinic.slides import write_biopsy_slide
 from clinic.story import Timepoint
 from clinic.story_v2 import params
 from clinic.story_v2.anatomy import Organ
@@ -40,19 +53,6 @@ from clinic.story_v2.course import (
 )
 from clinic.story_v2.patient import LesionV2, PatientV2, sample_patient
 from clinic.story_v2.render import LesionDraw, LesionLook, render_slice, to_scanner
-from clinic.studies import (
-    SeriesFolders,
-    file_rows,
-    nearest_til,
-    open_series,
-    rng,
-    series_rows,
-    study_event,
-    study_info,
-    timepoint_row,
-    timepoint_truth,
-    write_slice,
-)
 from schemas.events import Event, LesionReference
 from schemas.pseudonym import pseudonymise
 
@@ -157,18 +157,20 @@ def _write_study(
 
 
 def _biopsies(
-    out_dir: Path, root: Path, patient: PatientV2, psn: str, number: int, seed: int, slide_px: int
+    out_dir: Path, patient: PatientV2, psn: str, number: int, seed: int, slide_px: int
 ) -> tuple[list[dict], list[Event], list[dict]]:
     truth, events, rows = [], [], []
     for b in patient.biopsies:
-        folder = root / f"biopsy{b.index}"
-        path, slide = write_biopsy_slide(
-            folder,
-            rng(seed, number, 3, b.index),
+        slide, event, row = write_biopsy(
+            out_dir,
+            psn,
+            b,
+            patient.timepoints,
             b.phenotype,
-            b.til_intratumoral_per_mm2,
-            b.til_stromal_per_mm2,
-            slide_px,
+            seed=seed,
+            number=number,
+            slide_px=slide_px,
+            site=f"{_organ_text(b.organ)}, core needle biopsy",
         )
         truth.append(
             {
@@ -182,31 +184,8 @@ def _biopsies(
                 "pd_l1_tps": b.pd_l1_tps,
             }
         )
-        events.append(
-            biopsy_event(
-                seed,
-                psn,
-                b.index,
-                b.at,
-                path.resolve(),
-                b.pd_l1_tps,
-                slide.til_intratumoral_per_mm2,
-                site=f"{_organ_text(b.organ)}, core needle biopsy",
-            )
-        )
-        rows.append(
-            {
-                "timepoint": sum(tp.days < b.days for tp in patient.timepoints),
-                "timepoint_label": f"biopsy{b.index}",
-                "days_from_rt_start": b.days,
-                "acquired_at": b.at.isoformat(),
-                "modality": "WSI",
-                "series_kind": "he_slide",
-                "path": str(path.relative_to(out_dir)),
-                "phenotype": str(b.phenotype),
-                "til_density_per_mm2": slide.til_intratumoral_per_mm2,
-            }
-        )
+        events.append(event)
+        rows.append({**row, "phenotype": str(b.phenotype)})
     return truth, events, rows
 
 
@@ -256,7 +235,7 @@ def generate_patient(
     target = f"{GTV_NAME} {_organ_text(gtv.organ)}"
     events: list[Event] = list(treatment_events(patient, psn, seed, target=target))
     biopsy_truth, biopsy_events, biopsy_rows = _biopsies(
-        out_dir, root, patient, psn, number, seed, slide_px
+        out_dir, patient, psn, number, seed, slide_px
     )
     events.extend(biopsy_events)
     rows: list[dict[str, object]] = [{**base, **row} for row in biopsy_rows]

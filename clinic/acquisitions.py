@@ -1,7 +1,8 @@
-"""One CT or PCCT study of a virtual patient, written the same way by both stories.
+"""What the clinic acquires of a virtual patient, written the same way by both stories.
 
-Per timepoint: the study's DICOM identity (:func:`study_info`), its series folders
-(:func:`open_series`), each rendered slice written to every series with its own noise
+A biopsy (:func:`write_biopsy`): its slide, its ``biopsy.acquired`` event and its manifest row.
+A CT or PCCT study per timepoint: the study's DICOM identity (:func:`study_info`), its series
+folders (:func:`open_series`), each rendered slice written to every series with its own noise
 (:func:`write_slice`), the ``imaging.acquired`` event (:func:`study_event`), the manifest rows
 (:func:`timepoint_row`, :func:`series_rows`, :func:`file_rows`) and the part of the
 timepoint's truth that both stories share (:func:`timepoint_truth`). What a story draws,
@@ -20,7 +21,7 @@ from pydicom.dataset import Dataset
 
 from clinic.ct import SeriesSpec, ct_slice, slice_uid
 from clinic.dicomio import StudyInfo, uid
-from clinic.events import imaging_event
+from clinic.events import BIOPSY_SITE, biopsy_event, imaging_event
 from clinic.pcct import IODINE_SLOPE, PCCT_MANUFACTURER, PCCT_MODEL, pcct_series
 from clinic.phantom import (
     CONVENTIONAL_KEV,
@@ -30,9 +31,11 @@ from clinic.phantom import (
     hounsfield,
     noise_hu,
 )
-from clinic.story import Timepoint
-from schemas.enums import Modality
-from schemas.events import ImagingAcquired, LesionReference
+from clinic.slides import SlideTruth, write_biopsy_slide
+from clinic.story import Biopsy, Timepoint
+from clinic.story_v2.patient import BiopsyV2
+from schemas.enums import ImmunePhenotype, Modality
+from schemas.events import BiopsyAcquired, ImagingAcquired, LesionReference
 
 SeriesFolders = dict[str, tuple[SeriesSpec, float | None, Path]]
 """Series Instance UID -> (spec, keV or None, folder), in the order the series are written."""
@@ -41,6 +44,54 @@ SeriesFolders = dict[str, tuple[SeriesSpec, float | None, Path]]
 def rng(seed: int, *parts: int) -> np.random.Generator:
     """The generator of one draw of a cohort: ``seed`` and the parts that name the draw."""
     return np.random.default_rng([seed, *parts])
+
+
+def write_biopsy(
+    out_dir: Path,
+    psn: str,
+    biopsy: Biopsy | BiopsyV2,
+    timepoints: Sequence[Timepoint],
+    phenotype: ImmunePhenotype,
+    *,
+    seed: int,
+    number: int,
+    slide_px: int,
+    site: str = BIOPSY_SITE,
+) -> tuple[SlideTruth, BiopsyAcquired, dict[str, object]]:
+    """Write a biopsy's slide (``patients/<psn>/biopsy<i>/``) showing ``phenotype``.
+
+    Returns the slide's truth, the ``biopsy.acquired`` event and the manifest row's own columns
+    (the patient's columns are the caller's); the row's timepoint is the number of scans before.
+    """
+    path, truth = write_biopsy_slide(
+        out_dir / "patients" / psn / f"biopsy{biopsy.index}",
+        rng(seed, number, 3, biopsy.index),
+        phenotype,
+        biopsy.til_intratumoral_per_mm2,
+        biopsy.til_stromal_per_mm2,
+        slide_px,
+    )
+    event = biopsy_event(
+        seed,
+        psn,
+        biopsy.index,
+        biopsy.at,
+        path.resolve(),
+        biopsy.pd_l1_tps,
+        truth.til_intratumoral_per_mm2,
+        site=site,
+    )
+    row = {
+        "timepoint": sum(tp.days < biopsy.days for tp in timepoints),
+        "timepoint_label": f"biopsy{biopsy.index}",
+        "days_from_rt_start": biopsy.days,
+        "acquired_at": biopsy.at.isoformat(),
+        "modality": "WSI",
+        "series_kind": "he_slide",
+        "path": str(path.relative_to(out_dir)),
+        "til_density_per_mm2": truth.til_intratumoral_per_mm2,
+    }
+    return truth, event, row
 
 
 def modality(tp: Timepoint) -> Modality:
