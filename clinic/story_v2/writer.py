@@ -32,7 +32,7 @@ from clinic.acquisitions import (
 from clinic.contours import slice_contours
 from clinic.dicomio import StudyInfo, uid
 from clinic.events import treatment_events
-from clinic.phantom import Geometry
+from clinic.phantom import Geometry, to_scanner
 from clinic.story import Timepoint
 from clinic.story_v2 import params
 from clinic.story_v2.anatomy import Organ
@@ -52,7 +52,7 @@ from clinic.story_v2.course import (
     rt_change_severity,
 )
 from clinic.story_v2.patient import LesionV2, PatientV2, sample_patient
-from clinic.story_v2.render import LesionDraw, LesionLook, render_slice, to_scanner
+from clinic.story_v2.render import LesionDraw, LesionLook, render_slice
 from schemas.events import Event, LesionReference
 from schemas.pseudonym import pseudonymise
 
