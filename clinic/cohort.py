@@ -31,23 +31,32 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from clinic.contours import ROI_NAME, slice_contours, write_rtstruct, write_seg
-from clinic.ct import SeriesSpec, ct_slice, slice_uid
-from clinic.dicomio import StudyInfo, uid
-from clinic.events import EVENTS_FILE, biopsy_event, imaging_event, treatment_events, write_events
-from clinic.pcct import IODINE_SLOPE, PCCT_MANUFACTURER, PCCT_MODEL, pcct_series
-from clinic.phantom import (
-    CONVENTIONAL_KEV,
-    Geometry,
-    LesionTexture,
-    add_noise,
-    hounsfield,
-    noise_hu,
-    render_slice,
+from clinic.acquisitions import (
+    SeriesFolders,
+    file_rows,
+    nearest_til,
+    open_series,
+    rng,
+    series_rows,
+    study_event,
+    study_info,
+    timepoint_row,
+    timepoint_truth,
+    write_biopsy,
+    write_slice,
 )
-from clinic.slides import render_slide, write_pyramid
+from clinic.contours import (
+    ROI_NAME,
+    StructureRoi,
+    neoplasm_segment,
+    slice_contours,
+    write_seg,
+    write_structure_set,
+)
+from clinic.dicomio import StudyInfo, uid
+from clinic.events import EVENTS_FILE, treatment_events, write_events
+from clinic.phantom import Geometry, LesionTexture, render_slice
 from clinic.story import Patient, Timepoint, lesion_truth, sample_patient
-from schemas.enums import Modality
 from schemas.events import Event, LesionReference
 from schemas.manifest import MANIFEST_COLUMNS, MANIFEST_COLUMNS_V2, write_manifest
 from schemas.pseudonym import pseudonymise
@@ -81,10 +90,6 @@ def demo_key(seed: int) -> str:
     return f"irtmon-virtual-clinic-demo-key-{seed}"
 
 
-def _rng(seed: int, *parts: int) -> np.random.Generator:
-    return np.random.default_rng([seed, *parts])
-
-
 def _write_study(
     folder: Path,
     patient: Patient,
@@ -94,18 +99,9 @@ def _write_study(
     study: StudyInfo,
     geometry: Geometry,
     textures: list[LesionTexture],
-) -> tuple[dict[str, tuple[SeriesSpec, float | None, Path]], list[np.ndarray], dict, list]:
+) -> tuple[SeriesFolders, list[np.ndarray], dict, list]:
     """Render one study slice by slice and write every series. Returns series, labels, contours."""
-    if tp.pcct:
-        specs = [(spec, kev) for kev, spec in pcct_series(seed, study.study_uid, study.acquired)]
-    else:
-        spec = SeriesSpec(uid(seed, study.study_uid, "ct"), 2, "Thorax 3.0 Br40 CE")
-        specs = [(spec, None)]
-    series: dict[str, tuple[SeriesSpec, float | None, Path]] = {}
-    for spec, kev in specs:
-        name = "CT" if not tp.pcct else (f"VMI_{kev:g}keV" if kev is not None else "IODINE")
-        (folder / name).mkdir(parents=True, exist_ok=True)
-        series[spec.series_uid] = (spec, kev, folder / name)
+    series = open_series(folder, seed, tp, study)
     labels: list[np.ndarray] = []
     contours: dict[int, list[np.ndarray]] = {}
     headers: list = []
@@ -116,18 +112,7 @@ def _write_study(
             found = slice_contours(comps.target_fraction, geometry, k)
             if found:
                 contours[k] = found
-        for n, (series_uid, (spec, kev, sfolder)) in enumerate(series.items()):
-            rng = _rng(seed, number, 2, tp.index, n, k)
-            if tp.pcct and kev is None:
-                image = np.clip(add_noise(comps.iodine, 0.25, rng), 0.0, 650.0 * IODINE_SLOPE * 100)
-            else:
-                energy = kev if kev is not None else CONVENTIONAL_KEV
-                image = add_noise(hounsfield(comps, energy), noise_hu(energy), rng)
-            ds = ct_slice(image, study, spec, geometry, k, slice_uid(series_uid, k))
-            ds.save_as(sfolder / f"IM-{k + 1:04d}.dcm", enforce_file_format=True)
-            if n == 0:
-                del ds.PixelData
-                headers.append(ds)
+        headers.append(write_slice(series, comps, study, geometry, tp, k, seed=seed, number=number))
     return series, labels, contours, headers
 
 
@@ -137,11 +122,11 @@ def generate_patient(
     """Generate patient ``number`` (1-based); return its manifest rows, events and identity."""
     clinic_size = SIZES[size]
     geometry = clinic_size.geometry
-    patient = sample_patient(_rng(seed, number, 0), number, n_timepoints)
+    patient = sample_patient(rng(seed, number, 0), number, n_timepoints)
     psn = pseudonymise(patient.clear_id, key)
     root = out_dir / "patients" / psn
     textures = [
-        LesionTexture(patient, les, _rng(seed, number, 1, les.index)) for les in patient.lesions
+        LesionTexture(patient, les, rng(seed, number, 1, les.index)) for les in patient.lesions
     ]
     cp = patient.change_point_days
     cp_at = None if cp is None else (patient.rt.start + timedelta(days=cp)).isoformat()
@@ -161,65 +146,25 @@ def generate_patient(
 
     biopsy_truth = []
     for b in patient.biopsies:
-        folder = root / f"biopsy{b.index}"
-        image, tiles, truth = render_slide(
-            _rng(seed, number, 3, b.index),
+        slide, event, row = write_biopsy(
+            out_dir,
+            psn,
+            b,
+            patient.timepoints,
             patient.phenotype,
-            b.til_intratumoral_per_mm2,
-            b.til_stromal_per_mm2,
-            clinic_size.slide_px,
+            seed=seed,
+            number=number,
+            slide_px=clinic_size.slide_px,
         )
-        slide = folder / "slide.tiff"
-        write_pyramid(slide, image, description="irtmon virtual clinic H&E, synthetic")
-        tiles.to_parquet(folder / "slide.tiles.parquet", index=False)
         biopsy_truth.append(
-            {"index": b.index, "days": b.days, **asdict(truth), "pd_l1_tps": b.pd_l1_tps}
+            {"index": b.index, "days": b.days, **asdict(slide), "pd_l1_tps": b.pd_l1_tps}
         )
-        events.append(
-            biopsy_event(
-                seed,
-                psn,
-                b.index,
-                b.at,
-                slide.resolve(),
-                b.pd_l1_tps,
-                truth.til_intratumoral_per_mm2,
-            )
-        )
-        rows.append(
-            {
-                **base,
-                "timepoint": sum(tp.days < b.days for tp in patient.timepoints),
-                "timepoint_label": f"biopsy{b.index}",
-                "days_from_rt_start": b.days,
-                "acquired_at": b.at.isoformat(),
-                "modality": "WSI",
-                "series_kind": "he_slide",
-                "path": str(slide.relative_to(out_dir)),
-                "til_density_per_mm2": truth.til_intratumoral_per_mm2,
-            }
-        )
-
-    def nearest_til(days: float) -> float:
-        before = [bt for bt in biopsy_truth if bt["days"] <= days] or biopsy_truth
-        return float(before[-1]["til_intratumoral_per_mm2"])
+        events.append(event)
+        rows.append({**base, **row})
 
     for tp in patient.timepoints:
         folder = root / f"tp{tp.index}-{tp.label}"
-        study = StudyInfo(
-            patient_id=psn,
-            patient_sex=patient.sex,
-            patient_birth_date=f"{patient.birth_year}0101",
-            study_uid=uid(seed, psn, "study", tp.index),
-            study_id=f"{tp.index + 1}",
-            accession=f"A{uid(seed, psn, 'acc', tp.index)[-10:]}",
-            acquired=tp.at,
-            frame_of_reference_uid=uid(seed, psn, "for", tp.index),
-            description="RT planning CT thorax" if tp.index == 0 else "CT thorax follow-up",
-            manufacturer=PCCT_MANUFACTURER,
-            model=PCCT_MODEL if tp.pcct else "SOMATOM Definition AS",
-            station="VCLINIC-PCCT1" if tp.pcct else "VCLINIC-CT1",
-        )
+        study = study_info(seed, psn, tp, sex=patient.sex, birth_year=patient.birth_year)
         series, labels, contours, headers = _write_study(
             folder, patient, number, seed, tp, study, geometry, textures
         )
@@ -240,88 +185,50 @@ def generate_patient(
             )
         target = lesions_truth[0]
         lesion_ref = None
+        rts_path, seg_path = folder / "RTSTRUCT.dcm", folder / "SEG.dcm"
         if tp.index == 0:
-            rts_path, seg_path = folder / "RTSTRUCT.dcm", folder / "SEG.dcm"
-            write_rtstruct(
+            write_structure_set(
                 rts_path,
                 study,
                 headers,
-                contours,
+                [StructureRoi(ROI_NAME, contours)],
                 uid(seed, psn, "rtss"),
                 uid(seed, psn, "rtss", 1),
+                description=f"RTSTRUCT {ROI_NAME}",
+                name="Planning target",
             )
             seg_uid = uid(seed, psn, "seg", 1)
-            write_seg(seg_path, headers, label_map == 1, uid(seed, psn, "seg"), seg_uid, study)
+            write_seg(
+                seg_path,
+                headers,
+                label_map == 1,
+                [neoplasm_segment(1, ROI_NAME)],
+                uid(seed, psn, "seg"),
+                seg_uid,
+                study,
+                content_label="GTV",
+                content_description="Planning target (ground truth)",
+                creator="VirtualClinic^Planner",
+            )
             lesion_ref = LesionReference(
                 kind="seg",
                 sop_instance_uid=seg_uid,
                 path=str(seg_path.resolve()),
                 roi_name=ROI_NAME,
             )
-        modality = Modality.PCCT if tp.pcct else Modality.CT
-        image_series = list(series)
-        events.append(
-            imaging_event(
-                seed,
-                psn,
-                tp.index,
-                modality,
-                study.study_uid,
-                image_series,
-                folder.resolve(),
-                tp.at + timedelta(minutes=20),
-                f"{'PCCT' if tp.pcct else 'CT'} thorax {tp.label}",
-                lesion_ref,
-            )
-        )
-        tp_base = {
-            **base,
-            "timepoint": tp.index,
-            "timepoint_label": tp.label,
-            "days_from_rt_start": tp.days,
-            "acquired_at": tp.at.isoformat(),
-            "study_uid": study.study_uid,
+        events.append(study_event(seed, psn, tp, study, series, folder, lesion_ref))
+        tp_row = {
+            **timepoint_row(base, tp, study),
             "lesion_volume_ml": target["volume_ml"],
             "longest_axial_diameter_mm": target["longest_axial_diameter_mm"],
             "total_lesion_volume_ml": sum(t["volume_ml"] for t in lesions_truth),
             "sum_of_diameters_mm": sum(t["longest_axial_diameter_mm"] for t in lesions_truth),
-            "til_density_per_mm2": nearest_til(tp.days),
+            "til_density_per_mm2": nearest_til(biopsy_truth, tp.days),
         }
-        for series_uid, (_spec, kev, sfolder) in series.items():
-            kind = "ct" if not tp.pcct else ("vmi" if kev is not None else "iodine")
-            rows.append(
-                {
-                    **tp_base,
-                    "modality": str(modality),
-                    "series_kind": kind,
-                    "energy_kev": kev,
-                    "path": str(sfolder.relative_to(out_dir)),
-                    "series_uid": series_uid,
-                }
-            )
+        rows.extend(series_rows(tp_row, tp, series, out_dir))
         if tp.index == 0:
-            for kind, p in (("rtstruct", "RTSTRUCT.dcm"), ("seg", "SEG.dcm")):
-                rows.append(
-                    {
-                        **tp_base,
-                        "modality": kind.upper(),
-                        "series_kind": kind,
-                        "path": str((folder / p).relative_to(out_dir)),
-                    }
-                )
-        truth_tps.append(
-            {
-                "timepoint": tp.index,
-                "label": tp.label,
-                "days_from_rt_start": tp.days,
-                "acquired_at": tp.at.isoformat(),
-                "modality": str(modality),
-                "study_uid": study.study_uid,
-                "folder": str(folder.relative_to(out_dir)),
-                "pose": asdict(tp.pose),
-                "lesions": lesions_truth,
-            }
-        )
+            rows.extend(file_rows(tp_row, [("rtstruct", rts_path), ("seg", seg_path)], out_dir))
+        truth_tps.append({**timepoint_truth(tp, study, folder, out_dir), "lesions": lesions_truth})
 
     truth = {
         "story_version": "v1",

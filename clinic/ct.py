@@ -16,7 +16,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import CTImageStorage
 
-from clinic.dicomio import StudyInfo, add_patient_study, new_dataset, uid
+from clinic.dicomio import StudyInfo, add_patient_study, add_series, new_dataset, uid
 from clinic.phantom import Geometry
 
 
@@ -48,17 +48,17 @@ def ct_slice(
     """Dataset of slice ``k`` (0 = most inferior) holding ``image`` (rows x cols, real units)."""
     ds = new_dataset(CTImageStorage, sop_instance_uid)
     add_patient_study(ds, study)
-    ds.Modality = "CT"
-    ds.SeriesInstanceUID = series.series_uid
-    ds.SeriesNumber = series.number
-    ds.SeriesDescription = series.description
-    ds.SeriesDate = study.date
-    ds.SeriesTime = study.time
+    add_series(
+        ds,
+        study,
+        modality="CT",
+        series_uid=series.series_uid,
+        number=series.number,
+        description=series.description,
+        instance_number=k + 1,
+    )
     ds.BodyPartExamined = "CHEST"
     ds.PatientPosition = "HFS"
-    ds.FrameOfReferenceUID = study.frame_of_reference_uid
-    ds.PositionReferenceIndicator = ""
-    ds.InstanceNumber = k + 1
     ds.AcquisitionNumber = 1
     ds.ContentDate = study.date
     ds.ContentTime = study.time

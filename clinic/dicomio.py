@@ -1,8 +1,10 @@
 """DICOM building blocks shared by the CT, PCCT, RTSTRUCT and SEG writers.
 
 Deterministic UIDs (:func:`uid`), the patient / study / equipment attributes
-(:class:`StudyInfo`) that every object of one study carries, and :func:`pin_generated`, which
-replaces what highdicom draws at random or reads from the clock when it builds an object.
+(:class:`StudyInfo`, :func:`add_patient_study`) that every object of one study carries, the
+series and frame-of-reference attributes of an object written with pydicom (:func:`add_series`),
+and :func:`pin_generated`, which replaces what highdicom draws at random or reads from the clock
+when it builds an object.
 """
 
 from __future__ import annotations
@@ -94,6 +96,32 @@ def add_patient_study(ds: Dataset, study: StudyInfo) -> None:
     ds.StationName = study.station
     ds.InstitutionName = study.institution
     ds.SoftwareVersions = study.software
+
+
+def add_series(
+    ds: Dataset,
+    study: StudyInfo,
+    *,
+    modality: str,
+    series_uid: str,
+    number: int,
+    description: str,
+    instance_number: int = 1,
+) -> None:
+    """General Series and Frame of Reference attributes, and the Instance Number.
+
+    The series date and time are the study's; the frame of reference is the study's, with an
+    empty Position Reference Indicator.
+    """
+    ds.Modality = modality
+    ds.SeriesInstanceUID = series_uid
+    ds.SeriesNumber = number
+    ds.SeriesDescription = description
+    ds.SeriesDate = study.date
+    ds.SeriesTime = study.time
+    ds.FrameOfReferenceUID = study.frame_of_reference_uid
+    ds.PositionReferenceIndicator = ""
+    ds.InstanceNumber = instance_number
 
 
 def pin_generated(ds: Dataset, study: StudyInfo, *parts: object) -> Dataset:

@@ -121,6 +121,10 @@ def imaging_event(
     )
 
 
+BIOPSY_SITE = "lung, core needle biopsy"
+"""The biopsy site of story v1 (every biopsy is of the lung target)."""
+
+
 def biopsy_event(
     seed: int,
     pseudonym: str,
@@ -129,7 +133,7 @@ def biopsy_event(
     slide_path: Path,
     pd_l1_tps: float,
     cd8_density: float,
-    site: str = "lung, core needle biopsy",
+    site: str = BIOPSY_SITE,
 ) -> BiopsyAcquired:
     """The ``biopsy.acquired`` event of one H&E slide."""
     eid = event_id(seed, pseudonym, "biopsy", index)

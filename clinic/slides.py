@@ -236,3 +236,22 @@ def write_pyramid(path: Path, image: np.ndarray, mpp: float = MPP, description: 
         for i, level in enumerate(levels[1:], start=1):
             r = res / 2**i
             tif.write(level, subfiletype=1, resolution=(r, r), **opts)
+
+
+def write_biopsy_slide(
+    folder: Path,
+    rng: np.random.Generator,
+    phenotype: ImmunePhenotype,
+    til_intratumoral_per_mm2: float,
+    til_stromal_per_mm2: float,
+    size: int,
+) -> tuple[Path, SlideTruth]:
+    """Render a biopsy's slide into ``folder``: ``slide.tiff`` and its tile truth
+    ``slide.tiles.parquet``; return the slide's path and truth."""
+    image, tiles, truth = render_slide(
+        rng, phenotype, til_intratumoral_per_mm2, til_stromal_per_mm2, size
+    )
+    path = folder / "slide.tiff"
+    write_pyramid(path, image, description="irtmon virtual clinic H&E, synthetic")
+    tiles.to_parquet(folder / "slide.tiles.parquet", index=False)
+    return path, truth

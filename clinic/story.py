@@ -329,6 +329,53 @@ def _sample_lesion(
     )
 
 
+def sample_enrolment(rng: np.random.Generator) -> tuple[datetime, datetime]:
+    """Enrolment (the planning CT's day) and the first fraction 7 to 14 days later, on a weekday."""
+    enrol = COHORT_START + timedelta(days=int(rng.integers(0, 180)))
+    rt_start = enrol + timedelta(days=int(rng.integers(7, 15)))
+    while rt_start.weekday() >= 5:
+        rt_start += timedelta(days=1)
+    return enrol, rt_start
+
+
+def sample_scan_days(
+    rng: np.random.Generator, enrol: datetime, rt_start: datetime, n_timepoints: int
+) -> list[float]:
+    """Days of the CT sessions from the first fraction: planning at enrolment, then every 6 to 9
+    weeks."""
+    days = [-(rt_start - enrol).total_seconds() / 86400.0]
+    for _ in range(1, n_timepoints):
+        days.append(days[-1] + 7 * float(rng.integers(6, 10)))
+    return days
+
+
+def sample_timepoints(
+    rng: np.random.Generator, rt_start: datetime, days: list[float]
+) -> tuple[Timepoint, ...]:
+    """One session per day of ``days``: the patient's pose (the planning CT's is the reference),
+    the time of day, and a photon-counting CT with probability 0.5 at each follow-up."""
+    timepoints = []
+    for i, d in enumerate(days):
+        pose = Pose(
+            shift_mm=tuple(float(v) for v in rng.uniform(-6.0, 6.0, 3)) if i else (0.0, 0.0, 0.0),
+            yaw_deg=float(rng.uniform(-2.0, 2.0)) if i else 0.0,
+        )
+        at = rt_start + timedelta(days=d) + timedelta(minutes=int(rng.integers(0, 480)))
+        timepoints.append(Timepoint(i, d, at, bool(i > 0 and rng.uniform() < 0.5), pose))
+    return tuple(timepoints)
+
+
+def sample_anatomy(rng: np.random.Generator) -> Anatomy:
+    """Body and lung outline of one patient."""
+    body = (rng.uniform(145.0, 165.0), rng.uniform(105.0, 125.0))
+    return Anatomy(
+        body_semi_axes_mm=(float(body[0]), float(body[1])),
+        lung_semi_axes_mm=(float(rng.uniform(55.0, 62.0)), float(rng.uniform(80.0, 92.0))),
+        lung_offset_x_mm=float(rng.uniform(72.0, 80.0)),
+        fat_mm=float(rng.uniform(8.0, 20.0)),
+    )
+
+
 def sample_patient(rng: np.random.Generator, number: int, n_timepoints: int = 5) -> Patient:
     """Draw patient ``number`` (1-based) of a cohort with ``n_timepoints`` CT sessions."""
     if n_timepoints < 1:
@@ -345,19 +392,13 @@ def sample_patient(rng: np.random.Generator, number: int, n_timepoints: int = 5)
         if rng.uniform() < PSEUDO_PROGRESSION_GIVEN_RESPONSE[phenotype]:
             response = ResponseClass.PSEUDO_PROGRESSION
 
-    enrol = COHORT_START + timedelta(days=int(rng.integers(0, 180)))
-    planning_offset = int(rng.integers(7, 15))
-    rt_start = enrol + timedelta(days=planning_offset)
-    while rt_start.weekday() >= 5:
-        rt_start += timedelta(days=1)
+    enrol, rt_start = sample_enrolment(rng)
     dose, fx = [(60.0, 30), (55.0, 20), (50.0, 5)][int(rng.choice(3, p=[0.6, 0.25, 0.15]))]
     rt = RtSchedule(course_id="C1", dose_gy=dose, fractions=fx, start=rt_start)
     agent, mg = [("pembrolizumab", 200.0), ("atezolizumab", 1200.0)][int(rng.integers(0, 2))]
     ici = IciSchedule(agent=agent, dose_mg=mg, start=rt_start)
 
-    days = [-(rt_start - enrol).total_seconds() / 86400.0]
-    for _ in range(1, n_timepoints):
-        days.append(days[-1] + 7 * float(rng.integers(6, 10)))
+    days = sample_scan_days(rng, enrol, rt_start, n_timepoints)
     follow_ups = days[1:]
 
     side = 1.0 if rng.uniform() < 0.5 else -1.0
@@ -374,14 +415,7 @@ def sample_patient(rng: np.random.Generator, number: int, n_timepoints: int = 5)
         for i in range(1 + n_other)
     ]
 
-    timepoints = []
-    for i, d in enumerate(days):
-        pose = Pose(
-            shift_mm=tuple(float(v) for v in rng.uniform(-6.0, 6.0, 3)) if i else (0.0, 0.0, 0.0),
-            yaw_deg=float(rng.uniform(-2.0, 2.0)) if i else 0.0,
-        )
-        at = rt_start + timedelta(days=d) + timedelta(minutes=int(rng.integers(0, 480)))
-        timepoints.append(Timepoint(i, d, at, bool(i > 0 and rng.uniform() < 0.5), pose))
+    timepoints = sample_timepoints(rng, rt_start, days)
 
     til_mean = {
         ImmunePhenotype.INFLAMED: (900.0, 500.0),
@@ -407,13 +441,7 @@ def sample_patient(rng: np.random.Generator, number: int, n_timepoints: int = 5)
             )
         )
 
-    body = (rng.uniform(145.0, 165.0), rng.uniform(105.0, 125.0))
-    anatomy = Anatomy(
-        body_semi_axes_mm=(float(body[0]), float(body[1])),
-        lung_semi_axes_mm=(float(rng.uniform(55.0, 62.0)), float(rng.uniform(80.0, 92.0))),
-        lung_offset_x_mm=float(rng.uniform(72.0, 80.0)),
-        fat_mm=float(rng.uniform(8.0, 20.0)),
-    )
+    anatomy = sample_anatomy(rng)
     noisy = activity + rng.normal(0.0, 0.7)
     inflamed = float(phenotype is ImmunePhenotype.INFLAMED)
     excluded = float(phenotype is ImmunePhenotype.EXCLUDED)
@@ -429,7 +457,7 @@ def sample_patient(rng: np.random.Generator, number: int, n_timepoints: int = 5)
         lesions=tuple(lesions),
         rt=rt,
         ici=ici,
-        timepoints=tuple(timepoints),
+        timepoints=timepoints,
         biopsies=tuple(biopsies),
         heterogeneity=float(np.clip(12.0 + 6.0 * noisy, 4.0, 30.0)),
         rim_enhancement=float(

@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass
 from enum import StrEnum
 
+from clinic.phantom import spine_y_mm
 from clinic.story import Anatomy
 
 
@@ -48,11 +49,6 @@ LUNG_BASE_Z_MM = -20.0
 LUNG_BASE_DEPTH_MM = 45.0
 SLOT_JITTER_MM = 2.0
 """Each lesion's centre is moved by up to this much (per axis) from its slot's centre."""
-
-
-def spine_y_mm(anatomy: Anatomy) -> float:
-    """y of the vertebral bodies' centre (as :func:`clinic.phantom.render_slice` draws them)."""
-    return anatomy.body_semi_axes_mm[1] - 40.0
 
 
 def adrenal_centres_mm(anatomy: Anatomy) -> tuple[tuple[float, float, float], ...]:

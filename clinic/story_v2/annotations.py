@@ -17,11 +17,10 @@ from pathlib import Path
 import highdicom as hd
 import numpy as np
 from pydicom.dataset import Dataset
-from pydicom.sequence import Sequence as DicomSequence
 from pydicom.sr.codedict import codes
-from pydicom.uid import RTStructureSetStorage
 
-from clinic.dicomio import StudyInfo, add_patient_study, new_dataset, pin_generated
+from clinic.contours import StructureRoi, neoplasm_segment, write_seg, write_structure_set
+from clinic.dicomio import StudyInfo
 from clinic.story_v2.anatomy import Organ
 
 ORGAN_CODES = {
@@ -63,41 +62,18 @@ def write_lesion_seg(
     numbers = [f.number for f in findings]
     if numbers != list(range(1, len(findings) + 1)):
         raise ValueError(f"segment numbers must run 1..{len(findings)}, got {numbers}")
-    descriptions = [
-        hd.seg.SegmentDescription(
-            segment_number=f.number,
-            segment_label=f.label,
-            segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
-            segmented_property_type=codes.SCT.Neoplasm,
-            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL,
-            anatomic_regions=[ORGAN_CODES[f.organ]],
-        )
-        for f in findings
-    ]
-    seg = hd.seg.Segmentation(
-        source_images=list(images),
-        pixel_array=label_map.astype(np.uint8),
-        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=descriptions,
-        series_instance_uid=series_uid,
-        series_number=101,
-        sop_instance_uid=sop_uid,
-        instance_number=1,
-        manufacturer=study.manufacturer,
-        manufacturer_model_name="irtmon virtual clinic",
-        software_versions=study.software,
-        device_serial_number="VC-0",
+    return write_seg(
+        path,
+        images,
+        label_map.astype(np.uint8),
+        [neoplasm_segment(f.number, f.label, [ORGAN_CODES[f.organ]]) for f in findings],
+        series_uid,
+        sop_uid,
+        study,
         content_label="LESIONS",
         content_description="Reader annotation: every lesion seen",
-        content_creator_name="VirtualClinic^Reader",
+        creator="VirtualClinic^Reader",
     )
-    seg.ContentDate = study.date
-    seg.ContentTime = study.time
-    seg.SeriesDate = study.date
-    seg.SeriesTime = study.time
-    pin_generated(seg, study, sop_uid)
-    seg.save_as(path, enforce_file_format=True)
-    return seg
 
 
 @dataclass(frozen=True)
@@ -109,7 +85,14 @@ class Roi:
     in_field: bool
 
 
-_COLOURS = [[255, 0, 0], [255, 128, 0], [0, 160, 255], [0, 200, 0], [200, 0, 200], [255, 255, 0]]
+_COLOURS = (
+    (255, 0, 0),
+    (255, 128, 0),
+    (0, 160, 255),
+    (0, 200, 0),
+    (200, 0, 200),
+    (255, 255, 0),
+)
 
 
 def write_lesion_rtstruct(
@@ -127,72 +110,22 @@ def write_lesion_rtstruct(
     """
     if not rois:
         raise ValueError("a structure set needs at least one ROI")
-    ds = new_dataset(RTStructureSetStorage, sop_uid)
-    add_patient_study(ds, study)
-    ds.Modality = "RTSTRUCT"
-    ds.SeriesInstanceUID = series_uid
-    ds.SeriesNumber = 100
-    ds.SeriesDescription = "RTSTRUCT lesions"
-    ds.SeriesDate = study.date
-    ds.SeriesTime = study.time
-    ds.OperatorsName = "VirtualClinic^Planner"
-    ds.FrameOfReferenceUID = study.frame_of_reference_uid
-    ds.PositionReferenceIndicator = ""
-    ds.InstanceNumber = 1
-    ds.StructureSetLabel = "PLAN"
-    ds.StructureSetName = "GTV and other lesions"
-    ds.StructureSetDate = study.date
-    ds.StructureSetTime = study.time
-
-    def image_ref(img: Dataset) -> Dataset:
-        ref = Dataset()
-        ref.ReferencedSOPClassUID = img.SOPClassUID
-        ref.ReferencedSOPInstanceUID = img.SOPInstanceUID
-        return ref
-
-    series_ref = Dataset()
-    series_ref.SeriesInstanceUID = images[0].SeriesInstanceUID
-    series_ref.ContourImageSequence = DicomSequence([image_ref(img) for img in images])
-    study_ref = Dataset()
-    study_ref.ReferencedSOPClassUID = "1.2.840.10008.3.1.2.3.1"  # Study Component Management
-    study_ref.ReferencedSOPInstanceUID = study.study_uid
-    study_ref.RTReferencedSeriesSequence = DicomSequence([series_ref])
-    frame_ref = Dataset()
-    frame_ref.FrameOfReferenceUID = study.frame_of_reference_uid
-    frame_ref.RTReferencedStudySequence = DicomSequence([study_ref])
-    ds.ReferencedFrameOfReferenceSequence = DicomSequence([frame_ref])
-
-    structure_rois, contour_rois, observations = [], [], []
-    for n, roi in enumerate(rois, start=1):
-        item = Dataset()
-        item.ROINumber = n
-        item.ReferencedFrameOfReferenceUID = study.frame_of_reference_uid
-        item.ROIName = roi.finding.label
-        item.ROIGenerationAlgorithm = "MANUAL"
-        structure_rois.append(item)
-        contours = []
-        for k in sorted(roi.contours):
-            for pts in roi.contours[k]:
-                c = Dataset()
-                c.ContourImageSequence = DicomSequence([image_ref(images[k])])
-                c.ContourGeometricType = "CLOSED_PLANAR"
-                c.NumberOfContourPoints = len(pts)
-                c.ContourData = [f"{v:.3f}" for v in pts.ravel()]
-                contours.append(c)
-        rc = Dataset()
-        rc.ROIDisplayColor = _COLOURS[(n - 1) % len(_COLOURS)]
-        rc.ReferencedROINumber = n
-        rc.ContourSequence = DicomSequence(contours)
-        contour_rois.append(rc)
-        obs = Dataset()
-        obs.ObservationNumber = n
-        obs.ReferencedROINumber = n
-        obs.RTROIInterpretedType = "GTV" if roi.in_field else ""
-        obs.ROIInterpreter = ""
-        observations.append(obs)
-    ds.StructureSetROISequence = DicomSequence(structure_rois)
-    ds.ROIContourSequence = DicomSequence(contour_rois)
-    ds.RTROIObservationsSequence = DicomSequence(observations)
-    ds.ApprovalStatus = "UNAPPROVED"
-    ds.save_as(path, enforce_file_format=True)
-    return ds
+    structure_rois = [
+        StructureRoi(
+            name=roi.finding.label,
+            contours=roi.contours,
+            interpreted_type="GTV" if roi.in_field else "",
+            colour=_COLOURS[n % len(_COLOURS)],
+        )
+        for n, roi in enumerate(rois)
+    ]
+    return write_structure_set(
+        path,
+        study,
+        images,
+        structure_rois,
+        series_uid,
+        sop_uid,
+        description="RTSTRUCT lesions",
+        name="GTV and other lesions",
+    )

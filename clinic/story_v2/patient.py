@@ -23,12 +23,14 @@ import numpy as np
 from scipy import stats
 
 from clinic.story import (
-    COHORT_START,
     Anatomy,
     IciSchedule,
-    Pose,
     RtSchedule,
     Timepoint,
+    sample_anatomy,
+    sample_enrolment,
+    sample_scan_days,
+    sample_timepoints,
 )
 from clinic.story_v2 import params
 from clinic.story_v2.anatomy import SLOT_JITTER_MM, Organ, Slot, slots
@@ -259,10 +261,7 @@ def _course(rng: np.random.Generator, latents: Latents) -> Course:
 def _schedule(
     rng: np.random.Generator, n_timepoints: int
 ) -> tuple[RtSchedule, IciSchedule, list[float], object]:
-    enrol = COHORT_START + timedelta(days=int(rng.integers(0, 180)))
-    rt_start = enrol + timedelta(days=int(rng.integers(7, 15)))
-    while rt_start.weekday() >= 5:
-        rt_start += timedelta(days=1)
+    enrol, rt_start = sample_enrolment(rng)
     shares = [s[2] for s in params.RT_SCHEDULES]
     dose, fx, _ = params.RT_SCHEDULES[int(rng.choice(len(params.RT_SCHEDULES), p=shares))]
     rt = RtSchedule(course_id="C1", dose_gy=dose, fractions=fx, start=rt_start)
@@ -270,10 +269,7 @@ def _schedule(
     lo, hi = params.ICI_AFTER_LAST_FRACTION_DAYS
     delay = int(rng.integers(lo, hi + 1))
     ici = IciSchedule(agent="pembrolizumab", dose_mg=200.0, start=last_fx + timedelta(days=delay))
-    days = [-(rt_start - enrol).total_seconds() / 86400.0]
-    for _ in range(1, n_timepoints):
-        days.append(days[-1] + 7 * float(rng.integers(6, 10)))  # as story v1
-    return rt, ici, days, enrol
+    return rt, ici, sample_scan_days(rng, enrol, rt_start, n_timepoints), enrol
 
 
 def _size(rng: np.random.Generator, organ: Organ, primary: bool, cap: float):
@@ -436,13 +432,7 @@ def sample_patient(rng: np.random.Generator, number: int, n_timepoints: int = 5)
     rt, ici, days, enrol = _schedule(rng, n_timepoints)
     follow_ups = days[1:]
 
-    body = (rng.uniform(145.0, 165.0), rng.uniform(105.0, 125.0))
-    anatomy = Anatomy(
-        body_semi_axes_mm=(float(body[0]), float(body[1])),
-        lung_semi_axes_mm=(float(rng.uniform(55.0, 62.0)), float(rng.uniform(80.0, 92.0))),
-        lung_offset_x_mm=float(rng.uniform(72.0, 80.0)),
-        fat_mm=float(rng.uniform(8.0, 20.0)),
-    )
+    anatomy = sample_anatomy(rng)
     free = list(slots(anatomy))
 
     # baseline lesions: the lung primary, then metastases by organ frequency
@@ -485,14 +475,7 @@ def sample_patient(rng: np.random.Generator, number: int, n_timepoints: int = 5)
     dissociated = _dissociate(rng, lesions, course)
     lesions.extend(_new_lesions(rng, course, latents, days, free, pp_peak, len(lesions)))
 
-    timepoints = []
-    for idx, d in enumerate(days):
-        pose = Pose(
-            shift_mm=tuple(float(v) for v in rng.uniform(-6.0, 6.0, 3)) if idx else (0.0, 0.0, 0.0),
-            yaw_deg=float(rng.uniform(-2.0, 2.0)) if idx else 0.0,
-        )
-        at = rt.start + timedelta(days=d) + timedelta(minutes=int(rng.integers(0, 480)))
-        timepoints.append(Timepoint(idx, d, at, bool(idx > 0 and rng.uniform() < 0.5), pose))
+    timepoints = sample_timepoints(rng, rt.start, days)
 
     biopsies = []
     primary = lesions[0]
@@ -548,7 +531,7 @@ def sample_patient(rng: np.random.Generator, number: int, n_timepoints: int = 5)
         lesions=tuple(lesions),
         rt=rt,
         ici=ici,
-        timepoints=tuple(timepoints),
+        timepoints=timepoints,
         biopsies=tuple(biopsies),
     )
 

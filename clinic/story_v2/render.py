@@ -18,9 +18,20 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
-from clinic.phantom import Geometry, SliceComponents
+from clinic.phantom import (
+    Geometry,
+    LesionPattern,
+    SliceComponents,
+    SliceGrid,
+    blend_lesion,
+    ellipse,
+    ellipsoid_fraction,
+    paint_aorta_and_spine,
+    pixel_window,
+    slice_grid,
+    trunk,
+)
 from clinic.story import Pose
 from clinic.story_v2 import params
 from clinic.story_v2.anatomy import (
@@ -30,14 +41,13 @@ from clinic.story_v2.anatomy import (
     LIVER_SEMI_AXES_MM,
     adrenal_centres_mm,
     lung_scale,
-    spine_y_mm,
 )
 from clinic.story_v2.patient import PatientV2
 
 _LUNG_HU = -860.0
 
 
-class LesionLook:
+class LesionLook(LesionPattern):
     """A lesion's texture pattern (fixed in its own frame) and, per scan, how strong it is.
 
     The enhancement and texture gains map the CT reading (unit variance after scaling) to
@@ -46,8 +56,6 @@ class LesionLook:
     enhancing liver, as hypovascular metastases do in the portal-venous phase).
     """
 
-    _N = 20  # grid points over [-1.25, 1.25] per axis
-
     def __init__(
         self,
         rng: np.random.Generator,
@@ -55,28 +63,14 @@ class LesionLook:
         necrosis: float,
         enhancement: float = 1.0,
     ) -> None:
-        noise = ndimage.gaussian_filter(rng.normal(0.0, 1.0, (self._N,) * 3), 1.6)
-        self._noise = (noise / (noise.std() + 1e-9)).astype(np.float32)
         z = reading / math.sqrt(1.0 + params.CT_NOISE_SD**2)
-        self.heterogeneity = float(np.clip(12.0 + 5.0 * z, 3.0, 30.0))
-        self.rim = enhancement * float(np.clip(0.6 + 0.4 * z, 0.0, 3.0))
-        self.core = enhancement * float(np.clip(1.5 + 0.3 * z, 0.3, 3.0))
-        self.necrosis = necrosis
-
-    def noise(self, u: np.ndarray, v: np.ndarray, w: np.ndarray) -> np.ndarray:
-        scale = (self._N - 1) / 2.5
-        coords = np.stack([(u + 1.25) * scale, (v + 1.25) * scale, (w + 1.25) * scale])
-        return ndimage.map_coordinates(self._noise, coords, order=1, mode="nearest")
-
-    def sample(self, u: np.ndarray, v: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(soft HU, iodine mg/ml) at normalised lesion coordinates (1 = the surface)."""
-        tex = self.noise(u, v, w)
-        rho = np.sqrt(u * u + v * v + w * w)
-        rim = np.clip((rho - 0.7) / 0.3, 0.0, 1.0)
-        core = 1.0 / (1.0 + np.exp((rho - self.necrosis) / 0.05)) if self.necrosis > 0.02 else 0.0
-        iodine = self.core * (1.0 - 0.85 * core) + self.rim * rim + 0.05 * self.heterogeneity * tex
-        soft = 38.0 - 18.0 * core + self.heterogeneity * tex
-        return soft, np.clip(iodine, 0.0, None)
+        super().__init__(
+            rng,
+            heterogeneity=float(np.clip(12.0 + 5.0 * z, 3.0, 30.0)),
+            rim=enhancement * float(np.clip(0.6 + 0.4 * z, 0.0, 3.0)),
+            core=enhancement * float(np.clip(1.5 + 0.3 * z, 0.3, 3.0)),
+            necrosis=necrosis,
+        )
 
 
 @dataclass(frozen=True)
@@ -103,21 +97,6 @@ class RenderedSlice:
     rt_dense: dict[int, np.ndarray]  # full-slice boolean masks
 
 
-def to_scanner(point: tuple[float, float, float], pose: Pose) -> tuple[float, float, float]:
-    """A point of the patient frame in the scanner frame of a scan taken in ``pose``."""
-    yaw = math.radians(pose.yaw_deg)
-    x, y, z = point
-    return (
-        math.cos(yaw) * x - math.sin(yaw) * y + pose.shift_mm[0],
-        math.sin(yaw) * x + math.cos(yaw) * y + pose.shift_mm[1],
-        z + pose.shift_mm[2],
-    )
-
-
-def _ellipse(x: np.ndarray, y: np.ndarray, cx: float, cy: float, a: float, b: float) -> np.ndarray:
-    return ((x - cx) / a) ** 2 + ((y - cy) / b) ** 2 <= 1.0
-
-
 def _section(
     centre: tuple[float, float, float], semi: tuple[float, float, float], z: float
 ) -> tuple[float, float] | None:
@@ -130,111 +109,42 @@ def _section(
 
 
 def _organs(
-    patient: PatientV2, px: np.ndarray, py: np.ndarray, pz: float, sx: np.ndarray, sy: np.ndarray
+    patient: PatientV2, grid: SliceGrid
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(soft, fat, bone, iodine, lung mask) of the organs at patient height ``pz``."""
+    """(soft, fat, bone, iodine, lung mask) of the organs on a slice."""
     an = patient.anatomy
-    ba, bb = an.body_semi_axes_mm
-    shape = px.shape
-    soft = np.full(shape, -1000.0, dtype=np.float32)
-    fat = np.zeros(shape, dtype=np.float32)
-    bone = np.zeros(shape, dtype=np.float32)
-    iodine = np.zeros(shape, dtype=np.float32)
+    px, py, pz = grid.px, grid.py, grid.z_patient
+    soft, fat, bone, iodine = trunk(an, grid)
 
-    table = (sy > bb + 12.0) & (sy < bb + 22.0) & (np.abs(sx) < 0.9 * ba)
-    soft[table] = -250.0
-    body = _ellipse(px, py, 0.0, 0.0, ba, bb)
-    inner = _ellipse(px, py, 0.0, 0.0, ba - an.fat_mm, bb - an.fat_mm)
-    soft[body] = 0.0
-    fat[body & ~inner] = 1.0
-    soft[inner] = 45.0
-    iodine[inner] = 0.6  # enhancing muscle
-
-    lung = np.zeros(shape, dtype=bool)
+    lung = np.zeros(px.shape, dtype=bool)
     scale = lung_scale(pz)
     la, lb = an.lung_semi_axes_mm
     if scale > 0.0:
         for side in (-1.0, 1.0):
-            lung |= _ellipse(px, py, side * an.lung_offset_x_mm, -10.0, la * scale, lb * scale)
+            lung |= ellipse(px, py, side * an.lung_offset_x_mm, -10.0, la * scale, lb * scale)
     soft[lung] = _LUNG_HU
     iodine[lung] = 0.0
 
     section = _section(LIVER_CENTRE_MM, LIVER_SEMI_AXES_MM, pz)
     if section is not None:
-        liver = _ellipse(px, py, LIVER_CENTRE_MM[0], LIVER_CENTRE_MM[1], *section)
+        liver = ellipse(px, py, LIVER_CENTRE_MM[0], LIVER_CENTRE_MM[1], *section)
         soft[liver] = 55.0
         iodine[liver] = 1.2  # portal-venous enhancement (assumption: rendering constant)
         lung &= ~liver
     if HEART_Z_RANGE_MM[0] < pz < HEART_Z_RANGE_MM[1]:
-        heart = _ellipse(px, py, 5.0, -25.0, 38.0, 42.0)
+        heart = ellipse(px, py, 5.0, -25.0, 38.0, 42.0)
         soft[heart] = 40.0
         iodine[heart] = 4.5
         lung &= ~heart
-    aorta = _ellipse(px, py, 18.0, 30.0, 13.0, 13.0)
-    soft[aorta] = 40.0
-    iodine[aorta] = 7.0
-    lung &= ~aorta
-    spine = spine_y_mm(an)
-    vert = _ellipse(px, py, 0.0, spine, 19.0, 17.0)
-    cortex = vert & ~_ellipse(px, py, 0.0, spine, 15.0, 13.0)
-    soft[vert] = 30.0
-    iodine[vert] = 0.0
-    bone[vert] = 0.22
-    bone[cortex] = 0.75
-    lung &= ~vert
+    lung &= ~paint_aorta_and_spine(an, grid, soft, iodine, bone)
     for centre in adrenal_centres_mm(an):
         sec = _section(centre, ADRENAL_SEMI_AXES_MM, pz)
         if sec is not None:
-            gland = _ellipse(px, py, centre[0], centre[1], *sec)
+            gland = ellipse(px, py, centre[0], centre[1], *sec)
             soft[gland] = 40.0
             iodine[gland] = 1.0
             lung &= ~gland
     return soft, fat, bone, iodine, lung
-
-
-def _window(g: Geometry, cx: float, cy: float, reach: float) -> tuple[int, int, int, int] | None:
-    xs, ys = g.x_mm(), g.y_mm()
-    c0, c1 = int(np.searchsorted(xs, cx - reach)), int(np.searchsorted(xs, cx + reach))
-    r0, r1 = int(np.searchsorted(ys, cy - reach)), int(np.searchsorted(ys, cy + reach))
-    if c1 <= c0 or r1 <= r0:
-        return None
-    return r0, r1, c0, c1
-
-
-def _ellipsoid_fraction(
-    draw: LesionDraw, g: Geometry, zs: float, ss: int
-) -> tuple[np.ndarray, tuple[int, int, int, int], np.ndarray, np.ndarray, np.ndarray] | None:
-    """Partial-volume fraction of a lesion on slice height ``zs`` and its normalised coords."""
-    a, b, c = draw.semi_axes_mm
-    cx, cy, cz = draw.centre_mm
-    if abs(zs - cz) > c + g.slice_mm:
-        return None
-    box = _window(g, cx, cy, max(a, b) + 2 * g.pixel_mm)
-    if box is None:
-        return None
-    r0, r1, c0, c1 = box
-    xs, ys = g.x_mm(), g.y_mm()
-    off = (np.arange(ss) - (ss - 1) / 2.0) / ss
-    gx = (xs[c0:c1, None] + off[None, :] * g.pixel_mm).ravel()
-    gy = (ys[r0:r1, None] + off[None, :] * g.pixel_mm).ravel()
-    theta = math.radians(draw.angle_deg)
-    ct, st = math.cos(theta), math.sin(theta)
-    yy, xx = np.meshgrid(gy - cy, gx - cx, indexing="ij")
-    u = (ct * xx + st * yy) / a
-    v = (-st * xx + ct * yy) / b
-    inside = np.zeros(u.shape, dtype=np.float32)
-    for oz in off:
-        w = (zs + oz * g.slice_mm - cz) / c
-        inside += (u * u + v * v + w * w) <= 1.0
-    inside /= ss
-    nr, nc = r1 - r0, c1 - c0
-    frac = inside.reshape(nr, ss, nc, ss).mean(axis=(1, 3))
-    if not frac.any():
-        return None
-    uc = u.reshape(nr, ss, nc, ss).mean(axis=(1, 3))
-    vc = v.reshape(nr, ss, nc, ss).mean(axis=(1, 3))
-    wc = np.full_like(uc, (zs - cz) / c)
-    return frac, box, uc, vc, wc
 
 
 def _rt_change(
@@ -245,12 +155,12 @@ def _rt_change(
     cx, cy, cz = draw.centre_mm
     if draw.rt_severity <= 0.0 or abs(zs - cz) > c or draw.rt_look is None:
         return None
-    box = _window(g, cx, cy, max(a, b) + g.pixel_mm)
-    if box is None:
+    win = pixel_window(g, cx, cy, max(a, b) + g.pixel_mm)
+    if win is None:
         return None
-    r0, r1, c0, c1 = box
+    rows, cols = win
     xs, ys = g.x_mm(), g.y_mm()
-    yy, xx = np.meshgrid(ys[r0:r1] - cy, xs[c0:c1] - cx, indexing="ij")
+    yy, xx = np.meshgrid(ys[rows] - cy, xs[cols] - cx, indexing="ij")
     theta = math.radians(draw.angle_deg)
     ct, st = math.cos(theta), math.sin(theta)
     u = (ct * xx + st * yy) / a
@@ -259,7 +169,6 @@ def _rt_change(
     rho = np.sqrt(u * u + v * v + w * w)
     weight = np.clip((1.0 - rho) / 0.35, 0.0, 1.0)
     tex = draw.rt_look.noise(u, v, w)
-    win = (slice(r0, r1), slice(c0, c1))
     here = lung[win] & (weight > 0.0)
     strength = draw.rt_severity * weight * np.clip(0.75 + 0.25 * tex, 0.0, 1.0)
     rise = (draw.rt_peak_hu - _LUNG_HU) * strength
@@ -280,15 +189,9 @@ def render_slice(
     supersample: int = 3,
 ) -> RenderedSlice:
     """Material components of slice ``k`` of ``patient`` scanned in ``pose``."""
-    xs, ys = geometry.x_mm(), geometry.y_mm()
-    sx, sy = np.meshgrid(xs, ys)
-    zs = geometry.z_mm(k)
-    yaw = math.radians(pose.yaw_deg)
-    cos, sin = math.cos(yaw), math.sin(yaw)
-    dx, dy, dz = pose.shift_mm
-    px = cos * (sx - dx) + sin * (sy - dy)
-    py = -sin * (sx - dx) + cos * (sy - dy)
-    soft, fat, bone, iodine, lung = _organs(patient, px, py, zs - dz, sx, sy)
+    grid = slice_grid(geometry, k, pose)
+    zs = grid.z_scanner
+    soft, fat, bone, iodine, lung = _organs(patient, grid)
 
     rt_dense: dict[int, np.ndarray] = {}
     for draw in draws:
@@ -296,24 +199,20 @@ def render_slice(
         if dense is not None:
             rt_dense[draw.track] = dense
 
-    labels = np.zeros(sx.shape, dtype=np.uint8)
+    shape = grid.sx.shape
+    labels = np.zeros(shape, dtype=np.uint8)
     fractions: dict[int, tuple[tuple[slice, slice], np.ndarray]] = {}
     for draw in draws:
-        found = _ellipsoid_fraction(draw, geometry, zs, supersample)
+        found = ellipsoid_fraction(
+            draw.centre_mm, draw.semi_axes_mm, draw.angle_deg, geometry, zs, supersample
+        )
         if found is None:
             continue
-        f, (r0, r1, c0, c1), uc, vc, wc = found
-        win = (slice(r0, r1), slice(c0, c1))
-        les_soft, les_iod = draw.look.sample(uc, vc, wc)
-        soft[win] = (1.0 - f) * soft[win] + f * les_soft
-        iodine[win] = (1.0 - f) * iodine[win] + f * les_iod
-        fat[win] = (1.0 - f) * fat[win]
-        bone[win] = (1.0 - f) * bone[win]
+        f, win, uc, vc, wc = found
+        blend_lesion((soft, fat, bone, iodine), win, f, *draw.look.sample(uc, vc, wc))
         labels[win][f >= 0.5] = draw.track
         fractions[draw.track] = (win, f)
     for dense in rt_dense.values():
         dense &= labels == 0
-    components = SliceComponents(
-        soft, fat, bone, iodine, labels, np.zeros(sx.shape, dtype=np.float32)
-    )
+    components = SliceComponents(soft, fat, bone, iodine, labels, np.zeros(shape, dtype=np.float32))
     return RenderedSlice(components, fractions, rt_dense)

@@ -15,13 +15,24 @@ from pathlib import Path
 
 import numpy as np
 
+from clinic.acquisitions import (
+    SeriesFolders,
+    file_rows,
+    nearest_til,
+    open_series,
+    rng,
+    series_rows,
+    study_event,
+    study_info,
+    timepoint_row,
+    timepoint_truth,
+    write_biopsy,
+    write_slice,
+)
 from clinic.contours import slice_contours
-from clinic.ct import SeriesSpec, ct_slice, slice_uid
 from clinic.dicomio import StudyInfo, uid
-from clinic.events import biopsy_event, imaging_event, treatment_events
-from clinic.pcct import IODINE_SLOPE, PCCT_MANUFACTURER, PCCT_MODEL, pcct_series
-from clinic.phantom import CONVENTIONAL_KEV, Geometry, add_noise, hounsfield, noise_hu
-from clinic.slides import render_slide, write_pyramid
+from clinic.events import treatment_events
+from clinic.phantom import Geometry, to_scanner
 from clinic.story import Timepoint
 from clinic.story_v2 import params
 from clinic.story_v2.anatomy import Organ
@@ -41,17 +52,12 @@ from clinic.story_v2.course import (
     rt_change_severity,
 )
 from clinic.story_v2.patient import LesionV2, PatientV2, sample_patient
-from clinic.story_v2.render import LesionDraw, LesionLook, render_slice, to_scanner
-from schemas.enums import Modality
+from clinic.story_v2.render import LesionDraw, LesionLook, render_slice
 from schemas.events import Event, LesionReference
 from schemas.pseudonym import pseudonymise
 
 GTV_NAME = "GTV"
 """ROI name of the (first) irradiated lesion; a second one is ``GTV_2``."""
-
-
-def _rng(seed: int, *parts: int) -> np.random.Generator:
-    return np.random.default_rng([seed, *parts])
 
 
 def _organ_text(organ: Organ) -> str:
@@ -70,14 +76,14 @@ def _draws(
         states[les.track] = state
         reading = ct_reading(les, tp.days, tp.index, patient.ici_start_days)
         enhancement = params.LIVER_LESION_ENHANCEMENT if les.organ is Organ.LIVER else 1.0
-        look = LesionLook(_rng(seed, number, 1, les.track), reading, les.necrosis, enhancement)
+        look = LesionLook(rng(seed, number, 1, les.track), reading, les.necrosis, enhancement)
         severity = rt_change_severity(les, tp.days)
         rt_semi = (0.0, 0.0, 0.0)
         rt_look = None
         if severity > 0.0:
             base = lesion_state(les, 0.0).semi_axes_mm
             rt_semi = tuple(v + les.rt_change_margin_mm for v in base)
-            rt_look = LesionLook(_rng(seed, number, 4, les.track), 0.0, 0.0)
+            rt_look = LesionLook(rng(seed, number, 4, les.track), 0.0, 0.0)
         draws.append(
             LesionDraw(
                 track=les.track,
@@ -120,17 +126,9 @@ def _write_study(
     study: StudyInfo,
     geometry: Geometry,
     draws: list[LesionDraw],
-) -> tuple[dict[str, tuple[SeriesSpec, float | None, Path]], np.ndarray, dict, dict, list]:
+) -> tuple[SeriesFolders, np.ndarray, dict, dict, list]:
     """Render and write every series; return series, labels, contours, dense RT masks, headers."""
-    if tp.pcct:
-        specs = [(spec, kev) for kev, spec in pcct_series(seed, study.study_uid, study.acquired)]
-    else:
-        specs = [(SeriesSpec(uid(seed, study.study_uid, "ct"), 2, "Thorax 3.0 Br40 CE"), None)]
-    series: dict[str, tuple[SeriesSpec, float | None, Path]] = {}
-    for spec, kev in specs:
-        name = "CT" if not tp.pcct else (f"VMI_{kev:g}keV" if kev is not None else "IODINE")
-        (folder / name).mkdir(parents=True, exist_ok=True)
-        series[spec.series_uid] = (spec, kev, folder / name)
+    series = open_series(folder, seed, tp, study)
     labels: list[np.ndarray] = []
     contours: dict[int, dict[int, list[np.ndarray]]] = {}
     rt_dense: dict[int, dict[int, np.ndarray]] = {}
@@ -148,18 +146,7 @@ def _write_study(
                 found = slice_contours(full, geometry, k)
                 if found:
                     contours.setdefault(track, {})[k] = found
-        for n, (series_uid, (spec, kev, sfolder)) in enumerate(series.items()):
-            rng = _rng(seed, number, 2, tp.index, n, k)
-            if tp.pcct and kev is None:
-                image = np.clip(add_noise(comps.iodine, 0.25, rng), 0.0, 650.0 * IODINE_SLOPE * 100)
-            else:
-                energy = kev if kev is not None else CONVENTIONAL_KEV
-                image = add_noise(hounsfield(comps, energy), noise_hu(energy), rng)
-            ds = ct_slice(image, study, spec, geometry, k, slice_uid(series_uid, k))
-            ds.save_as(sfolder / f"IM-{k + 1:04d}.dcm", enforce_file_format=True)
-            if n == 0:
-                del ds.PixelData
-                headers.append(ds)
+        headers.append(write_slice(series, comps, study, geometry, tp, k, seed=seed, number=number))
     label_map = np.stack(labels)
     dense = {}
     for track, by_slice in rt_dense.items():
@@ -170,21 +157,21 @@ def _write_study(
 
 
 def _biopsies(
-    out_dir: Path, root: Path, patient: PatientV2, psn: str, number: int, seed: int, slide_px: int
+    out_dir: Path, patient: PatientV2, psn: str, number: int, seed: int, slide_px: int
 ) -> tuple[list[dict], list[Event], list[dict]]:
     truth, events, rows = [], [], []
     for b in patient.biopsies:
-        folder = root / f"biopsy{b.index}"
-        image, tiles, slide = render_slide(
-            _rng(seed, number, 3, b.index),
+        slide, event, row = write_biopsy(
+            out_dir,
+            psn,
+            b,
+            patient.timepoints,
             b.phenotype,
-            b.til_intratumoral_per_mm2,
-            b.til_stromal_per_mm2,
-            slide_px,
+            seed=seed,
+            number=number,
+            slide_px=slide_px,
+            site=f"{_organ_text(b.organ)}, core needle biopsy",
         )
-        path = folder / "slide.tiff"
-        write_pyramid(path, image, description="irtmon virtual clinic H&E, synthetic")
-        tiles.to_parquet(folder / "slide.tiles.parquet", index=False)
         truth.append(
             {
                 "index": b.index,
@@ -197,31 +184,8 @@ def _biopsies(
                 "pd_l1_tps": b.pd_l1_tps,
             }
         )
-        events.append(
-            biopsy_event(
-                seed,
-                psn,
-                b.index,
-                b.at,
-                path.resolve(),
-                b.pd_l1_tps,
-                slide.til_intratumoral_per_mm2,
-                site=f"{_organ_text(b.organ)}, core needle biopsy",
-            )
-        )
-        rows.append(
-            {
-                "timepoint": sum(tp.days < b.days for tp in patient.timepoints),
-                "timepoint_label": f"biopsy{b.index}",
-                "days_from_rt_start": b.days,
-                "acquired_at": b.at.isoformat(),
-                "modality": "WSI",
-                "series_kind": "he_slide",
-                "path": str(path.relative_to(out_dir)),
-                "phenotype": str(b.phenotype),
-                "til_density_per_mm2": slide.til_intratumoral_per_mm2,
-            }
-        )
+        events.append(event)
+        rows.append({**row, "phenotype": str(b.phenotype)})
     return truth, events, rows
 
 
@@ -244,7 +208,7 @@ def generate_patient(
     n_timepoints: int,
 ) -> tuple[list[dict[str, object]], list[Event], dict[str, object], list[dict[str, object]]]:
     """Generate story-v2 patient ``number``; return manifest rows, events, identity, lesion rows."""
-    patient = sample_patient(_rng(seed, number, 0), number, n_timepoints)
+    patient = sample_patient(rng(seed, number, 0), number, n_timepoints)
     psn = pseudonymise(patient.clear_id, key)
     root = out_dir / "patients" / psn
     last_day = patient.timepoints[-1].days
@@ -271,33 +235,16 @@ def generate_patient(
     target = f"{GTV_NAME} {_organ_text(gtv.organ)}"
     events: list[Event] = list(treatment_events(patient, psn, seed, target=target))
     biopsy_truth, biopsy_events, biopsy_rows = _biopsies(
-        out_dir, root, patient, psn, number, seed, slide_px
+        out_dir, patient, psn, number, seed, slide_px
     )
     events.extend(biopsy_events)
     rows: list[dict[str, object]] = [{**base, **row} for row in biopsy_rows]
-
-    def nearest_til(days: float) -> float:
-        before = [bt for bt in biopsy_truth if bt["days"] <= days] or biopsy_truth
-        return float(before[-1]["til_intratumoral_per_mm2"])
 
     truth_tps: list[dict[str, object]] = []
     lesion_rows: list[dict[str, object]] = []
     for tp in patient.timepoints:
         folder = root / f"tp{tp.index}-{tp.label}"
-        study = StudyInfo(
-            patient_id=psn,
-            patient_sex=patient.sex,
-            patient_birth_date=f"{patient.birth_year}0101",
-            study_uid=uid(seed, psn, "study", tp.index),
-            study_id=f"{tp.index + 1}",
-            accession=f"A{uid(seed, psn, 'acc', tp.index)[-10:]}",
-            acquired=tp.at,
-            frame_of_reference_uid=uid(seed, psn, "for", tp.index),
-            description="RT planning CT thorax" if tp.index == 0 else "CT thorax follow-up",
-            manufacturer=PCCT_MANUFACTURER,
-            model=PCCT_MODEL if tp.pcct else "SOMATOM Definition AS",
-            station="VCLINIC-PCCT1" if tp.pcct else "VCLINIC-CT1",
-        )
+        study = study_info(seed, psn, tp, sex=patient.sex, birth_year=patient.birth_year)
         draws, states = _draws(patient, tp, seed, number)
         series, label_map, contours, rt_dense, headers = _write_study(
             folder, patient, number, seed, tp, study, geometry, draws
@@ -348,21 +295,7 @@ def generate_patient(
             lesion_ref = LesionReference(
                 kind="seg", sop_instance_uid=seg_uid, path=str(seg_path.resolve())
             )
-        modality = Modality.PCCT if tp.pcct else Modality.CT
-        events.append(
-            imaging_event(
-                seed,
-                psn,
-                tp.index,
-                modality,
-                study.study_uid,
-                list(series),
-                folder.resolve(),
-                tp.at + timedelta(minutes=20),
-                f"{'PCCT' if tp.pcct else 'CT'} thorax {tp.label}",
-                lesion_ref,
-            )
-        )
+        events.append(study_event(seed, psn, tp, study, series, folder, lesion_ref))
 
         tp_lesions = []
         for les in patient.lesions:
@@ -409,13 +342,8 @@ def generate_patient(
 
         visible = [r for r in tp_lesions if r["visible"]]
         gtv_row = next((r for r in tp_lesions if r["track_id"] == gtv.track), None)
-        tp_base = {
-            **base,
-            "timepoint": tp.index,
-            "timepoint_label": tp.label,
-            "days_from_rt_start": tp.days,
-            "acquired_at": tp.at.isoformat(),
-            "study_uid": study.study_uid,
+        tp_row = {
+            **timepoint_row(base, tp, study),
             "lesion_volume_ml": gtv_row["volume_ml"] if gtv_row else 0.0,
             "longest_axial_diameter_mm": gtv_row["long_axis_mm"] if gtv_row else 0.0,
             "total_lesion_volume_ml": sum(r["volume_ml"] for r in visible),
@@ -426,43 +354,16 @@ def generate_patient(
             ),
             "new_lesion_count": sum(1 for r in visible if r["new"]),
             "lesions_visible": len(visible),
-            "til_density_per_mm2": nearest_til(tp.days),
+            "til_density_per_mm2": nearest_til(biopsy_truth, tp.days),
         }
-        for series_uid, (_spec, kev, sfolder) in series.items():
-            rows.append(
-                {
-                    **tp_base,
-                    "modality": str(modality),
-                    "series_kind": "ct"
-                    if not tp.pcct
-                    else ("vmi" if kev is not None else "iodine"),
-                    "energy_kev": kev,
-                    "path": str(sfolder.relative_to(out_dir)),
-                    "series_uid": series_uid,
-                }
-            )
+        rows.extend(series_rows(tp_row, tp, series, out_dir))
         written = [("seg", seg_path)] if findings else []
         if tp.index == 0:
             written.append(("rtstruct", rts_path))
-        for kind, p in written:
-            rows.append(
-                {
-                    **tp_base,
-                    "modality": kind.upper(),
-                    "series_kind": kind,
-                    "path": str(p.relative_to(out_dir)),
-                }
-            )
+        rows.extend(file_rows(tp_row, written, out_dir))
         truth_tps.append(
             {
-                "timepoint": tp.index,
-                "label": tp.label,
-                "days_from_rt_start": tp.days,
-                "acquired_at": tp.at.isoformat(),
-                "modality": str(modality),
-                "study_uid": study.study_uid,
-                "folder": str(folder.relative_to(out_dir)),
-                "pose": asdict(tp.pose),
+                **timepoint_truth(tp, study, folder, out_dir),
                 "seg": None if not findings else str(seg_path.relative_to(out_dir)),
                 "lesions": tp_lesions,
             }

@@ -1,14 +1,18 @@
-"""Same seed, same bytes; different seeds, different cohorts; story v1 writes what it wrote
-before story v2 existed."""
+"""Same seed, same patient and same bytes; different seeds, different cohorts; story v1 writes
+what it wrote before story v2 existed."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import numpy as np
 import pydicom
+import pytest
 
 from clinic import generate_cohort, load_events
+from clinic.story import sample_patient
+from clinic.story_v2.patient import sample_patient as sample_patient_v2
 from tests.unit.clinic_digest import FIXTURE, PATIENTS, SEED, TIMEPOINTS, cohort_digest
 
 
@@ -31,6 +35,15 @@ def _files(cohort: Path) -> dict[str, bytes]:
             data = json.dumps(meta, sort_keys=True).encode()
         out[path.relative_to(cohort).as_posix()] = data
     return out
+
+
+@pytest.mark.parametrize("sample", [sample_patient, sample_patient_v2], ids=["v1", "v2"])
+def test_same_seed_same_patient(sample) -> None:
+    a = sample(np.random.default_rng([5, 1, 0]), 1)
+    b = sample(np.random.default_rng([5, 1, 0]), 1)
+    c = sample(np.random.default_rng([6, 1, 0]), 1)
+    assert a == b
+    assert a != c
 
 
 def test_same_seed_same_pixels_different_seed_different(tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
-"""Story v2 drawn (no images): the sourced proportions hold on 5,000 patients, the patterns have
-their shape, and the same seed gives the same patient.
+"""Story v2 drawn (no images): the sourced proportions hold on 5,000 patients and the patterns
+have their shape (same seed, same patient: tests/unit/test_clinic_determinism.py).
 
 Tolerances are about four binomial standard errors at n = 5,000 (for a share p, SE =
 sqrt(p (1 - p) / n): 0.0034 at 6 %, 0.0048 at 13 %, 0.0068 at 36 %), so a test fails when the
@@ -211,11 +211,3 @@ def test_slots_do_not_overlap_and_sit_in_their_organs(patients: list[PatientV2])
             for b in all_slots[i + 1 :]:
                 gap = math.dist(a.centre_mm, b.centre_mm) - a.max_radius_mm - b.max_radius_mm
                 assert gap >= 2.0 * math.sqrt(3) * 2.0, (a.name, b.name)  # jitter of 2 mm
-
-
-def test_same_seed_same_patient() -> None:
-    a = sample_patient(np.random.default_rng([5, 1, 0]), 1)
-    b = sample_patient(np.random.default_rng([5, 1, 0]), 1)
-    c = sample_patient(np.random.default_rng([6, 1, 0]), 1)
-    assert a == b
-    assert a != c
