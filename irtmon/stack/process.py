@@ -11,8 +11,10 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+from schemas.errors import RefusedError
 
-class StackError(RuntimeError):
+
+class StackError(RefusedError, RuntimeError):
     """The local stack could not be started, checked or stopped; the message says why."""
 
 

@@ -27,6 +27,7 @@ from core.settings import Settings
 from irtmon.stack import postgres
 from schemas import TimepointScore, pseudonymise, score_event_id
 from schemas.results import Measurement
+from streams.agents.housekeeping import run_overdue_policies
 from tests.integration.conftest import wait_for
 
 pytestmark = pytest.mark.integration
@@ -416,3 +417,48 @@ def test_the_scheduler_runs_the_refresh_policy_in_the_background(
             f"with {error!r} (scheduled policies do not run; run_job and explicit refreshes do)"
         )
     assert status == "Success", error
+
+
+def test_a_worker_runs_the_policies_the_server_did_not(
+    settings: Settings, dsns: dict[Flavour, str], first_reports: dict
+) -> None:
+    """The safety net for a server whose scheduler cannot run jobs (the bug above): the
+    continuous aggregate's refresh, left undone by the server, is run by the worker's
+    housekeeping from a session (new data is materialised), once per schedule interval; the
+    plain database has no job to run."""
+    name = f"policy_{uuid.uuid4().hex[:8]}"
+    patient = pseudonymise(name, "timescale-test-key-0123456789")
+    recent = score(patient, 0, 1.0).model_copy(
+        update={"score_name": name, "occurred_at": datetime.now(UTC) - timedelta(days=2)}
+    )
+    with psycopg.connect(dsns[Flavour.TIMESCALE], autocommit=True) as conn:
+        store(conn, recent)
+        (job_id,) = conn.execute(
+            "SELECT job_id FROM timescaledb_information.jobs "
+            "WHERE proc_name = 'policy_refresh_continuous_aggregate'"
+        ).fetchone()
+        conn.execute("SELECT alter_job(%s, next_start => now() - interval '3 hours')", (job_id,))
+    ran_at: dict[int, float] = {}
+    target = settings.model_copy(update={"database_url": dsns[Flavour.TIMESCALE]})
+    ran = run_overdue_policies(target, ran_at)
+    assert [j for j in run_overdue_policies(target, ran_at) if j in ran] == []  # once per interval
+    with psycopg.connect(dsns[Flavour.TIMESCALE], autocommit=True) as conn:
+        status = conn.execute(
+            "SELECT last_run_status FROM timescaledb_information.job_stats WHERE job_id = %s",
+            (job_id,),
+        ).fetchone()
+        # the worker ran it, unless the server's scheduler did it first (a healthy server)
+        assert job_id in ran or (status is not None and status[0] == "Success"), (ran, status)
+        schema, table = conn.execute(
+            "SELECT materialization_hypertable_schema, materialization_hypertable_name "
+            "FROM timescaledb_information.continuous_aggregates WHERE view_name = 'cohort_daily'"
+        ).fetchone()
+        materialised = conn.execute(
+            sql.SQL("SELECT count(*) FROM {}.{} WHERE score_name = %s").format(
+                sql.Identifier(schema), sql.Identifier(table)
+            ),
+            (name,),
+        ).fetchone()[0]
+    assert materialised == 1
+    plain = settings.model_copy(update={"database_url": dsns[Flavour.PLAIN]})
+    assert run_overdue_policies(plain, {}) == []
