@@ -18,7 +18,7 @@ from importlib import resources
 from pathlib import Path
 
 from core.settings import Settings
-from irtmon.stack.kafka_security import BrokerSecurity, security_properties
+from irtmon.stack.kafka_security import BrokerSecurity, server_properties
 from irtmon.stack.process import (
     StackError,
     ensure_ports_free,
@@ -119,52 +119,6 @@ def ensure_jars(settings: Settings) -> Path:
     tmp.rename(lib)
     marker.write_text(settings.kafka_version + "\n")
     return lib
-
-
-def server_properties(
-    *,
-    bind_host: str,
-    advertised_host: str,
-    port: int,
-    controller_port: int,
-    data_dir: Path,
-    security: BrokerSecurity | None = None,
-) -> list[str]:
-    """The broker's ``server.properties`` lines: one KRaft node (broker and controller), the
-    controller on loopback; the client listener PLAINTEXT, or SASL_SSL with ACLs when
-    ``security`` is given (:mod:`irtmon.stack.kafka_security`)."""
-    loopback = "127.0.0.1"
-    client = "SASL_SSL" if security is not None else "PLAINTEXT"
-    lines = [
-        "# written by irtmon stack up; edits are overwritten",
-        "process.roles=broker,controller",
-        "node.id=1",
-        f"controller.quorum.voters=1@{loopback}:{controller_port}",
-        f"listeners={client}://{bind_host}:{port},CONTROLLER://{loopback}:{controller_port}",
-        f"advertised.listeners={client}://{advertised_host}:{port}",
-        "controller.listener.names=CONTROLLER",
-    ]
-    if security is None:
-        lines += [
-            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-            "inter.broker.listener.name=PLAINTEXT",
-        ]
-    else:
-        lines += [f"{k}={v}" for k, v in security_properties(security).items()]
-    return [
-        *lines,
-        f"log.dirs={data_dir}",
-        "num.partitions=1",
-        "auto.create.topics.enable=false",
-        "offsets.topic.replication.factor=1",
-        "offsets.topic.num.partitions=10",
-        "transaction.state.log.replication.factor=1",
-        "transaction.state.log.min.isr=1",
-        "transaction.state.log.num.partitions=4",
-        "group.initial.rebalance.delay.ms=0",
-        "log.retention.check.interval.ms=300000",
-        "",
-    ]
 
 
 def _write_config(settings: Settings, p: KafkaPaths, security: BrokerSecurity | None) -> None:

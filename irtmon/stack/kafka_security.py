@@ -1,4 +1,5 @@
-"""Kafka with SASL_SSL and ACLs: one principal per service, each allowed only what it does.
+"""The broker's configuration (:func:`server_properties`), and Kafka with SASL_SSL and ACLs:
+one principal per service, each allowed only what it does.
 
 The compose deployment runs its broker this way (``docker/kafka/server.properties``, written by
 :func:`compose_server_properties`), and the tests start the local broker the same way
@@ -41,6 +42,7 @@ from kafka.admin import (
 )
 
 from core.settings import Settings
+from irtmon.stack.topics import admin_client
 from schemas.topics import (
     ALERTS,
     BIOPSY_ACQUIRED,
@@ -172,8 +174,6 @@ def acls(grants: Iterable[Grant]) -> list[ACL]:
 def apply_acls(settings: Settings) -> int:
     """Create every service's ACLs on the broker (as ``settings``' principal, the admin);
     idempotent. Returns how many ACLs were asked for."""
-    from irtmon.stack.topics import admin_client
-
     wanted = acls(service_acls(settings.consumer_group))
     admin = admin_client(settings)
     try:
@@ -186,6 +186,52 @@ def apply_acls(settings: Settings) -> int:
     return len(wanted)
 
 
+def server_properties(
+    *,
+    bind_host: str,
+    advertised_host: str,
+    port: int,
+    controller_port: int,
+    data_dir: Path,
+    security: BrokerSecurity | None = None,
+) -> list[str]:
+    """The broker's ``server.properties`` lines: one KRaft node (broker and controller), the
+    controller on loopback; the client listener PLAINTEXT, or SASL_SSL with ACLs when
+    ``security`` is given (:mod:`irtmon.stack.kafka_security`)."""
+    loopback = "127.0.0.1"
+    client = "SASL_SSL" if security is not None else "PLAINTEXT"
+    lines = [
+        "# written by irtmon stack up; edits are overwritten",
+        "process.roles=broker,controller",
+        "node.id=1",
+        f"controller.quorum.voters=1@{loopback}:{controller_port}",
+        f"listeners={client}://{bind_host}:{port},CONTROLLER://{loopback}:{controller_port}",
+        f"advertised.listeners={client}://{advertised_host}:{port}",
+        "controller.listener.names=CONTROLLER",
+    ]
+    if security is None:
+        lines += [
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name=PLAINTEXT",
+        ]
+    else:
+        lines += [f"{k}={v}" for k, v in security_properties(security).items()]
+    return [
+        *lines,
+        f"log.dirs={data_dir}",
+        "num.partitions=1",
+        "auto.create.topics.enable=false",
+        "offsets.topic.replication.factor=1",
+        "offsets.topic.num.partitions=10",
+        "transaction.state.log.replication.factor=1",
+        "transaction.state.log.min.isr=1",
+        "transaction.state.log.num.partitions=4",
+        "group.initial.rebalance.delay.ms=0",
+        "log.retention.check.interval.ms=300000",
+        "",
+    ]
+
+
 # ----------------------------------------------------------------------------- compose
 
 COMPOSE_SECRETS_DIR = "/run/secrets"
@@ -196,9 +242,7 @@ COMPOSE_PROPERTIES = Path(__file__).resolve().parents[2] / "docker" / "kafka" / 
 def compose_server_properties() -> str:
     """``docker/kafka/server.properties``: the compose broker (host ``kafka``, client port
     9092 with SASL_SSL, controller on the container's loopback), as
-    :func:`irtmon.stack.kafka.server_properties` writes it for the local broker."""
-    from irtmon.stack.kafka import server_properties
-
+    :func:`server_properties` writes it for the local broker."""
     security = BrokerSecurity(
         keystore=Path(f"{COMPOSE_CERTS_DIR}/kafka.pem"),
         ca_file=Path(f"{COMPOSE_CERTS_DIR}/ca.crt"),

@@ -155,7 +155,8 @@ def test_a_producer_and_a_worker_round_trip_over_sasl_ssl(
         treatment=RtCourseStart(course_id="C1", prescribed_dose_gy=60, fractions_planned=30),
     )
     # the worker: the session's database, this broker as irtmon-worker
-    workers.start(
+    worker = workers.start(
+        wait=False,
         kafka_bootstrap=broker.bootstrap_servers,
         kafka_security_protocol="SASL_SSL",
         kafka_sasl_mechanism="PLAIN",
@@ -164,6 +165,11 @@ def test_a_producer_and_a_worker_round_trip_over_sasl_ssl(
         kafka_ssl_cafile=broker.kafka_ssl_cafile,
         consumer_group=GROUP,
     )
+    try:
+        workers.wait_assigned(worker, timeout=300)  # TLS, SASL and the group's ACL all pass
+    except TimeoutError:
+        log = Path(worker.log_path).read_text(errors="replace")  # type: ignore[attr-defined]
+        raise AssertionError("the worker got no partitions:\n" + log[-3000:]) from None
     tools = as_role(broker, "tools")
     with Publisher(tools) as publisher:  # kafka-python, as the CLI publishing tools
         publisher.publish([event])
