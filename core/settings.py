@@ -575,7 +575,7 @@ class Settings(BaseSettings):
             return "None"
         if isinstance(value, SecretStr):
             return "********"
-        if name.endswith("_url") or name == "kafka_bootstrap":
+        if name.endswith("_url"):
             return mask_url(str(value))
         return str(value)
 
