@@ -25,7 +25,7 @@ import json
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -405,6 +405,7 @@ def generate_cohort(
         raise ValueError(f"unknown story {story!r}; choose one of {', '.join(STORIES)}")
     if n_patients < 1:
         raise ValueError(f"n_patients must be at least 1, got {n_patients}")
+    generated_at = datetime.now(UTC).isoformat(timespec="seconds")  # the protocol's stamp
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     key = key if key is not None else demo_key(seed)
@@ -439,6 +440,7 @@ def generate_cohort(
         "root": str(out),
         "generator": "irtmon clinic 0.1",
         "story_version": story,
+        "generated_at": generated_at,
     }
     (out / "cohort.json").write_text(json.dumps(meta, indent=1))
     return out

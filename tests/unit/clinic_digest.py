@@ -115,6 +115,7 @@ def cohort_digest(cohort: Path) -> dict[str, str]:
             meta = json.loads(path.read_text())
             meta.pop("root", None)
             meta.pop("story_version", None)
+            meta.pop("generated_at", None)  # when it was generated (the evaluation protocol's)
             out[rel] = _sha(json.dumps(meta, sort_keys=True).encode())
         elif rel == "manifest.csv":
             out[rel] = _frame_digest(pd.read_csv(path), uids)

@@ -18,12 +18,17 @@ def _pixels(cohort: Path) -> list[bytes]:
 
 
 def _files(cohort: Path) -> dict[str, bytes]:
-    """Every file's bytes by relative path, the cohort folder written in them replaced."""
+    """Every file's bytes by relative path, the cohort folder written in them replaced, and
+    ``cohort.json`` without its generation time (the evaluation protocol's stamp)."""
     out = {}
     for path in sorted(p for p in cohort.rglob("*") if p.is_file()):
         data = path.read_bytes()
         if path.suffix in (".jsonl", ".json"):
             data = data.replace(str(cohort).encode(), b"<ROOT>")
+        if path.name == "cohort.json" and path.parent == cohort:
+            meta = json.loads(data)
+            assert "T" in meta.pop("generated_at")  # ISO 8601, with the time
+            data = json.dumps(meta, sort_keys=True).encode()
         out[path.relative_to(cohort).as_posix()] = data
     return out
 
