@@ -13,11 +13,27 @@ Sinks
 * :class:`TopicSink`: the Alert record on the ``alerts`` topic, keyed by patient, with the
   action and the delivery id in message headers. Always on where Kafka is: the topic is how
   other systems follow alerts.
-* :class:`WebhookSink`: ``POST`` of the Alert JSON; header ``X-Irtmon-Signature:
-  sha256=<hex HMAC-SHA256 of the body with the shared secret>``; retried with exponential
-  back-off on connection errors, 408, 429 and 5xx; other 4xx fail at once.
+* :class:`WebhookSink`: ``POST`` of the Alert JSON to an ``https://`` URL (the certificate
+  verified; ``http://`` only to this machine and only when allowed); retried with exponential
+  back-off on connection errors, 408, 429 and 5xx; other 4xx fail at once. Signed: see below.
 * :class:`EmailSink`: a plain-text e-mail (:func:`render_text`) over SMTP (``smtplib``), with
-  optional STARTTLS and login.
+  STARTTLS verifying the server's certificate and host name; a login is only sent over TLS
+  (a configuration with a login and no STARTTLS is refused when it is made).
+
+Webhook signature
+-----------------
+Each POST carries ``X-Irtmon-Delivery`` (the delivery id), ``X-Irtmon-Action`` (e.g.
+``alert.opened``), ``X-Irtmon-Timestamp`` (Unix seconds when this attempt was signed) and
+``X-Irtmon-Signature: sha256=<hex>``, the HMAC-SHA256 with the shared secret of::
+
+    <timestamp> "\n" <delivery id> "\n" <action> "\n" <body>
+
+so neither the body nor the id, the action or the time can be changed or replayed later
+without the secret. A receiver calls :func:`verify` with the body and the headers (or does
+the same in its own language): it refuses a bad signature and a timestamp more than
+``max_age_s`` (default 300 s, ``IRTMON_ALERT_WEBHOOK_MAX_AGE_S``) from its clock, and
+de-duplicates on the delivery id for at least that window (a retried delivery is signed
+again with a new timestamp and the same id).
 """
 
 from __future__ import annotations
@@ -27,20 +43,22 @@ import hashlib
 import hmac
 import logging
 import smtplib
+import ssl
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any, Protocol
 
 import psycopg
 
 from core.db import audit, connect
 from core.publish import Publisher
-from core.settings import Settings
+from core.settings import SMTP_LOGIN_IN_CLEAR, Settings, webhook_url_problem
 from schemas import Alert, AlertAction, AlertKind, RetryableError, percent
 from schemas.topics import ALERTS
 
@@ -48,6 +66,9 @@ log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Irtmon-Signature"
 DELIVERY_HEADER = "X-Irtmon-Delivery"
+ACTION_HEADER = "X-Irtmon-Action"
+TIMESTAMP_HEADER = "X-Irtmon-Timestamp"
+DEFAULT_MAX_AGE_S = 300.0
 DELIVERABLE_ACTIONS = tuple(a.value for a in AlertAction)
 
 
@@ -144,28 +165,71 @@ def _with_retries(
 # ----------------------------------------------------------------------------- webhook
 
 
+def tls_context(cafile: str | Path | None = None) -> ssl.SSLContext:
+    """A client TLS context that verifies the server's certificate and host name, against
+    ``cafile`` (PEM) or the system trust store."""
+    return ssl.create_default_context(
+        ssl.Purpose.SERVER_AUTH, cafile=str(cafile) if cafile is not None else None
+    )
+
+
 @dataclass(frozen=True)
 class WebhookConfig:
+    """Where alerts are POSTed. ``url`` must be ``https://``; ``http://`` is accepted only for
+    this machine (127.0.0.1, ::1, localhost) and only with ``allow_http_loopback``."""
+
     url: str
     secret: str
     timeout_s: float = 10.0
     backoff: Backoff = field(default_factory=Backoff)
+    allow_http_loopback: bool = False
+    cafile: str | Path | None = None
 
     def __post_init__(self) -> None:
-        if not self.url.startswith(("http://", "https://")):
-            raise ValueError(f"webhook url must be http(s)://..., got {self.url!r}")
+        problem = webhook_url_problem(self.url, allow_http_loopback=self.allow_http_loopback)
+        if problem:
+            raise ValueError(problem)
         if len(self.secret) < 16:
             raise ValueError("webhook secret must be at least 16 characters")
 
 
-def sign(body: bytes, secret: str) -> str:
-    """``sha256=<hex>``: HMAC-SHA256 of ``body`` with ``secret`` (the signature header value)."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def signed_message(body: bytes, delivery_id: str, action: str, timestamp: int) -> bytes:
+    """What the signature covers: timestamp, delivery id, action and body, newline-separated."""
+    return f"{int(timestamp)}\n{delivery_id}\n{action}\n".encode() + body
 
 
-def verify(body: bytes, secret: str, header: str) -> bool:
-    """Check a signature header in constant time (for receivers and tests)."""
-    return hmac.compare_digest(sign(body, secret), header)
+def sign(body: bytes, secret: str, *, delivery_id: str, action: str, timestamp: int) -> str:
+    """``sha256=<hex>``: the HMAC-SHA256 of :func:`signed_message` with ``secret`` (the value
+    of ``X-Irtmon-Signature``)."""
+    message = signed_message(body, delivery_id, action, timestamp)
+    return "sha256=" + hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def verify(
+    body: bytes,
+    secret: str,
+    headers: Mapping[str, str],
+    *,
+    max_age_s: float = DEFAULT_MAX_AGE_S,
+    now: float | None = None,
+) -> bool:
+    """A receiver's check of one POST: the signature over the body and the ``X-Irtmon-*``
+    headers (compared in constant time), and a timestamp within ``max_age_s`` of ``now``
+    (default: this clock). ``headers`` may be any mapping (looked up without regard to case).
+    De-duplicate accepted deliveries on ``X-Irtmon-Delivery``."""
+    lower = {str(k).lower(): str(v) for k, v in headers.items()}
+    signature = lower.get(SIGNATURE_HEADER.lower(), "")
+    delivery_id = lower.get(DELIVERY_HEADER.lower(), "")
+    action = lower.get(ACTION_HEADER.lower(), "")
+    try:
+        timestamp = int(lower.get(TIMESTAMP_HEADER.lower(), ""))
+    except ValueError:
+        return False
+    now = time.time() if now is None else now
+    if abs(now - timestamp) > max_age_s:
+        return False
+    expected = sign(body, secret, delivery_id=delivery_id, action=action, timestamp=timestamp)
+    return hmac.compare_digest(expected, signature)
 
 
 class WebhookSink:
@@ -174,25 +238,50 @@ class WebhookSink:
     name = "webhook"
 
     def __init__(
-        self, *, config: WebhookConfig, sleep: Callable[[float], None] = time.sleep
+        self,
+        *,
+        config: WebhookConfig,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
         self._sleep = sleep
+        self._clock = clock
+        self._context = tls_context(config.cafile)
+
+    def headers(self, body: bytes, delivery_id: str, action: str) -> dict[str, str]:
+        """The headers of one attempt, signed now."""
+        timestamp = int(self._clock())
+        return {
+            "Content-Type": "application/json",
+            "User-Agent": "irtmon-alerts/2",
+            DELIVERY_HEADER: delivery_id,
+            ACTION_HEADER: action,
+            TIMESTAMP_HEADER: str(timestamp),
+            SIGNATURE_HEADER: sign(
+                body,
+                self.config.secret,
+                delivery_id=delivery_id,
+                action=action,
+                timestamp=timestamp,
+            ),
+        }
 
     def send(self, alert: Alert, delivery_id: str = "", action: str = "alert.opened") -> None:
         body = alert.to_json_bytes()
-        headers = {
-            "Content-Type": "application/json",
-            "User-Agent": "irtmon-alerts/1",
-            SIGNATURE_HEADER: sign(body, self.config.secret),
-            DELIVERY_HEADER: delivery_id or str(alert.event_id),
-            "X-Irtmon-Action": action,
-        }
+        delivery_id = delivery_id or str(alert.event_id)
 
         def once() -> None:
-            req = urllib.request.Request(self.config.url, data=body, headers=headers, method="POST")
+            req = urllib.request.Request(
+                self.config.url,
+                data=body,
+                headers=self.headers(body, delivery_id, action),
+                method="POST",
+            )
             try:
-                with urllib.request.urlopen(req, timeout=self.config.timeout_s) as resp:
+                with urllib.request.urlopen(
+                    req, timeout=self.config.timeout_s, context=self._context
+                ) as resp:
                     resp.read()
             except urllib.error.HTTPError as err:
                 retry = err.code in (408, 429) or err.code >= 500
@@ -200,6 +289,12 @@ class WebhookSink:
                     f"webhook answered HTTP {err.code}", permanent=not retry
                 ) from err
             except (urllib.error.URLError, OSError) as err:
+                reason = getattr(err, "reason", err)
+                if isinstance(reason, ssl.SSLCertVerificationError):
+                    raise DeliveryError(
+                        f"webhook certificate not trusted ({reason.verify_message}); set "
+                        "IRTMON_ALERT_WEBHOOK_CAFILE to the CA that signed it"
+                    ) from err
                 raise DeliveryError(f"webhook unreachable: {err}") from err
 
         _with_retries(f"webhook {self.config.url}", self.config.backoff, once, self._sleep)
@@ -219,12 +314,16 @@ class SmtpConfig:
     password: str | None = None
     timeout_s: float = 10.0
     backoff: Backoff = field(default_factory=Backoff)
+    cafile: str | Path | None = None
+    """CA bundle (PEM) for the server's certificate (default: the system trust store)."""
 
     def __post_init__(self) -> None:
         if not self.recipients:
             raise ValueError("SMTP delivery needs at least one recipient")
         if not 0 < self.port < 65536:
             raise ValueError(f"invalid SMTP port {self.port}")
+        if self.username and not self.starttls:
+            raise ValueError(SMTP_LOGIN_IN_CLEAR)
 
 
 class EmailSink:
@@ -235,6 +334,7 @@ class EmailSink:
     def __init__(self, *, config: SmtpConfig, sleep: Callable[[float], None] = time.sleep) -> None:
         self.config = config
         self._sleep = sleep
+        self._context = tls_context(config.cafile) if config.starttls else None
 
     def message(self, alert: Alert, delivery_id: str, action: str) -> EmailMessage:
         msg = EmailMessage()
@@ -252,11 +352,24 @@ class EmailSink:
         def once() -> None:
             try:
                 with smtplib.SMTP(cfg.host, cfg.port, timeout=cfg.timeout_s) as smtp:
-                    if cfg.starttls:
-                        smtp.starttls()
+                    if self._context is not None:
+                        # verifies the certificate and that it names cfg.host
+                        smtp.starttls(context=self._context)
                     if cfg.username:
+                        if self._context is None:  # SmtpConfig refuses this; never in clear
+                            raise DeliveryError("SMTP login refused without TLS", permanent=True)
                         smtp.login(cfg.username, cfg.password or "")
                     smtp.send_message(msg)
+            except smtplib.SMTPNotSupportedError as err:
+                raise DeliveryError(
+                    f"SMTP {cfg.host}:{cfg.port} does not offer STARTTLS: {err}", permanent=True
+                ) from err
+            except ssl.SSLCertVerificationError as err:
+                raise DeliveryError(
+                    f"SMTP {cfg.host}:{cfg.port} certificate not trusted "
+                    f"({err.verify_message}); set IRTMON_ALERT_SMTP_CAFILE to the CA that "
+                    "signed it"
+                ) from err
             except smtplib.SMTPRecipientsRefused as err:
                 raise DeliveryError(f"SMTP refused the recipients: {err}", permanent=True) from err
             except smtplib.SMTPAuthenticationError as err:
@@ -331,7 +444,11 @@ class DeliveryConfig:
     def from_settings(cls, settings: Any) -> DeliveryConfig:
         """From ``IRTMON_ALERT_WEBHOOK_URL``, ``IRTMON_ALERT_WEBHOOK_SECRET``,
         ``IRTMON_ALERT_SMTP_HOST``, ``_PORT``, ``_FROM``, ``_TO`` (comma-separated),
-        ``_STARTTLS``, ``_USERNAME``, ``_PASSWORD`` (unset fields: that sink is off)."""
+        ``_STARTTLS``, ``_CAFILE``, ``_USERNAME``, ``_PASSWORD``, and the webhook's
+        ``_ALLOW_HTTP_LOOPBACK`` and ``_CAFILE`` (unset fields: that sink is off).
+
+        Raises ``ValueError`` for an unsafe configuration (an ``http://`` webhook elsewhere
+        than this machine, an SMTP login without STARTTLS), so a worker refuses to start."""
 
         def get(name: str, default: Any = None) -> Any:
             value = getattr(settings, name, default)
@@ -345,6 +462,8 @@ class DeliveryConfig:
                 url=str(get("alert_webhook_url")),
                 secret=str(get("alert_webhook_secret") or ""),
                 timeout_s=float(get("alert_webhook_timeout_s", 10.0) or 10.0),
+                allow_http_loopback=bool(get("alert_webhook_allow_http_loopback", False)),
+                cafile=get("alert_webhook_cafile"),
             )
         since = get("alert_delivery_since")
         if isinstance(since, str):
@@ -362,6 +481,7 @@ class DeliveryConfig:
                 starttls=bool(get("alert_smtp_starttls", False)),
                 username=get("alert_smtp_username"),
                 password=get("alert_smtp_password"),
+                cafile=get("alert_smtp_cafile"),
             )
         publisher = None
         if isinstance(settings, Settings):
@@ -486,9 +606,11 @@ def deliver_once(settings: Settings, config: DeliveryConfig, sinks: Sequence[Ale
 
 
 __all__ = [
+    "ACTION_HEADER",
     "DELIVERABLE_ACTIONS",
     "DELIVERY_HEADER",
     "SIGNATURE_HEADER",
+    "TIMESTAMP_HEADER",
     "AlertSink",
     "Backoff",
     "DeliveryConfig",
@@ -503,6 +625,8 @@ __all__ = [
     "pending",
     "render_text",
     "sign",
+    "signed_message",
     "subject",
+    "tls_context",
     "verify",
 ]

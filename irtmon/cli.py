@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -89,13 +90,13 @@ def _setup(
 
 @app.command("config")
 def config_cmd() -> None:
-    """List every setting with its environment variable, current value and meaning."""
+    """List every setting with its environment variable, current value and meaning (secrets
+    masked, and the password of a URL)."""
     settings = get_settings()
     table = Table("variable", "value", "meaning")
     for name, field in Settings.model_fields.items():
-        value = getattr(settings, name)
-        shown = "********" if "password" in name or ("key" in name and value) else str(value)
-        table.add_row(f"IRTMON_{name.upper()}", shown, field.description or "")
+        # secrets as ********, URLs (the database's) with their password masked
+        table.add_row(f"IRTMON_{name.upper()}", settings.shown(name), field.description or "")
     console.print(table)
 
 
@@ -154,13 +155,46 @@ def stack_up(
             raise fail(str(err)) from err
     _print_status(st)
     console.print(f"Kafka:      {settings.bootstrap_servers}")
-    console.print(f"PostgreSQL: {settings.dsn}")
+    console.print(f"PostgreSQL: {settings.dsn_masked}")
     if with_pacs:
         console.print(f"Orthanc:    {settings.pacs_http} (DICOMweb {settings.dicomweb_url})")
         console.print(
             f"            DICOM {settings.orthanc_aet}@127.0.0.1:{settings.orthanc_dicom_port} "
             "(irtmon pacs send FOLDER)"
         )
+
+
+@stack_app.command("acls")
+def stack_acls() -> None:
+    """Create each service's Kafka ACLs on a SASL_SSL cluster (idempotent), as the admin
+    principal of IRTMON_KAFKA_SASL_USERNAME: the workers, Orthanc's plugin and the publishing
+    tools each get only what they do (see irtmon/stack/kafka_security.py)."""
+    from irtmon.stack.kafka_security import apply_acls
+
+    settings = get_settings()
+    if not settings.kafka_security_protocol.startswith("SASL_"):
+        raise fail("ACLs need SASL principals: set IRTMON_KAFKA_SECURITY_PROTOCOL=SASL_SSL")
+    try:
+        count = apply_acls(settings)
+    except Exception as err:  # the broker's refusal, said plainly
+        raise fail(f"creating the ACLs failed: {err}") from err
+    console.print(f"{count} ACLs in place for consumer group {settings.consumer_group}")
+
+
+@stack_app.command("secrets")
+def stack_secrets(
+    folder: Annotated[
+        Path, typer.Argument(help="Where the compose file's secrets live (docker/secrets).")
+    ],
+) -> None:
+    """Write the compose deployment's missing secret files (random; existing ones are kept).
+    Their values are never printed."""
+    from irtmon.stack.secrets import COMPOSE_SECRETS, write_secrets
+
+    written = write_secrets(folder)
+    for name, what in COMPOSE_SECRETS.items():
+        state = "written" if name in written else "kept"
+        console.print(f"{state:8} {folder / name}: {what}")
 
 
 @stack_app.command("down")

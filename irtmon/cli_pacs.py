@@ -27,21 +27,58 @@ def pacs_send(
     aet: Annotated[
         str | None, typer.Option(help="PACS AE title (default IRTMON_ORTHANC_AET).")
     ] = None,
+    calling_aet: Annotated[
+        str,
+        typer.Option(
+            help="Our AE title; the PACS stores only from IRTMON_ORTHANC_ALLOWED_CALLERS."
+        ),
+    ] = "IRTMON-SCU",
+    identities: Annotated[
+        Path | None,
+        typer.Option(
+            help="A cohort's identities.csv (clear_id, pseudonym): files whose PatientID is "
+            "a pseudonym are sent with the clear identifier, as a hospital holds them (the "
+            "PACS keys every PatientID). Default: the cohort's ground_truth/identities.csv "
+            "above the files, when there is one.",
+        ),
+    ] = None,
 ) -> None:
     """Send DICOM files to the PACS with dcmtk's storescu, as a scanner does (C-STORE).
 
     SEG, RTSTRUCT and SR objects go too (storescu -R). The PACS publishes imaging.acquired
-    once the study is stable.
+    once the study is stable, under the keyed-hash pseudonym of the PatientID.
     """
-    from pacs.send import StoreError, send_folder
+    import tempfile
+
+    from pacs.send import (
+        PseudonymisedFilesError,
+        StoreError,
+        find_identities,
+        load_identities,
+        reidentified_copies,
+        send_folder,
+    )
 
     settings = get_settings()
+    table = identities or find_identities(paths)
     try:
-        count = send_folder(
-            paths, host, port or settings.orthanc_dicom_port, aet or settings.orthanc_aet
-        )
-    except (StoreError, OSError, ValueError) as err:
-        raise fail(str(err)) from err
+        known = load_identities(table) if table is not None else None
+    except (OSError, KeyError) as err:
+        raise fail(f"cannot read the identities table {table}: {err}") from err
+    with tempfile.TemporaryDirectory(prefix="irtmon-send-") as tmp:
+        try:
+            to_send, changed = reidentified_copies(paths, known, Path(tmp))
+            if changed:
+                console.print(f"{changed} files sent with clear identifiers from {table}")
+            count = send_folder(
+                to_send,
+                host,
+                port or settings.orthanc_dicom_port,
+                aet or settings.orthanc_aet,
+                calling_aet=calling_aet,
+            )
+        except (StoreError, PseudonymisedFilesError, OSError, ValueError) as err:
+            raise fail(str(err)) from err
     console.print(f"sent {count} DICOM files to {aet or settings.orthanc_aet}@{host}")
 
 
@@ -58,21 +95,25 @@ def pacs_config(
         bool, typer.Option(help="Accept HTTP from other hosts (in a container network).")
     ] = False,
 ) -> None:
-    """Write the Orthanc configuration irtmon runs with (ports, AE title, DICOMweb, plugin).
+    """Write the Orthanc configuration irtmon runs with (ports, AE title and allowed callers,
+    REST authentication, DICOMweb, plugin).
 
     `irtmon stack up --with-pacs` writes the same for its loopback Orthanc; the compose
     file's Orthanc service runs this before starting Orthanc.
     """
     from irtmon.stack.orthanc import write_config
 
-    path = write_config(
-        get_settings(),
-        out,
-        storage=storage,
-        plugin_dir=plugin_dir,
-        remote_access=remote_access,
-    )
-    console.print(f"wrote {path}")
+    try:
+        path = write_config(
+            get_settings(),
+            out,
+            storage=storage,
+            plugin_dir=plugin_dir,
+            remote_access=remote_access,
+        )
+    except ValueError as err:
+        raise fail(str(err)) from err
+    console.print(f"wrote {path} (readable by its owner only: it holds the REST password)")
 
 
 @fhir_app.command("export")

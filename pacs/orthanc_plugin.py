@@ -5,6 +5,7 @@ Debian's system Python 3.11, not irtmon's virtual environment: the configuration
 ``Irtmon.PythonPaths`` (written by :func:`irtmon.stack.orthanc.orthanc_config`) puts the
 environment's site-packages and the source tree on ``sys.path``. Settings come from the
 ``IRTMON_*`` environment Orthanc was started with (broker, pseudonym key, DICOMweb address).
+Every PatientID is replaced by its keyed-hash pseudonym, whatever it looks like.
 
 Consumes: Orthanc's ``STABLE_STUDY`` changes (one event per study: a PCCT study is several
 series that belong together, and its contours come as series of their own)
@@ -39,7 +40,8 @@ def _get(uri: str) -> dict:
 
 
 def _series_headers(study_id: str) -> tuple[str, str, list]:
-    """Patient ID, study UID and one header (no pixels) per series of an Orthanc study."""
+    """Patient ID, study UID and, per series of an Orthanc study, one header (no pixels) and
+    the SOP Instance UIDs of all its instances."""
     from io import BytesIO
 
     import pydicom
@@ -56,11 +58,15 @@ def _series_headers(study_id: str) -> tuple[str, str, list]:
             continue
         raw = orthanc.RestApiGet(f"/instances/{series['Instances'][0]}/file")
         header = pydicom.dcmread(BytesIO(raw), stop_before_pixels=True)
+        instances = json.loads(orthanc.RestApiGet(f"/series/{series_id}/instances"))
         headers.append(
             SeriesHeader(
                 series_uid=series["MainDicomTags"]["SeriesInstanceUID"],
                 modality=str(series["MainDicomTags"].get("Modality", "")),
                 header=header,
+                instance_uids=tuple(
+                    sorted(str(i["MainDicomTags"]["SOPInstanceUID"]) for i in instances)
+                ),
             )
         )
     return patient_id, study_uid, headers
@@ -92,7 +98,7 @@ def _run() -> None:
             orthanc.LogError(f"irtmon: study {study_id} not published: {type(err).__name__}: {err}")
             continue
         if str(event.event_id) in published:
-            continue  # stable again with the same images (irtmon's SEG/SR stored into it)
+            continue  # stable again with the same instances (irtmon's SEG/SR stored into it)
         for attempt in range(1, 7):
             try:
                 if publisher is None:

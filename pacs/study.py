@@ -1,13 +1,20 @@
 """A stable study in the PACS becomes one ``imaging.acquired`` event: :func:`acquisition_event`.
 
 Pure: the plugin hands in what Orthanc knows (the patient ID, the study UID, one header per
-series); the event comes out, keyed by the keyed-hash pseudonym of the patient ID. A patient ID
-that already has the pseudonym shape (de-identified data, such as the virtual clinic's) is kept
-as it is, so that the same patient keeps one pseudonym across sources.
+series and the SOP Instance UIDs of each series); the event comes out, keyed by the keyed-hash
+pseudonym of the patient ID. Every patient ID is keyed, whatever it looks like: an ID already
+shaped like a pseudonym (``psn-…``) is keyed too, so nobody who can store into the PACS can
+choose the pseudonym a study is filed under. (De-identified data, such as the virtual
+clinic's, is sent with its clear identifiers: ``irtmon pacs send --identities``.)
 
-The event id is derived from the study and its image series, so a study that turns stable
-again with the same images (for instance after irtmon stored its SEG and SR into it) gives the
-same id, and the worker treats it as a redelivery (no second scoring).
+The event id is derived from the study and the SOP Instance UIDs of its series (irtmon's own
+SEG and SR left out). A study that turns stable again with the same instances (for instance
+after irtmon stored its SEG and SR into it) gives the same id, and the worker treats it as a
+redelivery; instances that arrive after the study was stable give a new id, so the study is
+scored again with all of its images.
+
+Free text of the headers (StudyDescription, SeriesDescription, names, comments) stays in the
+PACS: it can carry a patient's name, so nothing of it is copied into the event.
 """
 
 from __future__ import annotations
@@ -24,9 +31,16 @@ from models.imaging.writers import DERIVED_MANUFACTURER
 from schemas.enums import ImagingPurpose, Modality
 from schemas.errors import RefusedError
 from schemas.events import DicomWebLocation, ImagingAcquired, LesionReference
-from schemas.pseudonym import is_pseudonym, pseudonymise
+from schemas.pseudonym import pseudonymise
 
-__all__ = ["DERIVED_MANUFACTURER", "NotAnAcquisitionError", "SeriesHeader", "acquisition_event"]
+__all__ = [
+    "DERIVED_MANUFACTURER",
+    "NotAnAcquisitionError",
+    "SeriesHeader",
+    "acquisition_event",
+    "event_id",
+    "patient_pseudonym",
+]
 
 
 IMAGE_MODALITIES = frozenset({"CT"})
@@ -40,11 +54,13 @@ class NotAnAcquisitionError(RefusedError, ValueError):
 
 @dataclass(frozen=True)
 class SeriesHeader:
-    """One series of the study: its UID, modality and the header of one of its instances."""
+    """One series of the study: its UID, modality, the header of one of its instances and the
+    SOP Instance UIDs of all of them (what the event id is made of)."""
 
     series_uid: str
     modality: str
     header: Dataset
+    instance_uids: tuple[str, ...] = ()
 
 
 def _when(header: Dataset) -> datetime:
@@ -73,9 +89,21 @@ def _derived(header: Dataset) -> bool:
 
 
 def patient_pseudonym(patient_id: str, key: str | bytes) -> str:
-    """The pseudonym of ``patient_id`` (kept when it already is one)."""
-    patient_id = patient_id.strip()
-    return patient_id if is_pseudonym(patient_id) else pseudonymise(patient_id, key)
+    """The keyed-hash pseudonym of ``patient_id``, always (also of an ID that looks like one)."""
+    return pseudonymise(patient_id.strip(), key)
+
+
+def event_id(study_uid: str, series: Sequence[SeriesHeader]) -> uuid.UUID:
+    """The id of the event for ``study_uid`` holding ``series`` (irtmon's own left out): a name
+    UUID over the study UID and the sorted SOP Instance UIDs of every series (a series without
+    an instance list counts by its series UID)."""
+    members = sorted(
+        uid
+        for s in series
+        if not _derived(s.header)
+        for uid in (s.instance_uids or (f"series:{s.series_uid}",))
+    )
+    return uuid.uuid5(_NAMESPACE, f"{study_uid}/{','.join(members)}")
 
 
 def acquisition_event(
@@ -116,9 +144,8 @@ def acquisition_event(
             break
     pcct = any(is_multi_energy(s.header) for s in images)
     uids = [s.series_uid for s in images][:64]
-    description = str(images[0].header.get("StudyDescription", "") or "")[:256] or None
     return ImagingAcquired(
-        event_id=uuid.uuid5(_NAMESPACE, f"{study_uid}/{','.join(uids)}"),
+        event_id=event_id(study_uid, series),
         patient=patient_pseudonym(patient_id, key),
         occurred_at=_when(images[0].header),
         modality=Modality.PCCT if pcct else Modality.CT,
@@ -129,5 +156,5 @@ def acquisition_event(
         if lesion is not None and lesion.kind == "rtstruct"
         else ImagingPurpose.UNKNOWN,
         lesion=lesion,
-        description=description,
+        description=None,  # free text stays in the PACS (it may name the patient)
     )

@@ -12,8 +12,6 @@ the sinks are idempotent.
 
 from __future__ import annotations
 
-import ssl
-
 import faust
 
 from core.settings import Settings
@@ -24,18 +22,22 @@ from streams.topics import Topics
 
 
 def broker_credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:
-    """Faust's credentials for the configured security protocol (None for PLAINTEXT)."""
-    security = settings.kafka_client_config()
-    if settings.kafka_sasl_mechanism:
+    """Faust's credentials for ``IRTMON_KAFKA_SECURITY_PROTOCOL``, as the producers get them
+    (:meth:`Settings.kafka_client_config`): SASL_SSL is SASL with the TLS context (never SASL
+    in clear); SSL is TLS with the CA file or, without one, the system trust store; None only
+    for PLAINTEXT."""
+    protocol = settings.kafka_security_protocol
+    context = settings.kafka_ssl_context()
+    if protocol in ("SASL_SSL", "SASL_PLAINTEXT"):
+        password = settings.kafka_sasl_password
         return faust.SASLCredentials(
             username=settings.kafka_sasl_username,
-            password=security.get("sasl_plain_password"),
+            password=password.get_secret_value() if password is not None else None,
             mechanism=settings.kafka_sasl_mechanism,
+            ssl_context=context,  # None only for SASL_PLAINTEXT
         )
-    if settings.kafka_ssl_cafile is not None:
-        return faust.SSLCredentials(
-            ssl.create_default_context(cafile=str(settings.kafka_ssl_cafile))
-        )
+    if protocol == "SSL":
+        return faust.SSLCredentials(context)
     return None
 
 

@@ -21,7 +21,7 @@ import psycopg
 from core.db import events, history, registry
 from core.db import scores as stored
 from core.db.registry import ResponseModels
-from core.paths import resolve_under_roots
+from core.paths import check_dicomweb_url, resolve_under_roots
 from models import imaging, pathology
 from models.exceptions import InsufficientDataError, ModelError
 from models.imaging.dicomweb import fetch_study, store_instances
@@ -55,6 +55,8 @@ class ImagingRequest:
     models: ResponseModels | None = None  # virtual biopsy and response model, when promoted
     derived_dir: Path | None = None  # fetched studies (dicomweb/), SEG and SR (dicom/)
     write_back: bool = False  # store SEG and SR back to the DICOMweb server (STOW-RS)
+    dicomweb_allowed: tuple[str, ...] = ()  # the DICOMweb roots it may fetch from / store to
+    dicomweb_headers: dict[str, str] | None = None  # authentication to them (HTTP Basic)
 
 
 @dataclass
@@ -72,19 +74,31 @@ def imaging_request(
     roots: Sequence[Path],
     derived_dir: Path | None = None,
     write_back: bool = False,
+    dicomweb_allowed: Sequence[str] = (),
+    dicomweb_headers: dict[str, str] | None = None,
 ) -> ImagingRequest:
-    """Check the event's files (inside the data roots, present) before anything runs.
+    """Check the event's files (inside the data roots, present) and its DICOMweb server (one
+    of ``dicomweb_allowed``, see :attr:`Settings.dicomweb_allowed`) before anything runs.
 
     A DICOMweb acquisition is fetched into ``<derived_dir>/dicomweb/<study UID>/<event id>``
     (kept: it is the baseline of later follow-ups); with ``write_back`` its SEG and SR go back
-    by STOW-RS.
+    by STOW-RS. ``dicomweb_headers`` authenticate to the server.
+
+    Raises
+    ------
+    UntrustedLocationError
+        The event names a DICOMweb server that is not allowed (dead-lettered: never fetched
+        from, never written to).
+    UnreadableInputError
+        A path outside the data roots, or missing.
     """
     series_dir = None
     if event.location.kind == "folder":
         series_dir = resolve_under_roots(event.location.path, roots)
-    elif derived_dir is None:
-        raise ValueError("a DICOMweb acquisition needs a derived_dir to fetch the study into")
     else:
+        check_dicomweb_url(str(event.location.url), dicomweb_allowed)
+        if derived_dir is None:
+            raise ValueError("a DICOMweb acquisition needs a derived_dir to fetch the study into")
         series_dir = fetched_study_dir(derived_dir, event.study_uid, event.event_id)
     lesion_path = None
     if event.lesion is not None and event.lesion.path is not None:
@@ -95,6 +109,8 @@ def imaging_request(
         lesion_path=lesion_path,
         derived_dir=derived_dir,
         write_back=write_back and event.location.kind == "dicomweb",
+        dicomweb_allowed=tuple(dicomweb_allowed),
+        dicomweb_headers=dict(dicomweb_headers or {}),
     )
 
 
@@ -117,6 +133,7 @@ def with_history(conn: psycopg.Connection, request: ImagingRequest) -> ImagingRe
             row.event_id, Path(row.path), Path(row.lesion_path) if row.lesion_path else None
         )
     elif row and row.url and row.study_uid and request.derived_dir is not None:
+        check_dicomweb_url(row.url, request.dicomweb_allowed)  # stored before the allow-list
         folder = fetched_study_dir(request.derived_dir, row.study_uid, row.event_id)
         request.baseline = Baseline(
             row.event_id, folder, None, fetch_url=row.url, study_uid=row.study_uid
@@ -150,7 +167,12 @@ def score_imaging(request: ImagingRequest) -> Outcome:
     with ExitStack() as held:
         if event.location.kind == "dicomweb":
             held.enter_context(in_use(request.series_dir))
-            _fetch(str(event.location.url), event.study_uid, request.series_dir)
+            _fetch(
+                str(event.location.url),
+                event.study_uid,
+                request.series_dir,
+                request.dicomweb_headers,
+            )
         baseline: imaging.Baseline | None = None
         if (
             request.lesion_path is None
@@ -160,7 +182,7 @@ def score_imaging(request: ImagingRequest) -> Outcome:
             b = request.baseline
             if b.fetch_url and b.study_uid:  # fetched once, pruned when unused: fetch again
                 held.enter_context(in_use(b.path))
-                _fetch(b.fetch_url, b.study_uid, b.path)
+                _fetch(b.fetch_url, b.study_uid, b.path, request.dicomweb_headers)
             lesion = str(b.lesion_path) if b.lesion_path else None
             baseline = _baseline_of(str(b.path), lesion)
         return _score_fetched(request, baseline)
@@ -184,7 +206,9 @@ def _score_fetched(request: ImagingRequest, baseline: imaging.Baseline | None) -
         output_dir=output_dir,
     )
     if output_dir is not None and event.location.kind == "dicomweb":
-        result.provenance["dicom_outputs"] = _write_back(str(event.location.url), result.outputs)
+        result.provenance["dicom_outputs"] = _write_back(
+            str(event.location.url), result.outputs, request.dicomweb_headers
+        )
     version = result.provenance["algorithm_version"]
     model = result.provenance["algorithm"]
     inputs = list(result.provenance["series_uids"])
@@ -247,18 +271,22 @@ def _response_scores(
     return out
 
 
-def _fetch(url: str, study_uid: str, folder: Path) -> None:
+def _fetch(url: str, study_uid: str, folder: Path, headers: dict[str, str] | None = None) -> None:
     """Fetch a DICOMweb study into ``folder`` unless it is there (irtmon's own SEG/SR left out)."""
 
-    fetch_study(url, study_uid, folder, skip_manufacturer=DERIVED_MANUFACTURER)
+    fetch_study(
+        url, study_uid, folder, skip_manufacturer=DERIVED_MANUFACTURER, headers=headers or None
+    )
 
 
-def _write_back(url: str, outputs: dict[str, str]) -> dict[str, object]:
+def _write_back(
+    url: str, outputs: dict[str, str], headers: dict[str, str] | None = None
+) -> dict[str, object]:
     """Store the SEG and SR on the DICOMweb server (STOW-RS); return what was stored where."""
     import pydicom
 
     names = sorted(outputs)
-    store_instances(url, [outputs[n] for n in names])
+    store_instances(url, [outputs[n] for n in names], headers=headers or None)
     stored: dict[str, object] = {"stored_to": url}
     for name in names:
         ds = pydicom.dcmread(outputs[name], stop_before_pixels=True)

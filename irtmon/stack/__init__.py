@@ -142,7 +142,7 @@ def status(settings: Settings) -> StackStatus:
         except Exception as err:
             topics = {"<error>": 0}
             pg_detail += f"; topics unreadable: {err}"
-    dsn_shown = settings.dsn.split("@")[-1]  # never print a password
+    dsn_shown = settings.dsn_masked  # never print a password
     pacs = None
     orthanc_pid = orthanc.running_pid(settings) if settings.local_pacs else None
     if orthanc_pid is not None or not settings.local_pacs:

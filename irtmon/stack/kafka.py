@@ -18,6 +18,7 @@ from importlib import resources
 from pathlib import Path
 
 from core.settings import Settings
+from irtmon.stack.kafka_security import BrokerSecurity, server_properties
 from irtmon.stack.process import (
     StackError,
     ensure_ports_free,
@@ -120,37 +121,20 @@ def ensure_jars(settings: Settings) -> Path:
     return lib
 
 
-def _write_config(settings: Settings, p: KafkaPaths) -> None:
+def _write_config(settings: Settings, p: KafkaPaths, security: BrokerSecurity | None) -> None:
     p.root.mkdir(parents=True, exist_ok=True)
     p.logs.mkdir(parents=True, exist_ok=True)
-    host = "127.0.0.1"
-    p.properties.write_text(
-        "\n".join(
-            [
-                "# written by irtmon stack up; edits are overwritten",
-                "process.roles=broker,controller",
-                "node.id=1",
-                f"controller.quorum.voters=1@{host}:{settings.kafka_controller_port}",
-                f"listeners=PLAINTEXT://{host}:{settings.kafka_port},"
-                f"CONTROLLER://{host}:{settings.kafka_controller_port}",
-                f"advertised.listeners=PLAINTEXT://{host}:{settings.kafka_port}",
-                "controller.listener.names=CONTROLLER",
-                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-                "inter.broker.listener.name=PLAINTEXT",
-                f"log.dirs={p.data}",
-                "num.partitions=1",
-                "auto.create.topics.enable=false",
-                "offsets.topic.replication.factor=1",
-                "offsets.topic.num.partitions=10",
-                "transaction.state.log.replication.factor=1",
-                "transaction.state.log.min.isr=1",
-                "transaction.state.log.num.partitions=4",
-                "group.initial.rebalance.delay.ms=0",
-                "log.retention.check.interval.ms=300000",
-                "",
-            ]
-        )
+    lines = server_properties(
+        bind_host="127.0.0.1",
+        advertised_host="127.0.0.1",
+        port=settings.kafka_port,
+        controller_port=settings.kafka_controller_port,
+        data_dir=p.data,
+        security=security,
     )
+    fd = os.open(p.properties, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write("\n".join(lines))
     p.log4j.write_text(
         "\n".join(
             [
@@ -218,8 +202,14 @@ def running_pid(settings: Settings) -> int | None:
     return live_pid(paths(settings).pid_file, MAIN_CLASS)
 
 
-def start(settings: Settings, timeout: float = 120.0) -> int:
-    """Start the broker unless it runs; wait until it serves metadata; return its pid."""
+def start(
+    settings: Settings, timeout: float = 120.0, security: BrokerSecurity | None = None
+) -> int:
+    """Start the broker unless it runs; wait until it serves metadata; return its pid.
+
+    With ``security``, its client listener is SASL_SSL with ACLs (as in the compose
+    deployment); ``settings`` must then carry the admin's credentials and the CA file (the
+    readiness check connects as the admin). Without it, PLAINTEXT on loopback, as before."""
     p = paths(settings)
     pid = running_pid(settings)
     if pid is not None:
@@ -230,7 +220,7 @@ def start(settings: Settings, timeout: float = 120.0) -> int:
         "IRTMON_KAFKA_PORT / IRTMON_KAFKA_CONTROLLER_PORT to free ports",
     )
     ensure_jars(settings)
-    _write_config(settings, p)
+    _write_config(settings, p, security)
     _format_storage(settings, p)
     env = dict(os.environ)
     env.pop("KAFKA_OPTS", None)

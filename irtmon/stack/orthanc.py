@@ -5,6 +5,15 @@ and DICOM ports, DICOMweb enabled, irtmon's plugin :mod:`pacs.orthanc_plugin` lo
 ``Orthanc`` with it. The plugin reads the same ``IRTMON_*`` settings as every other part, from
 the environment it is started with. The same configuration is written by ``irtmon pacs config``
 for the container of ``docker/compose.yaml``.
+
+Who may talk to it:
+
+- DICOM: only the callers of ``IRTMON_ORTHANC_ALLOWED_CALLERS`` (calling AE title and IP
+  address, both checked) may store (C-STORE), and only to ``IRTMON_ORTHANC_AET`` (the called
+  AE title is checked); find, move and get are refused to everyone.
+- HTTP (REST and DICOMweb): HTTP Basic authentication with ``IRTMON_PACS_USERNAME`` and
+  ``IRTMON_PACS_PASSWORD``, the only registered user. The configuration file holds that
+  password, so it is written readable by its owner only.
 """
 
 from __future__ import annotations
@@ -74,13 +83,47 @@ def python_paths() -> list[str]:
     return [*found, str(plugin_script().parents[1])]
 
 
+def allowed_modalities(settings: Settings) -> dict[str, dict[str, object]]:
+    """``DicomModalities`` of the callers that may store: each ``AET@IP`` of
+    ``IRTMON_ORTHANC_ALLOWED_CALLERS``, allowed C-STORE (and C-ECHO) and nothing else."""
+    modalities: dict[str, dict[str, object]] = {}
+    for i, entry in enumerate(settings.orthanc_allowed_callers, start=1):
+        aet, _, host = entry.rpartition("@")
+        modalities[f"caller-{i}"] = {
+            "AET": aet,
+            "Host": host,
+            "Port": 104,  # Orthanc never calls back (no C-MOVE); a placeholder
+            "AllowEcho": True,
+            "AllowStore": True,
+            "AllowFind": False,
+            "AllowFindWorklist": False,
+            "AllowGet": False,
+            "AllowMove": False,
+            "AllowStorageCommitment": False,
+        }
+    return modalities
+
+
 def orthanc_config(
     settings: Settings,
     storage: Path,
     plugin_dir: Path = PLUGIN_DIR,
     remote_access: bool = False,
 ) -> dict[str, object]:
-    """Orthanc's configuration for irtmon: ports, AE title, DICOMweb, the Python plugin."""
+    """Orthanc's configuration for irtmon: ports, AE title and who may store, HTTP
+    authentication, DICOMweb, the Python plugin.
+
+    Raises
+    ------
+    ValueError
+        No ``IRTMON_PACS_PASSWORD``: the REST API would be open to anyone who reaches it.
+    """
+    auth = settings.pacs_auth
+    if auth is None:
+        raise ValueError(
+            "set IRTMON_PACS_PASSWORD (or IRTMON_PACS_PASSWORD_FILE): Orthanc's REST API and "
+            "DICOMweb only answer requests authenticated as IRTMON_PACS_USERNAME"
+        )
     return {
         "Name": "irtmon-pacs",
         "StorageDirectory": str(storage),
@@ -88,11 +131,20 @@ def orthanc_config(
         "HttpPort": settings.orthanc_http_port,
         "DicomPort": settings.orthanc_dicom_port,
         "DicomAet": settings.orthanc_aet,
-        "DicomCheckCalledAet": False,
+        "DicomCheckCalledAet": True,
+        "DicomAlwaysAllowEcho": False,
+        "DicomAlwaysAllowStore": False,
+        "DicomAlwaysAllowFind": False,
+        "DicomAlwaysAllowFindWorklist": False,
+        "DicomAlwaysAllowGet": False,
+        "DicomAlwaysAllowMove": False,
+        "DicomCheckModalityHost": True,
+        "DicomModalities": allowed_modalities(settings),
+        "DicomModalitiesInDatabase": False,
         "RemoteAccessAllowed": remote_access,
-        "AuthenticationEnabled": False,
+        "AuthenticationEnabled": True,
+        "RegisteredUsers": {auth[0]: auth[1]},
         "StableAge": settings.orthanc_stable_age_s,
-        "DicomAlwaysAllowStore": True,
         "Plugins": [str(plugin_dir / name) for name in PLUGINS],
         "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": False},
         "PythonScript": str(plugin_script()),
@@ -102,11 +154,15 @@ def orthanc_config(
 
 
 def write_config(settings: Settings, target: Path, **kwargs: object) -> Path:
-    """Write the configuration to ``target`` (JSON) and return it."""
+    """Write the configuration to ``target`` (JSON, readable by its owner only: it holds the
+    REST password) and return it."""
     target.parent.mkdir(parents=True, exist_ok=True)
     storage = kwargs.pop("storage", None) or (target.parent / "storage")
     config = orthanc_config(settings, Path(storage), **kwargs)  # type: ignore[arg-type]
-    target.write_text(json.dumps(config, indent=2))
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        os.fchmod(out.fileno(), 0o600)  # an older, wider file too
+        out.write(json.dumps(config, indent=2))
     return target
 
 
@@ -114,20 +170,26 @@ def running_pid(settings: Settings) -> int | None:
     return live_pid(paths(settings).pid_file, ORTHANC)
 
 
+def rest_get(settings: Settings, path: str, timeout: float = 2.0) -> object:
+    """GET ``path`` of the PACS's REST API, authenticated (JSON answer)."""
+    request = urllib.request.Request(f"{settings.pacs_http}{path}", headers=settings.pacs_headers())
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
 def _system(settings: Settings) -> dict | None:
     try:
-        with urllib.request.urlopen(f"{settings.pacs_http}/system", timeout=2) as response:
-            return json.loads(response.read())
+        answer = rest_get(settings, "/system")
     except (OSError, ValueError):
         return None
+    return answer if isinstance(answer, dict) else None
 
 
 def plugins_loaded(settings: Settings) -> list[str]:
     """The plugins the Orthanc at ``settings.pacs_http`` runs (empty when it does not answer)."""
     try:
-        with urllib.request.urlopen(f"{settings.pacs_http}/plugins", timeout=2) as response:
-            return list(json.loads(response.read()))
-    except (OSError, ValueError):
+        return list(rest_get(settings, "/plugins"))  # type: ignore[call-overload]
+    except (OSError, ValueError, TypeError):
         return []
 
 
@@ -147,6 +209,11 @@ def start(settings: Settings, timeout: float = 60.0) -> int:
         raise StackError(
             "set IRTMON_PSEUDONYM_KEY (a long random secret) before starting the PACS: its "
             "plugin replaces every PatientID by the keyed-hash pseudonym before publishing"
+        )
+    if settings.pacs_auth is None:
+        raise StackError(
+            "set IRTMON_PACS_PASSWORD (a long random secret) before starting the PACS: its REST "
+            "API and DICOMweb answer only requests authenticated with it"
         )
     binary = shutil.which(ORTHANC) or "/usr/sbin/Orthanc"
     if not Path(binary).exists():

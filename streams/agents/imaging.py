@@ -6,8 +6,9 @@ Side effects: upserts ``acquisitions``, ``tumour_measurements`` and ``timepoint_
 DICOMweb acquisition is fetched (WADO-RS) into the derived folder and, with
 ``IRTMON_PACS_WRITE_BACK``, its lesion SEG and burden SR are stored back (STOW-RS), their UIDs
 kept in ``acquisition_features.provenance``
-Dead-letters: invalid events, paths outside the data roots or missing, unreadable or non-CT
-series, model failures.
+Dead-letters: invalid events, paths outside the data roots or missing, a DICOMweb location that
+is not a configured PACS (never fetched from nor written to), unreadable or non-CT series,
+model failures.
 
 The science (reading the series, lesion, burden, features, virtual biopsy, response) runs in
 :func:`streams.scoring.score_imaging`, in the worker's CPU process pool, off the event loop.
@@ -30,11 +31,13 @@ from streams.context import WorkerContext
 
 async def process_imaging(ctx: WorkerContext, event: ImagingAcquired) -> None:
     settings = ctx.settings
-    request = scoring.imaging_request(  # paths first
+    request = scoring.imaging_request(  # paths and the DICOMweb server first
         event,
         settings.data_roots,
         derived_dir=settings.derived_dir.resolve(),
         write_back=settings.pacs_write_back,
+        dicomweb_allowed=settings.dicomweb_allowed,
+        dicomweb_headers=settings.pacs_headers(),
     )
     await score_and_publish(
         ctx, event, request, events.upsert_imaging, scoring.with_history, scoring.score_imaging

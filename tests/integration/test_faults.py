@@ -147,7 +147,7 @@ class FlakyWebhook:
                 from core.delivery import verify
 
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                if not verify(body, secret, self.headers.get("X-Irtmon-Signature", "")):
+                if not verify(body, secret, self.headers):
                     outer.bad_signatures += 1
                 mode = outer.mode
                 outer.posts.append((mode, self.headers["X-Irtmon-Delivery"], json.loads(body)))
@@ -193,6 +193,7 @@ def test_failing_then_slow_webhook_delivers_every_alert_once_it_recovers(
         workers.start(
             alert_webhook_url=hook.url,
             alert_webhook_secret=secret,
+            alert_webhook_allow_http_loopback=True,  # the receiver is on this machine
             alert_webhook_timeout_s=1,
             alert_delivery_interval_s=1,
             alert_retry_after_s=1,
@@ -258,6 +259,7 @@ def test_failing_then_slow_webhook_delivers_every_alert_once_it_recovers(
             update={
                 "alert_webhook_url": hook.url,
                 "alert_webhook_secret": SecretStr(secret),
+                "alert_webhook_allow_http_loopback": True,
                 "alert_delivery_since": since,
             }
         )

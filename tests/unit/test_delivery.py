@@ -30,6 +30,7 @@ from core.delivery import (
 from schemas import Alert, AlertKind
 
 SECRET = "test-secret-0123456789abcdef"
+LOOPBACK = {"allow_http_loopback": True}  # the local receivers here speak plain HTTP
 
 
 def make_alert() -> Alert:
@@ -74,15 +75,25 @@ def http_server() -> Iterator[tuple[str, type[_Recorder]]]:
     server.server_close()
 
 
-def test_signature_is_hmac_sha256_of_the_body() -> None:
+def test_signature_is_hmac_sha256_of_timestamp_id_action_and_body() -> None:
     import hashlib
     import hmac
 
     body = b'{"a": 1}'
-    expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-    assert sign(body, SECRET) == expected
-    assert verify(body, SECRET, expected)
-    assert not verify(body + b" ", SECRET, expected)
+    message = b'1767225600\n42/webhook\nalert.opened\n{"a": 1}'
+    expected = "sha256=" + hmac.new(SECRET.encode(), message, hashlib.sha256).hexdigest()
+    signed = sign(
+        body, SECRET, delivery_id="42/webhook", action="alert.opened", timestamp=1767225600
+    )
+    assert signed == expected
+    headers = {
+        "X-Irtmon-Signature": expected,
+        "X-Irtmon-Delivery": "42/webhook",
+        "X-Irtmon-Action": "alert.opened",
+        "X-Irtmon-Timestamp": "1767225600",
+    }
+    assert verify(body, SECRET, headers, now=1767225600 + 10)
+    assert not verify(body + b" ", SECRET, headers, now=1767225600 + 10)
 
 
 def test_webhook_posts_signed_json_and_retries_server_errors(http_server) -> None:
@@ -90,7 +101,9 @@ def test_webhook_posts_signed_json_and_retries_server_errors(http_server) -> Non
     handler.statuses = [500, 503]
     sleeps: list[float] = []
     sink = WebhookSink(
-        config=WebhookConfig(url=url, secret=SECRET, backoff=Backoff(attempts=4, base_s=0.5)),
+        config=WebhookConfig(
+            url=url, secret=SECRET, backoff=Backoff(attempts=4, base_s=0.5), **LOOPBACK
+        ),
         sleep=sleeps.append,
     )
     alert = make_alert()
@@ -99,7 +112,8 @@ def test_webhook_posts_signed_json_and_retries_server_errors(http_server) -> Non
     assert sleeps == [0.5, 1.0]  # exponential back-off
     headers, body = handler.received[-1]
     assert body == alert.to_json_bytes()
-    assert verify(body, SECRET, headers[SIGNATURE_HEADER])
+    assert verify(body, SECRET, headers)
+    assert headers[SIGNATURE_HEADER].startswith("sha256=")
     assert headers["X-Irtmon-Delivery"] == "42/webhook"
     assert Alert.model_validate_json(body) == alert
 
@@ -108,7 +122,7 @@ def test_webhook_gives_up_after_the_last_attempt(http_server) -> None:
     url, handler = http_server
     handler.statuses = [500, 500, 500]
     sink = WebhookSink(
-        config=WebhookConfig(url=url, secret=SECRET, backoff=Backoff(attempts=3)),
+        config=WebhookConfig(url=url, secret=SECRET, backoff=Backoff(attempts=3), **LOOPBACK),
         sleep=lambda s: None,
     )
     with pytest.raises(DeliveryError, match="HTTP 500") as info:
@@ -120,7 +134,9 @@ def test_webhook_gives_up_after_the_last_attempt(http_server) -> None:
 def test_webhook_client_error_is_permanent_and_not_retried(http_server) -> None:
     url, handler = http_server
     handler.statuses = [400]
-    sink = WebhookSink(config=WebhookConfig(url=url, secret=SECRET), sleep=lambda s: None)
+    sink = WebhookSink(
+        config=WebhookConfig(url=url, secret=SECRET, **LOOPBACK), sleep=lambda s: None
+    )
     with pytest.raises(DeliveryError) as info:
         sink.send(make_alert())
     assert info.value.permanent
@@ -133,7 +149,10 @@ def test_webhook_unreachable_is_retried_then_fails() -> None:
     sleeps: list[float] = []
     sink = WebhookSink(
         config=WebhookConfig(
-            url=f"http://127.0.0.1:{free_port()}/", secret=SECRET, backoff=Backoff(attempts=2)
+            url=f"http://127.0.0.1:{free_port()}/",
+            secret=SECRET,
+            backoff=Backoff(attempts=2),
+            **LOOPBACK,
         ),
         sleep=sleeps.append,
     )
@@ -146,7 +165,7 @@ def test_webhook_config_validation() -> None:
     with pytest.raises(ValueError, match="http"):
         WebhookConfig(url="ftp://x", secret=SECRET)
     with pytest.raises(ValueError, match="secret"):
-        WebhookConfig(url="http://x", secret="short")
+        WebhookConfig(url="https://x", secret="short")
 
 
 def test_email_is_delivered_over_smtp() -> None:

@@ -95,9 +95,63 @@ def test_dates_and_offsets() -> None:
         acquisition_event("MRN-5", "1.2.9", [SeriesHeader("1.2.9.1", "CT", undated)], URL, KEY)
 
 
-def test_pseudonyms_are_kept_and_empty_ids_or_short_keys_refused() -> None:
-    assert patient_pseudonym("psn-0123456789abcdef", KEY) == "psn-0123456789abcdef"
+def test_every_patient_id_is_keyed_even_one_shaped_like_a_pseudonym() -> None:
+    """Whoever can store into the PACS must not choose the pseudonym a study is filed under:
+    an ID that already looks like one is keyed like any other."""
+    forged = "psn-0123456789abcdef"
+    assert patient_pseudonym(forged, KEY) == pseudonymise(forged, KEY) != forged
+    event = acquisition_event(
+        forged, "1.2.10", [SeriesHeader("1.2.10.1", "CT", header())], URL, KEY
+    )
+    assert event.patient == pseudonymise(forged, KEY)
+    assert forged not in event.model_dump_json()
+
+
+def test_empty_ids_or_short_keys_are_refused() -> None:
     with pytest.raises(ValueError, match="empty"):
         patient_pseudonym("  ", KEY)
     with pytest.raises(ValueError, match="at least 16 bytes"):
         patient_pseudonym("MRN-6", "short")
+
+
+def test_late_instances_make_a_new_event_and_irtmon_own_objects_do_not() -> None:
+    """The id is over the SOP Instance UIDs: slices that arrive after the study was stable
+    are a new acquisition event (scored again with every image); irtmon's SEG/SR are not."""
+    first = [SeriesHeader("1.2.11.1", "CT", header(), ("1.2.11.1.1", "1.2.11.1.2"))]
+    grown = [SeriesHeader("1.2.11.1", "CT", header(), ("1.2.11.1.1", "1.2.11.1.2", "1.2.11.1.3"))]
+    a = acquisition_event("MRN-11", "1.2.11", first, URL, KEY)
+    b = acquisition_event("MRN-11", "1.2.11", grown, URL, KEY)
+    assert a.event_id != b.event_id
+    assert a.series_uids == b.series_uids == ["1.2.11.1"]
+    # the same instances listed in another order: the same event (a redelivery)
+    shuffled = [SeriesHeader("1.2.11.1", "CT", header(), ("1.2.11.1.2", "1.2.11.1.1"))]
+    assert acquisition_event("MRN-11", "1.2.11", shuffled, URL, KEY).event_id == a.event_id
+    # a contour that arrives later is new input too
+    contour = SeriesHeader(
+        "1.2.11.2", "RTSTRUCT", header(SOPInstanceUID="1.2.11.2.1"), ("1.2.11.2.1",)
+    )
+    assert acquisition_event("MRN-11", "1.2.11", [*first, contour], URL, KEY).event_id not in (
+        a.event_id,
+        b.event_id,
+    )
+    ours = header(Manufacturer="irtmon")
+    written_back = [
+        *first,
+        SeriesHeader("1.2.11.901", "SEG", ours, ("1.2.11.901.1",)),
+        SeriesHeader("1.2.11.902", "SR", ours, ("1.2.11.902.1",)),
+    ]
+    assert acquisition_event("MRN-11", "1.2.11", written_back, URL, KEY).event_id == a.event_id
+
+
+def test_free_text_of_the_headers_stays_out_of_the_event() -> None:
+    named = header(
+        StudyDescription="CT thorax Jane Doe follow-up",
+        SeriesDescription="Doe^Jane 2mm",
+        ImageComments="for Dr Smith, patient Jane Doe",
+        PatientName="Doe^Jane",
+    )
+    event = acquisition_event("MRN-12", "1.2.12", [SeriesHeader("1.2.12.1", "CT", named)], URL, KEY)
+    text = event.model_dump_json()
+    assert event.description is None
+    for word in ("Jane", "Doe", "Smith", "thorax"):
+        assert word not in text, word
