@@ -33,7 +33,6 @@ from models.response.cohort import (
     merge_cohorts,
 )
 from models.response.history import (
-    ALL_INPUTS,
     PHENOTYPE_NAMES,
     History,
     Scan,
@@ -100,8 +99,12 @@ def _data_hash(histories: Mapping[str, History], extra: Sequence[str] = ()) -> s
         for s in h.scans:
             digest.update(f"{p}|{s.key}|{s.at.isoformat()}|{s.volume_ml:.6g}\n".encode())
             digest.update(json.dumps(dict(s.features), sort_keys=True).encode())
+            if s.lesions is not None:
+                digest.update(json.dumps(s.lesions.to_dict(), sort_keys=True).encode())
         for b in h.biopsies:
             digest.update(f"{p}|{b.at.isoformat()}|{b.signature}\n".encode())
+        for lab in h.labs:
+            digest.update(f"{p}|{lab.at.isoformat()}|{lab.pd_l1_tps}\n".encode())
     for e in extra:
         digest.update(e.encode())
     return digest.hexdigest()
@@ -653,11 +656,6 @@ def train_response(
             },
         )
     return Run(metrics, report, artifact, files)
-
-
-def _full_inputs() -> tuple[str, ...]:
-
-    return ALL_INPUTS
 
 
 def _response_metrics(y: Sequence[bool], p: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
