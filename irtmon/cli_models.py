@@ -141,8 +141,8 @@ Radiomics = Annotated[
     bool,
     typer.Option(
         "--radiomics/--no-radiomics",
-        help="Compute the radiomics and peritumoural features of every lesion (as the worker "
-        "does); the models' default inputs need neither. A separate cache either way.",
+        help="Also compute the radiomics and peritumoural features of every lesion (as the "
+        "worker does); the models' default inputs need neither. A separate cache either way.",
     ),
 ]
 
@@ -151,7 +151,7 @@ def _selections(
     max_patients: int | None,
     test_max_patients: int | None,
     max_timepoint: int | None,
-    radiomics: bool = True,
+    radiomics: bool = False,
 ) -> dict[str, Any]:
     from models.response.cohort import ExtractionOptions
     from models.response.train import Selection
@@ -236,7 +236,7 @@ def train_ct_signature(
     max_patients: MaxPatients = None,
     test_max_patients: TestMaxPatients = None,
     max_timepoint: MaxTimepoint = None,
-    radiomics: Radiomics = True,
+    radiomics: Radiomics = False,
     register: Register = None,
     promote: Promote = False,
 ) -> None:
@@ -290,7 +290,7 @@ def train_response(
     max_patients: MaxPatients = None,
     test_max_patients: TestMaxPatients = None,
     max_timepoint: MaxTimepoint = None,
-    radiomics: Radiomics = True,
+    radiomics: Radiomics = False,
     register: Register = None,
     promote: Promote = False,
 ) -> None:
@@ -344,7 +344,7 @@ def cohort_features(
     workers: Workers = 1,
     max_patients: MaxPatients = None,
     max_timepoint: MaxTimepoint = None,
-    radiomics: Radiomics = True,
+    radiomics: Radiomics = False,
     cache_dir: Annotated[
         Path | None,
         typer.Option(help="Feature cache (default: the training cache the train commands use)."),

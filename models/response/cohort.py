@@ -103,12 +103,14 @@ class CohortData:
 class ExtractionOptions:
     """What the cohort extraction computes beyond burden, enhancement and spectral features.
 
-    ``radiomics``: the radiomics and peritumoural features of every lesion (as the worker
-    computes them). The virtual biopsy's default inputs need neither; turning them off makes
-    extraction faster and changes the cache key.
+    ``radiomics``: also the radiomics and peritumoural features of every lesion (as the worker
+    computes them). Off by default: the models' default inputs (the virtual biopsy's
+    ``burden_``, ``enh_``, ``spec_`` families, the response model's burden and lesion readout)
+    need neither, and they are most of a study's time. Turn it on for a virtual biopsy that
+    reads ``rad_`` or ``peri_`` features; the cache key differs either way.
     """
 
-    radiomics: bool = True
+    radiomics: bool = False
 
 
 @dataclass
@@ -275,8 +277,45 @@ def study_row(
             }
             for r in result.lesions
         ],
-        "failures": [f.message for f in result.failures],
+        "failures": [f.message for f in result.failures]
+        + (
+            [f"radiomics not computed: {result.provenance['radiomics_skipped']}"]
+            if result.provenance.get("radiomics_skipped")
+            else []
+        ),
     }
+
+
+def _analyse_study(
+    s: StudyRecord,
+    baseline: imaging.Baseline | None,
+    state: imaging.TrackingState | None,
+    options: ExtractionOptions,
+) -> imaging.StudyResult:
+    """:func:`models.imaging.analyse_study` of one study. With radiomics on, a study on which
+    they cannot be computed (a lesion of a few voxels makes ``analyse_study`` give up the whole
+    study) is analysed again without them, and says so in its failures: the lesions and the
+    other features are still worth having."""
+
+    def run(radiomics: bool) -> imaging.StudyResult:
+        return imaging.analyse_study(
+            s.folder,
+            lesion_paths=None if s.lesion_path is None else [s.lesion_path],
+            baseline=baseline,
+            state=state,
+            time=s.at,
+            radiomics=radiomics,
+            peritumoural=radiomics,
+        )
+
+    if not options.radiomics:
+        return run(False)
+    try:
+        return run(True)
+    except InsufficientDataError as err:
+        result = run(False)
+        result.provenance["radiomics_skipped"] = str(err)
+        return result
 
 
 @dataclass(frozen=True)
@@ -307,15 +346,7 @@ def analyse_patient(
     field_known: bool | None = None
     try:
         for s in studies:
-            result = imaging.analyse_study(
-                s.folder,
-                lesion_paths=None if s.lesion_path is None else [s.lesion_path],
-                baseline=baseline,
-                state=state,
-                time=s.at,
-                radiomics=options.radiomics,
-                peritumoural=options.radiomics,
-            )
+            result = _analyse_study(s, baseline, state, options)
             if baseline is None:
                 baseline = result.as_baseline()
                 field_known = any(r.in_field for r in result.lesions)
