@@ -108,7 +108,7 @@ def test_a_changed_pipeline_or_input_never_reuses_the_cache(setup, monkeypatch) 
     assert run(bumped).studies_computed == 15 and bumped.calls == PATIENTS
     # another option: another key
     other = Analyser()
-    run(other, options=ExtractionOptions(radiomics=False))
+    run(other, options=ExtractionOptions(radiomics=True))
     assert other.calls == PATIENTS
     # a study file rewritten: that patient only
     (tmp / "c" / "patients" / "psn-3" / "tp1" / "CT" / "1.dcm").write_bytes(b"y" * 99)
@@ -192,3 +192,30 @@ def test_pd_l1_from_events_and_manifest(tmp_path: Path) -> None:
     assert list(found) == ["b"] and found["b"][0].pd_l1_tps == 5.0
     assert found["b"][0].at.date().isoformat() == "2025-12-30"  # dated by the biopsy
     assert labs_from_manifest(manifest.drop(columns="pd_l1_tps")) == {}
+
+
+def test_a_study_whose_lesion_defeats_radiomics_is_kept_without_them(monkeypatch) -> None:
+    """With --radiomics, a lesion of a few voxels makes analyse_study give up the whole study:
+    the study is analysed again without radiomics (and says so) instead of losing the patient."""
+    from types import SimpleNamespace
+
+    from models.exceptions import InsufficientDataError
+
+    calls: list[bool] = []
+
+    def analyse_study(folder: Path, **kw: Any) -> SimpleNamespace:
+        calls.append(kw["radiomics"])
+        if kw["radiomics"]:
+            raise InsufficientDataError("lesion too small for radiomics (4 voxels)")
+        return SimpleNamespace(provenance={})
+
+    monkeypatch.setattr(cohort.imaging, "analyse_study", analyse_study)
+    s = StudyRecord(
+        "psn-0", 1, "fu1", pd.Timestamp("2026-02-01").to_pydatetime(), "CT", Path("."), None
+    )
+    result = cohort._analyse_study(s, None, None, ExtractionOptions(radiomics=True))
+    assert calls == [True, False]
+    assert "too small" in result.provenance["radiomics_skipped"]
+    calls.clear()
+    cohort._analyse_study(s, None, None, ExtractionOptions())  # the default: no radiomics
+    assert calls == [False]

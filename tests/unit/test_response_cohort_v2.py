@@ -60,7 +60,7 @@ def _teacher(cohort: Path, models_dir: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    from irtmon.cli_models import cohort_app
+    from irtmon.cli import app
 
     root = tmp_path_factory.mktemp("v2")
     cohort = generate_cohort(
@@ -68,8 +68,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
     )
     cache = root / "cache"
     res = CliRunner().invoke(
-        cohort_app,
+        app,
         [
+            "cohort",
             "features",
             "--cohort", str(cohort),
             "--workers", "2",
