@@ -1,5 +1,5 @@
-"""``irtmon train ct-signature|response``, ``irtmon models list|show|promote`` and
-``irtmon rescore``: the response models' shell.
+"""``irtmon train ct-signature|response``, ``irtmon cohort features``, ``irtmon models
+list|show|promote`` and ``irtmon rescore``: the response models' shell.
 
 The science is in :mod:`models.response`; this module parses options, shows progress, finds
 artefacts (a path, a version, or the promoted one) and touches the database for the registry
@@ -22,6 +22,10 @@ from rich.table import Table
 from irtmon.common import console, err_console, fail, get_settings
 
 models_app = typer.Typer(help="The model registry: list, show, promote.", no_args_is_help=True)
+cohort_app = typer.Typer(
+    help="Cohort feature extraction (the training cache), with its throughput.",
+    no_args_is_help=True,
+)
 
 STAGE_LABELS = {"scans": "patients' studies analysed", "slides": "slides scored by the teacher"}
 
@@ -133,17 +137,35 @@ MaxTimepoint = Annotated[
     int | None,
     typer.Option(min=0, help="Use studies up to this timepoint (0 planning, 1 fu1, ...)."),
 ]
+Radiomics = Annotated[
+    bool,
+    typer.Option(
+        "--radiomics/--no-radiomics",
+        help="Also compute the radiomics and peritumoural features of every lesion (as the "
+        "worker does); the models' default inputs need neither. A separate cache either way.",
+    ),
+]
 
 
 def _selections(
-    max_patients: int | None, test_max_patients: int | None, max_timepoint: int | None
+    max_patients: int | None,
+    test_max_patients: int | None,
+    max_timepoint: int | None,
+    radiomics: bool = False,
 ) -> dict[str, Any]:
+    from models.response.cohort import ExtractionOptions
     from models.response.train import Selection
 
+    options = ExtractionOptions(radiomics=radiomics)
     return {
-        "selection": Selection(max_patients, max_timepoint),
-        "test_selection": Selection(test_max_patients, max_timepoint),
+        "selection": Selection(max_patients, max_timepoint, options),
+        "test_selection": Selection(test_max_patients, max_timepoint, options),
     }
+
+
+def training_cache(settings: Any) -> Path:
+    """The feature cache the ``train`` commands and ``cohort features`` share."""
+    return Path(settings.derived_dir) / "training-cache"
 
 
 def _finish(run: Any, register: bool | None, promote: bool) -> None:
@@ -191,7 +213,7 @@ def _train(
                 out,
                 pathology=teacher,
                 **resolved,
-                cache_dir=settings.derived_dir / "training-cache",
+                cache_dir=training_cache(settings),
                 models_dir=settings.models_dir,
                 version=version,
                 config=config(seed=seed),
@@ -214,6 +236,7 @@ def train_ct_signature(
     max_patients: MaxPatients = None,
     test_max_patients: TestMaxPatients = None,
     max_timepoint: MaxTimepoint = None,
+    radiomics: Radiomics = False,
     register: Register = None,
     promote: Promote = False,
 ) -> None:
@@ -231,7 +254,7 @@ def train_ct_signature(
         seed=seed,
         test_cohort=test_cohort,
         workers=workers,
-        **_selections(max_patients, test_max_patients, max_timepoint),
+        **_selections(max_patients, test_max_patients, max_timepoint, radiomics),
     )
     m = run.metrics
     table = Table(title=f"ct-signature {version}: held-out paired scans")
@@ -267,11 +290,14 @@ def train_response(
     max_patients: MaxPatients = None,
     test_max_patients: TestMaxPatients = None,
     max_timepoint: MaxTimepoint = None,
+    radiomics: Radiomics = False,
     register: Register = None,
     promote: Promote = False,
 ) -> None:
     """Train and calibrate the response model; compare it with its baselines on held-out
-    patients (RECIST 1.1 rule, burden trajectory alone, baseline pathology alone)."""
+    patients (RECIST 1.1 over every target lesion, the burden trajectory of every lesion, of
+    the primary lesion, in field, out of field, PD-L1 TPS, baseline pathology), in subgroups
+    (with and without a biopsy, PCCT or CT)."""
     from models.response.response import ResponseConfig
     from models.response.train import train_response as run_training
 
@@ -286,7 +312,7 @@ def train_response(
         artifacts={"ct_signature": ("ct-signature", ct_signature)},
         test_cohort=test_cohort,
         workers=workers,
-        **_selections(max_patients, test_max_patients, max_timepoint),
+        **_selections(max_patients, test_max_patients, max_timepoint, radiomics),
     )
     m = run.metrics
     table = Table(title=f"response {version}: non-response, held-out patients")
@@ -307,6 +333,98 @@ def train_response(
         f"{m['n_test_patients']} test patients; {time.perf_counter() - start:.0f} s"
     )
     _finish(run, register, promote)
+
+
+# ------------------------------------------------------------------------- cohort features
+
+
+@cohort_app.command("features")
+def cohort_features(
+    cohort: Annotated[Path, typer.Option(help="Cohort folder (manifest.csv/parquet).")],
+    workers: Workers = 1,
+    max_patients: MaxPatients = None,
+    max_timepoint: MaxTimepoint = None,
+    radiomics: Radiomics = False,
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option(help="Feature cache (default: the training cache the train commands use)."),
+    ] = None,
+    report: Annotated[
+        Path | None, typer.Option(help="Also write the numbers as JSON to this file.")
+    ] = None,
+) -> None:
+    """Extract every study's features into the cache (every lesion, tracked over time, as the
+    worker does) and report the throughput: studies per hour, per core and per CPU hour.
+
+    Patients run in WORKERS processes; each patient is cached the moment it is done, so a
+    killed run resumes where it stopped. A cache made by another pipeline version or from
+    other input files is refused and recomputed.
+    """
+    import os
+
+    from models.exceptions import IrtmonError
+    from models.response.cohort import ExtractionOptions, extract_features, select
+    from schemas.manifest import read_manifest
+
+    cache = cache_dir or training_cache(get_settings())
+    try:
+        manifest = select(read_manifest(cohort), max_patients, max_timepoint)
+    except (FileNotFoundError, ValueError) as err:
+        raise fail(str(err)) from err
+    bar, progress = _progress_bar()
+    try:
+        with bar:
+            run = extract_features(
+                cohort,
+                manifest,
+                cache / "scans",
+                workers=workers,
+                progress=progress,
+                options=ExtractionOptions(radiomics=radiomics),
+            )
+    except (IrtmonError, ValueError) as err:
+        raise fail(str(err)) from err
+    numbers = run.summary()
+    numbers.update(
+        {
+            "cohort": str(cohort),
+            "cpus": os.cpu_count(),
+            "load_average_1min": round(os.getloadavg()[0], 2),
+            "radiomics": radiomics,
+        }
+    )
+    table = Table(title=f"cohort features: {cohort}")
+    table.add_column("")
+    table.add_column("value", justify="right")
+
+    def f(v: object) -> str:
+        return "n/a" if v is None else str(v)
+
+    for key, label in (
+        ("patients", "patients"),
+        ("patients_computed", "  analysed now"),
+        ("patients_cached", "  from the cache"),
+        ("stale", "  cache files refused (stale)"),
+        ("skipped", "  skipped (see the log)"),
+        ("studies_computed", "studies analysed now"),
+        ("studies_cached", "studies from the cache"),
+        ("wall_s", "wall time (s)"),
+        ("cpu_s", "CPU time of the analyses (s)"),
+        ("workers", "worker processes"),
+        ("cores", "cores used"),
+        ("studies_per_hour", "studies per hour"),
+        ("studies_per_hour_per_core", "studies per hour per core"),
+        ("studies_per_cpu_hour", "studies per CPU hour"),
+        ("load_average_1min", "machine load (1 min)"),
+    ):
+        table.add_row(label, f(numbers.get(key)))
+    console.print(table)
+    for reason in run.skipped[:5]:
+        err_console.print(f"[yellow]skipped[/] {reason}")
+    if report is not None:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(json.dumps(numbers, indent=2) + "\n")
+        console.print(f"numbers: {report}")
 
 
 # ------------------------------------------------------------------------- registry
@@ -438,4 +556,5 @@ def register(app: typer.Typer, train_app: typer.Typer) -> None:
     train_app.command("ct-signature")(train_ct_signature)
     train_app.command("response")(train_response)
     app.add_typer(models_app, name="models")
+    app.add_typer(cohort_app, name="cohort")
     app.command("rescore")(rescore)

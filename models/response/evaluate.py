@@ -32,11 +32,23 @@ TIMEPOINTS = ("planning", "fu1", "fu2")
 REFERENCE_MODEL = "full model"
 MODEL_KEYS = {
     "full model": "full",
-    "burden trajectory alone": "burden",
+    "RECIST 1.1, all target lesions": "recist",
+    "burden trajectory, all lesions": "burden_all",
+    "burden trajectory, primary lesion": "burden",
+    "in-field burden alone": "in_field",
+    "out-of-field burden alone": "out_of_field",
+    "PD-L1 TPS alone": "pd_l1",
     "pathology at baseline alone": "pathology",
-    "RECIST 1.1 rule alone": "recist",
+    "RECIST 1.1 category rule": "recist_rule",
+    "full model, biopsy withheld": "full_no_biopsy",
+    "full model, spectral withheld": "full_no_spectral",
+    # names of earlier reports
+    "burden trajectory alone": "burden",
+    "RECIST 1.1 rule alone": "recist_rule",
 }
-"""Short names of the response models in metric keys (``response.<key>.<metric>``)."""
+"""Short names of the response models in metric keys (``response.<key>.<metric>``). Until
+2026-12 ``recist`` was the RECIST 1.1 category used as a score (now ``recist_rule``); it is
+now the learned ordinal RECIST 1.1 baseline over every target lesion."""
 
 
 def auc(y: Sequence[bool], score: Sequence[float]) -> float | None:
@@ -219,6 +231,8 @@ def response_estimates(
     probabilities: Collection[str] = (),
     reference: str = REFERENCE_MODEL,
     plan: EvaluationPlan | None = None,
+    pooled: bool = True,
+    suffix: str = "",
 ) -> tuple[dict[str, Estimate], dict[str, Any]]:
     """Held-out estimates of the response models with their intervals.
 
@@ -240,6 +254,10 @@ def response_estimates(
         The model compared against every other (the baselines).
     plan
         Interval settings (level, bootstrap resamples and seed).
+    pooled
+        Also the AUC over all follow-ups (a patient bootstrap per model); off for subgroups.
+    suffix
+        Appended to every key (``@pcct``: the estimates of a subgroup).
 
     Returns
     -------
@@ -287,7 +305,7 @@ def response_estimates(
                 )
             )
     fus = np.flatnonzero(lab != "planning")
-    if fus.size and not _both_classes(yy[fus]):
+    if pooled and fus.size and not _both_classes(yy[fus]):
         for name, s in sc.items():
             out[f"response.{model_key(name)}.auc_followups"] = metric_interval(
                 wm.auc,
@@ -300,7 +318,7 @@ def response_estimates(
             )
     fu1 = np.flatnonzero(lab == "fu1")
     if fu1.size == 0 or _both_classes(yy[fu1]):
-        return out, extra
+        return _suffixed(out, suffix), extra
     for name in (m for m in sc if m in probabilities):
         cal = calibration_summary(
             yy[fu1],
@@ -329,7 +347,11 @@ def response_estimates(
         extra["reliability_fu1"] = reliability_table(
             yy[fu1], sc[reference][fu1], groups=pat[fu1], n_bins=plan.n_bins, level=plan.level
         )
-    return out, extra
+    return _suffixed(out, suffix), extra
+
+
+def _suffixed(estimates: dict[str, Estimate], suffix: str) -> dict[str, Estimate]:
+    return {f"{k}{suffix}": v for k, v in estimates.items()} if suffix else estimates
 
 
 def balanced_accuracy_interval(

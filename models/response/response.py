@@ -8,8 +8,10 @@ on predictions made without the patient they are for: out-of-fold predictions of
 training patients (cross-fitted) by default, or a separate calibration split. The members'
 spread, mapped through the same calibration, gives the interval stored with each score.
 
-The same class fitted on a subset of inputs is a baseline (burden trajectory alone, baseline
-pathology alone), so baselines and the full model are compared like for like.
+The same class fitted on a subset of inputs is a baseline (RECIST 1.1 over every target
+lesion, the burden trajectory of every lesion, in field, out of field, PD-L1 TPS, baseline
+pathology: :mod:`models.response.baselines`), so baselines and the full model are compared
+like for like.
 """
 
 from __future__ import annotations

@@ -23,17 +23,20 @@ import numpy as np
 from models.evaluation.plan import EvaluationPlan
 from models.exceptions import InsufficientDataError
 from models.registry import ModelArtifact, load_artifact, save_artifact
+from models.response import baselines as bl
 from models.response import evaluate as ev
-from models.response.cohort import CohortData, Progress, load_cohort, merge_cohorts
+from models.response.cohort import (
+    CohortData,
+    ExtractionOptions,
+    Progress,
+    load_cohort,
+    merge_cohorts,
+)
 from models.response.history import (
-    ALL_INPUTS,
-    BIOPSY_INPUTS,
-    BURDEN_INPUTS,
     PHENOTYPE_NAMES,
     History,
     Scan,
     Signature,
-    recist_category,
     response_inputs,
 )
 from models.response.response import (
@@ -96,8 +99,12 @@ def _data_hash(histories: Mapping[str, History], extra: Sequence[str] = ()) -> s
         for s in h.scans:
             digest.update(f"{p}|{s.key}|{s.at.isoformat()}|{s.volume_ml:.6g}\n".encode())
             digest.update(json.dumps(dict(s.features), sort_keys=True).encode())
+            if s.lesions is not None:
+                digest.update(json.dumps(s.lesions.to_dict(), sort_keys=True).encode())
         for b in h.biopsies:
             digest.update(f"{p}|{b.at.isoformat()}|{b.signature}\n".encode())
+        for lab in h.labs:
+            digest.update(f"{p}|{lab.at.isoformat()}|{lab.pd_l1_tps}\n".encode())
     for e in extra:
         digest.update(e.encode())
     return digest.hexdigest()
@@ -105,10 +112,12 @@ def _data_hash(histories: Mapping[str, History], extra: Sequence[str] = ()) -> s
 
 @dataclass(frozen=True)
 class Selection:
-    """Which part of a cohort a run uses (all of it by default)."""
+    """Which part of a cohort a run uses (all of it by default), and what its extraction
+    computes (:class:`~models.response.cohort.ExtractionOptions`)."""
 
     max_patients: int | None = None
     max_timepoint: int | None = None
+    options: ExtractionOptions = field(default_factory=ExtractionOptions)
 
 
 Cohorts = Path | Sequence[Path]
@@ -154,6 +163,7 @@ def _load(
             progress=progress,
             max_patients=selection.max_patients,
             max_timepoint=selection.max_timepoint,
+            options=selection.options,
         )
         if not data.histories:
             raise InsufficientDataError(f"no analysable study in {folder}: {data.skipped[:3]}")
@@ -184,6 +194,8 @@ def _subset(data: CohortData, patients: Sequence[str]) -> CohortData:
         phenotype={p: v for p, v in data.phenotype.items() if p in keep},
         scan_labels=data.scan_labels,
         skipped=data.skipped,
+        extraction=data.extraction,
+        story_versions=data.story_versions,
     )
 
 
@@ -440,16 +452,21 @@ def _rows(
     return rows, labels, patients, tlabels
 
 
-RECIST_SCORE = {"PD": 1.0, "SD": 0.5, "baseline": 0.5, "PR": 0.0}
-
-
 def recist_scores(data: CohortData) -> list[float]:
-    """The RECIST 1.1 category at each scan as a score (PD 1, SD 0.5, PR 0), same row order."""
-    out = []
-    for p in sorted(data.histories):
-        diams = [s.diameter_mm for s in data.histories[p].scans]
-        out += [RECIST_SCORE[recist_category(diams[: i + 1])] for i in range(len(diams))]
-    return out
+    """The RECIST 1.1 category at each scan as a score (:func:`~models.response.baselines.
+    rule_scores`), in the row order of the response rows."""
+    return bl.rule_scores(data.histories)
+
+
+def _without_biopsies(data: CohortData) -> CohortData:
+    """The same patients with their biopsy signatures withheld (PD-L1 stays)."""
+    return CohortData(
+        histories={p: History(h.scans, (), h.treatment, h.labs) for p, h in data.histories.items()},
+        non_responder=data.non_responder,
+        phenotype=data.phenotype,
+        scan_labels=data.scan_labels,
+        skipped=data.skipped,
+    )
 
 
 def train_response(
@@ -509,60 +526,59 @@ def train_response(
             cache_sig[scan.key] = signature_model.signature(scan)
         return cache_sig[scan.key]
 
-    models: dict[str, tuple[ResponseModel | None, Sequence[str], bool]] = {
-        "full model": (None, list(_full_inputs()), False),
-        "burden trajectory alone": (None, list(BURDEN_INPUTS), False),
-        "pathology at baseline alone": (None, list(BIOPSY_INPUTS), True),
-    }
+    specs = {m.name: m for m in bl.MODELS}
     fitted: dict[str, ResponseModel] = {}
-    for name, (_, inputs, first_only) in models.items():
-        rows, y, pats, _ = _rows(fit_d, oof_sig, first_only)
+    for name, spec in specs.items():
+        rows, y, pats, _ = _rows(fit_d, oof_sig, spec.first_biopsy_only)
         if cal_d is None:
-            fitted[name] = fit_response(rows, y, pats, inputs, config=config)
+            fitted[name] = fit_response(rows, y, pats, list(spec.inputs), config=config)
         else:
-            crows, cy, _, _ = _rows(cal_d, oof_sig, first_only)
-            fitted[name] = fit_response(rows, y, pats, inputs, crows, cy, config)
+            crows, cy, _, _ = _rows(cal_d, oof_sig, spec.first_biopsy_only)
+            fitted[name] = fit_response(rows, y, pats, list(spec.inputs), crows, cy, config)
     seconds["training"] = time.perf_counter() - t0
+
+    def test_sig_no_spectral(scan: Scan) -> Signature:
+        p, til, _ = signature_model.predict([scan], use_spectral=False)
+        return Signature(float(p[0, 0]), float(p[0, 1]), float(p[0, 2]), float(til[0]))
 
     results: dict[str, dict[str, Any]] = {}
     curves: dict[str, tuple[list[bool], list[float]]] = {}
     scores: dict[str, np.ndarray] = {}
-    y_test: list[bool] = []
-    t_labels: list[str] = []
-    t_patients: list[str] = []
+    full_rows, y_test, t_patients, t_labels = _rows(test, test_sig)
     full_pred = None
     for name, model in fitted.items():
-        rows, y_test, t_patients, t_labels = _rows(test, test_sig, models[name][2])
+        rows = full_rows if not specs[name].first_biopsy_only else _rows(test, test_sig, True)[0]
         pred = model.predict(rows)
-        if name == "full model":
+        if name == bl.FULL:
             full_pred = pred
         scores[name] = pred.p
-        results[name] = _response_metrics(y_test, pred.p, t_labels)
-        fu1 = [i for i, lab in enumerate(t_labels) if lab == "fu1"]
-        curves[name] = ([y_test[i] for i in fu1], [float(pred.p[i]) for i in fu1])
-    recist = recist_scores(test)
-    scores["RECIST 1.1 rule alone"] = np.asarray(recist, dtype=float)
+    scores[bl.RULE] = np.asarray(recist_scores(test), dtype=float)
+    scores[bl.NO_BIOPSY] = fitted[bl.FULL].predict(_rows(_without_biopsies(test), test_sig)[0]).p
+    no_spectral = [dict(r, is_pcct=0.0) for r in _rows(test, test_sig_no_spectral)[0]]
+    scores[bl.NO_SPECTRAL] = fitted[bl.FULL].predict(no_spectral).p
     fu1 = [i for i, lab in enumerate(t_labels) if lab == "fu1"]
-    results["RECIST 1.1 rule alone"] = {
-        "auc_fu1": ev.auc([y_test[i] for i in fu1], [recist[i] for i in fu1]),
-        "auc_followups": ev.auc(
-            [y for y, lab in zip(y_test, t_labels, strict=True) if lab != "planning"],
-            [r for r, lab in zip(recist, t_labels, strict=True) if lab != "planning"],
-        ),
-    }
-    curves["RECIST 1.1 rule alone"] = ([y_test[i] for i in fu1], [recist[i] for i in fu1])
+    for name, s_ in scores.items():
+        results[name] = _response_metrics(y_test, s_, t_labels)
+        curves[name] = ([y_test[i] for i in fu1], [float(s_[i]) for i in fu1])
+        if name == bl.RULE:  # a category, not a probability
+            results[name] = {k: results[name][k] for k in ("auc_fu1", "auc_followups", "n_fu1")}
+    probabilities = set(fitted) | set(bl.COUNTERFACTUALS)
     t0 = time.perf_counter()
     estimates, extra = ev.response_estimates(
-        y_test, t_labels, t_patients, scores, probabilities=set(fitted), plan=plan
+        y_test, t_labels, t_patients, scores, probabilities=probabilities, plan=plan
     )
+    sub_est, sub_counts = bl.subgroup_estimates(
+        full_rows, y_test, t_labels, t_patients, scores, plan=plan
+    )
+    estimates.update(sub_est)
     seconds["intervals"] = time.perf_counter() - t0
     for name, r in results.items():
         key = ev.model_key(name)
         for tp in ev.TIMEPOINTS:
             r.setdefault(f"auc_{tp}", ev.value(estimates, f"response.{key}.auc_{tp}"))
-        if name in fitted:  # one row per patient, equal-mass bins (was equal-width)
+        if name in probabilities:  # one row per patient, equal-mass bins (was equal-width)
             r["ece_fu1"] = ev.value(estimates, f"response.{key}.ece_fu1")
-    baselines = [k for k in results if k != "full model"]
+    baselines = [k for k in results if k != bl.FULL and k not in bl.COUNTERFACTUALS]
     best = max(baselines, key=lambda k: results[k].get("auc_fu1") or 0.0)
     assert full_pred is not None
     metrics: dict[str, Any] = {
@@ -588,6 +604,20 @@ def train_response(
         ),
         "test": _test_words(test_cohort, test_fraction),
         "ct_signature": str(ct_signature),
+        "baselines": {
+            ev.model_key(m.name): {"name": m.name, "inputs": list(m.inputs)}
+            for m in bl.MODELS
+            if m.name != bl.FULL
+        },
+        "subgroups": sub_counts,
+        "story_versions": sorted(
+            {v for d in (data, test_data) if d is not None for v in d.story_versions}
+        ),
+        "feature_extraction": {
+            name: d.extraction.summary()
+            for name, d in (("training", data), ("test", test_data))
+            if d is not None and d.extraction is not None
+        },
         "seconds": {k: round(v, 1) for k, v in seconds.items()},
     }
     files = {
@@ -628,11 +658,6 @@ def train_response(
     return Run(metrics, report, artifact, files)
 
 
-def _full_inputs() -> tuple[str, ...]:
-
-    return ALL_INPUTS
-
-
 def _response_metrics(y: Sequence[bool], p: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for lab in sorted({lab for lab in labels}):
@@ -662,15 +687,20 @@ def _calibration_words(m: Mapping[str, Any]) -> str:
 def _response_card(m: Mapping[str, Any], signature_version: str) -> str:
     est = m.get("estimates", {})
     return (
-        "Response model: P(non-response) at each scan from the burden trajectory (vs baseline "
-        "and nadir), the CT virtual biopsy, the latest biopsy's pathology signature and the "
-        f"treatment context, using only what is known at that time. Virtual biopsy "
+        "Response model: P(non-response) at each scan from the burden trajectories (primary "
+        "lesion, every lesion, in and out of the radiotherapy field, vs baseline and nadir), "
+        "new lesions and the RECIST 1.1 / iRECIST assessment, the CT virtual biopsy, the latest "
+        "biopsy's pathology signature, PD-L1 TPS at baseline and the treatment context, using "
+        "only what is known at that time. Virtual biopsy "
         f"ct-signature {signature_version}. Ensemble of small networks, "
         f"{_calibration_words(m)}. Held-out ({m.get('n_test_patients')} patients, 95 % "
         f"intervals): AUC before treatment {ev.fmt_ci(est.get('response.full.auc_planning'))}, "
-        f"at the first follow-up {ev.fmt_ci(est.get('response.full.auc_fu1'))}; minus burden "
-        f"trajectory alone {ev.fmt_ci(est.get('response.full.auc_fu1_minus_burden'), '+.3f')}; "
+        f"at the first follow-up {ev.fmt_ci(est.get('response.full.auc_fu1'))}; minus the "
+        "burden trajectory of every lesion "
+        f"{ev.fmt_ci(est.get('response.full.auc_fu1_minus_burden_all'), '+.3f')}, minus RECIST "
+        f"1.1 {ev.fmt_ci(est.get('response.full.auc_fu1_minus_recist'), '+.3f')}; "
         f"ECE at the first follow-up {ev.fmt_ci(est.get('response.full.ece_fu1'))}. "
+        f"Virtual clinic story {', '.join(m.get('story_versions') or ['unknown'])}. "
         "Research use; synthetic training data unless retrained on a site's cohort."
     )
 
@@ -720,6 +750,17 @@ def _response_report(
         if any_boot
         else "none computed"
     )
+    extraction = m.get("feature_extraction") or {}
+    speed = "; ".join(
+        f"{name}: {e['studies_computed']} studies analysed now, {e['studies_cached']} from the "
+        f"cache"
+        + (
+            f", {e['studies_per_hour_per_core']} studies per hour per core"
+            if e.get("studies_per_hour_per_core")
+            else ""
+        )
+        for name, e in extraction.items()
+    )
     text = "\n\n".join(
         [
             "# Response model: held-out evaluation",
@@ -728,7 +769,14 @@ def _response_report(
             f"test: {m['test']}"
             + (f" {describe_cohorts(test)}" if _given(test) else "")
             + f", {m['n_test_patients']} patients. Label: non-response (pseudo-progression counts "
-            "as response). Every score uses only what was known at its scan.",
+            "as response). Every score uses only what was known at its scan. Virtual clinic "
+            f"story {', '.join(m.get('story_versions') or ['unknown'])}."
+            + (f" Feature extraction: {speed}." if speed else ""),
+            "## Models compared",
+            "Every learned baseline is the full model's learner (same ensemble, same "
+            "calibration, same training patients) on a subset of its inputs "
+            "(`models/response/baselines.py`).",
+            bl.baselines_table(names),
             "Intervals are 95 %. AUCs at one scan per patient and the paired differences: "
             "DeLong. AUC over all follow-ups (a patient's scans resampled together), "
             "calibration, ECE and Brier: patient bootstrap "
@@ -762,6 +810,10 @@ def _response_report(
             f"follow-ups (two rows per patient, equal-width bins) is "
             f"{ev.fmt(m['ece_followups'])}; it is not a patient-level metric. Mean width of the "
             f"per-score band: {m['interval_mean_width']:.3f}.",
+            "## Subgroups",
+            "The same held-out rows split by what was known at the scan; AUCs and differences "
+            "by DeLong, the full model's ECE and calibration slope by patient bootstrap.",
+            *bl.subgroup_tables(est, names, m.get("subgroups") or {}),
             "![ROC at the first follow-up](roc_fu1.png)\n\n![calibration](calibration.png)",
         ]
     )

@@ -16,6 +16,8 @@ from models.response.history import (
     ALL_INPUTS,
     Biopsy,
     History,
+    LabResult,
+    LesionReadout,
     Scan,
     Signature,
     Treatment,
@@ -38,6 +40,7 @@ from models.response.signature import (
     pair_scans,
     save_signature,
 )
+from schemas.enums import IRecistState, RecistResponse
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 FAST = MlpConfig(hidden=8, dropout=0.0, max_epochs=60, patience=20)
@@ -50,9 +53,32 @@ def synthetic_patient(rng: np.random.Generator, i: int) -> tuple[str, History, b
     non_responder = bool(rng.uniform() > 1 / (1 + math.exp(-2 * activity)))
     scans = []
     v0 = rng.uniform(10, 40)
+    d0 = 2 * (3 * v0 * 1000 / (4 * math.pi)) ** (1 / 3)
     for k in range(4):
         factor = 1.0 + (0.25 * k if non_responder else -0.15 * k)
         pcct = bool(k % 2)
+        # every lesion (no random draw, so the rest of the patient is as before): the
+        # irradiated lesion shrinks whatever happens, the others follow the course
+        in_field = d0 * factor ** (1 / 3) * (1.0 - 0.05 * k)
+        out_field = 1.5 * d0 * (1.0 + (0.2 * k if non_responder else -0.2 * k))
+        change = (in_field + out_field) / (2.5 * d0) - 1.0
+        readout = LesionReadout(
+            sum_diameters_mm=in_field + out_field,
+            total_volume_ml=v0 * factor * 3,
+            new_lesions=int(non_responder and k >= 2),
+            in_field_mm=in_field,
+            out_of_field_mm=out_field,
+            recist=None
+            if k == 0
+            else (
+                RecistResponse.PD
+                if non_responder and k >= 2
+                else (RecistResponse.PR if change <= -0.3 else RecistResponse.SD)
+            ),
+            irecist=None
+            if k == 0
+            else (IRecistState.IUPD if non_responder and k >= 2 else IRecistState.ISD),
+        )
         feats: dict[str, float | None] = {
             "enh_texture": activity + rng.normal(0, 0.3),
             "enh_rim": float(phenotype == 1) + rng.normal(0, 0.3),
@@ -67,6 +93,7 @@ def synthetic_patient(rng: np.random.Generator, i: int) -> tuple[str, History, b
                 features=feats,
                 pcct=pcct,
                 key=f"p{i}/{k}",
+                lesions=readout,
             )
         )
     probs = np.zeros(3)
@@ -76,7 +103,9 @@ def synthetic_patient(rng: np.random.Generator, i: int) -> tuple[str, History, b
         Biopsy(T0 - timedelta(days=25), Signature(*probs.tolist(), 500 * math.exp(activity))),
     )
     treatment = Treatment(T0, tuple(T0 + timedelta(days=21 * c) for c in range(8)))
-    return f"p{i}", History(tuple(scans), biopsies, treatment), non_responder, phenotype
+    labs = (LabResult(T0 - timedelta(days=25), (60.0, 20.0, 0.0)[phenotype]),)
+    history = History(tuple(scans), biopsies, treatment, labs)
+    return f"p{i}", history, non_responder, phenotype
 
 
 @pytest.fixture(scope="module")
@@ -123,24 +152,54 @@ def test_a_later_timepoint_never_changes_an_earlier_score(cohort) -> None:
     at = h.scans[1].at
     before = response_inputs(h, at, sig_model.signature)
     p_before = resp.predict([before]).p[0]
+    future_readout = LesionReadout(
+        sum_diameters_mm=400.0,
+        total_volume_ml=900.0,
+        new_lesions=7,
+        in_field_mm=1.0,
+        out_of_field_mm=399.0,
+        recist=RecistResponse.PD,
+        irecist=IRecistState.ICPD,
+    )
     changed = History(
         scans=h.scans[:2]
         + tuple(
-            dataclasses.replace(s, volume_ml=s.volume_ml * 5, diameter_mm=s.diameter_mm * 3)
+            dataclasses.replace(
+                s,
+                volume_ml=s.volume_ml * 5,
+                diameter_mm=s.diameter_mm * 3,
+                lesions=future_readout,
+            )
             for s in h.scans[2:]
         )
-        + (Scan(at + timedelta(days=1), 500.0, 99.0, {"enh_texture": -9.0}, key="new"),),
+        + (
+            Scan(
+                at + timedelta(days=1),
+                500.0,
+                99.0,
+                {"enh_texture": -9.0},
+                key="new",
+                lesions=future_readout,
+            ),
+        ),
         biopsies=(*h.biopsies, Biopsy(at + timedelta(hours=1), Signature(0, 0, 1, 0.0))),
         treatment=Treatment(h.treatment.rt_start, (*h.treatment.ici_doses, at + timedelta(days=2))),
+        labs=(*h.labs, LabResult(at + timedelta(hours=2), 100.0)),
     )
     after = response_inputs(changed, at, sig_model.signature)
     assert after == before
+    assert before["has_lesion_readout"] == 1.0 and before["pd_l1_missing"] == 0.0
     assert resp.predict([after]).p[0] == p_before
     # and the later timepoint itself does see the change
     later = h.scans[2].at
-    assert response_inputs(changed, later)["log_volume_vs_baseline"] != pytest.approx(
-        response_inputs(h, later)["log_volume_vs_baseline"]
-    )
+    for name in ("log_volume_vs_baseline", "log_out_of_field_vs_baseline", "new_lesion_count"):
+        assert response_inputs(changed, later)[name] != pytest.approx(
+            response_inputs(h, later)[name]
+        )
+    # a PD-L1 reported only after the scan is unknown at the scan
+    late = History(h.scans, h.biopsies, h.treatment, (LabResult(later, 80.0),))
+    assert response_inputs(late, at)["pd_l1_missing"] == 1.0
+    assert response_inputs(late, later)["pd_l1_tps"] == pytest.approx(0.8)
 
 
 def test_inputs_need_a_scan_at_or_before_the_time(cohort) -> None:

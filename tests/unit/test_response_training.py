@@ -90,11 +90,19 @@ def test_training_runs_write_reports_and_artefacts(tmp_path: Path, fake_loader) 
         config=ResponseConfig(members=2, mlp=FAST),
     )
     m = resp.metrics
+    # every baseline of issues #19 / #22, the RECIST rule and the two counterfactuals
     assert set(m["models"]) == {
         "full model",
-        "burden trajectory alone",
+        "RECIST 1.1, all target lesions",
+        "burden trajectory, all lesions",
+        "burden trajectory, primary lesion",
+        "in-field burden alone",
+        "out-of-field burden alone",
+        "PD-L1 TPS alone",
         "pathology at baseline alone",
-        "RECIST 1.1 rule alone",
+        "RECIST 1.1 category rule",
+        "full model, biopsy withheld",
+        "full model, spectral withheld",
     }
     assert m["n_test_patients"] == 30 and m["models"]["full model"]["n_fu1"] == 30
     # cross-fitted calibration: every training patient fits and calibrates
@@ -102,7 +110,8 @@ def test_training_runs_write_reports_and_artefacts(tmp_path: Path, fake_loader) 
     assert m["calibration"].startswith("cross-fitted")
     assert m["best_baseline"] != "full model"
     report = (tmp_path / "resp" / "report.md").read_text()
-    assert "RECIST 1.1 rule alone" in report and "roc_fu1.png" in report
+    assert "RECIST 1.1 category rule" in report and "roc_fu1.png" in report
+    assert "## Models compared" in report and "## Subgroups" in report
     assert m["calibration_method"] == "beta" and "beta calibration, cross-fitted" in report
     assert "beta calibration" in load_artifact(models_dir / "response" / "r1").card
     saved = json.loads((tmp_path / "resp" / "metrics.json").read_text())
@@ -112,8 +121,24 @@ def test_training_runs_write_reports_and_artefacts(tmp_path: Path, fake_loader) 
     assert est["response.full.auc_fu1"]["method"] == "DeLong"
     assert est["response.full.auc_fu1"]["value"] == pytest.approx(m["auc_fu1"])
     assert est["response.full.auc_planning"]["n"] == 30
-    for base in ("burden", "pathology", "recist"):
+    for base in (
+        "recist",
+        "burden_all",
+        "burden",
+        "in_field",
+        "out_of_field",
+        "pd_l1",
+        "pathology",
+        "recist_rule",
+        "full_no_biopsy",
+        "full_no_spectral",
+    ):
         assert est[f"response.full.auc_fu1_minus_{base}"]["method"] == "DeLong"
+    # subgroups: with and without PCCT (the synthetic patients alternate CT and PCCT)
+    assert est["response.full.auc_fu1@pcct"]["n"] == 30
+    assert "response.full.auc_planning@ct" in est and "response.full.auc_planning@pcct" not in est
+    assert m["subgroups"]["pcct"]["patients_fu1"] == 30
+    assert m["subgroups"]["ct"]["patients_fu1"] == 0
     assert (
         est["response.full.ece_fu1"]["n"] == 30
         and m["ece_fu1"] == est["response.full.ece_fu1"]["value"]

@@ -55,7 +55,9 @@ def test_every_scan_gets_a_delong_auc_and_every_baseline_a_paired_difference() -
         y[fu1], scores["full model"][fu1], scores["burden trajectory alone"][fu1]
     )
     assert est["response.full.auc_fu1_minus_burden"] == diff
-    assert {"response.full.auc_fu2_minus_recist", "response.recist.auc_planning"} <= set(est)
+    assert {"response.full.auc_fu2_minus_recist_rule", "response.recist_rule.auc_planning"} <= set(
+        est
+    )
     # the burden baseline knows nothing before treatment: the full model beats it there
     assert est["response.full.auc_planning_minus_burden"].lower > 0
     # all follow-ups pooled: a patient's two scans are resampled together
@@ -76,7 +78,7 @@ def test_calibration_at_fu1_only_for_probabilities_with_one_row_per_patient() ->
     for key in ("calibration_slope_fu1", "calibration_intercept_fu1", "ece_fu1", "brier_fu1"):
         assert est[f"response.full.{key}"].n == 200
         assert est[f"response.full.{key}"].method is IntervalMethod.BOOTSTRAP_BCA
-    assert "response.recist.ece_fu1" not in est  # a RECIST category is not a probability
+    assert "response.recist_rule.ece_fu1" not in est  # a RECIST category is not a probability
     ece = est["response.full.ece_fu1"]
     assert ece.details["binning"] == "equal mass"
     assert 0 < ece.details["if_calibrated_median"] < ece.details["if_calibrated_p90"]
