@@ -256,6 +256,20 @@ def patient_assessments(
         return cur.fetchall()
 
 
+def dicom_outputs(conn: psycopg.Connection, source_event_id: uuid.UUID) -> dict[str, Any]:
+    """The SEG and SR irtmon wrote for an acquisition (``{"seg": {"path": ...}, ...}`` from the
+    newest feature row's provenance), or ``{}``."""
+    row = conn.execute(
+        """
+        SELECT provenance -> 'dicom_outputs' FROM acquisition_features
+        WHERE source_event_id = %s AND provenance ? 'dicom_outputs'
+        ORDER BY created_at DESC LIMIT 1
+        """,
+        (source_event_id,),
+    ).fetchone()
+    return dict(row[0]) if row and row[0] else {}
+
+
 def duplicate_lesion_rows(conn: psycopg.Connection, patients: Sequence[str] | None) -> int:
     """Lesion rows beyond the first of one acquisition and tracking UID (0 when idempotent)."""
     params = {"all": patients is None, "patients": sorted(patients or ())}
@@ -274,6 +288,7 @@ def duplicate_lesion_rows(conn: psycopg.Connection, patients: Sequence[str] | No
 
 
 __all__ = [
+    "dicom_outputs",
     "duplicate_lesion_rows",
     "has_lesions",
     "lesions_of_source",

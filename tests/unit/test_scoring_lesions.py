@@ -119,7 +119,9 @@ def test_the_baseline_has_a_row_per_lesion_and_its_sums(scored: dict) -> None:
     assert "irecist_state" not in values  # no response category at baseline
     # the single-lesion rows of earlier releases: the primary (irradiated) lesion
     (m,) = base.measurements
-    assert m.lesion_id == "target" and m.longest_diameter_mm == pytest.approx(gtv.long_axis_mm, abs=0.01)
+    assert m.lesion_id == "target" and m.longest_diameter_mm == pytest.approx(
+        gtv.long_axis_mm, abs=0.01
+    )
 
 
 def test_the_follow_up_is_matched_from_the_stored_state(scored: dict) -> None:
