@@ -2,10 +2,11 @@
 
 Run ``python -m bench.lesion_accuracy --cohort DIR`` (``--help`` for options) on a cohort
 written by ``irtmon clinic generate --story v2``. Each patient's studies are read in time order
-as the worker reads them (:func:`models.imaging.analyse_study` with the event's annotation:
-the planning RTSTRUCT, each follow-up's SEG, none when a follow-up shows no lesion; a follow-up
-registered to the baseline, its lesions matched to the tracking state after the previous
-study) and compared with ``ground_truth/<pseudonym>.json``:
+as the worker reads them (:func:`models.imaging.analyse_study` with the annotations the worker
+chooses, :func:`streams.scoring.study_annotations`: each study's own SEG, the planning study's
+RTSTRUCT where it has no SEG, none when a follow-up shows no lesion; a follow-up registered to
+the baseline, its lesions matched to the tracking state after the previous study) and
+compared with ``ground_truth/<pseudonym>.json``:
 
 * **long axis**: each measured lesion is the truth lesion under most of its mask (the study's
   ``labels.npz``, the true label map); error = measured / true long axis - 1 (median of the
@@ -59,6 +60,7 @@ from models.imaging.matching import MatchStatus, TrackingState
 from models.imaging.study import analyse_study
 from schemas import ImagingAcquired, Modality
 from schemas.enums import LesionRole, Organ
+from streams.scoring import study_annotations
 
 TARGETS = {
     "long_axis_median_abs_error_pct": ("<", 5.0),
@@ -188,7 +190,9 @@ def evaluate_patient(cohort: str, patient: str, events: list[dict[str, Any]]) ->
                 folder,
                 study_uid=ev["study_uid"],
                 series_uid=ev["series_uid"],
-                lesion_paths=[ev["lesion"]] if ev["lesion"] else None,
+                lesion_paths=study_annotations(
+                    Path(ev["lesion"]) if ev["lesion"] else None, folder
+                ),
                 baseline=base,
                 state=state,
                 time=ev["at"],

@@ -174,6 +174,20 @@ def with_history(conn: psycopg.Connection, request: ImagingRequest) -> ImagingRe
     return request
 
 
+def study_annotations(lesion_path: Path | None, series_dir: Path) -> list[Path] | None:
+    """The annotations a study's lesions are read from: the event's SEG or RTSTRUCT when it
+    lies outside the study's folder; else None, and :func:`models.imaging.analyse_study` reads
+    the study's own, its first SEG with a lesion before its RTSTRUCT (as for a DICOMweb
+    study). A planning study holds both: the SEG names each lesion's organ (its anatomic
+    region), which RECIST's target selection (two per organ) needs and an RTSTRUCT does not
+    carry; its GTV segments are in the radiotherapy field as the RTSTRUCT's GTV ROIs are."""
+    if lesion_path is None:
+        return None
+    if Path(lesion_path).resolve().is_relative_to(Path(series_dir).resolve()):
+        return None
+    return [lesion_path]
+
+
 @functools.lru_cache(maxsize=8)
 def _baseline_of(
     path: str, lesion_path: str | None, at: datetime | None
@@ -183,7 +197,7 @@ def _baseline_of(
     process and baseline scan."""
     result = imaging.analyse_study(
         path,
-        lesion_paths=[lesion_path] if lesion_path else None,
+        lesion_paths=study_annotations(Path(lesion_path) if lesion_path else None, Path(path)),
         time=at,
         radiomics=False,
         peritumoural=False,
@@ -242,7 +256,7 @@ def _score_fetched(
         series_uid=None
         if event.modality == "PCCT" or len(event.series_uids) > 1
         else event.series_uids[0],
-        lesion_paths=[request.lesion_path] if request.lesion_path else None,
+        lesion_paths=study_annotations(request.lesion_path, request.series_dir),
         baseline=baseline,
         state=state,
         time=event.occurred_at,
