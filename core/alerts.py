@@ -2,9 +2,13 @@
 resolve and dismiss them. The worker and the app both go through here.
 
 - :func:`evaluate` reads one patient's stored burden and scores, runs
-  :class:`models.changepoint.DecisionRule`, stores the iRECIST state of each follow-up as an
-  ``irecist_state`` score, and opens or updates that patient's alerts: one active (open or
-  acknowledged) alert per patient and kind, updated in place, never duplicated. Alert ids are
+  :class:`models.changepoint.DecisionRule`, and opens or updates that patient's alerts: one
+  active (open or
+  acknowledged) alert per patient and kind, updated in place, never duplicated. The iRECIST
+  state of each follow-up is stored once: for a patient whose lesions are tracked it is the
+  worker's assessment over every lesion (stored with the lesions, read back by the rule); for
+  a patient known only by a burden series, the rule's assessment of that series is stored here
+  as an ``irecist_state`` score. Alert ids are
   deterministic (uuid5 of patient, kind and the estimated change time at opening), so a replay
   of the same scores finds the alert it already made and changes nothing; a closed alert is not
   reopened by the same change.
@@ -22,7 +26,7 @@ connection and do not commit (except :func:`act`, which owns its transaction).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,7 +34,7 @@ import numpy as np
 import psycopg
 
 from core.db import alerts as rows
-from core.db import audit, history, scores, users
+from core.db import audit, history, lesions, scores, users
 from core.db.events import Cohorts
 from models.changepoint import DecisionConfig, DecisionRule, PatientSeries
 from models.changepoint.decision import RULE_NAME, RULE_VERSION, Decision, Flag
@@ -43,7 +47,7 @@ from schemas import (
     TimepointScore,
     percent,
 )
-from schemas.enums import IRECIST_SCORE, AlertVerb, Role
+from schemas.enums import IRECIST_SCORE, AlertVerb, LesionRole, Role
 
 ACTOR = "irtmon.changepoint"
 """Audit actor of alerts opened or updated by the decision rule."""
@@ -74,34 +78,88 @@ def _when(t: datetime) -> str:
     return t.astimezone(UTC).strftime("%Y-%m-%d")
 
 
-def describe(series: PatientSeries, decision: Decision, flag: Flag) -> str:
+NewLesion = tuple[datetime, str, str]
+"""A new lesion: (first seen at, tracking id, organ)."""
+
+
+def _organ(organ: str) -> str:
+    return organ.replace("_", " ")
+
+
+def _change(values: np.ndarray, t: int) -> tuple[float, float, int]:
+    """Value at ``t``, its nadir before ``t`` (the baseline at ``t`` = 0) and the nadir's index."""
+    nadir_i = int(np.argmin(values[:t])) if t > 0 else 0
+    return float(values[t]), float(values[nadir_i]), nadir_i
+
+
+def _pct(value: float, nadir: float) -> str:
+    """The change from a nadir in words."""
+    if nadir > 0:
+        return f"{100.0 * (value / nadir - 1.0):+.0f}% from their nadir of {nadir:.0f} mm"
+    return "none measured at their nadir" if value > 0 else "none so far"
+
+
+def describe(
+    series: PatientSeries,
+    decision: Decision,
+    flag: Flag,
+    new_lesions: Sequence[NewLesion] = (),
+) -> str:
     """What changed, when and how sure, in plain words, for the treating team.
 
-    The signals and model versions behind it are stored beside it (``signals``,
-    ``model_versions``) and shown on their own lines by the app and the notifications.
+    Where the patient's lesions are tracked (``series.irecist_states``), the burden is the sum
+    of the target lesions' diameters; the new lesions (``new_lesions``, with their organs and
+    when first seen) and the in-field and out-of-field sums are named. The signals and model
+    versions behind it are stored beside it (``signals``, ``model_versions``) and shown on
+    their own lines by the app and the notifications.
     """
     s = series.sum_diameters_mm
     t, c = flag.index, flag.change_index
-    nadir_i = int(np.argmin(s[:t])) if t > 0 else 0
-    pct = 100.0 * (s[t] / s[nadir_i] - 1.0)
+    value, nadir, nadir_i = _change(s, t)
+    pct = 100.0 * (value / nadir - 1.0) if nadir > 0 else 0.0
+    tracked = series.irecist_states is not None
+    burden = "sum of target-lesion diameters" if tracked else "sum of longest diameters"
     parts = []
     if flag.kind == AlertKind.CONFIRMED_PROGRESSION.value:
         parts.append(
-            f"iRECIST confirmed progression (iCPD) on {_when(series.times[t])}: the sum of "
-            f"longest diameters is {s[t]:.0f} mm, {pct:+.0f}% from the nadir of "
-            f"{s[nadir_i]:.0f} mm ({_when(series.times[nadir_i])}), confirming the "
+            f"iRECIST confirmed progression (iCPD) on {_when(series.times[t])}: the {burden} "
+            f"is {value:.0f} mm, {pct:+.0f}% from the nadir of "
+            f"{nadir:.0f} mm ({_when(series.times[nadir_i])}), confirming the "
             f"unconfirmed progression (iUPD) of {_when(series.times[c])}."
         )
     else:
         parts.append(
-            f"Suspected non-response from {_when(series.times[c])}: the sum of longest "
-            f"diameters rose from {s[nadir_i]:.0f} mm at its nadir ({_when(series.times[nadir_i])})"
-            f" to {s[t]:.0f} mm ({pct:+.0f}%) on {_when(series.times[t])}."
+            f"Suspected non-response from {_when(series.times[c])}: the {burden} "
+            f"rose from {nadir:.0f} mm at its nadir ({_when(series.times[nadir_i])})"
+            f" to {value:.0f} mm ({pct:+.0f}%) on {_when(series.times[t])}."
         )
+    last = len(series) - 1
+    if tracked:
+        seen = [n for n in new_lesions if n[0] <= series.times[last]]
+        if seen:
+            names = ", ".join(
+                f"{tid} {_organ(organ)} (first seen {_when(at)})" for at, tid, organ in seen
+            )
+            parts.append(
+                f"{len(seen)} new lesion{'s' if len(seen) > 1 else ''} since the baseline of "
+                f"{_when(series.times[0])}: {names}."
+            )
+        fields = []
+        for name, values in (
+            ("out-of-field lesions", series.out_of_field_sum_mm),
+            ("in-field lesions", series.in_field_sum_mm),
+        ):
+            if values is not None and np.isfinite(values[t]):
+                v, n, _ = _change(values, t)
+                fields.append(f"{name} {v:.0f} mm ({_pct(v, n)})")
+        if fields:
+            parts.append(f"Sums of diameters on {_when(series.times[t])}: {'; '.join(fields)}.")
     v = series.volume_ml
     if v is not None:
         vn = float(np.min(v[:t])) if t > 0 else float(v[0])
-        parts.append(f"Tumour volume {v[t]:.1f} ml ({100 * (v[t] / vn - 1):+.0f}% from its nadir).")
+        what = "Total lesion volume" if tracked else "Tumour volume"
+        if vn > 0:
+            parts.append(f"{what} {v[t]:.1f} ml ({100 * (v[t] / vn - 1):+.0f}% from its nadir).")
     rp = series.response_probability
     if rp is not None and np.isfinite(rp[t]):
         peak = float(np.nanmax(rp[: t + 1]))
@@ -109,7 +167,6 @@ def describe(series: PatientSeries, decision: Decision, flag: Flag) -> str:
             f"The response model gives a {percent(rp[t])} chance of response "
             f"(highest so far {percent(peak)})."
         )
-    last = len(series) - 1
     p_now = decision.probabilities[last]
     sure = percent(flag.probability)
     if np.isfinite(p_now) and last != t:
@@ -121,6 +178,15 @@ def describe(series: PatientSeries, decision: Decision, flag: Flag) -> str:
         f"iRECIST state {decision.states[last].words}."
     )
     return " ".join(parts)[:2000]
+
+
+def new_lesions_of(conn: psycopg.Connection, patient: str) -> list[NewLesion]:
+    """The patient's tracked new lesions, each with when it was first seen, oldest first."""
+    first: dict[str, NewLesion] = {}
+    for r in lesions.patient_lesions(conn, patient):
+        if LesionRole(r["role"]).is_new and r["status"] == "seen":
+            first.setdefault(r["tracking_uid"], (r["observed_at"], r["tracking_id"], r["organ"]))
+    return sorted(first.values(), key=lambda n: (n[0], len(n[1]), n[1]))
 
 
 # ----------------------------------------------------------------------------- audit
@@ -210,8 +276,12 @@ def store_irecist_states(
     Written straight to ``timepoint_scores``, not published: a score on ``scores.timepoint``
     would bring the patient back to the change-point agent. Upserted, so a re-evaluation
     rewrites the same rows (and a scan that arrives late, between two others, updates the
-    states after it). The baseline has no response category and gets none.
+    states after it). The baseline has no response category and gets none. A series whose
+    states were assessed over every lesion (``series.irecist_states``) is left alone: the
+    worker stored those states with the lesions, the one source of them.
     """
+    if series.irecist_states is not None:
+        return
     for i in range(1, len(series)):
         state = decision.states[i]
         scores.upsert_score(
@@ -246,6 +316,7 @@ def evaluate(
     series, sources = loaded
     decision = DecisionRule(config=config or DecisionConfig()).fit(series).predict()
     store_irecist_states(conn, patient, series, sources, decision)
+    new = new_lesions_of(conn, patient) if series.irecist_states is not None else []
     now = now or datetime.now(UTC)
     out: list[Alert] = []
     last = len(series) - 1
@@ -258,7 +329,7 @@ def evaluate(
         content = {
             "probability": round(min(max(probability, 0.0), 1.0), 4),
             "change_at": series.times[flag.change_index],
-            "summary": describe(series, decision, flag),
+            "summary": describe(series, decision, flag, new),
             "recommendation": RECOMMENDATION[kind],
             "signals": list(flag.signals),
             "model_versions": dict(decision.model_versions),
@@ -420,6 +491,7 @@ __all__ = [
     "describe",
     "dismiss",
     "evaluate",
+    "new_lesions_of",
     "open_alert",
     "resolve",
     "store_irecist_states",

@@ -122,26 +122,44 @@ def fhir_export(
     score: Annotated[
         list[str] | None, typer.Option(help="Only these score names (repeatable).")
     ] = None,
+    lesions: Annotated[
+        bool,
+        typer.Option(
+            "--lesions/--no-lesions",
+            help="Add every tracked lesion, grouped per scan (default: with all scores).",
+        ),
+    ] = True,
     out: Annotated[
         Path | None, typer.Option(help="Write the Bundle here (default: standard output).")
     ] = None,
 ) -> None:
     """A FHIR Bundle of a patient's stored scores: a RiskAssessment per probability, an
-    Observation per other score (any score name), each with its model name and version."""
+    Observation per other score (any score name), each with its model name and version; and
+    per scan a group Observation (RECIST 1.1, iRECIST, sums) whose members are one Observation
+    per tracked lesion (tracking id, body site, RECIST role, long and short axis, volume)."""
     from core.db import connect
+    from core.db import lesions as lesion_rows
     from core.db.scores import patient_scores
-    from schemas.fhir import bundle
+    from schemas.fhir import bundle, lesion_observations
     from schemas.pseudonym import is_pseudonym
 
     if not is_pseudonym(patient):
         raise fail(f"{patient!r} is not a pseudonym (psn- and 16 hex digits)")
+    observations = []
     with connect(get_settings(), autocommit=True) as conn:
         scores = patient_scores(conn, patient, score or None)
-    if not scores:
+        if lesions and not score:
+            by_source: dict = {}
+            for row in lesion_rows.patient_lesions(conn, patient):
+                by_source.setdefault(row["source_event_id"], []).append(row)
+            for assessment in lesion_rows.patient_assessments(conn, patient):
+                members = by_source.get(assessment["source_event_id"], [])
+                observations += lesion_observations(patient, assessment, members)
+    if not scores and not observations:
         raise fail(f"no stored scores for {patient}")
-    text = json.dumps(json.loads(bundle(scores).model_dump_json()), indent=2)
+    text = json.dumps(json.loads(bundle(scores, observations).model_dump_json()), indent=2)
     if out is None:
         typer.echo(text)
     else:
         out.write_text(text + "\n")
-        console.print(f"wrote {len(scores)} resources to {out}")
+        console.print(f"wrote {len(scores) + len(observations)} resources to {out}")

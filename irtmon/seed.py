@@ -9,7 +9,10 @@ Two sources:
 * :func:`seed_story` draws ``n`` patients from the story only (no image files; the paths in the
   events point nowhere): fast, for benchmarks and large demos.
 * :func:`seed_cohort` loads a generated cohort folder (``irtmon clinic generate``): its events
-  with real DICOM and slide paths, so the Images page can show them.
+  with real DICOM and slide paths, so the Images page can show them. A story-v2 cohort (every
+  lesion) is seeded with one row per tracked lesion and the RECIST 1.1 / iRECIST assessment of
+  each scan, from its truth (:mod:`irtmon.seed_lesions`), and its alerts are raised by
+  :func:`core.alerts.evaluate` on what was stored.
 
 Both write through the core layer's idempotent upserts (the workers' own), so re-seeding is
 safe, then open alerts through the one alert lifecycle and register the seed "models".
@@ -35,6 +38,7 @@ from clinic.story import Patient, lesion_truth, sample_patient
 from core import alerts as lifecycle
 from core.db import alerts, events, registry, scores, users
 from core.passwords import hash_password
+from irtmon.seed_lesions import seed_patient_v2
 from models.registry import ModelArtifact
 from monitoring_app.vocab import IRECIST_STATE, RESPONSE_PROBABILITY, IRecistState
 from schemas import AlertKind
@@ -49,6 +53,7 @@ SEED_MODELS: dict[str, tuple[str, ...]] = {
     "seed-pathology": ("0.1",),
     "seed-burden": ("0.1",),
     "seed-irecist": ("0.1",),
+    "seed-lesions": ("0.1",),
 }
 CT_SCORE = "ct_virtual_biopsy"
 PATHOLOGY_SCORE = "pathology_immune_signature"
@@ -374,6 +379,10 @@ def seed_cohort(
         identities = list(csv.DictReader(fh))
     by_id = {ev.event_id: ev for ev in load_events(cohort_dir)}
     summary = SeedSummary()
+    if meta.get("story_version") == "v2":
+        return _seed_cohort_v2(
+            conn, cohort_dir, seed, identities, list(by_id.values()), cohorts, rescore_every
+        )
     with conn.pipeline():
         register_seed_models(conn)
         for number, ident in enumerate(identities, start=1):
@@ -397,6 +406,47 @@ def seed_cohort(
                 summary,  # type: ignore[arg-type]
                 rescore_every,
             )
+    conn.commit()
+    return summary
+
+
+def _seed_cohort_v2(
+    conn: psycopg.Connection,
+    cohort_dir: Path,
+    seed: int,
+    identities: list[dict[str, str]],
+    stream: list[Event],
+    cohorts: Sequence[str],
+    rescore_every: int,
+) -> SeedSummary:
+    """Seed a story-v2 cohort: every lesion from the truth (:mod:`irtmon.seed_lesions`)."""
+    summary = SeedSummary()
+    with conn.pipeline():
+        register_seed_models(conn)
+        for number, ident in enumerate(identities, start=1):
+            psn = ident["pseudonym"]
+            mine = sorted((e for e in stream if e.patient == psn), key=lambda e: e.occurred_at)  # type: ignore[attr-defined]
+            cohort = _cohort_name(cohorts, number)
+            kinds, latest = seed_patient_v2(
+                conn,
+                cohort_dir,
+                psn,
+                (
+                    [e for e in mine if isinstance(e, TreatmentEvent)],
+                    [e for e in mine if isinstance(e, ImagingAcquired)],
+                    [e for e in mine if isinstance(e, BiopsyAcquired)],
+                ),
+                cohort,
+                number,
+                seed,
+                rescore_every,
+            )
+            summary.patients.append(psn)
+            summary.cohorts[psn] = cohort
+            if kinds:
+                summary.alerts[psn] = kinds
+            if latest is not None:
+                summary.latest_probability[psn] = latest
     conn.commit()
     return summary
 

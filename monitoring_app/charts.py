@@ -48,26 +48,48 @@ def _series_text(row: pd.Series) -> str:
 def timeline_figure(
     data: dict[str, pd.DataFrame], versions: list[tuple[str, str]] | None = None
 ) -> go.Figure:
-    """Four stacked panels on one time axis: burden change, response probability, immune
-    signatures, and treatment with alerts; change points and alerts cross all panels."""
+    """Stacked panels on one time axis: burden change, every lesion (when the patient's lesions
+    are tracked), response probability, immune signatures, and treatment with alerts; change
+    points and alerts cross all panels.
+
+    With tracked lesions (``data["assessments"]``, ``data["lesions"]``), the burden panel shows
+    the RECIST 1.1 sum of the target lesions (labelled with the RECIST 1.1 and iRECIST category
+    of each scan) and the in-field and out-of-field sums, and a panel draws one curve per lesion
+    (in the radiotherapy field: solid, warm colours; outside it: dashed, cool colours), new
+    lesions marked where they appear."""
     scores, treatments = data["scores"], data["treatments"]
     alerts, actions = data["alerts"], data["actions"]
     burden = burden_table(data["burden"])
+    assessments = data.get("assessments", pd.DataFrame())
+    lesion_mode = assessments is not None and not assessments.empty
+    names = (
+        ["burden", "lesions", "rp", "immune", "treat"]
+        if lesion_mode
+        else ["burden", "rp", "immune", "treat"]
+    )
+    rows = {name: i + 1 for i, name in enumerate(names)}
+    titles = {
+        "burden": "Tumour burden — sum of target-lesion diameters (RECIST 1.1), % change"
+        if lesion_mode
+        else "Tumour burden — sum of longest diameters, % change",
+        "lesions": "Every lesion — RECIST diameter (mm); in field: solid, out of field: dashed",
+        "rp": "Response probability (band: lower–upper)",
+        "immune": "Immune signature — pathology at biopsies, CT virtual biopsy at scans",
+        "treat": "Treatment, alerts and actions",
+    }
+    heights = {"burden": 0.32, "lesions": 0.30, "rp": 0.30, "immune": 0.20, "treat": 0.18}
     fig = make_subplots(
-        rows=4,
+        rows=len(names),
         cols=1,
         shared_xaxes=True,
-        vertical_spacing=0.05,
-        row_heights=[0.32, 0.30, 0.20, 0.18],
-        subplot_titles=(
-            "Tumour burden — sum of longest diameters, % change",
-            "Response probability (band: lower–upper)",
-            "Immune signature — pathology at biopsies, CT virtual biopsy at scans",
-            "Treatment, alerts and actions",
-        ),
+        vertical_spacing=0.05 if not lesion_mode else 0.04,
+        row_heights=[heights[n] for n in names],
+        subplot_titles=tuple(titles[n] for n in names),
     )
     # 1 burden
-    if not burden.empty:
+    if lesion_mode:
+        _lesion_sums(fig, data["assessments"], rows["burden"])
+    elif not burden.empty:
         hover = [
             f"{r.sum_diameters_mm:.1f} mm ({r.n_lesions} lesions)<br>"
             f"from baseline {r.pct_from_baseline:+.1f} %, from nadir {r.pct_from_nadir:+.1f} %"
@@ -126,6 +148,8 @@ def timeline_figure(
             col=1,
         )
         fig.add_hline(y=0, line={"color": "#d0d7de", "width": 1}, row=1, col=1)
+    if lesion_mode:
+        _lesion_curves(fig, data.get("lesions", pd.DataFrame()), rows["lesions"])
     # 2 response probability, one trace (and band) per model version
     rp = scores[scores["score_name"] == RESPONSE_PROBABILITY] if not scores.empty else scores
     if not rp.empty:
@@ -150,7 +174,7 @@ def timeline_figure(
                         showlegend=False,
                         legendgroup=label,
                     ),
-                    row=2,
+                    row=rows["rp"],
                     col=1,
                 )
             fig.add_trace(
@@ -170,10 +194,12 @@ def timeline_figure(
                         "source %{customdata[2]}<extra></extra>"
                     ),
                 ),
-                row=2,
+                row=rows["rp"],
                 col=1,
             )
-        fig.add_hline(y=0.5, line={"color": "#d0d7de", "dash": "dot", "width": 1}, row=2, col=1)
+        fig.add_hline(
+            y=0.5, line={"color": "#d0d7de", "dash": "dot", "width": 1}, row=rows["rp"], col=1
+        )
     # 3 immune signatures
     if not scores.empty:
         other = scores[~scores["score_name"].isin(SPECIAL_SCORES)]
@@ -203,7 +229,7 @@ def timeline_figure(
                         + " %{customdata}<extra></extra>"
                     ),
                 ),
-                row=3,
+                row=rows["immune"],
                 col=1,
             )
     # 4 treatment, alerts and actions on a categorical track
@@ -226,7 +252,7 @@ def timeline_figure(
                 customdata=[_fraction_text(d) for d in rt["detail"]],
                 hovertemplate="%{customdata}<extra></extra>",
             ),
-            row=4,
+            row=rows["treat"],
             col=1,
         )
         fig.add_trace(
@@ -239,7 +265,7 @@ def timeline_figure(
                 customdata=[_ici_text(d) for d in ici["detail"]],
                 hovertemplate="%{customdata}<extra></extra>",
             ),
-            row=4,
+            row=rows["treat"],
             col=1,
         )
     if not alerts.empty:
@@ -261,7 +287,7 @@ def timeline_figure(
                 hovertemplate="<b>%{customdata[0]}</b> (%{customdata[1]})<br>"
                 "P %{customdata[2]:.2f}<extra></extra>",
             ),
-            row=4,
+            row=rows["treat"],
             col=1,
         )
         for at in alerts["change_at"].dropna().unique():
@@ -304,23 +330,322 @@ def timeline_figure(
                 hovertemplate="<b>%{customdata[0]}</b> by %{customdata[1]}<br>"
                 "%{customdata[2]}<extra></extra>",
             ),
-            row=4,
+            row=rows["treat"],
             col=1,
         )
     fig.update_yaxes(title_text="% change", ticksuffix="%", row=1, col=1, zeroline=False)
-    fig.update_yaxes(title_text="P(response)", range=[0, 1], row=2, col=1)
-    fig.update_yaxes(title_text="score", range=[0, 1.05], row=3, col=1)
-    fig.update_yaxes(categoryorder="array", categoryarray=tracks, type="category", row=4, col=1)
+    if lesion_mode:
+        fig.update_yaxes(title_text="mm", rangemode="tozero", row=rows["lesions"], col=1)
+    fig.update_yaxes(title_text="P(response)", range=[0, 1], row=rows["rp"], col=1)
+    fig.update_yaxes(title_text="score", range=[0, 1.05], row=rows["immune"], col=1)
+    fig.update_yaxes(
+        categoryorder="array", categoryarray=tracks, type="category", row=rows["treat"], col=1
+    )
     fig.update_layout(
-        height=860,
+        height=1180 if lesion_mode else 860,
         margin={"l": 70, "r": 20, "t": 40, "b": 30},
         template="plotly_white",
         legend={"orientation": "h", "y": -0.04, "x": 0, "font": {"size": 11}},
         hovermode="closest",
     )
-    for ann in fig.layout.annotations[:4]:
+    for ann in fig.layout.annotations[: len(names)]:
         ann.update(font={"size": 13, "color": "#24292f"}, x=0, xanchor="left")
     return fig
+
+
+# ----------------------------------------------------------------------------- lesions
+
+IN_FIELD_COLOURS = ["#d4580b", "#b3261e", "#e8a317", "#8a4b08"]
+"""Lesions in the radiotherapy field: warm colours, solid lines."""
+OUT_FIELD_COLOURS = ["#0969da", "#1a7f37", "#8250df", "#0598bc", "#3b4cc0", "#2da44e", "#6639ba"]
+"""Lesions outside the field (or not known to be in it): cool colours, dashed lines."""
+ROLE_LABEL = {
+    "target": "target",
+    "non_target": "non-target",
+    "new_target": "new target",
+    "new_non_target": "new non-target",
+    "normal_node": "normal node",
+}
+ROLE_ORDER = {"target": 0, "non_target": 1, "new_target": 2, "new_non_target": 3, "normal_node": 4}
+
+
+def _organ(organ: object) -> str:
+    return str(organ or "").replace("_", " ")
+
+
+def _number(tracking_id: str) -> int:
+    digits = "".join(c for c in str(tracking_id) if c.isdigit())
+    return int(digits) if digits else 0
+
+
+def assessment_label(row: pd.Series | dict) -> str:
+    """``PD · iUPD`` (RECIST 1.1 overall response and iRECIST state) of one scan, ``baseline``
+    at the first."""
+    if int(row["timepoint"]) == 0:
+        return "baseline"
+    state = IRecistState.from_value(float(row["irecist_state"]))
+    recist = row.get("recist") or NO_VALUE
+    return f"{recist} · {state.label if state else NO_VALUE}"
+
+
+def lesion_sums(assessments: pd.DataFrame) -> pd.DataFrame:
+    """Per scan: the target sum's change from baseline and from the nadir before it (RECIST),
+    and the in-field and out-of-field sums' change from their own baseline."""
+    if assessments.empty:
+        return assessments
+    a = assessments.sort_values("observed_at").reset_index(drop=True).copy()
+    sums = a["sum_diameters_mm"].astype(float)
+    baseline = sums.iloc[0]
+    nadir = sums.cummin().shift(1).fillna(baseline)
+    a["pct_from_baseline"] = 100.0 * (sums - baseline) / baseline if baseline else 0.0
+    a["pct_from_nadir"] = [
+        100.0 * (v - n) / n if n else 0.0 for v, n in zip(sums, nadir, strict=True)
+    ]
+    a["nadir_before_mm"] = nadir
+    for col in ("in_field_sum_mm", "out_of_field_sum_mm"):
+        first = float(a[col].iloc[0])
+        a[col.replace("_sum_mm", "_pct")] = (
+            100.0 * (a[col].astype(float) - first) / first if first else float("nan")
+        )
+    a["label"] = [assessment_label(r) for _, r in a.iterrows()]
+    return a
+
+
+def _lesion_sums(fig: go.Figure, assessments: pd.DataFrame, row: int) -> None:
+    a = lesion_sums(assessments)
+    hover = [
+        f"<b>{r.label}</b><br>target sum {r.sum_diameters_mm:.1f} mm: "
+        f"{r.pct_from_baseline:+.1f} % from baseline, {r.pct_from_nadir:+.1f} % from nadir<br>"
+        f"in field {r.in_field_sum_mm:.1f} mm · out of field {r.out_of_field_sum_mm:.1f} mm<br>"
+        f"new lesions {r.new_lesions} · seen {r.lesions_seen}"
+        + (f" · not evaluable {r.lesions_not_evaluable}" if r.lesions_not_evaluable else "")
+        + f"<br>{r.reason}"
+        for r in a.itertuples()
+    ]
+    fig.add_trace(
+        go.Scatter(
+            x=a["observed_at"],
+            y=a["pct_from_baseline"],
+            mode="lines+markers+text",
+            name="target sum, % from baseline",
+            line={"color": "#1f2328", "width": 2.5},
+            marker={"size": 8},
+            text=a["label"],
+            textposition="top center",
+            textfont={"size": 11, "color": "#57606a"},
+            hovertext=hover,
+            hoverinfo="text+x",
+        ),
+        row=row,
+        col=1,
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=a["observed_at"],
+            y=a["pct_from_nadir"],
+            mode="lines+markers",
+            name="target sum, % from nadir",
+            line={"color": "#6e7781", "dash": "dot"},
+            marker={"size": 6, "symbol": "square"},
+            hovertext=hover,
+            hoverinfo="text+x",
+        ),
+        row=row,
+        col=1,
+    )
+    for col, name, colour, dash in (
+        ("in_field_pct", "in-field sum, % from baseline", IN_FIELD_COLOURS[0], "solid"),
+        ("out_of_field_pct", "out-of-field sum, % from baseline", OUT_FIELD_COLOURS[0], "dash"),
+    ):
+        if a[col].notna().any():
+            fig.add_trace(
+                go.Scatter(
+                    x=a["observed_at"],
+                    y=a[col],
+                    mode="lines+markers",
+                    name=name,
+                    line={"color": colour, "dash": dash, "width": 1.5},
+                    marker={"size": 6, "symbol": "diamond"},
+                    hovertext=hover,
+                    hoverinfo="text+x",
+                ),
+                row=row,
+                col=1,
+            )
+    fig.add_hline(
+        y=RECIST_PD,
+        line={"color": ALERT_COLOUR, "dash": "dash", "width": 1},
+        annotation_text="+20 % from nadir (PD)",
+        annotation_position="top left",
+        annotation_font_color=ALERT_COLOUR,
+        row=row,
+        col=1,
+    )
+    fig.add_hline(
+        y=RECIST_PR,
+        line={"color": "#0a7d55", "dash": "dash", "width": 1},
+        annotation_text="−30 % from baseline (PR)",
+        annotation_position="bottom left",
+        annotation_font_color="#0a7d55",
+        row=row,
+        col=1,
+    )
+    fig.add_hline(y=0, line={"color": "#d0d7de", "width": 1}, row=row, col=1)
+
+
+def lesion_diameter(row: pd.Series | dict) -> float | None:
+    """A lesion row's RECIST diameter: short axis of a node, long axis otherwise; 0 when not
+    seen; None when not evaluable."""
+    if row["status"] == "not_evaluable":
+        return None
+    if row["status"] == "not_seen":
+        return 0.0
+    value = row["short_axis_mm"] if row["is_node"] else row["long_axis_mm"]
+    return None if value is None or pd.isna(value) else float(value)
+
+
+def _lesion_curves(fig: go.Figure, lesions: pd.DataFrame, row: int) -> None:
+    if lesions.empty:
+        return
+    firsts = lesions.groupby("tracking_uid")["observed_at"].min()
+    order = sorted(
+        lesions["tracking_uid"].unique(),
+        key=lambda u: _number(lesions[lesions["tracking_uid"] == u]["tracking_id"].iloc[-1]),
+    )
+    warm = cool = 0
+    for uid in order:
+        ls = lesions[lesions["tracking_uid"] == uid].sort_values("observed_at")
+        last = ls.iloc[-1]
+        in_field = last["in_field"] is True or last["in_field"] == True  # noqa: E712
+        if in_field:
+            colour, dash = IN_FIELD_COLOURS[warm % len(IN_FIELD_COLOURS)], "solid"
+            warm += 1
+        else:
+            colour, dash = OUT_FIELD_COLOURS[cool % len(OUT_FIELD_COLOURS)], "dash"
+            cool += 1
+        role = ROLE_LABEL.get(str(last["role"]), str(last["role"]))
+        name = f"{last['tracking_id']} {_organ(last['organ'])} ({role})"
+        ys = [lesion_diameter(r) for _, r in ls.iterrows()]
+        is_new = str(last["role"]).startswith("new")
+        symbols = [
+            "star"
+            if is_new and t == firsts[uid]
+            else ("circle-open" if r["status"] != "seen" else "circle")
+            for t, (_, r) in zip(ls["observed_at"], ls.iterrows(), strict=True)
+        ]
+        hover = [
+            f"<b>{r['tracking_id']}</b> {_organ(r['organ'])} · {role} · "
+            f"{'in field' if in_field else 'out of field'}<br>"
+            + (
+                f"long {r['long_axis_mm']:.1f} mm, short {r['short_axis_mm']:.1f} mm, "
+                f"{r['volume_ml']:.2f} ml<br>{r['origin']} ({r['mask_source']})"
+                if r["status"] == "seen"
+                else ("not seen" if r["status"] == "not_seen" else f"not evaluable: {r['failure']}")
+            )
+            for _, r in ls.iterrows()
+        ]
+        fig.add_trace(
+            go.Scatter(
+                x=ls["observed_at"],
+                y=ys,
+                mode="lines+markers",
+                name=name,
+                legendgroup="lesions",
+                line={"color": colour, "dash": dash, "width": 2},
+                marker={
+                    "size": [15 if s == "star" else 7 for s in symbols],
+                    "symbol": symbols,
+                    "color": colour,
+                    "line": {"width": 1, "color": colour},
+                },
+                hovertext=hover,
+                hoverinfo="text+x",
+                connectgaps=False,
+            ),
+            row=row,
+            col=1,
+        )
+        if is_new:
+            first = ls[ls["observed_at"] == firsts[uid]].iloc[0]
+            fig.add_annotation(
+                x=first["observed_at"],
+                y=lesion_diameter(first) or 0.0,
+                text=f"new {first['tracking_id']}",
+                showarrow=True,
+                arrowhead=2,
+                ax=0,
+                ay=-28,
+                font={"size": 11, "color": colour},
+                row=row,
+                col=1,
+            )
+
+
+def lesion_table(lesions: pd.DataFrame, source_event_id: object) -> pd.DataFrame:
+    """The lesions of one scan as a radiologist reads them: tracking id, site, field, RECIST
+    role, long and short axis, volume, change of the RECIST diameter from the lesion's
+    baseline (its first measurement) and from its nadir before this scan, how it was obtained,
+    and a note (not seen, not evaluable and why, new)."""
+    if lesions.empty:
+        return pd.DataFrame()
+    at = lesions[lesions["source_event_id"] == source_event_id]
+    if at.empty:
+        return pd.DataFrame()
+    when = at["observed_at"].iloc[0]
+    out = []
+    for _, r in at.iterrows():
+        history = lesions[
+            (lesions["tracking_uid"] == r["tracking_uid"]) & (lesions["observed_at"] < when)
+        ].sort_values("observed_at")
+        earlier = [d for d in (lesion_diameter(h) for _, h in history.iterrows()) if d is not None]
+        d = lesion_diameter(r)
+        base = earlier[0] if earlier else None
+        nadir = min(earlier) if earlier else None
+
+        def change(ref: float | None, d: float | None = d) -> str:
+            if d is None or ref is None:
+                return NO_VALUE
+            if ref == 0:
+                return "new since 0 mm" if d > 0 else "0 mm"
+            return f"{100.0 * (d - ref) / ref:+.0f} %"
+
+        role = str(r["role"])
+        if r["status"] == "not_seen":
+            note = "not seen (0 mm)"
+        elif r["status"] == "not_evaluable":
+            note = f"not evaluable: {r['failure'] or 'unreadable'}"
+        elif role.startswith("new") and history.empty:
+            note = "new at this scan"
+        else:
+            note = ""
+        if r["is_node"] and r["status"] == "seen":
+            note = (note + "; " if note else "") + "node: short axis counts"
+        out.append(
+            {
+                "Lesion": r["tracking_id"],
+                "Site": _organ(r["organ"]),
+                "Field": "in field" if r["in_field"] is True else "out of field",
+                "RECIST role": ROLE_LABEL.get(role, role),
+                "Long axis (mm)": _round(r["long_axis_mm"], 1),
+                "Short axis (mm)": _round(r["short_axis_mm"], 1),
+                "Volume (ml)": _round(r["volume_ml"], 2),
+                "vs baseline": change(base),
+                "vs nadir": change(nadir),
+                "Obtained": (
+                    f"{r['origin']} ({r['mask_source']})" if r["status"] == "seen" else NO_VALUE
+                ),
+                "Note": note,
+                "_order": (ROLE_ORDER.get(role, 9), _number(r["tracking_id"])),
+            }
+        )
+    table = pd.DataFrame(out).sort_values("_order").drop(columns="_order")
+    return table.reset_index(drop=True)
+
+
+def _round(value: object, digits: int) -> float | None:
+    if value is None or pd.isna(value):  # type: ignore[arg-type]
+        return None
+    return round(float(value), digits)  # type: ignore[arg-type]
 
 
 def _irecist_labels(scores: pd.DataFrame, times: pd.Series) -> list[str]:

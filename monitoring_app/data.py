@@ -17,7 +17,7 @@ import psycopg
 import streamlit as st
 from psycopg_pool import ConnectionPool
 
-from core.db import alerts, audit, events, registry, scores
+from core.db import alerts, audit, events, lesions, registry, scores
 from core.paths import resolve_under_roots
 from core.settings import Settings
 from models.imaging.study_view import StudyView, read_study
@@ -123,6 +123,8 @@ def timeline(db: str, pseudonym: str, cohorts: Cohorts) -> dict[str, pd.DataFram
         return {
             "scores": _frame(scores.patient_scores_with_source(conn, pseudonym)),
             "burden": _frame(scores.patient_burden(conn, pseudonym)),
+            "lesions": _frame(lesions.patient_lesions(conn, pseudonym)),
+            "assessments": _frame(lesions.patient_assessments(conn, pseudonym)),
             "treatments": _frame(events.patient_treatments(conn, pseudonym)),
             "alerts": _frame(alerts.patient_alerts(conn, pseudonym)),
             "actions": _frame(audit.alert_actions(conn, pseudonym)),
@@ -141,6 +143,20 @@ def acquisitions(db: str, pseudonym: str, cohorts: Cohorts) -> list[dict[str, An
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def scan_lesions(
+    db: str, pseudonym: str, event_id: str, cohorts: Cohorts
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The tracked lesions of one scan and the SEG/SR irtmon wrote for it."""
+
+    def read(conn: psycopg.Connection) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        _require_visible(conn, pseudonym, cohorts)
+        rows = [r for r in lesions.lesions_of_source(conn, event_id)]
+        return rows, lesions.dicom_outputs(conn, event_id)
+
+    return run(read)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
 def inbox(db: str, cohorts: Cohorts, statuses: tuple[str, ...]) -> list[dict[str, Any]]:
     return run(alerts.inbox, list(cohorts) if cohorts is not None else None, list(statuses))
 
@@ -151,9 +167,10 @@ def models(db: str) -> list[dict[str, Any]]:
 
 
 @st.cache_data(ttl=600, max_entries=6, show_spinner="Reading the study…")
-def study(path: str, lesion_path: str | None) -> StudyView:
-    """The study's preferred series in HU with its lesion labels (the workers' readers)."""
-    return read_study(Path(path), lesion_path)
+def study(path: str, lesion_path: str | None, annotations: tuple[str, ...] = ()) -> StudyView:
+    """The study's preferred series in HU with its lesion labels and the lesions of the first
+    of ``annotations`` that has some (the workers' readers)."""
+    return read_study(Path(path), lesion_path, annotations)
 
 
 @st.cache_data(ttl=600, max_entries=16, show_spinner="Reading the slide…")
@@ -168,3 +185,10 @@ def slide_view(path: str, inputs: tuple[str, ...]) -> tuple[Any, str]:
 def resolve_data_path(path: str) -> Path:
     """A file path from the database, refused unless it lies under IRTMON_DATA_ROOTS."""
     return resolve_under_roots(path, settings().data_roots)
+
+
+def resolve_derived_path(path: str) -> Path:
+    """A file irtmon wrote (a lesion SEG), refused unless it lies under IRTMON_DERIVED_DIR or
+    the data roots."""
+    s = settings()
+    return resolve_under_roots(path, [s.derived_dir.resolve(), *s.data_roots])

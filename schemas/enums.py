@@ -204,6 +204,24 @@ class LesionRole(StrEnum):
         return self in (LesionRole.NEW_TARGET, LesionRole.NEW_NON_TARGET)
 
 
+class LesionStatus(StrEnum):
+    """Whether a tracked lesion was found at a timepoint: seen (measured), not seen (looked for
+    and gone: it measures 0 mm) or not evaluable (it could not be measured: a failed read is no
+    evidence that it is gone)."""
+
+    SEEN = "seen"
+    NOT_SEEN = "not_seen"
+    NOT_EVALUABLE = "not_evaluable"
+
+
+class LesionOrigin(StrEnum):
+    """How a lesion's mask at a timepoint was obtained: drawn by a reader (a SEG segment or an
+    RTSTRUCT ROI of the study) or propagated from the baseline by registration."""
+
+    ANNOTATED = "annotated"
+    PROPAGATED = "propagated"
+
+
 class Organ(StrEnum):
     """The organ a lesion lies in (RECIST counts target lesions per organ; all lymph nodes
     together count as one organ)."""

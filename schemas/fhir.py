@@ -11,7 +11,15 @@ becomes one FHIR resource, whatever the score's name:
   bound); an ``irecist_state`` (the iRECIST category of an assessment) is coded instead
   (``valueCodeableConcept``: ``iUPD``, "iUPD (unconfirmed progression)").
 
-Both name the patient by the pseudonym only (an identifier in the ``urn:irtmon:pseudonym``
+Every tracked lesion of an imaging acquisition becomes an ``Observation`` too
+(:func:`lesion_observations`), grouped per acquisition: one group ``Observation`` (the
+timepoint's RECIST 1.1 category, iRECIST state, sum of diameters of the target lesions, in-field
+and out-of-field sums, new lesions, as components) whose ``hasMember`` lists one
+``Observation`` per lesion, with its ``bodySite`` (SNOMED CT) and as components its tracking
+identifier and UID, RECIST role, long axis, short axis, volume, whether it lies in the
+radiotherapy field, whether it was seen and how its outline was obtained.
+
+All name the patient by the pseudonym only (an identifier in the ``urn:irtmon:pseudonym``
 system, never a clear ID), the model name and version (``RiskAssessment.method``,
 ``Observation.device``), and the acquisition or biopsy scored (``basis`` / ``derivedFrom``, by
 event id). Resources are built and validated with ``fhir.resources``' R4B models: R4B (4.3)
@@ -22,22 +30,26 @@ Pure: no database or network.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.riskassessment import RiskAssessment
 
-from schemas.enums import IRECIST_SCORE, IRecistState
+from schemas.enums import IRECIST_SCORE, IRecistState, LesionRole, Organ
 from schemas.events import TimepointScore
 
 __all__ = [
     "EVENT_SYSTEM",
+    "LESION_SYSTEM",
     "PSEUDONYM_SYSTEM",
     "SCORE_SYSTEM",
     "bundle",
     "is_probability",
+    "lesion_observations",
     "score_resource",
 ]
 
@@ -47,6 +59,28 @@ SCORE_NAME_SYSTEM = "urn:irtmon:score-name"
 EVENT_SYSTEM = "urn:irtmon:event"
 IRECIST_SYSTEM = "urn:irtmon:irecist"
 UCUM = "http://unitsofmeasure.org"
+SNOMED = "http://snomed.info/sct"
+LESION_SYSTEM = "urn:irtmon:lesion"
+RECIST_SYSTEM = "urn:irtmon:recist"
+LESION_NAMESPACE = uuid.UUID("5d0f3a52-1c7e-4b8e-9f61-2a9e7c3b4d10")
+_ORGAN_SNOMED = {
+    Organ.LUNG: ("39607008", "Lung structure"),
+    Organ.LIVER: ("10200004", "Liver structure"),
+    Organ.LYMPH_NODE: ("59441001", "Structure of lymph node"),
+    Organ.ADRENAL: ("23451007", "Structure of adrenal gland"),
+    Organ.BONE: ("272673000", "Bone structure"),
+    Organ.BRAIN: ("12738006", "Brain structure"),
+    Organ.KIDNEY: ("64033007", "Kidney structure"),
+    Organ.PLEURA: ("3120008", "Pleural membrane structure"),
+    Organ.SOFT_TISSUE: ("87784001", "Soft tissues"),
+}
+_ROLE_WORDS = {
+    LesionRole.TARGET: "target lesion",
+    LesionRole.NON_TARGET: "non-target lesion",
+    LesionRole.NEW_TARGET: "new target lesion",
+    LesionRole.NEW_NON_TARGET: "new non-target lesion",
+    LesionRole.NORMAL_NODE: "normal lymph node",
+}
 _UCUM_CODES = {"ml": "mL", "mm": "mm", "per mm2": "/mm2", "HU": "[hnsf'U]"}
 
 
@@ -170,8 +204,206 @@ def score_resource(score: TimepointScore) -> RiskAssessment | Observation:
     return _risk_assessment(score) if is_probability(score) else _observation(score)
 
 
-def bundle(scores: Iterable[TimepointScore]) -> Bundle:
-    """A ``collection`` Bundle of the resources of ``scores`` (in the order given)."""
+# ----------------------------------------------------------------------------- lesions
+
+
+def _lesion_code(code: str, text: str) -> dict[str, Any]:
+    return {"coding": [{"system": LESION_SYSTEM, "code": code}], "text": text}
+
+
+def _component(code: str, text: str, **value: Any) -> dict[str, Any]:
+    return {"code": _lesion_code(code, text), **value}
+
+
+def _mm(value: float) -> dict[str, Any]:
+    return {"valueQuantity": _quantity(round(float(value), 2), "mm")}
+
+
+def _lesion_id(source_event_id: uuid.UUID | str, what: str) -> uuid.UUID:
+    return uuid.uuid5(LESION_NAMESPACE, f"{source_event_id}/{what}")
+
+
+def _subject(patient: str) -> dict[str, Any]:
+    return {"identifier": {"system": PSEUDONYM_SYSTEM, "value": patient}, "display": patient}
+
+
+def _acquisition(source_event_id: uuid.UUID | str) -> dict[str, Any]:
+    return {
+        "identifier": {"system": EVENT_SYSTEM, "value": str(source_event_id)},
+        "display": "irtmon imaging acquisition event",
+    }
+
+
+def _lesion_observation(
+    patient: str, source_event_id: uuid.UUID | str, at: datetime, lesion: Mapping[str, Any]
+) -> Observation:
+    organ = Organ(lesion["organ"])
+    role = LesionRole(lesion["role"])
+    status = str(lesion["status"])
+    components = [
+        _component("tracking-id", "tracking identifier", valueString=str(lesion["tracking_id"])),
+        _component(
+            "tracking-uid", "tracking unique identifier", valueString=lesion["tracking_uid"]
+        ),
+        _component(
+            "recist-role",
+            "RECIST role",
+            valueCodeableConcept={
+                "coding": [{"system": RECIST_SYSTEM, "code": role.value}],
+                "text": _ROLE_WORDS[role],
+            },
+        ),
+        _component(
+            "status",
+            "lesion at this timepoint",
+            valueCodeableConcept={
+                "coding": [{"system": LESION_SYSTEM, "code": status}],
+                "text": status.replace("_", " "),
+            },
+        ),
+    ]
+    if lesion.get("in_field") is not None:
+        components.append(
+            _component("in-field", "within the radiotherapy field", valueBoolean=lesion["in_field"])
+        )
+    if lesion.get("long_axis_mm") is not None:
+        components.append(_component("long-axis", "long axis", **_mm(lesion["long_axis_mm"])))
+    if lesion.get("short_axis_mm") is not None:
+        components.append(_component("short-axis", "short axis", **_mm(lesion["short_axis_mm"])))
+    if lesion.get("volume_ml") is not None:
+        components.append(
+            _component(
+                "volume",
+                "volume",
+                valueQuantity=_quantity(round(float(lesion["volume_ml"]), 4), "ml"),
+            )
+        )
+    if lesion.get("origin"):
+        components.append(
+            _component("origin", "outline obtained", valueString=str(lesion["origin"]))
+        )
+    if lesion.get("failure"):
+        components.append(
+            _component("not-evaluable", "why not evaluable", valueString=str(lesion["failure"]))
+        )
+    diameter = None
+    if status == "seen":
+        axis = "short_axis_mm" if lesion.get("is_node") else "long_axis_mm"
+        diameter = lesion.get(axis)
+    elif status == "not_seen":
+        diameter = 0.0
+    site = _ORGAN_SNOMED.get(organ)
+    value: dict[str, Any] = (
+        _mm(diameter) if diameter is not None else {"dataAbsentReason": {"text": "not evaluable"}}
+    )
+    return Observation(
+        id=str(_lesion_id(source_event_id, str(lesion["tracking_uid"]))),
+        identifier=[
+            {"system": LESION_SYSTEM, "value": f"{source_event_id}/{lesion['tracking_uid']}"}
+        ],
+        status="final",
+        subject=_subject(patient),
+        code=_lesion_code("lesion-diameter", "RECIST diameter of a tracked lesion"),
+        effectiveDateTime=at.isoformat(),
+        bodySite={
+            "coding": [{"system": SNOMED, "code": site[0], "display": site[1]}] if site else None,
+            "text": organ.value.replace("_", " "),
+        },
+        device={"display": f"{lesion['model_name']} {lesion['model_version']}"},
+        derivedFrom=[_acquisition(source_event_id)],
+        component=components,
+        **value,
+    )
+
+
+def lesion_observations(
+    patient: str,
+    assessment: Mapping[str, Any],
+    lesions: Sequence[Mapping[str, Any]],
+) -> list[Observation]:
+    """The lesions of one imaging acquisition as FHIR: one ``Observation`` per lesion and a
+    group ``Observation`` (first) whose ``hasMember`` lists them, carrying the timepoint's
+    RECIST 1.1 and iRECIST categories and sums as components.
+
+    ``assessment`` and ``lesions`` are rows as ``core.db.lesions`` reads them
+    (``lesion_assessments`` and ``lesion_measurements`` columns).
+    """
+    source = assessment["source_event_id"]
+    at = assessment["observed_at"]
+    members = [_lesion_observation(patient, source, at, lesion) for lesion in lesions]
+    state = IRecistState(int(assessment["irecist_state"]))
+    components = [
+        _component(
+            "sum-diameters",
+            "sum of diameters of the target lesions",
+            **_mm(assessment["sum_diameters_mm"]),
+        ),
+        _component(
+            "in-field-sum",
+            "sum of diameters in the radiotherapy field",
+            **_mm(assessment["in_field_sum_mm"]),
+        ),
+        _component(
+            "out-of-field-sum",
+            "sum of diameters outside the radiotherapy field",
+            **_mm(assessment["out_of_field_sum_mm"]),
+        ),
+        _component(
+            "new-lesions", "new lesions present", valueInteger=int(assessment["new_lesions"])
+        ),
+    ]
+    if int(assessment["timepoint"]) > 0:
+        components.append(
+            _component(
+                "irecist",
+                "iRECIST timepoint response",
+                valueCodeableConcept={
+                    "coding": [{"system": IRECIST_SYSTEM, "code": state.label}],
+                    "text": state.words,
+                },
+            )
+        )
+    for key, text in (
+        ("recist", "RECIST 1.1 overall response"),
+        ("target_response", "RECIST 1.1 target response"),
+        ("nontarget_response", "RECIST 1.1 non-target response"),
+    ):
+        if assessment.get(key):
+            components.append(
+                _component(
+                    key.replace("_", "-"),
+                    text,
+                    valueCodeableConcept={
+                        "coding": [{"system": RECIST_SYSTEM, "code": assessment[key]}],
+                        "text": f"RECIST 1.1 {assessment[key]}",
+                    },
+                )
+            )
+    group = Observation(
+        id=str(_lesion_id(source, "assessment")),
+        identifier=[{"system": LESION_SYSTEM, "value": f"{source}/assessment"}],
+        status="final",
+        subject=_subject(patient),
+        code=_lesion_code(
+            "lesion-assessment",
+            "tumour response assessment over every tracked lesion (RECIST 1.1, iRECIST)",
+        ),
+        effectiveDateTime=at.isoformat(),
+        device={"display": f"{assessment['model_name']} {assessment['model_version']}"},
+        derivedFrom=[_acquisition(source)],
+        hasMember=[
+            {"reference": f"urn:uuid:{m.id}", "display": f"lesion {lesion['tracking_id']}"}
+            for m, lesion in zip(members, lesions, strict=True)
+        ],
+        component=components,
+        note=[{"text": str(assessment.get("reason") or "")}] if assessment.get("reason") else None,
+    )
+    return [group, *members]
+
+
+def bundle(scores: Iterable[TimepointScore], lesions: Iterable[Observation] = ()) -> Bundle:
+    """A ``collection`` Bundle of the resources of ``scores`` (in the order given), then the
+    lesion observations (:func:`lesion_observations`), each under ``urn:uuid:<id>``."""
     entries = []
     for score in scores:
         resource = score_resource(score)
@@ -181,4 +413,6 @@ def bundle(scores: Iterable[TimepointScore]) -> Bundle:
                 "resource": resource,
             }
         )
+    for observation in lesions:
+        entries.append({"fullUrl": f"urn:uuid:{observation.id}", "resource": observation})
     return Bundle(type="collection", entry=entries)

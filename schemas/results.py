@@ -9,8 +9,27 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
+from schemas.enums import (
+    IRecistState,
+    LesionOrigin,
+    LesionRole,
+    LesionStatus,
+    Organ,
+    RecistResponse,
+)
 from schemas.events import TimepointScore
+
+SUM_DIAMETERS_SCORE = "tumour_sum_diameters_mm"
+"""RECIST 1.1 sum of diameters of the target lesions (short axis for nodes), mm."""
+IN_FIELD_SUM_SCORE = "in_field_sum_mm"
+"""Sum of RECIST diameters of every lesion in the radiotherapy field, mm."""
+OUT_OF_FIELD_SUM_SCORE = "out_of_field_sum_mm"
+"""Sum of RECIST diameters of every lesion not known to be in the radiotherapy field, mm."""
+NEW_LESIONS_SCORE = "new_lesion_count"
+"""New lesions present (seen) at the timepoint."""
+LESION_SCORES = (SUM_DIAMETERS_SCORE, IN_FIELD_SUM_SCORE, OUT_OF_FIELD_SUM_SCORE, NEW_LESIONS_SCORE)
 
 
 @dataclass(frozen=True)
@@ -25,6 +44,84 @@ class Measurement:
     series_uid: str | None
     model_name: str
     model_version: str
+
+
+@dataclass(frozen=True)
+class LesionRow:
+    """One tracked lesion at one acquisition (``lesion_measurements``): its identity, RECIST
+    role, measures, how its mask was obtained, and why it was not measured when it was not."""
+
+    tracking_uid: str
+    tracking_id: str
+    label: str
+    organ: Organ
+    is_node: bool
+    in_field: bool | None
+    """In the radiotherapy field, outside it, or unknown (None: counted out of field)."""
+    role: LesionRole
+    status: LesionStatus
+    match: str
+    """What the matching did (``models.imaging.matching.MatchStatus`` value)."""
+    long_axis_mm: float | None = None
+    short_axis_mm: float | None = None
+    volume_ml: float | None = None
+    origin: LesionOrigin | None = None
+    mask_source: str | None = None
+    """``seg``, ``rtstruct`` or ``propagated`` (None when not measured)."""
+    segment_number: int | None = None
+    """SEG segment or RTSTRUCT ROI number in the study's annotation (None when propagated)."""
+    reference_uid: str | None = None
+    """SOP Instance UID of the SEG or RTSTRUCT it was read from."""
+    series_uid: str | None = None
+    distance_mm: float | None = None
+    overlap: float | None = None
+    failure: str | None = None
+    """Why it was not evaluable (the failure's message naming the segment or ROI)."""
+    features: dict[str, float | None] = field(default_factory=dict)
+
+    @property
+    def diameter_mm(self) -> float | None:
+        """RECIST diameter: short axis of a node, long axis otherwise; 0 when not seen, None
+        when not evaluable."""
+        if self.status is LesionStatus.NOT_EVALUABLE:
+            return None
+        if self.status is LesionStatus.NOT_SEEN:
+            return 0.0
+        return self.short_axis_mm if self.is_node else self.long_axis_mm
+
+
+@dataclass(frozen=True)
+class LesionAssessment:
+    """RECIST 1.1 and iRECIST at one acquisition over every tracked lesion
+    (``lesion_assessments``), with the sums derived from the lesions and the tracking state the
+    next acquisition starts from."""
+
+    timepoint: int
+    """0 for the baseline, then 1, 2, ... in the order the acquisitions were tracked."""
+    irecist: IRecistState
+    recist: RecistResponse | None
+    """Overall RECIST 1.1 response (None at baseline)."""
+    target: RecistResponse | None
+    nontarget: RecistResponse | None
+    reason: str
+    sum_mm: float
+    """RECIST 1.1 sum of diameters of the target lesions (short axis for nodes)."""
+    nadir_mm: float | None
+    in_field_sum_mm: float
+    out_of_field_sum_mm: float
+    total_volume_ml: float
+    new_lesions: int
+    """New lesions present (seen)."""
+    new_appeared: int
+    """New lesions first seen here."""
+    seen: int
+    not_evaluable: int
+    tracking_state: dict[str, Any]
+    """``models.imaging.matching.TrackingState.to_dict()`` after this acquisition."""
+    model_name: str
+    model_version: str
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    """Lesions of this study that could not be read or measured, each naming its segment/ROI."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +144,19 @@ class Outcome:
     measurements: list[Measurement] = field(default_factory=list)
     observed_at: datetime | None = None
     features: FeatureSet | None = None
+    lesions: list[LesionRow] = field(default_factory=list)
+    assessment: LesionAssessment | None = None
 
 
-__all__ = ["FeatureSet", "Measurement", "Outcome"]
+__all__ = [
+    "IN_FIELD_SUM_SCORE",
+    "LESION_SCORES",
+    "NEW_LESIONS_SCORE",
+    "OUT_OF_FIELD_SUM_SCORE",
+    "SUM_DIAMETERS_SCORE",
+    "FeatureSet",
+    "LesionAssessment",
+    "LesionRow",
+    "Measurement",
+    "Outcome",
+]

@@ -3,6 +3,15 @@
 An agent builds a *request* (checked paths, the patient's history from the database), runs the
 pure scoring function in the CPU pool, and stores its *outcome* in one transaction. Requests
 and outcomes are plain picklable dataclasses, so scoring runs in another process.
+
+An imaging acquisition is read by :func:`models.imaging.analyse_study`: every lesion of the
+study's SEG or RTSTRUCT (or, without one, every baseline lesion propagated), matched to the
+lesions tracked so far (the tracking state stored with the patient's previous acquisition),
+and assessed by RECIST 1.1 and iRECIST. The outcome carries one row per tracked lesion, the
+timepoint's assessment and its derived scores (sum of diameters, in-field and out-of-field
+sums, new lesions, iRECIST state), and, for what still reads one lesion, the primary lesion's
+measurement and scores as before. The SEG (one segment per lesion) and the TID 1500 SR are
+written under the derived folder, and stored back to the PACS (STOW-RS) with write-back.
 """
 
 from __future__ import annotations
@@ -14,24 +23,43 @@ import uuid
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
-from core.db import events, history, registry
+from core.db import events, history, lesions, registry
 from core.db import scores as stored
 from core.db.registry import ResponseModels
 from core.paths import check_dicomweb_url, resolve_under_roots
 from models import imaging, pathology
 from models.exceptions import InsufficientDataError, ModelError
 from models.imaging.dicomweb import fetch_study, store_instances
+from models.imaging.lesion import MaskSource
+from models.imaging.matching import MatchStatus, TrackingState
+from models.imaging.study import LESION_ALGORITHM
 from models.imaging.writers import DERIVED_MANUFACTURER
 from models.limits import DEFAULT_LIMITS, ReadLimits
 from models.response.history import History, Scan
 from models.response.inference import load_models, score_timepoint
 from schemas import BiopsyAcquired, ImagingAcquired, ModelName, TimepointScore
-from schemas.results import FeatureSet, Measurement, Outcome
+from schemas.enums import IRECIST_SCORE, LesionOrigin, LesionStatus
+from schemas.results import (
+    IN_FIELD_SUM_SCORE,
+    NEW_LESIONS_SCORE,
+    OUT_OF_FIELD_SUM_SCORE,
+    SUM_DIAMETERS_SCORE,
+    FeatureSet,
+    LesionAssessment,
+    LesionRow,
+    Measurement,
+    Outcome,
+)
 from streams.fetched import fetched_root, in_use
+
+LESION_MODEL, LESION_VERSION = LESION_ALGORITHM.rsplit(" ", 1)
+"""Model name and version of the per-lesion rows, assessments and scores (``irtmon-lesions``)."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +71,7 @@ class Baseline:
     lesion_path: Path | None
     fetch_url: str | None = None  # a DICOMweb baseline, fetched into ``path`` when missing
     study_uid: str | None = None
+    occurred_at: datetime | None = None
 
 
 @dataclass
@@ -57,6 +86,7 @@ class ImagingRequest:
     write_back: bool = False  # store SEG and SR back to the DICOMweb server (STOW-RS)
     dicomweb_allowed: tuple[str, ...] = ()  # the DICOMweb roots it may fetch from / store to
     dicomweb_headers: dict[str, str] | None = None  # authentication to them (HTTP Basic)
+    tracking_state: dict | None = None  # after the patient's previous assessed acquisition
 
 
 @dataclass
@@ -126,17 +156,30 @@ def biopsy_request(event: BiopsyAcquired, roots: Sequence[Path]) -> BiopsyReques
 
 def with_history(conn: psycopg.Connection, request: ImagingRequest) -> ImagingRequest:
     """Add the patient's baseline (earliest imaging acquisition with a lesion reference), the
-    history known at the scan's time and the promoted response models."""
+    lesion tracking state after the patient's previous assessed acquisition, the history known
+    at the scan's time and the promoted response models."""
     row = events.baseline_acquisition(conn, request.event.patient, request.event.occurred_at)
     if row and row.path:
         request.baseline = Baseline(
-            row.event_id, Path(row.path), Path(row.lesion_path) if row.lesion_path else None
+            row.event_id,
+            Path(row.path),
+            Path(row.lesion_path) if row.lesion_path else None,
+            occurred_at=row.acquired_at,
         )
     elif row and row.url and row.study_uid and request.derived_dir is not None:
         check_dicomweb_url(row.url, request.dicomweb_allowed)  # stored before the allow-list
         folder = fetched_study_dir(request.derived_dir, row.study_uid, row.event_id)
         request.baseline = Baseline(
-            row.event_id, folder, None, fetch_url=row.url, study_uid=row.study_uid
+            row.event_id,
+            folder,
+            None,
+            fetch_url=row.url,
+            study_uid=row.study_uid,
+            occurred_at=row.acquired_at,
+        )
+    if request.baseline is not None and request.baseline.event_id != request.event.event_id:
+        request.tracking_state = lesions.tracking_state_before(
+            conn, request.event.patient, request.event.occurred_at, request.event.event_id
         )
     known = history.load_history(conn, request.event.patient, until=request.event.occurred_at)
     request.history = History(
@@ -148,19 +191,51 @@ def with_history(conn: psycopg.Connection, request: ImagingRequest) -> ImagingRe
     return request
 
 
+def study_annotations(lesion_path: Path | None, series_dir: Path) -> list[Path] | None:
+    """The annotations a study's lesions are read from: the event's SEG or RTSTRUCT when it
+    lies outside the study's folder; else None, and :func:`models.imaging.analyse_study` reads
+    the study's own, its first SEG with a lesion before its RTSTRUCT (as for a DICOMweb
+    study). A planning study holds both: the SEG names each lesion's organ (its anatomic
+    region), which RECIST's target selection (two per organ) needs and an RTSTRUCT does not
+    carry; its GTV segments are in the radiotherapy field as the RTSTRUCT's GTV ROIs are."""
+    if lesion_path is None:
+        return None
+    if Path(lesion_path).resolve().is_relative_to(Path(series_dir).resolve()):
+        return None
+    return [lesion_path]
+
+
 @functools.lru_cache(maxsize=8)
-def _baseline_of(path: str, lesion_path: str | None) -> imaging.Baseline:
-    """The baseline volume and lesion, read once per process and baseline scan."""
-    result = imaging.analyse_acquisition(
-        path, lesion_path=lesion_path, radiomics=False, peritumoural=False
+def _baseline_of(
+    path: str, lesion_path: str | None, at: datetime | None
+) -> tuple[imaging.Baseline, dict[str, Any]]:
+    """The baseline study's volume and every lesion (with the tracking UIDs its assessment
+    gave them: the same inputs give the same UIDs), and its tracking state; read once per
+    process and baseline scan."""
+    result = imaging.analyse_study(
+        path,
+        lesion_paths=study_annotations(Path(lesion_path) if lesion_path else None, Path(path)),
+        time=at,
+        radiomics=False,
+        peritumoural=False,
+        enhancement=False,
     )
-    return result.as_baseline()
+    assert result.tracking is not None
+    return result.as_baseline(), result.tracking.to_dict()
 
 
 def score_imaging(request: ImagingRequest) -> Outcome:
-    """Score one acquisition (runs in the CPU pool): burden and features by
-    :func:`models.imaging.analyse_acquisition`; follow-ups without contours propagate the
-    baseline lesion."""
+    """Score one acquisition (runs in the CPU pool): every lesion measured, tracked and
+    assessed by :func:`models.imaging.analyse_study`; a follow-up is registered once to the
+    baseline (its lesions propagated when it has no annotation) and matched to the lesions
+    tracked so far.
+
+    Raises
+    ------
+    InsufficientDataError
+        A follow-up without annotation and no baseline to propagate from (as before), or no
+        lesion of the study could be measured (:class:`NoLesionMeasuredError`, naming each).
+    """
     event = request.event
     if request.series_dir is None:
         raise ValueError(f"acquisition {event.event_id}: no folder to read (build the request)")
@@ -174,40 +249,47 @@ def score_imaging(request: ImagingRequest) -> Outcome:
                 request.dicomweb_headers,
             )
         baseline: imaging.Baseline | None = None
-        if (
-            request.lesion_path is None
-            and request.baseline is not None
-            and (request.baseline.event_id != event.event_id)
-        ):
-            b = request.baseline
+        state: TrackingState | None = None
+        b = request.baseline
+        if b is not None and b.event_id != event.event_id:
             if b.fetch_url and b.study_uid:  # fetched once, pruned when unused: fetch again
                 held.enter_context(in_use(b.path))
                 _fetch(b.fetch_url, b.study_uid, b.path, request.dicomweb_headers)
             lesion = str(b.lesion_path) if b.lesion_path else None
-            baseline = _baseline_of(str(b.path), lesion)
-        return _score_fetched(request, baseline)
+            baseline, baseline_state = _baseline_of(str(b.path), lesion, b.occurred_at)
+            # the state after the previous acquisition; without one (the baseline was scored
+            # before lesions were tracked), tracking starts from the baseline itself
+            state = TrackingState.from_dict(request.tracking_state or baseline_state)
+        return _score_fetched(request, baseline, state)
 
 
-def _score_fetched(request: ImagingRequest, baseline: imaging.Baseline | None) -> Outcome:
+def _score_fetched(
+    request: ImagingRequest, baseline: imaging.Baseline | None, state: TrackingState | None
+) -> Outcome:
     """Analyse the (present) series against its baseline and map the result to scores."""
     event = request.event
     assert request.series_dir is not None
     output_dir = None
-    if request.write_back and request.derived_dir is not None:
+    if request.derived_dir is not None:
         output_dir = request.derived_dir / "dicom" / event.patient / str(event.event_id)
-    result = imaging.analyse_acquisition(
+    result = imaging.analyse_study(
         request.series_dir,
         study_uid=event.study_uid,
         series_uid=None
         if event.modality == "PCCT" or len(event.series_uids) > 1
         else event.series_uids[0],
-        lesion_path=request.lesion_path,
+        lesion_paths=study_annotations(request.lesion_path, request.series_dir),
         baseline=baseline,
+        state=state,
+        time=event.occurred_at,
         output_dir=output_dir,
     )
-    if output_dir is not None and event.location.kind == "dicomweb":
-        result.provenance["dicom_outputs"] = _write_back(
-            str(event.location.url), result.outputs, request.dicomweb_headers
+    if result.outputs:
+        write_back = request.write_back and event.location.kind == "dicomweb"
+        result.provenance["dicom_outputs"] = _outputs(
+            result.outputs,
+            str(event.location.url) if write_back else None,
+            request.dicomweb_headers,
         )
     version = result.provenance["algorithm_version"]
     model = result.provenance["algorithm"]
@@ -233,10 +315,127 @@ def _score_fetched(request: ImagingRequest, baseline: imaging.Baseline | None) -
         outcome.scores.append(
             _score(event, name, round(value, 4), model, version, inputs, unit=unit)
         )
+    outcome.lesions = lesion_rows(result)
+    outcome.assessment = lesion_assessment(result)
+    outcome.scores += lesion_scores(event, outcome.assessment, inputs)
     features = {k: v.value for k, v in result.features.items()}
     outcome.features = FeatureSet(model, version, features, _json_safe(result.provenance))
     outcome.scores += _response_scores(request, result.burden, features, inputs)
     return outcome
+
+
+_ORIGIN = {
+    MaskSource.SEG: LesionOrigin.ANNOTATED,
+    MaskSource.RTSTRUCT: LesionOrigin.ANNOTATED,
+    MaskSource.GIVEN: LesionOrigin.ANNOTATED,
+    MaskSource.PROPAGATED: LesionOrigin.PROPAGATED,
+}
+
+
+def lesion_rows(result: imaging.StudyResult) -> list[LesionRow]:
+    """One row per tracked lesion of a study (seen, not seen, or not evaluable with why)."""
+    by_uid: dict[str, list[str]] = {}
+    unattributed: list[str] = []
+    known = {r.tracking_uid for r in result.lesions}
+    for f in result.failures:
+        if f.tracking_uid in known:
+            by_uid.setdefault(f.tracking_uid, []).append(f.message)
+        else:
+            unattributed.append(f.message)
+    rows = []
+    for r in result.lesions:
+        b = r.burden
+        if b is not None:
+            status = LesionStatus.SEEN
+        elif r.status is MatchStatus.NOT_EVALUABLE:
+            status = LesionStatus.NOT_EVALUABLE
+        else:
+            status = LesionStatus.NOT_SEEN
+        failure = None
+        if status is LesionStatus.NOT_EVALUABLE:
+            why = by_uid.get(r.tracking_uid) or [
+                f"not found, and {len(unattributed)} lesion(s) of this study could not be read: "
+                + "; ".join(unattributed)
+            ]
+            failure = "; ".join(why)[:2000]
+        rows.append(
+            LesionRow(
+                tracking_uid=r.tracking_uid,
+                tracking_id=r.tracking_id,
+                label=r.label,
+                organ=r.organ,
+                is_node=r.is_node,
+                in_field=r.in_field,
+                role=r.role,
+                status=status,
+                match=r.status.value,
+                long_axis_mm=None if b is None else round(float(b.longest_diameter_mm), 3),
+                short_axis_mm=None if b is None else round(float(b.short_axis_mm), 3),
+                volume_ml=None if b is None else round(float(b.volume_ml), 4),
+                origin=None if b is None or r.source is None else _ORIGIN[r.source],
+                mask_source=None if b is None or r.source is None else r.source.value,
+                segment_number=r.number or None if b is not None else None,
+                reference_uid=r.reference_uid or None,
+                series_uid=result.series_uid if b is not None else None,
+                distance_mm=None if r.distance_mm is None else round(float(r.distance_mm), 2),
+                overlap=None if r.overlap is None else round(float(r.overlap), 4),
+                failure=failure,
+                features=_json_safe({k: v.value for k, v in r.features.items()}),  # type: ignore[arg-type]
+            )
+        )
+    return rows
+
+
+def lesion_assessment(result: imaging.StudyResult) -> LesionAssessment:
+    """RECIST 1.1 / iRECIST of the study over its lesions, its sums and the tracking state."""
+    a, sf = result.assessment, result.study_features
+    assert a is not None and result.tracking is not None
+
+    def finite(v: float) -> float | None:
+        return float(v) if math.isfinite(v) else None
+
+    return LesionAssessment(
+        timepoint=a.index,
+        irecist=a.state,
+        recist=a.recist if a.index > 0 else None,
+        target=a.target,
+        nontarget=a.nontarget,
+        reason=a.reason,
+        sum_mm=round(finite(a.sum_mm) or 0.0, 3),
+        nadir_mm=None if finite(a.nadir_mm) is None else round(a.nadir_mm, 3),
+        in_field_sum_mm=round(sf["lesions_in_field_sum_mm"].value, 3),
+        out_of_field_sum_mm=round(sf["lesions_out_of_field_sum_mm"].value, 3),
+        total_volume_ml=round(sf["lesions_total_volume_ml"].value, 4),
+        new_lesions=a.new_lesions,
+        new_appeared=a.new_appeared,
+        seen=int(sf["lesions_seen_count"].value),
+        not_evaluable=int(sf["lesions_not_evaluable_count"].value),
+        tracking_state=_json_safe(result.tracking.to_dict()),  # type: ignore[arg-type]
+        model_name=LESION_MODEL,
+        model_version=LESION_VERSION,
+        failures=[f.as_dict() for f in result.failures],
+    )
+
+
+def lesion_scores(
+    event: ImagingAcquired, assessment: LesionAssessment, inputs: list[str]
+) -> list[TimepointScore]:
+    """The timepoint's scores derived from its lesions (the same values as its assessment row):
+    sum of diameters, in-field and out-of-field sums, new lesions, and, at a follow-up, the
+    iRECIST state (the one stored iRECIST state of a patient whose lesions are tracked)."""
+    a = assessment
+    values: list[tuple[str, float, str | None]] = [
+        (SUM_DIAMETERS_SCORE, a.sum_mm, "mm"),
+        (IN_FIELD_SUM_SCORE, a.in_field_sum_mm, "mm"),
+        (OUT_OF_FIELD_SUM_SCORE, a.out_of_field_sum_mm, "mm"),
+        (NEW_LESIONS_SCORE, float(a.new_lesions), None),
+    ]
+    if a.timepoint > 0:  # no response category at baseline
+        values.append((IRECIST_SCORE, float(a.irecist.code), None))
+    return [
+        _score(event, name, value, LESION_MODEL, LESION_VERSION, inputs, unit=unit)
+        for name, value, unit in values
+    ]
 
 
 def _response_scores(
@@ -279,15 +478,18 @@ def _fetch(url: str, study_uid: str, folder: Path, headers: dict[str, str] | Non
     )
 
 
-def _write_back(
-    url: str, outputs: dict[str, str], headers: dict[str, str] | None = None
+def _outputs(
+    outputs: dict[str, str], url: str | None, headers: dict[str, str] | None = None
 ) -> dict[str, object]:
-    """Store the SEG and SR on the DICOMweb server (STOW-RS); return what was stored where."""
+    """Describe the SEG and SR written (UIDs and paths); with ``url``, store them on that
+    DICOMweb server first (STOW-RS, authenticated with ``headers``)."""
     import pydicom
 
     names = sorted(outputs)
-    store_instances(url, [outputs[n] for n in names], headers=headers or None)
-    stored: dict[str, object] = {"stored_to": url}
+    stored: dict[str, object] = {}
+    if url is not None:
+        store_instances(url, [outputs[n] for n in names], headers=headers or None)
+        stored["stored_to"] = url
     for name in names:
         ds = pydicom.dcmread(outputs[name], stop_before_pixels=True)
         stored[name] = {

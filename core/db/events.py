@@ -174,6 +174,7 @@ class BaselineRow:
     lesion_path: str | None
     url: str | None
     study_uid: str | None
+    acquired_at: datetime | None = None
 
 
 def baseline_acquisition(
@@ -184,7 +185,7 @@ def baseline_acquisition(
     row = conn.execute(
         """
         SELECT event_id, location->>'path', payload->'lesion'->>'path', location->>'url',
-               payload->>'study_uid'
+               payload->>'study_uid', acquired_at
         FROM acquisitions
         WHERE patient = %s AND kind = 'imaging' AND payload->'lesion' IS NOT NULL
               AND payload->'lesion' <> 'null'::jsonb AND acquired_at <= %s

@@ -10,10 +10,17 @@
 Burden source of :func:`load_assessments`, by priority (the first the patient has is used for
 the whole series):
 
-1. ``tumour_measurements``: longest diameters summed per acquisition (``source_event_id``);
-2. the ``tumour_sum_diameters_mm`` score;
-3. the ``longest_diameter_mm`` score;
-4. volumes (``tumour_measurements.volume_ml`` summed, or the ``tumour_volume_ml`` score), as
+1. the tracked lesions (``lesion_measurements`` and, per acquisition, ``lesion_assessments``):
+   the RECIST 1.1 sum of diameters of the target lesions (short axis for nodes), the new
+   lesions seen (iRECIST's new-lesion rules thus fire on the pipeline's own output), the
+   in-field and out-of-field sums, the total volume, and the iRECIST state assessed over every
+   lesion, which is then the patient's one stored iRECIST state (the decision rule reads it
+   rather than assessing the sum again);
+2. ``tumour_measurements``: longest diameters summed per acquisition (``source_event_id``),
+   for acquisitions scored before lesions were tracked;
+3. the ``tumour_sum_diameters_mm`` score (a producer that publishes sums without lesions);
+4. the ``longest_diameter_mm`` score;
+5. volumes (``tumour_measurements.volume_ml`` summed, or the ``tumour_volume_ml`` score), as
    the diameter of the sphere of that volume.
 
 ``response_probability`` and ``ct_immune_score`` are taken as of each burden assessment (the
@@ -32,9 +39,10 @@ from typing import Any
 import numpy as np
 import psycopg
 
-from core.db import events, scores
+from core.db import events, lesions, scores
 from models.changepoint import PatientSeries
 from models.response.history import Biopsy, History, Scan, Signature, Treatment
+from schemas.enums import IRecistState
 
 PATHOLOGY_SCORES = ("pathology_p_inflamed", "pathology_p_excluded", "pathology_p_desert")
 BURDEN_SCORES = ("tumour_sum_diameters_mm", "longest_diameter_mm", "tumour_volume_ml")
@@ -139,19 +147,60 @@ def _burden_points(
     return []
 
 
+def _lesion_series(
+    conn: psycopg.Connection, patient: str, versions: dict[str, str]
+) -> tuple[list[Point], dict[str, Any]] | None:
+    """Burden points and per-assessment lesion values from the tracked lesions, or None."""
+    rows = lesions.patient_assessments(conn, patient)
+    if not rows:
+        return None
+    versions["lesions"] = f"{rows[-1]['model_name']}/{rows[-1]['model_version']}"
+    points: list[Point] = []
+    extra: dict[str, Any] = {"new": [], "states": [], "in_field": [], "out_of_field": []}
+    for r in rows:
+        if points and r["observed_at"] <= points[-1][0]:
+            continue  # two acquisitions at one time: the first assessed counts
+        points.append(
+            (
+                r["observed_at"],
+                float(r["sum_diameters_mm"]),
+                float(r["total_volume_ml"]),
+                (),
+                r["source_event_id"],
+            )
+        )
+        extra["new"].append(int(r["new_lesions"]))
+        extra["states"].append(IRecistState(int(r["irecist_state"])))
+        extra["in_field"].append(float(r["in_field_sum_mm"]))
+        extra["out_of_field"].append(float(r["out_of_field_sum_mm"]))
+    return points, extra
+
+
 def load_assessments(
     conn: psycopg.Connection, patient: str
 ) -> tuple[PatientSeries, tuple[uuid.UUID, ...]] | None:
     """The patient's burden assessments with the other scores as of each, and the acquisition
     event id of each assessment; ``None`` when no burden has been measured."""
-    meas = scores.measurements_by_source(conn, patient)
     by_name: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in scores.latest_scores_by_source(conn, patient, BURDEN_SCORES + OTHER_SCORES):
         by_name[row["score_name"]].append(row)
     for rows in by_name.values():
         rows.sort(key=lambda r: r["observed_at"])
     versions: dict[str, str] = {}
+    tracked = _lesion_series(conn, patient, versions)
+    if tracked is not None:
+        return _series(tracked[0], by_name, versions, tracked[1])
+    meas = scores.measurements_by_source(conn, patient)
     points = _burden_points(meas, by_name, versions)
+    return _series(points, by_name, versions, None)
+
+
+def _series(
+    points: list[Point],
+    by_name: dict[str, list[dict[str, Any]]],
+    versions: dict[str, str],
+    tracked: dict[str, Any] | None,
+) -> tuple[PatientSeries, tuple[uuid.UUID, ...]] | None:
     if not points:
         return None
     points.sort(key=lambda p: p[0])
@@ -175,6 +224,8 @@ def load_assessments(
         return np.asarray(out)
 
     vols = np.array([p[2] for p in dedup])
+    if tracked is not None:  # already one point per time, in order
+        new_lesions = tracked["new"]
     series = PatientSeries(
         times=tuple(times),
         sum_diameters_mm=np.array([p[1] for p in dedup]),
@@ -183,6 +234,9 @@ def load_assessments(
         immune_score=as_of("ct_immune_score"),
         new_lesions=np.asarray(new_lesions),
         model_versions=versions,
+        irecist_states=None if tracked is None else tuple(tracked["states"]),
+        in_field_sum_mm=None if tracked is None else np.asarray(tracked["in_field"]),
+        out_of_field_sum_mm=None if tracked is None else np.asarray(tracked["out_of_field"]),
     )
     return series, tuple(p[4] for p in dedup)
 

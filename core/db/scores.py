@@ -17,6 +17,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from core.db import lesions
 from core.db.events import Cohorts, mark_scored, scope, upsert_patient
 from schemas import TimepointScore
 from schemas.enums import IRECIST_SCORE
@@ -145,9 +146,22 @@ def upsert_features(
 
 
 def store_outcome(conn: psycopg.Connection, outcome: Outcome) -> None:
-    """Store scores, measurements and features and mark the acquisition scored."""
+    """Store scores, measurements, features, every tracked lesion and their assessment
+    (:func:`core.db.lesions.store_lesions`), and mark the acquisition scored."""
     for m in outcome.measurements:
         upsert_measurement(conn, outcome.source_event_id, outcome.patient, outcome.observed_at, m)
+    if outcome.assessment is not None:
+        upsert_patient(conn, outcome.patient, outcome.observed_at)
+        lesions.store_lesions(
+            conn,
+            outcome.source_event_id,
+            outcome.patient,
+            outcome.observed_at,
+            outcome.lesions,
+            outcome.assessment,
+            outcome.assessment.model_name,
+            outcome.assessment.model_version,
+        )
     for score in outcome.scores:
         upsert_score(conn, score)
     if outcome.features is not None:

@@ -17,6 +17,10 @@ At every assessment ``t`` the rule computes features from what is known at ``t``
 ``iupd``/``icpd``  the iRECIST state at t
 =================  ===========================================================================
 
+The iRECIST state at t is the series' own when it carries one (``irecist_states``: the stored
+assessment over every tracked lesion, with iRECIST's new-lesion rules); otherwise the rule
+assesses the sum of diameters and the new-lesion counts itself (:meth:`Irecist.update`).
+
 ``P(non-response has begun | features) = sigmoid(w . features + b)``, a logistic model
 calibrated on virtual-clinic trajectories (``python -m bench.changepoint_detection
 --calibrate``; label: a non-responder at or after its true change point). The coefficients
@@ -40,7 +44,7 @@ from scipy.optimize import minimize
 
 from models.changepoint.bocpd import Bocpd
 from models.changepoint.cusum import Cusum
-from models.changepoint.irecist import Irecist, IrecistConfig
+from models.changepoint.irecist import BURDEN_SIGNAL, Irecist, IrecistConfig, progression_start
 from models.changepoint.result import ChangeResult
 from models.changepoint.series import (
     IMMUNE_SCORE,
@@ -239,8 +243,11 @@ def features(
         expected_run=10.0, mu0=0.0, kappa0=0.05, alpha0=2.0, beta0=[0.06**2, 0.15**2], window=2
     )
     col = {name: i for i, name in enumerate(FEATURES)}
+    given = series.irecist_states
     for t in range(n):
-        machine.update(series.sum_diameters_mm[t], days[t], int(series.new_lesions[t]))
+        if given is None:
+            machine.update(series.sum_diameters_mm[t], days[t], int(series.new_lesions[t]))
+        state = given[t] if given is not None else machine.state
         bocpd.update([ls[t] - ls[0], lv[t] - lv[0]])
         if t == 0:
             continue
@@ -266,8 +273,8 @@ def features(
         f[col["response"]] = _logit(rp) if rp is not None else 0.0
         if days[t] <= early_window_weeks * 7:
             f[col["early_rise"]] = f[col["rise"]]
-        f[col["iupd"]] = float(machine.state is IRecistState.IUPD)
-        f[col["icpd"]] = float(machine.state is IRecistState.ICPD)
+        f[col["iupd"]] = float(state is IRecistState.IUPD)
+        f[col["icpd"]] = float(state is IRecistState.ICPD)
     return out
 
 
@@ -326,6 +333,34 @@ class DecisionRule:
         nadir = int(np.argmin(ls[:t])) if t > 0 else 0
         return min(nadir + 1, t)
 
+    def _states(self) -> tuple[IRecistState, ...]:
+        """The iRECIST state per assessment: the series' own (assessed over every lesion) when
+        it carries them, else the rule's assessment of the sum of diameters."""
+        given = self.series_.irecist_states
+        if given is not None:
+            return tuple(given)
+        return tuple(a.state for a in self.irecist_.assessments_)
+
+    def _irecist_result(self) -> ChangeResult:
+        if self.series_.irecist_states is None:
+            return self.irecist_.predict()
+        states = self._states()
+        index, strength = progression_start(states)
+        s = self.series_.sum_diameters_mm
+        shifts = {}
+        if index is not None:
+            shifts[BURDEN_SIGNAL] = float(s[index] - (s[:index].min() if index else s[0]))
+        return ChangeResult(
+            detector="irecist",
+            detected=strength == 1.0,
+            index=index,
+            time=self.series_.times[index] if index is not None else None,
+            strength=strength,
+            signals=(BURDEN_SIGNAL,) if index is not None else (),
+            shifts=shifts,
+            detail={"states": [st.label for st in states], "source": "lesions"},
+        )
+
     def predict(self) -> Decision:
         if not hasattr(self, "series_"):
             raise ValueError("call fit() first")
@@ -351,16 +386,16 @@ class DecisionRule:
                 )
             )
             break
-        states = tuple(a.state for a in self.irecist_.assessments_)
+        states = self._states()
         if cfg.flag_confirmed_progression and IRecistState.ICPD in states:
             t = states.index(IRecistState.ICPD)
-            ir = self.irecist_.predict()
+            start, _ = progression_start(states)
             prob = float(p[t]) if np.isfinite(p[t]) else 1.0
             flags.append(
                 Flag(
                     "confirmed_progression",
                     t,
-                    ir.index if ir.index is not None else t,
+                    start if start is not None else t,
                     max(prob, 0.95),
                     (SUM_DIAMETERS,),
                 )
@@ -376,7 +411,7 @@ class DecisionRule:
             detectors={
                 "bocpd": self.bocpd_.predict() if n else ChangeResult("bocpd", False),
                 "cusum": self.cusum_.predict() if n else ChangeResult("cusum", False),
-                "irecist": self.irecist_.predict() if n else ChangeResult("irecist", False),
+                "irecist": self._irecist_result() if n else ChangeResult("irecist", False),
             },
             states=states,
             model_versions=versions,

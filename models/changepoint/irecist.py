@@ -443,21 +443,7 @@ class Irecist:
         strength 0.5)."""
         if not self.assessments_:
             raise ValueError("no assessments: call update() or fit() first")
-        states = [a.state for a in self.assessments_]
-        index, strength = None, 0.0
-        if IRecistState.ICPD in states:
-            first_cpd = states.index(IRecistState.ICPD)
-            index = first_cpd
-            while index > 0 and states[index - 1] in (IRecistState.IUPD, IRecistState.INE):
-                index -= 1
-            while states[index] is not IRecistState.IUPD and index < first_cpd:
-                index += 1
-            strength = 1.0
-        elif states[-1] is IRecistState.IUPD:
-            index = len(states) - 1
-            while index > 0 and states[index - 1] is IRecistState.IUPD:
-                index -= 1
-            strength = 0.5
+        index, strength = progression_start([a.state for a in self.assessments_])
         shift = {}
         if index is not None:
             a = self.assessments_[index]
@@ -475,6 +461,27 @@ class Irecist:
                 "reasons": [a.reason for a in self.assessments_],
             },
         )
+
+
+def progression_start(states: Sequence[IRecistState]) -> tuple[int | None, float]:
+    """Where the progression of a sequence of iRECIST states began, and how sure it is: the
+    iUPD that the first iCPD confirms (strength 1), else the start of an open iUPD at the end
+    (strength 0.5), else ``(None, 0)``."""
+    states = list(states)
+    if IRecistState.ICPD in states:
+        first_cpd = states.index(IRecistState.ICPD)
+        index = first_cpd
+        while index > 0 and states[index - 1] in (IRecistState.IUPD, IRecistState.INE):
+            index -= 1
+        while states[index] is not IRecistState.IUPD and index < first_cpd:
+            index += 1
+        return index, 1.0
+    if states and states[-1] is IRecistState.IUPD:
+        index = len(states) - 1
+        while index > 0 and states[index - 1] is IRecistState.IUPD:
+            index -= 1
+        return index, 0.5
+    return None, 0.0
 
 
 def _istate(response: RecistResponse) -> IRecistState:

@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from schemas.enums import IRecistState
+
 SUM_DIAMETERS = "tumour_sum_diameters_mm"
 VOLUME = "tumour_volume_ml"
 RESPONSE_PROBABILITY = "response_probability"
@@ -44,6 +46,13 @@ class PatientSeries:
         The CT immune score at each assessment (NaN where missing).
     new_lesions:
         Number of new (non-baseline) lesions present at each assessment.
+    irecist_states:
+        The iRECIST state of each assessment when it was assessed over every tracked lesion
+        (the stored per-lesion assessment, baseline included); ``None``: the rule assesses the
+        sum of diameters and the new-lesion counts itself.
+    in_field_sum_mm, out_of_field_sum_mm:
+        Sums of RECIST diameters of the lesions in and outside the radiotherapy field, when the
+        lesions are tracked (NaN where missing).
     model_versions:
         ``{score name: "model/version"}`` of the inputs, for the alert's provenance.
     """
@@ -55,6 +64,9 @@ class PatientSeries:
     immune_score: np.ndarray | None = None
     new_lesions: np.ndarray | None = None
     model_versions: dict[str, str] = field(default_factory=dict)
+    irecist_states: tuple[IRecistState, ...] | None = None
+    in_field_sum_mm: np.ndarray | None = None
+    out_of_field_sum_mm: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         s = np.asarray(self.sum_diameters_mm, dtype=float)
@@ -79,6 +91,13 @@ class PatientSeries:
         if new.shape != (n,):
             raise ValueError(f"new_lesions has shape {new.shape}; expected ({n},)")
         object.__setattr__(self, "new_lesions", new)
+        if self.irecist_states is not None:
+            states = tuple(IRecistState(v) for v in self.irecist_states)
+            if len(states) != n:
+                raise ValueError(f"{len(states)} iRECIST states for {n} assessments")
+            object.__setattr__(self, "irecist_states", states)
+        for name in ("in_field_sum_mm", "out_of_field_sum_mm"):
+            object.__setattr__(self, name, _optional(getattr(self, name), n, name))
 
     def __len__(self) -> int:
         return len(self.sum_diameters_mm)
@@ -103,6 +122,9 @@ class PatientSeries:
             immune_score=cut(self.immune_score),
             new_lesions=cut(self.new_lesions),
             model_versions=dict(self.model_versions),
+            irecist_states=None if self.irecist_states is None else self.irecist_states[:n],
+            in_field_sum_mm=cut(self.in_field_sum_mm),
+            out_of_field_sum_mm=cut(self.out_of_field_sum_mm),
         )
 
 

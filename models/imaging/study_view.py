@@ -8,32 +8,59 @@ here too, with the same message.
 Lesion labels, by priority: the virtual clinic's ``labels.npz`` beside the series (array
 ``labels``: slices x rows x cols, 0 background, ``n`` lesion ``n``), when its shape matches; else
 the lesion reference (a SEG or RTSTRUCT path) or a ``SEG.dcm`` in the study folder.
+
+Every lesion of given annotations (``annotations``: irtmon's own lesion SEG, or the study's SEG
+or RTSTRUCT) is read too, each as an :class:`Outline` with what the annotation says of it
+(segment or ROI number, the SOP Instance UID it came from, and its tracking identifier when the
+annotation carries one), so a viewer can name each outline by its tracked lesion.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from models.exceptions import UnreadableInputError
+from models.imaging.annotations import read_lesions
 from models.imaging.lesion import read_lesion
 from models.imaging.pcct import find_pcct_series
 from models.imaging.series import CtSeries, SeriesIndex, index_folder, read_series
 
-__all__ = ["StudyView", "preferred_series", "read_study"]
+__all__ = ["Outline", "StudyView", "preferred_series", "read_study"]
+
+
+@dataclass(frozen=True)
+class Outline:
+    """One lesion of an annotation on the viewed series' grid."""
+
+    mask: np.ndarray = field(repr=False)
+    label: str
+    number: int
+    """Segment or ROI number in its annotation."""
+    reference_uid: str
+    """SOP Instance UID of the SEG or RTSTRUCT it was read from."""
+    tracking_id: str = ""
+    tracking_uid: str = ""
+    source: str = ""
+    """The annotation's file name."""
 
 
 @dataclass(frozen=True)
 class StudyView:
-    """A CT volume in HU (slices x rows x cols, int16) with its lesion labels, when found."""
+    """A CT volume in HU (slices x rows x cols, int16) with its lesion labels, when found, and
+    the lesions of the given annotations (:class:`Outline`)."""
 
     volume: np.ndarray
     labels: np.ndarray | None
     series: str
     pixel_mm: float
     label_source: str
+    outlines: tuple[Outline, ...] = ()
+    outline_problems: tuple[str, ...] = ()
+    """Why an annotation or one of its lesions could not be drawn."""
 
 
 def preferred_series(index: SeriesIndex) -> str:
@@ -69,8 +96,40 @@ def _labels(
     return None, "none"
 
 
-def read_study(study: str | Path, lesion_path: str | None = None) -> StudyView:
-    """Read the preferred series of a study folder and its lesion labels.
+def _outlines(
+    series: CtSeries, annotations: Sequence[str | Path]
+) -> tuple[tuple[Outline, ...], tuple[str, ...]]:
+    outlines: list[Outline] = []
+    problems: list[str] = []
+    for path in annotations:
+        try:
+            found = read_lesions(path, series.volume, series.frame_of_reference_uid)
+        except UnreadableInputError as err:
+            problems.append(str(err))
+            continue
+        problems.extend(f.message for f in found.failures)
+        outlines.extend(
+            Outline(
+                mask=lesion.mask,
+                label=lesion.label,
+                number=lesion.number,
+                reference_uid=lesion.reference_uid,
+                tracking_id=lesion.tracking_id,
+                tracking_uid=lesion.tracking_uid,
+                source=Path(path).name,
+            )
+            for lesion in found.lesions
+        )
+        if found.lesions:
+            break  # the first annotation with lesions is the one shown
+    return tuple(outlines), tuple(problems)
+
+
+def read_study(
+    study: str | Path, lesion_path: str | None = None, annotations: Sequence[str | Path] = ()
+) -> StudyView:
+    """Read the preferred series of a study folder, its lesion labels, and every lesion of
+    the first of ``annotations`` that has one.
 
     Raises
     ------
@@ -82,6 +141,15 @@ def read_study(study: str | Path, lesion_path: str | None = None) -> StudyView:
     uid = preferred_series(index)
     series = read_series(folder, uid, index=index)
     labels, source = _labels(folder, series, lesion_path)
+    outlines, problems = _outlines(series, annotations)
     volume = np.round(series.volume.array).clip(-32768, 32767).astype(np.int16)
     name = series.description or uid
-    return StudyView(volume, labels, name, float(series.volume.geometry.spacing[2]), source)
+    return StudyView(
+        volume,
+        labels,
+        name,
+        float(series.volume.geometry.spacing[2]),
+        source,
+        outlines,
+        problems,
+    )

@@ -1,4 +1,5 @@
-"""Patient timeline: burden, response probability, immune signatures, treatment and alerts."""
+"""Patient timeline: burden (every lesion, when tracked), response probability, immune
+signatures, treatment and alerts; the lesions of each scan as a table."""
 
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ def timeline(patient: str, chosen: list[str]) -> None:
     d = data.timeline(data.dsn(), patient, user.cohorts)
     scores, alerts = d["scores"], d["alerts"]
     burden = charts.burden_table(d["burden"])
+    assessments = charts.lesion_sums(d.get("assessments", pd.DataFrame()))
     rp = scores[scores["score_name"] == RESPONSE_PROBABILITY] if not scores.empty else scores
     latest = rp.sort_values("observed_at").iloc[-1] if not rp.empty else None
     state = scores[scores["score_name"] == IRECIST_STATE] if not scores.empty else scores
@@ -55,16 +57,44 @@ def timeline(patient: str, chosen: list[str]) -> None:
         else f"band {ui.band(latest['value'], latest['lower'], latest['upper'])} · "
         f"{latest['model_name']} {latest['model_version']}",
     )
-    m[1].metric("iRECIST", ui.irecist(state.iloc[-1]["value"]) if not state.empty else NO_VALUE)
-    if not burden.empty:
+    if not assessments.empty:
+        last = assessments.iloc[-1]
+        m[1].metric(
+            "RECIST 1.1 · iRECIST",
+            last["label"],
+            help="At the latest scan, over every tracked lesion: " + str(last["reason"]),
+        )
+        m[2].metric(
+            "Sum of diameters",
+            f"{last['sum_diameters_mm']:.0f} mm",
+            help="RECIST 1.1: target lesions, short axis for lymph nodes",
+        )
+        m[3].metric("vs baseline", f"{last['pct_from_baseline']:+.0f} %")
+        m[4].metric("vs nadir", f"{last['pct_from_nadir']:+.0f} %")
+    elif not burden.empty:
+        m[1].metric("iRECIST", ui.irecist(state.iloc[-1]["value"]) if not state.empty else NO_VALUE)
         last = burden.iloc[-1]
         m[2].metric("Sum of diameters", f"{last['sum_diameters_mm']:.0f} mm")
         m[3].metric("vs baseline", f"{last['pct_from_baseline']:+.0f} %")
         m[4].metric("vs nadir", f"{last['pct_from_nadir']:+.0f} %")
     else:
+        m[1].metric("iRECIST", ui.irecist(state.iloc[-1]["value"]) if not state.empty else NO_VALUE)
         for i, label in ((2, "Sum of diameters"), (3, "vs baseline"), (4, "vs nadir")):
             m[i].metric(label, NO_VALUE)
     m[5].metric("Active alerts", len(active))
+    if not assessments.empty:
+        last = assessments.iloc[-1]
+        n = st.columns(6)
+        n[0].metric("In-field sum", f"{last['in_field_sum_mm']:.0f} mm", help="Irradiated lesions")
+        n[1].metric(
+            "Out-of-field sum",
+            f"{last['out_of_field_sum_mm']:.0f} mm",
+            help="Lesions outside the radiotherapy field (the abscopal response)",
+        )
+        n[2].metric("New lesions", int(last["new_lesions"]))
+        n[3].metric("Lesions seen", int(last["lesions_seen"]))
+        if int(last["lesions_not_evaluable"]):
+            n[4].metric("Not evaluable", int(last["lesions_not_evaluable"]))
     st.caption(
         f"{patient} · cohort {info['cohort']} · arm {info['arm'] or NO_VALUE} · "
         f"refreshes every {data.REFRESH_S:g} s"
@@ -72,6 +102,8 @@ def timeline(patient: str, chosen: list[str]) -> None:
     versions = [tuple(label.rsplit(" ", 1)) for label in chosen]
     fig = charts.timeline_figure(d, versions)  # type: ignore[arg-type]
     st.plotly_chart(fig, width="stretch", key="timeline_chart", config={"displaylogo": False})
+    if not assessments.empty:
+        lesion_table(d["lesions"], assessments)
     if not alerts.empty:
         st.subheader("Alerts of this patient")
         st.dataframe(
@@ -104,6 +136,38 @@ def timeline(patient: str, chosen: list[str]) -> None:
             width="stretch",
             key="timeline_alerts",
         )
+
+
+def lesion_table(lesions: pd.DataFrame, assessments: pd.DataFrame) -> None:
+    """The lesions of one scan (the latest by default), with the scan's RECIST 1.1 and
+    iRECIST assessment."""
+    st.subheader("Lesions per scan")
+    scans = list(assessments.itertuples())
+    i = st.selectbox(
+        "Scan",
+        range(len(scans)),
+        index=len(scans) - 1,
+        format_func=lambda k: f"{ui.day(scans[k].observed_at)} · {scans[k].label}",
+        key="timeline_lesion_scan",
+    )
+    a = scans[i]
+    parts = [f"**{a.label}**"]
+    if a.timepoint > 0:
+        parts.append(
+            f"target {a.target_response or NO_VALUE} · non-target "
+            f"{a.nontarget_response or NO_VALUE} · new lesions {a.new_lesions}"
+        )
+    parts.append(
+        f"sum of target diameters {a.sum_diameters_mm:.1f} mm · in field "
+        f"{a.in_field_sum_mm:.1f} mm · out of field {a.out_of_field_sum_mm:.1f} mm"
+    )
+    st.markdown(" — ".join(parts))
+    st.caption(f"{a.reason} · {a.model_name} {a.model_version}")
+    table = charts.lesion_table(lesions, a.source_event_id)
+    st.dataframe(table, hide_index=True, width="stretch", key="timeline_lesions")
+    failures = a.failures if isinstance(a.failures, list) else []
+    for f in failures:
+        st.warning(f"Not measured: {f.get('message')}")
 
 
 timeline(patient, chosen)

@@ -173,6 +173,20 @@ def cohort(settings: Settings) -> Path:
 
 
 @pytest.fixture(scope="session")
+def cohort_v2(settings: Settings) -> Path:
+    """A small story-v2 cohort (every lesion; test size) inside the workers' data roots: seed
+    298 draws a non-responder with two lesions and a hyperprogression with five lesions at
+    baseline, one of them going against the course (a dissociated response), and two new
+    lesions during follow-up."""
+    from clinic import generate_cohort
+
+    out = Path(settings.data_roots[0]) / "cohort-v2-seed298"
+    if not (out / "events.jsonl").exists():
+        generate_cohort(out, 2, 298, "test", key="integration-cohort-v2-key-0123456789", story="v2")
+    return out
+
+
+@pytest.fixture(scope="session")
 def pathology_model(settings: Settings, stack_dir: Path) -> Path:
     """A small pathology MIL model trained here, registered and promoted in the test database
     (plumbing only: 6 patients; the accuracy targets are checked by the pathology tests)."""

@@ -15,6 +15,7 @@ from core.db import connect
 from core.settings import Settings
 from irtmon.seed import SeedSummary, seed_cohort, seed_story, seed_users
 from monitoring_app import data
+from schemas.enums import IRecistState
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.integration
@@ -28,12 +29,14 @@ class Seeded:
     settings: Settings
     clinic: SeedSummary  # cohort "app-clinic": real DICOM and slides
     other: SeedSummary  # cohort "app-other": story only
+    lesions: SeedSummary  # cohort "app-lesions": story v2, every lesion, real DICOM
 
 
 @pytest.fixture(scope="module")
-def seeded(settings: Settings, cohort: Path) -> Iterator[Seeded]:
+def seeded(settings: Settings, cohort: Path, cohort_v2: Path) -> Iterator[Seeded]:
     with connect(settings) as conn:
         clinic = seed_cohort(conn, cohort, cohorts=("app-clinic",))
+        lesions = seed_cohort(conn, cohort_v2, cohorts=("app-lesions",))
         other = seed_story(
             conn,
             4,
@@ -49,13 +52,14 @@ def seeded(settings: Settings, cohort: Path) -> Iterator[Seeded]:
                 ("app-alice", "clinician", PASSWORD, ["app-clinic"]),
                 ("app-rob", "researcher", PASSWORD, ["app-clinic"]),
                 ("app-root", "admin", PASSWORD, []),
+                ("app-lena", "clinician", PASSWORD, ["app-lesions"]),
             ],
         )
     saved = {k: os.environ.get(k) for k in ("IRTMON_DATABASE_URL", "IRTMON_DATA_ROOTS")}
     os.environ["IRTMON_DATABASE_URL"] = settings.dsn
     os.environ["IRTMON_DATA_ROOTS"] = f'["{settings.data_roots[0]}"]'
     data.settings.clear()  # the app server reads its settings once
-    yield Seeded(settings, clinic, other)
+    yield Seeded(settings, clinic, other, lesions)
     for k, v in saved.items():
         if v is None:
             os.environ.pop(k, None)
@@ -193,6 +197,81 @@ def test_images_page_reads_the_dicom_and_slide(seeded: Seeded) -> None:
     assert len(images) >= 3  # baseline, selected scan, slide
     captions = "\n".join(c.value for c in at.caption)
     assert "mask from labels.npz" in captions
+
+
+def _most_lesions(db: psycopg.Connection, patients: list[str]) -> tuple[str, int]:
+    """The seeded patient with the most tracked lesions, and how many."""
+    return db.execute(
+        "SELECT patient, count(DISTINCT tracking_uid) FROM lesion_measurements "
+        "WHERE patient = ANY(%s) GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 1",
+        (patients,),
+    ).fetchone()
+
+
+def test_timeline_shows_every_lesion(seeded: Seeded, db: psycopg.Connection) -> None:
+    psn, n_lesions = _most_lesions(db, seeded.lesions.patients)
+    assert n_lesions >= 6  # five at baseline and new ones
+    at = login("app-lena")
+    at.session_state["irtmon_patient"] = psn
+    at.switch_page("app_pages/timeline.py").run()
+    assert not at.exception, at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    last = db.execute(
+        "SELECT recist, irecist_state, sum_diameters_mm, in_field_sum_mm, out_of_field_sum_mm, "
+        "new_lesions FROM lesion_assessments WHERE patient = %s ORDER BY observed_at DESC "
+        "LIMIT 1",
+        (psn,),
+    ).fetchone()
+    state = IRecistState(last[1]).label
+    assert metrics["RECIST 1.1 · iRECIST"] == f"{last[0]} · {state}"
+    assert metrics["Sum of diameters"] == f"{last[2]:.0f} mm"
+    assert metrics["In-field sum"] == f"{last[3]:.0f} mm"
+    assert metrics["Out-of-field sum"] == f"{last[4]:.0f} mm"
+    assert metrics["New lesions"] == str(last[5])
+    spec = at.get("plotly_chart")[0].proto.spec
+    for text in (
+        "target sum, % from baseline",
+        "in-field sum, % from baseline",
+        "out-of-field sum, % from baseline",
+        "Every lesion",
+        "L1 ",
+        f"L{n_lesions} ",
+        '"new L',
+        state,
+    ):
+        assert text in spec, text
+    table = next(d.value for d in at.dataframe if "RECIST role" in d.value.columns)
+    assert list(table.columns[:4]) == ["Lesion", "Site", "Field", "RECIST role"]
+    assert len(table) == n_lesions  # every tracked lesion at the latest scan
+    assert set(table["RECIST role"]) >= {"target", "new target"} or "new non-target" in set(
+        table["RECIST role"]
+    )
+    # an earlier scan's lesions
+    at.selectbox(key="timeline_lesion_scan").select(0).run()
+    table = next(d.value for d in at.dataframe if "RECIST role" in d.value.columns)
+    assert len(table) < n_lesions and set(table["vs baseline"]) == {"—"}
+
+
+def test_images_page_outlines_every_lesion_by_tracking_id(
+    seeded: Seeded, db: psycopg.Connection
+) -> None:
+    psn, _ = _most_lesions(db, seeded.lesions.patients)
+    seen = db.execute(
+        "SELECT l.tracking_id FROM lesion_measurements l "
+        "WHERE l.patient = %s AND l.status = 'seen' AND l.observed_at = "
+        "(SELECT max(observed_at) FROM lesion_measurements WHERE patient = %s)",
+        (psn, psn),
+    ).fetchall()
+    at = login("app-lena")
+    at.session_state["irtmon_patient"] = psn
+    at.switch_page("app_pages/images.py").run()
+    assert not at.exception, at.exception
+    assert not at.warning, [w.value for w in at.warning]
+    captions = "\n".join(c.value for c in at.caption)
+    assert "outlines from SEG.dcm" in captions and "outlines from RTSTRUCT.dcm" in captions
+    picker = at.selectbox(key=f"lesion_{len(at.selectbox(key='images_tp').options) - 1}")
+    assert sorted(o.split(" · ")[0] for o in picker.options) == sorted(r[0] for r in seen)
+    assert f"{len(seen)} lesions outlined" in captions
 
 
 def test_acknowledging_an_alert_writes_the_audit_row(

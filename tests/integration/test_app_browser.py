@@ -153,3 +153,51 @@ def test_browser_login_timeline_and_acknowledge(
     ).fetchone()[0]
     assert last_note == "reviewed in clinic"
     assert shutil.disk_usage(SHOTS).free > 0
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="apt-get install chromium")
+def test_browser_five_lesion_patient(
+    served: str,
+    seeded: Seeded,  # noqa: F811
+    db: psycopg.Connection,
+) -> None:
+    """A story-v2 patient with five lesions at baseline and new ones: the timeline (one curve
+    per lesion, sums in and out of the field, RECIST 1.1 and iRECIST per scan, the lesion
+    table) and the images (every lesion outlined with its tracking id), as screenshots."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    psn, n = db.execute(
+        "SELECT patient, count(DISTINCT tracking_uid) FROM lesion_measurements "
+        "WHERE patient = ANY(%s) GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 1",
+        (seeded.lesions.patients,),
+    ).fetchone()
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1440, "height": 1700})
+        page.set_default_timeout(30_000)
+        page.goto(served)
+        page.get_by_label("User name").fill("app-lena")
+        page.get_by_label("Password", exact=True).fill(PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        page.get_by_role("heading", name="Cohort").wait_for()
+        page.get_by_role("link", name="Patient timeline").click()
+        page.get_by_role("heading", name="Patient timeline").wait_for()
+        picker = page.locator("[data-testid='stSelectbox']").first
+        picker.click()
+        page.keyboard.type(psn)
+        page.keyboard.press("Enter")
+        page.get_by_text("Lesions per scan").wait_for()
+        page.locator(".js-plotly-plot").first.wait_for()
+        page.wait_for_timeout(2500)
+        assert psn in page.url
+        body = page.locator("body").inner_text()
+        assert "Out-of-field sum" in body and "RECIST 1.1 · iRECIST" in body
+        shot(page, "08-lesions-timeline")
+
+        page.get_by_role("link", name="Images").click()
+        page.get_by_role("heading", name="Images").wait_for()
+        page.locator("[data-testid='stImage']").first.wait_for()
+        page.wait_for_timeout(1500)
+        assert "lesions outlined" in page.locator("body").inner_text()
+        shot(page, "09-lesions-images")
+        browser.close()
+    assert n >= 6

@@ -11,7 +11,13 @@ import pytest
 from fhir.resources.R4B.bundle import Bundle
 
 from schemas import TimepointScore, score_event_id
-from schemas.fhir import PSEUDONYM_SYSTEM, bundle, is_probability, score_resource
+from schemas.fhir import (
+    PSEUDONYM_SYSTEM,
+    bundle,
+    is_probability,
+    lesion_observations,
+    score_resource,
+)
 
 PATIENT = "psn-0123456789abcdef"
 SOURCE = uuid.UUID("11111111-2222-3333-4444-555555555555")
@@ -92,3 +98,98 @@ def test_a_bundle_reads_back_as_fhir() -> None:
         "Observation",
     ]
     assert PATIENT in text
+
+
+def _lesion(tid: str, uid: str, organ: str, role: str, **kw: object) -> dict:
+    row = {
+        "tracking_id": tid,
+        "tracking_uid": uid,
+        "organ": organ,
+        "role": role,
+        "status": "seen",
+        "is_node": organ == "lymph_node",
+        "in_field": False,
+        "long_axis_mm": 24.5,
+        "short_axis_mm": 16.25,
+        "volume_ml": 3.5,
+        "origin": "annotated",
+        "failure": None,
+        "model_name": "irtmon-lesions",
+        "model_version": "1.0",
+    }
+    row.update(kw)
+    return row
+
+
+def test_lesions_are_observations_grouped_per_scan() -> None:
+    assessment = {
+        "source_event_id": SOURCE,
+        "observed_at": datetime(2026, 4, 12, 9, 0, tzinfo=UTC),
+        "timepoint": 1,
+        "irecist_state": 3,
+        "recist": "PD",
+        "target_response": "SD",
+        "nontarget_response": "non-CR/non-PD",
+        "reason": "iUPD: new lesions",
+        "sum_diameters_mm": 61.3,
+        "in_field_sum_mm": 24.5,
+        "out_of_field_sum_mm": 52.8,
+        "new_lesions": 1,
+        "model_name": "irtmon-lesions",
+        "model_version": "1.0",
+    }
+    lesions = [
+        _lesion("L1", "1.2.3.1", "lung", "target", in_field=True),
+        _lesion("L2", "1.2.3.2", "lymph_node", "target"),
+        _lesion(
+            "L3",
+            "1.2.3.3",
+            "liver",
+            "non_target",
+            status="not_seen",
+            long_axis_mm=None,
+            short_axis_mm=None,
+            volume_ml=None,
+            origin=None,
+        ),
+        _lesion("L4", "1.2.3.4", "adrenal", "new_target"),
+    ]
+    group, *members = [
+        json.loads(o.model_dump_json()) for o in lesion_observations(PATIENT, assessment, lesions)
+    ]
+    assert len(members) == 4
+    assert group["resourceType"] == "Observation"
+    assert [m["reference"] for m in group["hasMember"]] == [f"urn:uuid:{m['id']}" for m in members]
+    comp = {c["code"]["coding"][0]["code"]: c for c in group["component"]}
+    assert comp["sum-diameters"]["valueQuantity"] == {
+        "value": 61.3,
+        "unit": "mm",
+        "system": "http://unitsofmeasure.org",
+        "code": "mm",
+    }
+    assert comp["irecist"]["valueCodeableConcept"]["coding"][0]["code"] == "iUPD"
+    assert comp["recist"]["valueCodeableConcept"]["coding"][0]["code"] == "PD"
+    assert comp["new-lesions"]["valueInteger"] == 1
+    lung, node, gone, new = members
+    assert lung["bodySite"]["coding"][0] == {
+        "system": "http://snomed.info/sct",
+        "code": "39607008",
+        "display": "Lung structure",
+    }
+    parts = {c["code"]["coding"][0]["code"]: c for c in lung["component"]}
+    assert parts["tracking-id"]["valueString"] == "L1"
+    assert parts["tracking-uid"]["valueString"] == "1.2.3.1"
+    assert parts["recist-role"]["valueCodeableConcept"]["coding"][0]["code"] == "target"
+    assert parts["in-field"]["valueBoolean"] is True
+    assert parts["long-axis"]["valueQuantity"]["value"] == 24.5
+    assert parts["volume"]["valueQuantity"]["code"] == "mL"
+    assert lung["valueQuantity"]["value"] == 24.5  # the RECIST diameter: long axis
+    assert node["valueQuantity"]["value"] == 16.25  # a node: its short axis
+    assert gone["valueQuantity"]["value"] == 0.0 and "long-axis" not in str(gone["component"])
+    assert new["bodySite"]["text"] == "adrenal"
+    assert all(m["subject"]["identifier"]["value"] == PATIENT for m in members)
+    # the same scan gives the same ids (an EHR updates, never duplicates)
+    again = lesion_observations(PATIENT, assessment, lesions)
+    assert [o.id for o in again] == [group["id"], *(m["id"] for m in members)]
+    b = json.loads(bundle([], again).model_dump_json())
+    assert len(b["entry"]) == 5 and b["entry"][0]["fullUrl"] == f"urn:uuid:{group['id']}"

@@ -93,3 +93,139 @@ def test_vocabulary() -> None:
     assert IRecistState.from_value(3.0).label == "iUPD"
     assert IRecistState.from_value(None) is None and IRecistState.from_value(9.0) is None
     assert Role("admin").sees_all_cohorts and not Role("researcher").can_act_on_alerts
+
+
+def _lesion_rows() -> pd.DataFrame:
+    """Three scans of a patient: L1 in field (shrinking), L2 a node, L3 gone, L4 new."""
+    rows = []
+
+    def add(d, src, tid, organ, role, status, long=None, short=None, node=False, field=False):
+        rows.append(
+            {
+                "source_event_id": src,
+                "observed_at": _t(d),
+                "tracking_uid": f"1.2.{tid[1:]}",
+                "tracking_id": tid,
+                "label": tid,
+                "organ": organ,
+                "is_node": node,
+                "in_field": field,
+                "role": role,
+                "status": status,
+                "match": "matched",
+                "long_axis_mm": long,
+                "short_axis_mm": short,
+                "volume_ml": None if long is None else long / 10,
+                "origin": None if status != "seen" else "annotated",
+                "mask_source": None if status != "seen" else "seg",
+                "failure": None,
+            }
+        )
+
+    add(0, "a", "L1", "lung", "target", "seen", 40.0, 30.0, field=True)
+    add(0, "a", "L2", "lymph_node", "target", "seen", 25.0, 20.0, node=True)
+    add(0, "a", "L3", "liver", "non_target", "seen", 8.0, 6.0)
+    add(50, "b", "L1", "lung", "target", "seen", 30.0, 22.0, field=True)
+    add(50, "b", "L2", "lymph_node", "target", "seen", 27.0, 24.0, node=True)
+    add(50, "b", "L3", "liver", "non_target", "not_seen")
+    add(100, "c", "L1", "lung", "target", "seen", 32.0, 23.0, field=True)
+    add(100, "c", "L2", "lymph_node", "target", "seen", 28.0, 26.0, node=True)
+    add(100, "c", "L3", "liver", "non_target", "not_seen")
+    add(100, "c", "L4", "adrenal", "new_target", "seen", 14.0, 11.0)
+    return pd.DataFrame(rows)
+
+
+def _assessments() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "source_event_id": ["a", "b", "c"],
+            "observed_at": [_t(0), _t(50), _t(100)],
+            "timepoint": [0, 1, 2],
+            "irecist_state": [2, 2, 3],
+            "recist": [None, "SD", "PD"],
+            "target_response": [None, "SD", "SD"],
+            "nontarget_response": [None, "CR", "CR"],
+            "reason": ["baseline", "iSD", "iUPD: new lesions"],
+            "sum_diameters_mm": [60.0, 54.0, 58.0],
+            "in_field_sum_mm": [40.0, 30.0, 32.0],
+            "out_of_field_sum_mm": [28.0, 24.0, 40.0],
+            "new_lesions": [0, 0, 1],
+            "lesions_seen": [3, 2, 3],
+            "lesions_not_evaluable": [0, 0, 0],
+            "model_name": ["irtmon-lesions"] * 3,
+            "model_version": ["1.0"] * 3,
+        }
+    )
+
+
+def test_lesion_sums_and_labels() -> None:
+    a = charts.lesion_sums(_assessments())
+    assert list(a["label"]) == ["baseline", "SD · iSD", "PD · iUPD"]
+    assert list(a["pct_from_baseline"].round(1)) == [0.0, -10.0, -3.3]
+    assert list(a["pct_from_nadir"].round(1)) == [0.0, -10.0, 7.4]
+    assert list(a["out_of_field_pct"].round(1)) == [0.0, -14.3, 42.9]
+
+
+def test_lesion_table_reads_as_a_radiologist_would() -> None:
+    table = charts.lesion_table(_lesion_rows(), "c")
+    assert list(table["Lesion"]) == ["L1", "L2", "L3", "L4"]  # targets, non-target, new
+    by = table.set_index("Lesion")
+    assert by.loc["L1", "Field"] == "in field" and by.loc["L2", "Field"] == "out of field"
+    assert by.loc["L1", "vs baseline"] == "-20 %" and by.loc["L1", "vs nadir"] == "+7 %"
+    assert by.loc["L2", "vs baseline"] == "+30 %"  # a node: its short axis, 20 -> 26 mm
+    assert "short axis" in by.loc["L2", "Note"]
+    assert by.loc["L3", "Note"] == "not seen (0 mm)" and by.loc["L3", "Obtained"] == "—"
+    assert (
+        by.loc["L4", "RECIST role"] == "new target" and by.loc["L4", "Note"] == "new at this scan"
+    )
+    assert by.loc["L1", "Obtained"] == "annotated (seg)"
+
+
+def test_timeline_draws_one_curve_per_lesion() -> None:
+    empty = pd.DataFrame()
+    data = {
+        "scores": empty,
+        "burden": empty,
+        "treatments": empty,
+        "alerts": empty,
+        "actions": empty,
+        "lesions": _lesion_rows(),
+        "assessments": _assessments(),
+    }
+    fig = charts.timeline_figure(data)
+    traces = {t.name: t for t in fig.data}
+    for name in (
+        "L1 lung (target)",
+        "L2 lymph node (target)",
+        "L3 liver (non-target)",
+        "L4 adrenal (new target)",
+        "target sum, % from baseline",
+        "in-field sum, % from baseline",
+        "out-of-field sum, % from baseline",
+    ):
+        assert name in traces, name
+    assert traces["L1 lung (target)"].line.dash == "solid"  # in field
+    assert traces["L3 liver (non-target)"].line.dash == "dash"  # out of field
+    assert list(traces["L3 liver (non-target)"].y) == [8.0, 0.0, 0.0]  # gone: 0 mm
+    assert list(traces["L2 lymph node (target)"].y) == [20.0, 24.0, 26.0]  # short axis
+    assert list(traces["L4 adrenal (new target)"].marker.symbol) == ["star"]
+    assert any(a.text == "new L4" for a in fig.layout.annotations)
+    assert list(traces["target sum, % from baseline"].text) == ["baseline", "SD · iSD", "PD · iUPD"]
+    assert len(fig.layout.annotations) >= 5  # five panel titles and the marks
+
+
+def test_outlines_are_named_and_coloured_by_field() -> None:
+    hu = np.zeros((40, 40), np.float32)
+    labels = np.zeros((40, 40), np.int32)
+    labels[5:12, 5:12] = 1
+    labels[25:35, 20:30] = 2
+    colours = dict(enumerate(imaging.lesion_colours([True, False]), start=1))
+    plain = imaging.render_slice(hu, (40, 400), labels, colours=colours)
+    named = imaging.render_slice(hu, (40, 400), labels, colours=colours, names={1: "L1", 2: "L7"})
+    assert plain.shape == named.shape
+    assert (named != plain).any()  # the names are written
+    assert colours[1] in imaging.IN_FIELD_RGB and colours[2] in imaging.OUT_FIELD_RGB
+    mask = np.zeros((5, 8, 8), bool)
+    mask[3, 2:6, 2:6] = True
+    mask[1, 3, 3] = True
+    assert imaging.lesion_slice_of(mask) == 3

@@ -1,0 +1,488 @@
+"""Accuracy of the every-lesion imaging pipeline against a story-v2 cohort's truth.
+
+Run ``python -m bench.lesion_accuracy --cohort DIR`` (``--help`` for options) on a cohort
+written by ``irtmon clinic generate --story v2``. Each patient's studies are read in time order
+as the worker reads them (:func:`models.imaging.analyse_study` with the annotations the worker
+chooses, :func:`streams.scoring.study_annotations`: each study's own SEG, the planning study's
+RTSTRUCT where it has no SEG, none when a follow-up shows no lesion; a follow-up registered to
+the baseline, its lesions matched to the tracking state after the previous study) and
+compared with ``ground_truth/<pseudonym>.json``:
+
+* **long axis**: each measured lesion is the truth lesion under most of its mask (the study's
+  ``labels.npz``, the true label map); error = measured / true long axis - 1 (median of the
+  absolute values, %);
+* **matching**: every decision at a follow-up is checked: a lesion continued on a tracked one
+  (matched, or the same tracking UID) is right when both are the same truth lesion; a lesion
+  called new is right when its truth lesion was not drawn in any earlier study of the patient;
+  a tracked lesion called not seen is right when the reader did not draw it;
+* **new lesions**: sensitivity over the truth's new lesions (``new``) at the first study that
+  draws them (detected when called new there); false new lesions: lesions called new whose
+  truth lesion was drawn before (or that cover no truth lesion), as a share of the lesions
+  called new and of every lesion seen at a follow-up;
+* **RECIST 1.1 category** per follow-up against the category computed from the truth (true
+  diameters and volumes of every lesion present, each lesion followed without error) by the
+  same rules (:class:`models.changepoint.irecist.Irecist`). Two truths are reported: with the
+  clinic's measurability (its bone lesions are lytic without a soft-tissue mass, hence never
+  measurable under RECIST 1.1), and with the pipeline's own selection rules (long axis, node
+  short axis); the first is the reference.
+
+Features (radiomics, peritumoural ring, enhancement) are switched off: they do not change what
+is measured or matched. This checks the imaging pipeline against the clinic's truth; it is not
+a model evaluation and tunes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import time
+from collections import Counter, defaultdict
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from clinic import load_events
+from models.changepoint.irecist import Irecist
+from models.changepoint.recist import (
+    LesionMeasure,
+    Timepoint,
+    new_lesion_roles,
+    select_baseline,
+)
+from models.exceptions import IrtmonError
+from models.imaging.matching import MatchStatus, TrackingState
+from models.imaging.study import analyse_study
+from schemas import ImagingAcquired, Modality
+from schemas.enums import LesionRole, Organ
+from streams.scoring import study_annotations
+
+TARGETS = {
+    "long_axis_median_abs_error_pct": ("<", 5.0),
+    "matching_correct_pct": (">=", 98.0),
+    "new_lesion_sensitivity_pct": (">=", 95.0),
+    "false_new_lesion_pct": ("<=", 2.0),
+    "recist_agreement_pct": (">=", 95.0),
+}
+
+
+# ----------------------------------------------------------------------------- truth
+
+
+def _measure(row: dict[str, Any], role: LesionRole, rule: str) -> LesionMeasure:
+    """A truth lesion row as RECIST reads it (its true sizes; not visible: gone)."""
+    organ = Organ(row["organ"])
+    return LesionMeasure(
+        tracking_uid=str(row["track_id"]),
+        role=role,
+        organ=organ,
+        is_node=organ is Organ.LYMPH_NODE,
+        long_axis_mm=float(row["long_axis_mm"]),
+        short_axis_mm=float(row["short_axis_mm"]),
+        volume_ml=float(row["volume_ml"]),
+        seen=bool(row["visible"]),
+        in_field=bool(row["in_field"]),
+    )
+
+
+def _for_selection(m: LesionMeasure, row: dict[str, Any], rule: str) -> LesionMeasure:
+    """The measure the role selection sees: with the ``clinic`` rule, a lesion the truth calls
+    not measurable (a lytic bone lesion) reads as too small to be a target."""
+    if rule == "clinic" and not row["measurable"]:
+        return replace(m, long_axis_mm=0.0, short_axis_mm=min(m.short_axis_mm or 0.0, 9.99))
+    return m
+
+
+def truth_categories(timepoints: list[dict[str, Any]], rule: str) -> list[dict[str, Any]]:
+    """RECIST 1.1 and iRECIST per timepoint from the truth: every lesion present, its true
+    size, followed without error; roles by RECIST 1.1 (``rule``: ``clinic`` measurability or
+    the pipeline's ``pipeline`` selection)."""
+    roles: dict[str, LesionRole] = {}
+    organ_of: dict[str, Organ] = {}
+    out_tps: list[Timepoint] = []
+    for i, tp in enumerate(timepoints):
+        rows = {str(r["track_id"]): r for r in tp["lesions"]}
+        for k, r in rows.items():
+            organ_of.setdefault(k, Organ(r["organ"]))
+        fresh = [r for k, r in rows.items() if k not in roles and r["visible"]]
+        sel = [_for_selection(_measure(r, LesionRole.NON_TARGET, rule), r, rule) for r in fresh]
+        if i == 0:
+            chosen = select_baseline(sel)
+        else:
+            earlier = [
+                LesionMeasure(k, role, organ=organ_of[k], is_node=organ_of[k] is Organ.LYMPH_NODE)
+                for k, role in roles.items()
+                if role.is_new
+            ]
+            chosen = new_lesion_roles(sel, earlier)
+        for r, role in zip(fresh, chosen, strict=True):
+            roles[str(r["track_id"])] = role
+        measures = []
+        for k, role in roles.items():
+            r = rows.get(k)
+            if r is None:  # no longer in the truth table: gone
+                node = organ_of[k] is Organ.LYMPH_NODE
+                measures.append(LesionMeasure(k, role, organ_of[k], node, seen=False))
+            else:
+                measures.append(_measure(r, role, rule))
+        out_tps.append(Timepoint(float(tp["days_from_rt_start"]), tuple(measures)))
+    machine = Irecist().fit_timepoints(out_tps)
+    return [
+        {
+            "recist": a.recist.value if a.recist else None,
+            "irecist": a.state.label,
+            "sum_mm": a.sum_mm,
+        }
+        for a in machine.assessments_
+    ]
+
+
+# ----------------------------------------------------------------------------- one patient
+
+
+def _track_under(mask: np.ndarray | None, labels: np.ndarray) -> int | None:
+    """The truth lesion (label value) under most of ``mask``; None when it covers none."""
+    if mask is None:
+        return None
+    values = labels[mask]
+    values = values[values > 0]
+    if values.size == 0:
+        return None
+    return int(np.bincount(values).argmax())
+
+
+def evaluate_patient(cohort: str, patient: str, events: list[dict[str, Any]]) -> dict[str, Any]:
+    """Read one patient's studies as the worker does and compare with the truth."""
+    root = Path(cohort)
+    truth = json.loads((root / "ground_truth" / f"{patient}.json").read_text())
+    tps = truth["timepoints"]
+    if len(events) != len(tps):
+        raise ValueError(f"{patient}: {len(events)} imaging events for {len(tps)} timepoints")
+    lesion_rows: list[dict[str, Any]] = []
+    decisions: list[dict[str, Any]] = []
+    per_tp: list[dict[str, Any]] = []
+    new_truth: list[dict[str, Any]] = []
+    timings: list[float] = []
+    cpu: list[float] = []
+    failures: list[str] = []
+    base = None
+    state: TrackingState | None = None
+    track_of: dict[str, int | None] = {}  # tracking UID -> truth lesion at first observation
+    drawn_before: set[int] = set()
+    truth_new = {int(les["track"]) for les in truth["lesions"] if les["new"]}
+    first_drawn: dict[int, int] = {}
+    for i, tp in enumerate(tps):
+        for r in tp["lesions"]:
+            if r["seg_segment_number"] is not None:
+                first_drawn.setdefault(int(r["track_id"]), i)
+    for i, (tp, ev) in enumerate(zip(tps, events, strict=True)):
+        folder = Path(ev["path"])
+        labels = np.load(folder / "labels.npz")["labels"]
+        rows = {int(r["track_id"]): r for r in tp["lesions"]}
+        started, cpu0 = time.perf_counter(), time.process_time()
+        try:
+            result = analyse_study(
+                folder,
+                study_uid=ev["study_uid"],
+                series_uid=ev["series_uid"],
+                lesion_paths=study_annotations(
+                    Path(ev["lesion"]) if ev["lesion"] else None, folder
+                ),
+                baseline=base,
+                state=state,
+                time=ev["at"],
+                radiomics=False,
+                peritumoural=False,
+                enhancement=False,
+            )
+        except IrtmonError as err:
+            timings.append(time.perf_counter() - started)
+            cpu.append(time.process_time() - cpu0)
+            failures.append(f"{patient} tp{i}: {type(err).__name__}: {err}")
+            per_tp.append({"patient": patient, "timepoint": i, "error": str(err)})
+            continue
+        timings.append(time.perf_counter() - started)
+        cpu.append(time.process_time() - cpu0)
+        if i == 0:
+            base = result.as_baseline()
+        state = result.tracking
+        tracked_tracks = {t for u, t in track_of.items() if t is not None}
+        for r in result.lesions:
+            track = _track_under(r.mask, labels) if r.burden is not None else None
+            t_row = rows.get(track) if track is not None else None
+            if r.burden is not None:
+                lesion_rows.append(
+                    {
+                        "patient": patient,
+                        "timepoint": i,
+                        "tracking_id": r.tracking_id,
+                        "truth_track": track,
+                        "organ": r.organ.value,
+                        "source": r.source.value if r.source else None,
+                        "status": r.status.value,
+                        "long_axis_mm": r.burden.longest_diameter_mm,
+                        "short_axis_mm": r.burden.short_axis_mm,
+                        "volume_ml": r.burden.volume_ml,
+                        "truth_long_axis_mm": None if t_row is None else t_row["long_axis_mm"],
+                        "truth_short_axis_mm": None if t_row is None else t_row["short_axis_mm"],
+                        "rt_change_in_seg": None if t_row is None else t_row["rt_change_in_seg"],
+                    }
+                )
+            if i == 0:
+                track_of[r.tracking_uid] = track
+                continue
+            d: dict[str, Any] = {
+                "patient": patient,
+                "timepoint": i,
+                "tracking_id": r.tracking_id,
+                "status": r.status.value,
+                "truth_track": track,
+            }
+            if r.status in (MatchStatus.MATCHED, MatchStatus.BY_UID):
+                expected = track_of.get(r.tracking_uid)
+                d["correct"] = track == expected or (
+                    r.status is MatchStatus.BY_UID and track is None
+                )
+                d["expected_track"] = expected
+                if track_of.get(r.tracking_uid) is None:
+                    track_of[r.tracking_uid] = track
+            elif r.status is MatchStatus.NEW:
+                d["correct"] = track is not None and track not in drawn_before
+                d["false_new"] = not d["correct"]
+                d["already_tracked"] = track in tracked_tracks
+                track_of[r.tracking_uid] = track
+            elif r.status is MatchStatus.NOT_SEEN:
+                expected = track_of.get(r.tracking_uid)
+                drawn = (
+                    expected is not None
+                    and rows.get(expected, {}).get("seg_segment_number") is not None
+                )
+                d["correct"] = not drawn
+                d["expected_track"] = expected
+            else:  # not evaluable: no decision
+                d["correct"] = None
+            decisions.append(d)
+        # new lesions of the truth first drawn here
+        for track, first in first_drawn.items():
+            if first == i and track in truth_new and i > 0:
+                called = [
+                    d
+                    for d in decisions
+                    if d["timepoint"] == i and d["status"] == "new" and d["truth_track"] == track
+                ]
+                new_truth.append(
+                    {"patient": patient, "timepoint": i, "track": track, "detected": bool(called)}
+                )
+        for r in tp["lesions"]:
+            if r["seg_segment_number"] is not None:
+                drawn_before.add(int(r["track_id"]))
+        a = result.assessment
+        per_tp.append(
+            {
+                "patient": patient,
+                "timepoint": i,
+                "recist": a.recist.value if a and a.recist else None,
+                "irecist": a.state.label if a else None,
+                "sum_mm": a.sum_mm if a else None,
+                "failures": [f.message for f in result.failures],
+            }
+        )
+    for rule in ("clinic", "pipeline"):
+        cats = truth_categories(tps, rule)
+        for row, cat in zip(per_tp, cats, strict=True):
+            row[f"truth_recist_{rule}"] = cat["recist"]
+            row[f"truth_irecist_{rule}"] = cat["irecist"]
+            row[f"truth_sum_mm_{rule}"] = cat["sum_mm"]
+    return {
+        "patient": patient,
+        "response_class": truth["response_class"],
+        "lesions": lesion_rows,
+        "decisions": decisions,
+        "timepoints": per_tp,
+        "new_truth": new_truth,
+        "timings_s": timings,
+        "cpu_s": cpu,
+        "failures": failures,
+    }
+
+
+# ----------------------------------------------------------------------------- cohort
+
+
+def _patient_events(cohort: Path) -> dict[str, list[dict[str, Any]]]:
+    """Per patient, its imaging events in time order, as the worker would read them."""
+    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for ev in load_events(cohort):
+        if not isinstance(ev, ImagingAcquired):
+            continue
+        assert ev.location.kind == "folder"
+        out[ev.patient].append(
+            {
+                "path": ev.location.path,
+                "study_uid": ev.study_uid,
+                "series_uid": None
+                if ev.modality == Modality.PCCT or len(ev.series_uids) > 1
+                else ev.series_uids[0],
+                "lesion": ev.lesion.path if ev.lesion is not None else None,
+                "at": ev.occurred_at,
+            }
+        )
+    for evs in out.values():
+        evs.sort(key=lambda e: e["at"])
+    return out
+
+
+def _pct(num: float, den: float) -> float:
+    return 100.0 * num / den if den else math.nan
+
+
+def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The cohort's numbers from the per-patient comparisons."""
+    lesions = [r for p in results for r in p["lesions"]]
+    errors = [
+        abs(r["long_axis_mm"] / r["truth_long_axis_mm"] - 1.0) * 100.0
+        for r in lesions
+        if r["truth_long_axis_mm"]
+    ]
+    errors_no_rt = [
+        abs(r["long_axis_mm"] / r["truth_long_axis_mm"] - 1.0) * 100.0
+        for r in lesions
+        if r["truth_long_axis_mm"] and not r["rt_change_in_seg"]
+    ]
+    signed = [
+        (r["long_axis_mm"] / r["truth_long_axis_mm"] - 1.0) * 100.0
+        for r in lesions
+        if r["truth_long_axis_mm"]
+    ]
+    by_source: dict[str, list[float]] = defaultdict(list)
+    for r in lesions:
+        if r["truth_long_axis_mm"]:
+            by_source[r["source"]].append(
+                abs(r["long_axis_mm"] / r["truth_long_axis_mm"] - 1.0) * 100.0
+            )
+    decisions = [d for p in results for d in p["decisions"] if d["correct"] is not None]
+    by_status = Counter((d["status"], bool(d["correct"])) for d in decisions)
+    new_truth = [n for p in results for n in p["new_truth"]]
+    called_new = [d for d in decisions if d["status"] == "new"]
+    false_new = [d for d in called_new if d["false_new"]]
+    seen_fu = [d for d in decisions if d["status"] in ("matched", "by_uid", "new")]
+    tps = [t for p in results for t in p["timepoints"] if t["timepoint"] > 0 and "error" not in t]
+    agree = {
+        rule: sum(1 for t in tps if t["recist"] == t[f"truth_recist_{rule}"])
+        for rule in ("clinic", "pipeline")
+    }
+    agree_ir = {
+        rule: sum(1 for t in tps if t["irecist"] == t[f"truth_irecist_{rule}"])
+        for rule in ("clinic", "pipeline")
+    }
+    confusion = Counter((t["truth_recist_clinic"], t["recist"]) for t in tps)
+    timings = [s for p in results for s in p["timings_s"]]
+    cpu = [s for p in results for s in p.get("cpu_s", [])]
+    summary = {
+        "patients": len(results),
+        "studies": len(timings),
+        "failed_studies": sum(len(p["failures"]) for p in results),
+        "lesions_measured": len(lesions),
+        "lesions_compared": len(errors),
+        "long_axis_median_abs_error_pct": statistics.median(errors) if errors else math.nan,
+        "long_axis_p90_abs_error_pct": float(np.percentile(errors, 90)) if errors else math.nan,
+        "long_axis_median_signed_error_pct": statistics.median(signed) if signed else math.nan,
+        "long_axis_median_abs_error_pct_without_rt_change": statistics.median(errors_no_rt)
+        if errors_no_rt
+        else math.nan,
+        "long_axis_median_abs_error_pct_by_source": {
+            k: statistics.median(v) for k, v in by_source.items()
+        },
+        "matching_decisions": len(decisions),
+        "matching_correct_pct": _pct(sum(1 for d in decisions if d["correct"]), len(decisions)),
+        "matching_by_status": {
+            f"{s}/{'right' if c else 'wrong'}": n for (s, c), n in by_status.items()
+        },
+        "new_lesions_truth": len(new_truth),
+        "new_lesion_sensitivity_pct": _pct(
+            sum(1 for n in new_truth if n["detected"]), len(new_truth)
+        ),
+        "lesions_called_new": len(called_new),
+        "false_new_lesions": len(false_new),
+        "false_new_lesion_pct": _pct(len(false_new), len(called_new)),
+        "false_new_per_follow_up_lesion_pct": _pct(len(false_new), len(seen_fu)),
+        "follow_up_timepoints": len(tps),
+        "recist_agreement_pct": _pct(agree["clinic"], len(tps)),
+        "recist_agreement_pct_pipeline_rules": _pct(agree["pipeline"], len(tps)),
+        "irecist_agreement_pct": _pct(agree_ir["clinic"], len(tps)),
+        "irecist_agreement_pct_pipeline_rules": _pct(agree_ir["pipeline"], len(tps)),
+        "recist_confusion_truth_vs_pipeline": {
+            f"{a} -> {b}": n for (a, b), n in sorted(confusion.items(), key=str)
+        },
+        "analysis_s_per_study_median": statistics.median(timings) if timings else math.nan,
+        "analysis_s_total_in_workers": sum(timings),
+        "analysis_cpu_s_per_study_median": statistics.median(cpu) if cpu else math.nan,
+        "analysis_cpu_s_total": sum(cpu),
+    }
+    summary["targets"] = {
+        name: {
+            "target": f"{op} {bound:g}",
+            "value": summary[name],
+            "met": bool(
+                {
+                    "<": summary[name] < bound,
+                    "<=": summary[name] <= bound,
+                    ">=": summary[name] >= bound,
+                }[op]
+            ),
+        }
+        for name, (op, bound) in TARGETS.items()
+    }
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cohort", type=Path, required=True, help="A story-v2 cohort folder.")
+    parser.add_argument("--workers", type=int, default=1, help="Patients read in parallel.")
+    parser.add_argument("--limit", type=int, default=None, help="First N patients only.")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="Folder for summary.json and details.json."
+    )
+    args = parser.parse_args(argv)
+    cohort = args.cohort.resolve()
+    meta = json.loads((cohort / "cohort.json").read_text())
+    if meta.get("story_version") != "v2":
+        raise SystemExit(f"{cohort} is not a story-v2 cohort (cohort.json: {meta})")
+    events = _patient_events(cohort)
+    patients = sorted(events)[: args.limit] if args.limit else sorted(events)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    started, cpu0 = time.perf_counter(), time.process_time()
+    results: list[dict[str, Any]] = []
+    with ProcessPoolExecutor(max_workers=args.workers) as pool:
+        futures = {pool.submit(evaluate_patient, str(cohort), p, events[p]): p for p in patients}
+        for k, fut in enumerate(as_completed(futures), start=1):
+            results.append(fut.result())
+            print(f"\r{k}/{len(patients)} patients", end="", flush=True)
+    print()
+    wall = time.perf_counter() - started
+    results.sort(key=lambda r: r["patient"])
+    summary = summarise(results)
+    summary.update(
+        cohort=str(cohort),
+        seed=meta.get("seed"),
+        analysis_wall_s=round(wall, 1),
+        workers=args.workers,
+        parent_cpu_s=round(time.process_time() - cpu0, 1),
+    )
+    out = args.out or cohort / "lesion-accuracy"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    (out / "details.json").write_text(json.dumps(results, indent=1, default=str))
+    print(json.dumps(summary, indent=2, default=str))
+    print(f"wrote {out / 'summary.json'} and details.json")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
