@@ -22,7 +22,7 @@ connection and do not commit (except :func:`act`, which owns its transaction).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -266,6 +266,28 @@ def evaluate(
         alert = _open_or_update(conn, patient, kind, content, now)
         if alert is not None:
             out.append(alert)
+    return out
+
+
+def evaluate_patients(
+    conn: psycopg.Connection,
+    patients: Sequence[str],
+    *,
+    config: DecisionConfig | None = None,
+    now: datetime | None = None,
+) -> list[Alert]:
+    """:func:`evaluate` each of ``patients`` once, in order; return the alerts opened or
+    changed.
+
+    One query first finds those whose burden has ever been assessed
+    (:data:`core.db.history.BURDEN_SCORES` or a tumour measurement); the others have no
+    series to evaluate (:func:`evaluate` would return ``[]`` and write nothing) and are skipped.
+    """
+    assessed = scores.patients_with_burden(conn, patients, history.BURDEN_SCORES)
+    out: list[Alert] = []
+    for patient in patients:
+        if patient in assessed:
+            out.extend(evaluate(conn, patient, config=config, now=now))
     return out
 
 
