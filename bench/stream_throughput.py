@@ -3,8 +3,10 @@
 Measured: N ``TimepointScore`` events published to ``scores.timepoint`` and stored in
 ``timepoint_scores`` by
 
-- **irtmon**: one `irtmon worker` process (Faust agent, envelope, one transaction per event,
-  offsets committed after the database commit), and
+- **irtmon**: one `irtmon worker` process (the change-point agent: Faust ``noack_take`` batches
+  of up to ``IRTMON_WORKER_BATCH_MAX`` events, parsed and dead-lettered one by one, stored in
+  one transaction per batch, each patient re-evaluated once per batch, offsets committed after
+  the database commit), and
 - **baseline**: a plain kafka-python consumer writing the same rows with one batched upsert per
   poll (the fastest simple design, without per-event dead-lettering or ordering guarantees),
 

@@ -340,6 +340,28 @@ def evaluate(
     return out
 
 
+def evaluate_patients(
+    conn: psycopg.Connection,
+    patients: Sequence[str],
+    *,
+    config: DecisionConfig | None = None,
+    now: datetime | None = None,
+) -> list[Alert]:
+    """:func:`evaluate` each of ``patients`` once, in order; return the alerts opened or
+    changed.
+
+    One query first finds those whose burden has ever been assessed
+    (:data:`core.db.history.BURDEN_SCORES` or a tumour measurement); the others have no
+    series to evaluate (:func:`evaluate` would return ``[]`` and write nothing) and are skipped.
+    """
+    assessed = scores.patients_with_burden(conn, patients, history.BURDEN_SCORES)
+    out: list[Alert] = []
+    for patient in patients:
+        if patient in assessed:
+            out.extend(evaluate(conn, patient, config=config, now=now))
+    return out
+
+
 def decision_config(policy: Mapping[str, Any] | None) -> DecisionConfig:
     """The site's decision policy (``IRTMON_ALERT_POLICY``, a JSON object of
     :class:`DecisionConfig` fields) or the rule's defaults."""

@@ -231,6 +231,20 @@ class Settings(BaseSettings):
         "one patient's events still one at a time, in order. Pair with "
         "IRTMON_WORKER_CPU_PROCESSES. More worker processes are the main way to scale.",
     )
+    worker_batch_max: int = Field(
+        default=500,
+        ge=1,
+        le=10_000,
+        description="Most light events (treatment events, scores) a worker takes in one batch "
+        "and stores in one transaction; a bad event is still dead-lettered on its own.",
+    )
+    worker_batch_wait_s: float = Field(
+        default=0.1,
+        gt=0,
+        le=10,
+        description="How long a worker waits for a batch of light events to fill before it "
+        "stores what it has (the most a lone event is held back).",
+    )
     commit_every: int = Field(
         default=10, ge=1, description="Commit consumer offsets every N processed events..."
     )
@@ -242,6 +256,12 @@ class Settings(BaseSettings):
         gt=0,
         description="How long a transient failure (database or broker down) is retried with "
         "back-off before the event is dead-lettered.",
+    )
+    torch_device: str = Field(
+        default="cpu",
+        pattern="^(auto|cpu|cuda(:[0-9]+)?)$",
+        description="Where torch trains and runs the pathology and CT models: cpu, cuda "
+        "(cuda:N for one GPU), or auto (cuda when a GPU is available, else cpu).",
     )
     read_limits: dict[str, float] | None = Field(
         default=None,

@@ -19,7 +19,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from irtmon.common import console, err_console, fail, get_settings
+from irtmon.common import TorchDevice, console, err_console, fail, get_settings, torch_device
 
 models_app = typer.Typer(help="The model registry: list, show, promote.", no_args_is_help=True)
 cohort_app = typer.Typer(
@@ -188,6 +188,7 @@ def _train(
     pathology_model: str | None,
     version: str | None,
     seed: int,
+    device: str | None = None,
     artifacts: dict[str, tuple[str, str | None]] | None = None,
     **options: Any,
 ) -> tuple[Any, str, float]:
@@ -198,6 +199,7 @@ def _train(
     from models.exceptions import IrtmonError
 
     settings = get_settings()
+    on = torch_device(device)
     teacher = resolve_artifact("pathology-mil", pathology_model, settings.models_dir)
     resolved = {
         key: resolve_artifact(name, ref, settings.models_dir)
@@ -218,6 +220,7 @@ def _train(
                 version=version,
                 config=config(seed=seed),
                 progress=progress,
+                device=on,
                 **options,
             )
     except (IrtmonError, ValueError, FileNotFoundError) as err:
@@ -239,6 +242,7 @@ def train_ct_signature(
     radiomics: Radiomics = False,
     register: Register = None,
     promote: Promote = False,
+    device: TorchDevice = None,
 ) -> None:
     """Train the CT virtual biopsy on scans paired with biopsies (teacher: pathology model)."""
     from models.response.signature import SignatureConfig
@@ -252,6 +256,7 @@ def train_ct_signature(
         pathology_model=pathology_model,
         version=version,
         seed=seed,
+        device=device,
         test_cohort=test_cohort,
         workers=workers,
         **_selections(max_patients, test_max_patients, max_timepoint, radiomics),
@@ -293,6 +298,7 @@ def train_response(
     radiomics: Radiomics = False,
     register: Register = None,
     promote: Promote = False,
+    device: TorchDevice = None,
 ) -> None:
     """Train and calibrate the response model; compare it with its baselines on held-out
     patients (RECIST 1.1 over every target lesion, the burden trajectory of every lesion, of
@@ -309,6 +315,7 @@ def train_response(
         pathology_model=pathology_model,
         version=version,
         seed=seed,
+        device=device,
         artifacts={"ct_signature": ("ct-signature", ct_signature)},
         test_cohort=test_cohort,
         workers=workers,

@@ -30,7 +30,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from irtmon.common import console, err_console, fail, get_settings
+from irtmon.common import TorchDevice, console, err_console, fail, get_settings, torch_device
 
 train_pathology_app = typer.Typer(help="Train models.", no_args_is_help=True)
 pathology_app = typer.Typer(help="Pathology: slides to an immune signature.", no_args_is_help=True)
@@ -113,6 +113,7 @@ def train_pathology(
         ),
     ] = None,
     promote: Annotated[bool, typer.Option(help="Also promote it (needs registering).")] = False,
+    device: TorchDevice = None,
 ) -> None:
     """Train the pathology MIL model on virtual-clinic slides and report held-out metrics."""
     from models.exceptions import IrtmonError
@@ -128,6 +129,7 @@ def train_pathology(
     )
 
     settings = get_settings()
+    on = torch_device(device)
     out.mkdir(parents=True, exist_ok=True)
     version = version or f"{datetime.now(UTC):%Y%m%d-%H%M%S}-seed{seed}"
     models_dir = models_dir or settings.models_dir
@@ -168,6 +170,7 @@ def train_pathology(
                 version=version,
                 cache_dir=out / "features",
                 progress=progress,
+                device=on,
             )
     except (IrtmonError, ValueError, FileNotFoundError) as err:
         raise fail(str(err)) from err

@@ -18,6 +18,8 @@
 - :class:`ModelError`: a model file that is missing, has the wrong hash or version.
 - :class:`DeclarationError`: an evaluation declaration that breaks its format.
 - :class:`ProtocolError`: an evaluation the protocol forbids (see ``docs/evaluation``).
+- :class:`DeviceError`: a torch device asked for that this machine does not have (``cuda``
+  without a GPU torch can use) or cannot be named.
 
 Transient failures (a DICOMweb server briefly down) are left as the library's own ``OSError``
 and friends so a worker can retry them.
@@ -55,6 +57,10 @@ class DeclarationError(RefusedError, ValueError):
 class ProtocolError(RefusedError, RuntimeError):
     """An evaluation the protocol does not allow (declaration not committed before the test
     cohort, already evaluated, changed since...): refuse and say why, never proceed."""
+
+
+class DeviceError(RefusedError, ValueError):
+    """A torch device that is unknown or not present here; the message says what to use."""
 
 
 class LesionError(UnreadableInputError):

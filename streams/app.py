@@ -6,8 +6,9 @@ Nothing here reads the environment: ``irtmon worker`` builds the settings once a
 
 Offsets are committed every ``commit_every`` events or ``commit_interval_s`` seconds, and only
 for events whose processing finished (a Faust event is acknowledged when the agent moves on to
-the next one, i.e. after its database transaction committed): delivery is at least once and
-the sinks are idempotent.
+the next one, i.e. after its database transaction committed; the light-event agents take
+batches with ``noack_take`` and acknowledge a batch's events after its transaction committed):
+delivery is at least once and the sinks are idempotent.
 """
 
 from __future__ import annotations

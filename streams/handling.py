@@ -5,6 +5,12 @@ coroutine with transient failures retried; dead-letters permanent failures (inva
 unreadable or missing file, a model failing) with the error class, message, source topic,
 partition, offset and the original bytes, in the dead-letter topic and table; and never raises,
 so the worker keeps going and the message is acknowledged once it is settled.
+
+Light events (treatment events, scores) go through :func:`handle_batch`: the batch's messages
+are parsed first (an unreadable one is dead-lettered on its own), the rest stored by the
+agent's ``store`` coroutine in one transaction, retried as a whole when the database is briefly
+away; if the batch fails for good, each event goes through :func:`handle` alone, so the bad one
+is dead-lettered with its reason and the others are stored.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -168,3 +174,89 @@ async def handle(
         },
     )
     return True
+
+
+async def handle_batch(
+    ctx: WorkerContext,
+    spec: TopicSpec,
+    msgs: Sequence[Message],
+    store: Callable[[list[Any]], Awaitable[None]],
+    process: Callable[[Any], Awaitable[None]],
+) -> int:
+    """Parse ``msgs`` and store the good ones with ``store`` in one go; return how many were
+    processed (the rest are dead-lettered). Never raises for a failure of an event.
+
+    ``store(records)`` must do what ``process`` does for each record, in one transaction, in
+    the order given (a patient's events stay in partition order). Transient failures of the
+    batch are retried with back-off for ``transient_retry_s``; any other failure of the batch
+    (one bad row, or an outage that outlasted the window) sends each event through
+    :func:`handle` with ``process``, so the bad one is isolated and dead-lettered alone.
+    """
+    started = time.perf_counter()
+    good: list[tuple[Message, Record]] = []
+    for msg in msgs:
+        try:
+            good.append((msg, parse_event(spec.record, msg.value)))
+        except Exception as err:  # an unreadable event: settled here, never raised
+            await dead_letter(ctx, msg, err, None)
+            if not isinstance(err, InvalidEventError | OSError | ValueError):
+                log.error("unexpected failure", exc_info=err, extra=_where(msg))
+    if not good:
+        return 0
+    records = [record for _, record in good]
+    try:
+        await with_retries(
+            lambda: store(records),
+            window_s=ctx.settings.transient_retry_s,
+            what=f"store a batch of {len(records)} {spec.name} events",
+        )
+    except Exception as err:
+        if is_transient(err):  # pragma: no cover - with_retries converts these
+            raise
+        log.warning(
+            "batch failed; handling its events one by one",
+            extra={
+                "topic": spec.name,
+                "events": len(good),
+                "error_class": type(err).__name__,
+                "reason": str(err)[:500],
+            },
+        )
+        processed = 0
+        for msg, _ in good:
+            processed += await handle(ctx, spec, msg, process)
+        return processed
+    elapsed = time.perf_counter() - started
+    metrics.EVENTS.labels(spec.name, "processed").inc(len(good))
+    latency = metrics.LATENCY.labels(spec.name)
+    for _ in good:
+        latency.observe(elapsed)
+    log.info(
+        "batch processed",
+        extra={
+            "topic": spec.name,
+            "events": len(good),
+            "offsets": _offset_ranges(msg for msg, _ in good),
+            "seconds": round(elapsed, 4),
+        },
+    )
+    if log.isEnabledFor(logging.DEBUG):  # per event: IRTMON_LOG_LEVEL=DEBUG
+        for msg, record in good:
+            log.debug(
+                "event processed",
+                extra={
+                    **_where(msg),
+                    "event_id": str(record.event_id),
+                    "patient": getattr(record, "patient", ""),
+                },
+            )
+    return len(good)
+
+
+def _offset_ranges(msgs: Iterable[Message]) -> str:
+    """``partition:first-last`` per partition of a batch, e.g. ``"0:17-40 3:5-9"``."""
+    ranges: dict[int, tuple[int, int]] = {}
+    for m in msgs:
+        lo, hi = ranges.get(m.partition, (m.offset, m.offset))
+        ranges[m.partition] = (min(lo, m.offset), max(hi, m.offset))
+    return " ".join(f"{p}:{lo}-{hi}" for p, (lo, hi) in sorted(ranges.items()))

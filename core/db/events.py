@@ -8,7 +8,7 @@ psycopg connection and never commit; the caller commits, then commits the Kafka 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -42,6 +42,27 @@ def upsert_patient(conn: psycopg.Connection, pseudonym: str, seen_at: object) ->
         """,
         (pseudonym, seen_at),
     )
+
+
+def upsert_patients(conn: psycopg.Connection, seen: Iterable[tuple[str, datetime]]) -> None:
+    """Register many patients at once: :func:`upsert_patient` for each (pseudonym, time seen),
+    one statement per patient (its earliest time), pipelined, in pseudonym order (so two
+    transactions never wait on each other's rows in opposite orders)."""
+    earliest: dict[str, datetime] = {}
+    for pseudonym, at in seen:
+        if pseudonym not in earliest or at < earliest[pseudonym]:
+            earliest[pseudonym] = at
+    if not earliest:
+        return
+    with conn.cursor() as cur:
+        cur.executemany(
+            """
+            INSERT INTO patients (pseudonym, first_seen_at) VALUES (%s, %s)
+            ON CONFLICT (pseudonym) DO UPDATE SET first_seen_at = EXCLUDED.first_seen_at
+                WHERE EXCLUDED.first_seen_at < patients.first_seen_at
+            """,
+            sorted(earliest.items()),
+        )
 
 
 def set_patient_cohort(
@@ -114,6 +135,32 @@ def upsert_treatment(conn: psycopg.Connection, event: TreatmentEvent) -> None:
             Jsonb(event.treatment.model_dump(mode="json")),
         ),
     )
+
+
+def upsert_treatments(conn: psycopg.Connection, batch: Sequence[TreatmentEvent]) -> None:
+    """Store a batch of treatment events: :func:`upsert_treatment` for each, pipelined (one
+    round trip for the batch). A redelivered event id changes nothing."""
+    if not batch:
+        return
+    upsert_patients(conn, ((e.patient, e.occurred_at) for e in batch))
+    with conn.cursor() as cur:
+        cur.executemany(
+            """
+            INSERT INTO treatment_events (event_id, patient, occurred_at, kind, detail)
+            VALUES (%s, %s, %s, %s, %s)
+            ON CONFLICT (event_id) DO NOTHING
+            """,
+            [
+                (
+                    e.event_id,
+                    e.patient,
+                    e.occurred_at,
+                    e.treatment.kind.value,
+                    Jsonb(e.treatment.model_dump(mode="json")),
+                )
+                for e in batch
+            ],
+        )
 
 
 def mark_scored(conn: psycopg.Connection, event_id: uuid.UUID) -> None:

@@ -18,7 +18,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from core.db import lesions
-from core.db.events import Cohorts, mark_scored, scope, upsert_patient
+from core.db.events import Cohorts, mark_scored, scope, upsert_patient, upsert_patients
 from schemas import TimepointScore
 from schemas.enums import IRECIST_SCORE
 from schemas.results import FeatureSet, Measurement, Outcome
@@ -51,33 +51,48 @@ def score_from_row(row: Sequence[Any]) -> TimepointScore:
 # ----------------------------------------------------------------------------- writes
 
 
+_UPSERT_SCORE = """
+    INSERT INTO timepoint_scores (event_id, patient, observed_at, source_event_id, score_name,
+                                  value, lower, upper, unit, model_name, model_version, inputs)
+    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+    ON CONFLICT (event_id, observed_at) DO UPDATE SET
+        value = EXCLUDED.value, lower = EXCLUDED.lower, upper = EXCLUDED.upper,
+        unit = EXCLUDED.unit, inputs = EXCLUDED.inputs
+"""
+
+
+def _score_row(score: TimepointScore) -> tuple[Any, ...]:
+    return (
+        score.event_id,
+        score.patient,
+        score.occurred_at,
+        score.source_event_id,
+        score.score_name,
+        score.value,
+        score.lower,
+        score.upper,
+        score.unit,
+        score.model_name,
+        score.model_version,
+        list(score.inputs),
+    )
+
+
 def upsert_score(conn: psycopg.Connection, score: TimepointScore) -> None:
     """Store one timepoint score; a second delivery updates the same row in place."""
     upsert_patient(conn, score.patient, score.occurred_at)
-    conn.execute(
-        """
-        INSERT INTO timepoint_scores (event_id, patient, observed_at, source_event_id, score_name,
-                                      value, lower, upper, unit, model_name, model_version, inputs)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-        ON CONFLICT (event_id, observed_at) DO UPDATE SET
-            value = EXCLUDED.value, lower = EXCLUDED.lower, upper = EXCLUDED.upper,
-            unit = EXCLUDED.unit, inputs = EXCLUDED.inputs
-        """,
-        (
-            score.event_id,
-            score.patient,
-            score.occurred_at,
-            score.source_event_id,
-            score.score_name,
-            score.value,
-            score.lower,
-            score.upper,
-            score.unit,
-            score.model_name,
-            score.model_version,
-            list(score.inputs),
-        ),
-    )
+    conn.execute(_UPSERT_SCORE, _score_row(score))
+
+
+def upsert_scores(conn: psycopg.Connection, batch: Sequence[TimepointScore]) -> None:
+    """Store a batch of timepoint scores: :func:`upsert_score` for each, in order, pipelined
+    (one round trip for the batch); the same event id twice updates its row twice, as two
+    deliveries would."""
+    if not batch:
+        return
+    upsert_patients(conn, ((s.patient, s.occurred_at) for s in batch))
+    with conn.cursor() as cur:
+        cur.executemany(_UPSERT_SCORE, [_score_row(s) for s in batch])
 
 
 def upsert_measurement(
@@ -264,6 +279,23 @@ def latest_scores_by_source(
             (patient, list(names), until, until),
         )
         return cur.fetchall()
+
+
+def patients_with_burden(
+    conn: psycopg.Connection, patients: Sequence[str], burden_scores: Sequence[str]
+) -> set[str]:
+    """Those of ``patients`` with a tumour measurement or a score named in ``burden_scores``
+    (the patients whose burden has been assessed at least once), in one query."""
+    rows = conn.execute(
+        """
+        SELECT DISTINCT patient FROM tumour_measurements WHERE patient = ANY(%(p)s)
+        UNION
+        SELECT DISTINCT patient FROM timepoint_scores
+        WHERE patient = ANY(%(p)s) AND score_name = ANY(%(names)s)
+        """,
+        {"p": list(patients), "names": list(burden_scores)},
+    ).fetchall()
+    return {r[0] for r in rows}
 
 
 def measurements_by_source(conn: psycopg.Connection, patient: str) -> list[dict[str, Any]]:

@@ -27,6 +27,7 @@ from skimage.color import rgb2hed
 
 from models.exceptions import ModelError
 from models.registry import sha256_file
+from models.runtime import device as torch_device
 from models.runtime import set_threads
 
 _LOG_ADJUST = float(-np.log(1e-6))  # rgb2hed divides optical density by this
@@ -213,6 +214,10 @@ class CheckpointEncoder:
         Name recorded in provenance; default the checkpoint's file name.
     expected_sha256
         When given, the checkpoint must have this hash.
+    device
+        Where the network runs (:func:`models.runtime.device`: ``cpu``, ``cuda``, ``auto``);
+        the checkpoint is read onto the CPU, then moved there. Not part of :meth:`spec`: the
+        same encoder, wherever it runs.
 
     Raises
     ------
@@ -233,6 +238,7 @@ class CheckpointEncoder:
         batch_size: int = 32,
         name: str | None = None,
         expected_sha256: str | None = None,
+        device: str = "cpu",
     ):
 
         self.checkpoint = Path(checkpoint)
@@ -253,6 +259,7 @@ class CheckpointEncoder:
         self.std = tuple(float(v) for v in std)
         self.batch_size = int(batch_size)
         self.name = name or self.checkpoint.stem
+        self.device = torch_device(device)
         self._module = self._load()
         self._dim = int(self._forward(np.zeros((1, 8, 8, 3), dtype=np.uint8)).shape[1])
 
@@ -262,7 +269,12 @@ class CheckpointEncoder:
         set_threads()
         if self.checkpoint.suffix == ".pt2":
             try:
-                return torch.export.load(str(self.checkpoint)).module()
+                program = torch.export.load(str(self.checkpoint))
+                if self.device.type != "cpu":  # the graph's own constants move too
+                    from torch.export.passes import move_to_device_pass
+
+                    program = move_to_device_pass(program, self.device)
+                return program.module()
             except (RuntimeError, ValueError, OSError) as err:
                 raise ModelError(
                     f"encoder checkpoint {self.checkpoint} is not a torch.export program: {err}"
@@ -289,6 +301,7 @@ class CheckpointEncoder:
                 raise ModelError(
                     f"encoder checkpoint {self.checkpoint} does not load into {self.arch}: {err}"
                 ) from err
+        module.to(self.device)
         module.eval()
         return module
 
@@ -324,13 +337,14 @@ class CheckpointEncoder:
         import torch
         import torch.nn.functional as F  # noqa: N812
 
-        x = torch.from_numpy(np.ascontiguousarray(tiles)).permute(0, 3, 1, 2).float() / 255.0
+        x = torch.from_numpy(np.ascontiguousarray(tiles)).to(self.device)
+        x = x.permute(0, 3, 1, 2).float() / 255.0
         if x.shape[-1] != self.input_px or x.shape[-2] != self.input_px:
             x = F.interpolate(
                 x, size=(self.input_px, self.input_px), mode="bilinear", align_corners=False
             )
-        mean = torch.tensor(self.mean).view(1, 3, 1, 1)
-        std = torch.tensor(self.std).view(1, 3, 1, 1)
+        mean = torch.tensor(self.mean, device=self.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, device=self.device).view(1, 3, 1, 1)
         with torch.inference_mode():
             y = self._module((x - mean) / std)
         if isinstance(y, (tuple, list)):
@@ -366,8 +380,9 @@ ENCODERS: dict[str, type] = {
 }
 
 
-def encoder_from_spec(spec: dict[str, Any]) -> Encoder:
-    """Rebuild an encoder from :meth:`Encoder.spec` (checkpoints are verified by hash)."""
+def encoder_from_spec(spec: dict[str, Any], *, device: str = "cpu") -> Encoder:
+    """Rebuild an encoder from :meth:`Encoder.spec` (checkpoints are verified by hash); a
+    checkpoint encoder runs on ``device`` (the handcrafted one is numpy, on the CPU)."""
     kind = spec.get("kind")
     if kind == HandcraftedEncoder.kind:
         return HandcraftedEncoder(
@@ -384,5 +399,6 @@ def encoder_from_spec(spec: dict[str, Any]) -> Encoder:
             batch_size=spec.get("batch_size", 32),
             name=spec.get("name"),
             expected_sha256=spec.get("sha256"),
+            device=device,
         )
     raise ModelError(f"unknown encoder kind {kind!r}; known: {', '.join(ENCODERS)}")

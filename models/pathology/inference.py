@@ -60,7 +60,8 @@ from models.pathology.ood import UNKNOWN, OodReference, OodScore
 from models.pathology.slide import TileSpec, glass_colour, read_tiles
 from models.pathology.stain import StainCheck, StainOutcome, check_stain
 from models.registry import ModelArtifact, load_artifact
-from models.runtime import set_threads
+from models.runtime import device as torch_device
+from models.runtime import module_device, set_threads
 from schemas.enums import ImmunePhenotype
 
 _FORMAT = "irtmon-pathology-mil/1"
@@ -192,20 +193,22 @@ class LoadedPipeline:
 
 
 def load_pipeline(
-    artifact_folder: Path | str, expected_sha256: str | None = None
+    artifact_folder: Path | str, expected_sha256: str | None = None, *, device: str = "cpu"
 ) -> LoadedPipeline:
     """Load (or reuse, in this process) the model of an artefact folder.
 
     The folder is verified every call (its weights hash must match its card, and
-    ``expected_sha256`` when given); the torch model is built once per path and hash.
+    ``expected_sha256`` when given); the torch model is built once per path, hash and device.
+    The checkpoint is read onto the CPU (``map_location``), then the model and a checkpoint
+    encoder are moved to ``device`` (:func:`models.runtime.device`).
     """
     folder = Path(artifact_folder).resolve()
     artifact = load_artifact(folder, expected_sha256)
-    return _load_cached(str(folder), artifact.sha256)
+    return _load_cached(str(folder), artifact.sha256, str(torch_device(device)))
 
 
 @lru_cache(maxsize=4)
-def _load_cached(folder: str, sha256: str) -> LoadedPipeline:
+def _load_cached(folder: str, sha256: str, device: str = "cpu") -> LoadedPipeline:
     import torch
 
     set_threads(1)
@@ -230,8 +233,9 @@ def _load_cached(folder: str, sha256: str) -> LoadedPipeline:
         model.load_state_dict(ckpt["state_dict"], strict=True)
     except RuntimeError as err:
         raise ModelError(f"{artifact.name} {artifact.version}: weights do not fit: {err}") from err
+    model.to(device)
     model.eval()
-    encoder = encoder_from_spec(ckpt["encoder"])
+    encoder = encoder_from_spec(ckpt["encoder"], device=device)
     if encoder.dim != model.config.in_dim:
         raise ModelError(
             f"encoder {encoder.name} gives {encoder.dim} features, the model expects "
@@ -267,6 +271,7 @@ def analyse_slide(
     heatmap_px: int = 768,
     stain_policy: StainPolicy | str = StainPolicy.REFUSE,
     limits: ReadLimits | None = None,
+    device: str = "cpu",
 ) -> PathologyResult:
     """Immune signature of one slide.
 
@@ -290,6 +295,8 @@ def analyse_slide(
         uncertainty widened to the maximum.
     limits
         Reading limits (:class:`~models.limits.ReadLimits`; default its defaults).
+    device
+        Where torch runs the encoder and the model (:func:`models.runtime.device`).
 
     Returns
     -------
@@ -312,7 +319,7 @@ def analyse_slide(
 
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
-    pipe = load_pipeline(artifact_folder, expected_sha256)
+    pipe = load_pipeline(artifact_folder, expected_sha256, device=device)
     seconds["load"] = time.perf_counter() - t0
 
     policy = StainPolicy(stain_policy)
@@ -332,26 +339,28 @@ def analyse_slide(
     ood = pipe.ood.score(feats) if pipe.ood is not None else UNKNOWN
 
     t0 = time.perf_counter()
-    x = torch.as_tensor(feats, dtype=torch.float32)
     model = pipe.model
+    on = module_device(model)
+    x = torch.as_tensor(feats, dtype=torch.float32, device=on)
     with torch.no_grad():
         model.eval()
         out = model(x)
-        probs = torch.softmax(out.logits, dim=1)[0].numpy().astype(np.float64)
+        probs = torch.softmax(out.logits, dim=1)[0].cpu().numpy().astype(np.float64)
         til = float(model.til_to_density(out.til)[0])
-        attention = out.attention[0].numpy().astype(np.float64)
+        attention = out.attention[0].cpu().numpy().astype(np.float64)
         mc_std = til_std = 0.0
         if mc_samples > 0:
-            with torch.random.fork_rng():
+            gpus = [on.index or 0] if on.type == "cuda" else []
+            with torch.random.fork_rng(devices=gpus):
                 torch.manual_seed(0)
                 model.train()
                 try:
                     mc = model(x.unsqueeze(0).expand(mc_samples, -1, -1))
                 finally:
                     model.eval()
-            mc_probs = torch.softmax(mc.logits, dim=1).numpy()
+            mc_probs = torch.softmax(mc.logits, dim=1).cpu().numpy()
             mc_std = float(mc_probs.std(axis=0).mean())
-            til_std = float((mc.til * model.til_std).numpy().std())
+            til_std = float((mc.til * model.til_std).cpu().numpy().std())
         til_train_std = float(model.til_std)
     weight = 1.0 if stain.outcome is StainOutcome.NOT_HE else float(ood.weight)
     prior = pipe.prior if pipe.prior is not None else np.full(len(probs), 1.0 / len(probs))

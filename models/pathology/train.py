@@ -43,6 +43,7 @@ from models.pathology.mil import PHENOTYPES, GatedAttentionMIL, MILConfig, pad_b
 from models.pathology.ood import OodReference, bag_embedding
 from models.pathology.slide import TileSpec, read_tiles, tile_index
 from models.registry import ModelArtifact, save_artifact
+from models.runtime import device as torch_device
 from models.runtime import set_threads
 from schemas.enums import ImmunePhenotype
 from schemas.manifest import read_manifest
@@ -158,8 +159,8 @@ def slides_from_manifest(
 
 
 @lru_cache(maxsize=4)
-def _encoder_for(spec_json: str) -> Encoder:
-    return encoder_from_spec(json.loads(spec_json))
+def _encoder_for(spec_json: str, device: str = "cpu") -> Encoder:
+    return encoder_from_spec(json.loads(spec_json), device=device)
 
 
 def _truth_path(slide: Path) -> Path:
@@ -167,13 +168,14 @@ def _truth_path(slide: Path) -> Path:
 
 
 def encode_slide(
-    record: SlideRecord, encoder_spec: dict[str, Any], tile_spec: TileSpec
+    record: SlideRecord, encoder_spec: dict[str, Any], tile_spec: TileSpec, device: str = "cpu"
 ) -> SlideBag:
-    """Read and encode one slide's tissue tiles (and attach the clinic's tile truth)."""
+    """Read and encode one slide's tissue tiles (and attach the clinic's tile truth); a
+    checkpoint encoder runs on ``device``."""
 
     if encoder_spec.get("kind") != HandcraftedEncoder.kind:
         set_threads(1)
-    encoder = _encoder_for(json.dumps(encoder_spec, sort_keys=True))
+    encoder = _encoder_for(json.dumps(encoder_spec, sort_keys=True), device)
     tiles = read_tiles(record.path, tile_spec)
     feats = encoder.encode(tiles.tiles, tile_spec.mpp)
     guide = lymphocyte_density(
@@ -210,10 +212,10 @@ def _cache_key(record: SlideRecord, encoder_spec: dict[str, Any], tile_spec: Til
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
-def _encode_star(args: tuple[SlideRecord, dict[str, Any], TileSpec]) -> SlideBag | str:
-    record, spec, tile_spec = args
+def _encode_star(args: tuple[SlideRecord, dict[str, Any], TileSpec, str]) -> SlideBag | str:
+    record, spec, tile_spec, device = args
     try:
-        return encode_slide(record, spec, tile_spec)
+        return encode_slide(record, spec, tile_spec, device)
     except (InsufficientDataError, UnreadableInputError, UnsuitableInputError) as err:
         return f"{record.slide_id}: {err}"
 
@@ -226,9 +228,14 @@ def extract_bags(
     workers: int = 1,
     cache_dir: Path | None = None,
     progress: Progress | None = None,
+    device: str = "cpu",
 ) -> tuple[list[SlideBag], list[str]]:
     """Encode every slide; slides without enough tissue, unreadable or unsuitable (scanned too
     coarsely, past a reading limit) are skipped and named.
+
+    A checkpoint encoder runs on ``device`` (:func:`models.runtime.device`); on a GPU the
+    slides are encoded in this process, one after another (``workers`` processes would each
+    hold a copy of the network on the one GPU).
 
     Returns
     -------
@@ -239,6 +246,10 @@ def extract_bags(
 
     tile_spec = tile_spec or TileSpec()
     spec = encoder.spec()
+    on = "cpu" if spec.get("kind") == HandcraftedEncoder.kind else str(torch_device(device))
+    if on != "cpu" and workers > 1:
+        log.info("encoding on %s in this process (not in %d workers)", on, workers)
+        workers = 1
     results: list[SlideBag | str | None] = [None] * len(records)
     todo = []
     for i, rec in enumerate(records):
@@ -252,7 +263,7 @@ def extract_bags(
     done = len(records) - len(todo)
     if progress:
         progress("features", done, len(records))
-    args = [(records[i], spec, tile_spec) for i in todo]
+    args = [(records[i], spec, tile_spec, on) for i in todo]
     if workers > 1 and len(args) > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             outputs = pool.map(_encode_star, args, chunksize=1)
@@ -340,10 +351,13 @@ def fit_mil(
     config: TrainConfig,
     *,
     progress: Progress | None = None,
+    device: str = "cpu",
 ) -> FitResult:
     """Fit a gated attention MIL model with early stopping on the validation loss.
 
-    Deterministic for a given seed, data and thread count.
+    Trains on ``device`` (:func:`models.runtime.device`: ``cpu``, ``cuda``, ``auto``); the
+    fitted model comes back on the CPU. Deterministic for a given seed, data, device and thread
+    count (a GPU gives the same results within floating-point tolerance, not bit for bit).
     """
     import torch
     import torch.nn.functional as F  # noqa: N812
@@ -351,6 +365,7 @@ def fit_mil(
     if not train:
         raise InsufficientDataError("no training slides")
     set_threads(1)
+    dev = torch_device(device)
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     in_dim = train[0].features.shape[1]
@@ -368,24 +383,28 @@ def fit_mil(
     model.set_normalisation(
         all_tiles.mean(axis=0), all_tiles.std(axis=0), til_train.mean(), til_train.std()
     )
+    model.to(dev)
     counts = np.bincount(y_train, minlength=len(PHENOTYPES)).astype(np.float64)
     class_weight = torch.tensor(
         np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / len(PHENOTYPES), 0.0),
         dtype=torch.float32,
+        device=dev,
     )
     til_t = torch.tensor(
-        (til_train - til_train.mean()) / max(til_train.std(), 1e-6), dtype=torch.float32
+        (til_train - til_train.mean()) / max(til_train.std(), 1e-6), dtype=torch.float32, device=dev
     )
-    y_t = torch.tensor(y_train)
+    y_t = torch.tensor(y_train, device=dev)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
 
     val_eval = list(val) if val else list(train)
     y_val, til_val = _targets(val_eval)
-    x_val, m_val = pad_bags([b.features for b in val_eval])
+    x_val, m_val = (t.to(dev) for t in pad_bags([b.features for b in val_eval]))
     g_val = _guide_target([b.guide for b in val_eval], m_val, config.guidance_tau)
+    g_val = None if g_val is None else g_val.to(dev)
     til_val_t = torch.tensor(
-        (til_val - til_train.mean()) / max(til_train.std(), 1e-6), dtype=torch.float32
+        (til_val - til_train.mean()) / max(til_train.std(), 1e-6), dtype=torch.float32, device=dev
     )
+    y_val_t = torch.tensor(y_val, device=dev)
 
     def loss_of(
         out: Any, y: torch.Tensor, til: torch.Tensor, target: torch.Tensor | None
@@ -416,10 +435,12 @@ def fit_mil(
                 bags.append(f[keep])
                 g = train[i].guide
                 guides.append(None if g is None else g[keep])
-            x, m = pad_bags(bags)
+            x, m = (t.to(dev) for t in pad_bags(bags))
             out = model(x, m)
             target = _guide_target(guides, m, config.guidance_tau)
-            loss = loss_of(out, y_t[idx], til_t[idx], target)
+            target = None if target is None else target.to(dev)
+            at = torch.as_tensor(idx, device=dev)
+            loss = loss_of(out, y_t[at], til_t[at], target)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -427,8 +448,8 @@ def fit_mil(
         model.eval()
         with torch.no_grad():
             out = model(x_val, m_val)
-            v_loss = float(loss_of(out, torch.tensor(y_val), til_val_t, g_val))
-            v_acc = float((out.logits.argmax(1).numpy() == y_val).mean())
+            v_loss = float(loss_of(out, y_val_t, til_val_t, g_val))
+            v_acc = float((out.logits.argmax(1).cpu().numpy() == y_val).mean())
         history.append(
             {"epoch": epoch, "train_loss": total / len(train), "val_loss": v_loss, "val_acc": v_acc}
         )
@@ -440,6 +461,7 @@ def fit_mil(
             stopped_early = True
             break
     model.load_state_dict(best[2])
+    model.to("cpu")
     model.eval()
     if progress:
         progress("epochs", len(history), len(history))
@@ -520,6 +542,7 @@ def train_pathology(
     version: str | None = None,
     cache_dir: Path | None = None,
     progress: Progress | None = None,
+    device: str = "cpu",
 ) -> TrainingRun:
     """Train, evaluate on held-out patients, write the report, optionally save the artefact.
 
@@ -544,6 +567,9 @@ def train_pathology(
         Optional feature cache (re-runs skip slide reading).
     progress
         ``progress(stage, done, total)`` callback.
+    device
+        Where torch encodes (checkpoint encoders) and trains: ``cpu``, ``cuda``, ``cuda:N`` or
+        ``auto`` (:func:`models.runtime.device`); the model is evaluated and saved on the CPU.
 
     Returns
     -------
@@ -551,6 +577,7 @@ def train_pathology(
         Model, metrics, split, report files and the saved artefact (if any).
     """
 
+    torch_device(device)  # an absent GPU is refused before any slide is read
     encoder = encoder or HandcraftedEncoder()
     tile_spec = tile_spec or TileSpec()
     config = config or TrainConfig()
@@ -561,7 +588,13 @@ def train_pathology(
     t0 = time.perf_counter()
     records = slides_from_manifest(cohort_dir)
     bags, skipped = extract_bags(
-        records, encoder, tile_spec, workers=workers, cache_dir=cache_dir, progress=progress
+        records,
+        encoder,
+        tile_spec,
+        workers=workers,
+        cache_dir=cache_dir,
+        progress=progress,
+        device=device,
     )
     seconds["features"] = time.perf_counter() - t0
     if len(bags) < 6:
@@ -576,7 +609,7 @@ def train_pathology(
     parts = {k: [b for b in bags if split[b.record.patient] == k] for k in ("train", "val", "test")}
 
     t0 = time.perf_counter()
-    fit = fit_mil(parts["train"], parts["val"], config, progress=progress)
+    fit = fit_mil(parts["train"], parts["val"], config, progress=progress, device=device)
     seconds["training"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

@@ -20,6 +20,7 @@ import numpy as np
 
 from models.exceptions import ModelError
 from models.registry import load_artifact
+from models.runtime import device as torch_device
 from models.runtime import set_threads
 
 
@@ -99,8 +100,12 @@ def fit_mlp(
     config: MlpConfig,
     seed: int,
     augment: Callable[[Any, Any], Any] | None = None,
+    *,
+    device: str = "cpu",
 ) -> tuple[Any, int, float]:
-    """Full-batch Adam with early stopping on the validation loss.
+    """Full-batch Adam with early stopping on the validation loss, on ``device``
+    (:func:`models.runtime.device`); the model comes back on the CPU. ``augment(x, generator)``
+    gets a CPU generator, so its draws are the same on every device.
 
     Returns
     -------
@@ -109,12 +114,13 @@ def fit_mlp(
     import torch
 
     set_threads(1)  # tiny full-batch networks: one thread is fastest, and reproducible
+    dev = torch_device(device)
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    model = build_mlp(x_train.shape[1], n_out, config)
+    model = build_mlp(x_train.shape[1], n_out, config).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    xt, yt = torch.as_tensor(x_train), torch.as_tensor(y_train)
-    xv, yv = torch.as_tensor(x_val), torch.as_tensor(y_val)
+    xt, yt = torch.as_tensor(x_train, device=dev), torch.as_tensor(y_train, device=dev)
+    xv, yv = torch.as_tensor(x_val, device=dev), torch.as_tensor(y_val, device=dev)
     best, best_epoch, best_state, waited = math.inf, 0, copy.deepcopy(model.state_dict()), 0
     for epoch in range(1, config.max_epochs + 1):
         model.train()
@@ -132,6 +138,7 @@ def fit_mlp(
             if waited >= config.patience:
                 break
     model.load_state_dict(best_state)
+    model.to("cpu")
     model.eval()
     return model, best_epoch, best
 
@@ -160,9 +167,12 @@ def state_to_lists(model: Any) -> dict[str, Any]:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
-def load_mlp(state: dict[str, Any], n_in: int, n_out: int, config: MlpConfig) -> Any:
+def load_mlp(
+    state: dict[str, Any], n_in: int, n_out: int, config: MlpConfig, *, device: str = "cpu"
+) -> Any:
     model = build_mlp(n_in, n_out, config)
     model.load_state_dict(state, strict=True)
+    model.to(torch_device(device))
     model.eval()
     return model
 
@@ -205,12 +215,14 @@ def load_checkpoint(folder: Any, expected_sha256: str | None, name: str, fmt: st
     )
 
 
-def load_members(ckpt: Checkpoint, n_out: int) -> list[Any]:
-    """The ensemble's networks from ``ckpt``; a shape mismatch is a :class:`ModelError`."""
+def load_members(ckpt: Checkpoint, n_out: int, *, device: str = "cpu") -> list[Any]:
+    """The ensemble's networks from ``ckpt``, on ``device``; a shape mismatch is a
+    :class:`ModelError`."""
 
     try:
         return [
-            load_mlp(s, len(ckpt.standardiser.names), n_out, ckpt.mlp) for s in ckpt.data["members"]
+            load_mlp(s, len(ckpt.standardiser.names), n_out, ckpt.mlp, device=device)
+            for s in ckpt.data["members"]
         ]
     except RuntimeError as err:
         raise ModelError(f"{ckpt.label}: weights do not fit: {err}") from err

@@ -33,6 +33,7 @@ from models.response.nets import (
     load_members,
     state_to_lists,
 )
+from models.runtime import module_device
 
 MODEL_NAME = "response"
 WEIGHTS_FILE = "response.pt"
@@ -169,9 +170,9 @@ class ResponseModel:
         import torch
 
         x = np.array([[r[k] for k in self.inputs] for r in rows], dtype=np.float64)
-        xt = torch.as_tensor(self.standardiser.transform(x))
+        xt = torch.as_tensor(self.standardiser.transform(x), device=module_device(self.members[0]))
         with torch.no_grad():
-            return np.array([torch.sigmoid(m(xt)[:, 0]).numpy() for m in self.members])
+            return np.array([torch.sigmoid(m(xt)[:, 0]).cpu().numpy() for m in self.members])
 
     def predict(self, rows: Sequence[Mapping[str, float]]) -> Prediction:
         members = self._member_probs(rows)
@@ -189,8 +190,10 @@ def _fit_members(
     patients: Sequence[str],
     inputs: Sequence[str],
     config: ResponseConfig,
+    device: str = "cpu",
 ) -> ResponseModel:
-    """The uncalibrated ensemble: members on patient-level bootstrap samples of ``rows``."""
+    """The uncalibrated ensemble: members on patient-level bootstrap samples of ``rows``,
+    trained on ``device`` (and returned on the CPU)."""
     import torch
 
     y = np.asarray(labels, dtype=np.float32)
@@ -204,7 +207,15 @@ def _fit_members(
     for k in range(config.members):
         bag, oob = bootstrap_patients(patients, rng)
         model, _, _ = fit_mlp(
-            z[bag], yy[bag], z[oob], yy[oob], 1, bce, config.mlp, config.seed * 1000 + k
+            z[bag],
+            yy[bag],
+            z[oob],
+            yy[oob],
+            1,
+            bce,
+            config.mlp,
+            config.seed * 1000 + k,
+            device=device,
         )
         members.append(model)
     return ResponseModel(inputs, std, members, Calibration(), config)
@@ -216,6 +227,7 @@ def cross_fitted_raw(
     patients: Sequence[str],
     inputs: Sequence[str],
     config: ResponseConfig,
+    device: str = "cpu",
 ) -> np.ndarray:
     """Out-of-fold raw ensemble probabilities of every row: ``config.calibration_folds``
     ensembles, each fitted on the other folds' patients (never a row of its own patient)."""
@@ -235,7 +247,7 @@ def cross_fitted_raw(
             )
         idx = np.flatnonzero(keep)
         model = _fit_members(
-            [rows[i] for i in idx], y[idx], [patients[i] for i in idx], inputs, config
+            [rows[i] for i in idx], y[idx], [patients[i] for i in idx], inputs, config, device
         )
         held_idx = np.flatnonzero(held)
         raw[held_idx] = model.predict([rows[i] for i in held_idx]).raw
@@ -250,8 +262,11 @@ def fit_response(
     calibration_rows: Sequence[Mapping[str, float]] | None = None,
     calibration_labels: Sequence[bool] | None = None,
     config: ResponseConfig | None = None,
+    *,
+    device: str = "cpu",
 ) -> ResponseModel:
-    """Fit the ensemble on ``rows`` and calibrate it.
+    """Fit the ensemble on ``rows`` and calibrate it (the networks train on ``device``,
+    :func:`models.runtime.device`, and come back on the CPU).
 
     With ``calibration_rows`` (other patients' rows), the calibration is fitted on the
     ensemble's predictions for them. Without, it is cross-fitted: fitted on out-of-fold
@@ -266,9 +281,9 @@ def fit_response(
             f"{len(rows)} training timepoints with labels {sorted(set(y.tolist()))}: "
             "the response model needs 10+ and both classes"
         )
-    model = _fit_members(rows, labels, patients, inputs, config)
+    model = _fit_members(rows, labels, patients, inputs, config, device)
     if calibration_rows is None:
-        raw = cross_fitted_raw(rows, labels, patients, inputs, config)
+        raw = cross_fitted_raw(rows, labels, patients, inputs, config, device)
         cal_y = np.asarray(labels, dtype=float)
     else:
         if len(calibration_rows) < 10 or calibration_labels is None:
@@ -299,12 +314,15 @@ def save_response(model: ResponseModel, path: Path, extra: dict[str, Any] | None
     return path
 
 
-def load_response(folder: Path | str, expected_sha256: str | None = None) -> ResponseModel:
-    """Load a verified ``response`` artefact (hash and version checked by the registry)."""
+def load_response(
+    folder: Path | str, expected_sha256: str | None = None, *, device: str = "cpu"
+) -> ResponseModel:
+    """Load a verified ``response`` artefact (hash and version checked by the registry); its
+    networks are read onto the CPU and run on ``device``."""
     ckpt = load_checkpoint(folder, expected_sha256, MODEL_NAME, FORMAT)
     config = ResponseConfig(
         **{**ckpt.config, "interval": tuple(ckpt.config["interval"]), "mlp": ckpt.mlp}
     )
-    members = load_members(ckpt, 1)
+    members = load_members(ckpt, 1, device=device)
     calibration = Calibration(**ckpt.data["calibration"])
     return ResponseModel(ckpt.data["inputs"], ckpt.standardiser, members, calibration, config)

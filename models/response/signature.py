@@ -45,6 +45,7 @@ from models.response.nets import (
     load_members,
     state_to_lists,
 )
+from models.runtime import module_device
 
 MODEL_NAME = "ct-signature"
 WEIGHTS_FILE = "ct-signature.pt"
@@ -128,13 +129,13 @@ class CtSignatureModel:
         """Phenotype probabilities (n, 3), TIL density (n,), immune-score spread (n,)."""
         import torch
 
-        x = torch.as_tensor(self.matrix(scans, use_spectral))
+        x = torch.as_tensor(self.matrix(scans, use_spectral), device=module_device(self.members[0]))
         probs, tils = [], []
         with torch.no_grad():
             for m in self.members:
                 out = m(x)
-                probs.append(torch.softmax(out[:, :3], dim=1).numpy())
-                tils.append(out[:, 3].numpy() * self.til_scale + self.til_centre)
+                probs.append(torch.softmax(out[:, :3], dim=1).cpu().numpy())
+                tils.append(out[:, 3].cpu().numpy() * self.til_scale + self.til_centre)
         p = np.mean(probs, axis=0)
         til = np.expm1(np.clip(np.mean(tils, axis=0), 0.0, 12.0))
         scores = np.array([pm[:, 0] + 0.5 * pm[:, 1] for pm in probs])
@@ -174,8 +175,11 @@ def _feature_names(scans: Sequence[Scan]) -> list[str]:
     return sorted(names)
 
 
-def fit_signature(pairs: Sequence[Pair], config: SignatureConfig | None = None) -> CtSignatureModel:
-    """Fit the ensemble on paired scans (patient-level bootstrap per member)."""
+def fit_signature(
+    pairs: Sequence[Pair], config: SignatureConfig | None = None, *, device: str = "cpu"
+) -> CtSignatureModel:
+    """Fit the ensemble on paired scans (patient-level bootstrap per member); the networks
+    train on ``device`` (:func:`models.runtime.device`) and come back on the CPU."""
     import torch
 
     config = config or SignatureConfig()
@@ -215,9 +219,9 @@ def fit_signature(pairs: Sequence[Pair], config: SignatureConfig | None = None) 
             return xb
         hide = torch.rand(xb.shape[0], generator=gen) < config.spectral_dropout
         xb = xb.clone()
-        rows = hide.nonzero().flatten()
+        rows = hide.nonzero().flatten().to(xb.device)
         if len(rows):
-            xb[rows.unsqueeze(1), spectral_idx.unsqueeze(0)] = 0.0
+            xb[rows.unsqueeze(1), spectral_idx.to(xb.device).unsqueeze(0)] = 0.0
         return xb
 
     rng = np.random.default_rng(config.seed)
@@ -226,7 +230,16 @@ def fit_signature(pairs: Sequence[Pair], config: SignatureConfig | None = None) 
     for k in range(config.members):
         bag, oob = bootstrap_patients(patients, rng)
         model, _, _ = fit_mlp(
-            x[bag], y[bag], x[oob], y[oob], 4, loss, config.mlp, config.seed * 100 + k, augment
+            x[bag],
+            y[bag],
+            x[oob],
+            y[oob],
+            4,
+            loss,
+            config.mlp,
+            config.seed * 100 + k,
+            augment,
+            device=device,
         )
         members.append(model)
     prior = probs.mean(axis=0)
@@ -251,13 +264,16 @@ def save_signature(model: CtSignatureModel, path: Path) -> Path:
     return path
 
 
-def load_signature(folder: Path | str, expected_sha256: str | None = None) -> CtSignatureModel:
-    """Load a verified ``ct-signature`` artefact (hash and version checked by the registry)."""
+def load_signature(
+    folder: Path | str, expected_sha256: str | None = None, *, device: str = "cpu"
+) -> CtSignatureModel:
+    """Load a verified ``ct-signature`` artefact (hash and version checked by the registry);
+    its networks are read onto the CPU and run on ``device``."""
     ckpt = load_checkpoint(folder, expected_sha256, MODEL_NAME, FORMAT)
     cfg = {**ckpt.config, "mlp": ckpt.mlp}
     cfg["inputs"] = tuple(cfg.get("inputs") or ("",))  # earlier versions used every feature
     config = SignatureConfig(**cfg)
-    members = load_members(ckpt, 4)
+    members = load_members(ckpt, 4, device=device)
     return CtSignatureModel(
         ckpt.standardiser,
         ckpt.data["spectral"],

@@ -66,6 +66,7 @@ from models.response.signature import (
     pair_scans,
     save_signature,
 )
+from models.runtime import device as torch_device
 
 
 @dataclass
@@ -291,10 +292,13 @@ def train_ct_signature(
     selection: Selection = Selection(),
     test_selection: Selection = Selection(),
     plan: EvaluationPlan | None = None,
+    device: str = "cpu",
 ) -> Run:
     """Train the virtual biopsy on paired scans; evaluate against the teacher on held-out
     patients (intervals by ``plan``); write the report; save the artefact when
-    ``models_dir`` and ``version`` are set."""
+    ``models_dir`` and ``version`` are set. The networks train on ``device``
+    (:func:`models.runtime.device`)."""
+    torch_device(device)  # an absent GPU is refused before the cohort is read
     config = config or SignatureConfig()
     out.mkdir(parents=True, exist_ok=True)
     cache = cache_dir or out / "cache"
@@ -309,7 +313,7 @@ def train_ct_signature(
     seconds = {"data": time.perf_counter() - t0}
     t0 = time.perf_counter()
     train_pairs = pair_scans(train.histories)
-    model = fit_signature(train_pairs, config)
+    model = fit_signature(train_pairs, config, device=device)
     seconds["training"] = time.perf_counter() - t0
     test_pairs = pair_scans(test.histories)
     metrics = evaluate_signature(model, test_pairs, test.phenotype, plan)
@@ -413,7 +417,7 @@ def _signature_report(
 
 
 def cross_fitted_signatures(
-    data: CohortData, config: SignatureConfig, folds: int = 5
+    data: CohortData, config: SignatureConfig, folds: int = 5, device: str = "cpu"
 ) -> dict[str, Signature]:
     """Out-of-fold virtual biopsies of every scan (by scan key), so the response model never
     trains on immune scores of scans the virtual biopsy was fitted on."""
@@ -424,7 +428,7 @@ def cross_fitted_signatures(
     for k in range(folds):
         held = set(order[k::folds])
         pairs = pair_scans({p: h for p, h in data.histories.items() if p not in held})
-        model = fit_signature(pairs, config)
+        model = fit_signature(pairs, config, device=device)
         scans = [s for p in sorted(held) for s in data.histories[p].scans]
         if not scans:
             continue
@@ -487,14 +491,17 @@ def train_response(
     selection: Selection = Selection(),
     test_selection: Selection = Selection(),
     plan: EvaluationPlan | None = None,
+    device: str = "cpu",
 ) -> Run:
-    """Train, calibrate and evaluate the response model and its baselines.
+    """Train, calibrate and evaluate the response model and its baselines (the networks
+    train on ``device``, :func:`models.runtime.device`).
 
     Calibration is cross-fitted over the training patients (``config.calibration_folds``);
     with ``calibration_fraction``, that share of them is held out to calibrate instead.
     The held-out estimates carry intervals (``plan``; see
     :func:`models.response.evaluate.response_estimates`): ``metrics["estimates"]``.
     """
+    torch_device(device)  # an absent GPU is refused before the cohort is read
     config = config or ResponseConfig()
     out.mkdir(parents=True, exist_ok=True)
     cache = cache_dir or out / "cache"
@@ -510,7 +517,7 @@ def train_response(
     seconds = {"data": time.perf_counter() - t0}
 
     t0 = time.perf_counter()
-    oof = cross_fitted_signatures(train, signature_model.config)
+    oof = cross_fitted_signatures(train, signature_model.config, device=device)
     fit_d, cal_d = train, None
     if calibration_fraction:
         fit_p, cal_p = split_patients(train.non_responder, calibration_fraction, config.seed + 1)
@@ -531,10 +538,14 @@ def train_response(
     for name, spec in specs.items():
         rows, y, pats, _ = _rows(fit_d, oof_sig, spec.first_biopsy_only)
         if cal_d is None:
-            fitted[name] = fit_response(rows, y, pats, list(spec.inputs), config=config)
+            fitted[name] = fit_response(
+                rows, y, pats, list(spec.inputs), config=config, device=device
+            )
         else:
             crows, cy, _, _ = _rows(cal_d, oof_sig, spec.first_biopsy_only)
-            fitted[name] = fit_response(rows, y, pats, list(spec.inputs), crows, cy, config)
+            fitted[name] = fit_response(
+                rows, y, pats, list(spec.inputs), crows, cy, config, device=device
+            )
     seconds["training"] = time.perf_counter() - t0
 
     def test_sig_no_spectral(scan: Scan) -> Signature:

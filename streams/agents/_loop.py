@@ -1,4 +1,5 @@
-"""The loop shared by every agent: each message through the envelope, in order.
+"""The loops shared by the agents: each message through the envelope, in order
+(:func:`consume`), or light events in batches (:func:`consume_batches`).
 
 An agent started with ``concurrency`` > 1 (the scoring agents, ``IRTMON_WORKER_CONCURRENCY``)
 runs that many copies of this loop on one shared queue. Faust hands the messages out in offset
@@ -6,6 +7,12 @@ order, but copies would then finish them in any order; so each message first tak
 patient's lock (message key) before any await. ``asyncio.Lock`` serves waiters first come,
 first served, so one patient's events are still processed one at a time and in partition
 order, while different patients' events overlap.
+
+:func:`consume_batches` takes up to ``IRTMON_WORKER_BATCH_MAX`` messages at a time (waiting at
+most ``IRTMON_WORKER_BATCH_WAIT_S`` for more) with faust's ``Stream.noack_take``, which never
+acknowledges anything itself: the loop acknowledges a batch's messages only after the batch is
+settled (committed, or dead-lettered event by event). Stopping or crashing mid-batch leaves
+them unacknowledged, so their offsets are not committed and they are consumed again.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from typing import Any
 
 from schemas.topics import TopicSpec
 from streams.context import WorkerContext
-from streams.handling import Message, handle
+from streams.handling import Message, handle, handle_batch
 
 log = logging.getLogger("irtmon.worker")
 
@@ -58,6 +65,21 @@ class _Held:
             del locks._users[self.key], locks._locks[self.key]
 
 
+def _message(event: Any) -> Message:
+    m = event.message
+    return Message(m.topic, m.partition, m.offset, event.key, event.value or b"")
+
+
+def _exit_unsettled(what: str, where: dict[str, Any]) -> None:
+    log.critical(
+        f"{what} could not be settled; exiting without acknowledging it",
+        exc_info=True,
+        extra=where,
+    )
+    logging.shutdown()
+    os._exit(EXIT_UNSETTLED)
+
+
 async def consume(
     ctx: WorkerContext,
     stream: Any,
@@ -72,8 +94,7 @@ async def consume(
     offset is not committed and the message is consumed again after a restart: nothing is lost.
     """
     async for event in stream.events():
-        m = event.message
-        msg = Message(m.topic, m.partition, m.offset, event.key, event.value or b"")
+        msg = _message(event)
         try:
             if locks is None:
                 await handle(ctx, spec, msg, process)
@@ -81,10 +102,39 @@ async def consume(
                 async with locks.hold(event.key):
                     await handle(ctx, spec, msg, process)
         except BaseException:
-            log.critical(
-                "message could not be settled; exiting without acknowledging it",
-                exc_info=True,
-                extra={"topic": m.topic, "partition": m.partition, "offset": m.offset},
+            _exit_unsettled(
+                "message", {"topic": msg.topic, "partition": msg.partition, "offset": msg.offset}
             )
-            logging.shutdown()
-            os._exit(EXIT_UNSETTLED)
+
+
+async def consume_batches(
+    ctx: WorkerContext,
+    stream: Any,
+    spec: TopicSpec,
+    store: Callable[[list[Any]], Awaitable[None]],
+    process: Callable[[Any], Awaitable[None]],
+) -> None:
+    """Settle ``stream``'s messages a batch at a time (:func:`streams.handling.handle_batch`),
+    then acknowledge them; one batch at a time, in offset order.
+
+    ``store`` stores a list of parsed records in one transaction; ``process`` handles one
+    record (used when the batch fails and its events are taken one by one). As in
+    :func:`consume`, a batch that cannot be settled makes the process exit without
+    acknowledging any of its messages.
+    """
+    settings = ctx.settings
+    async for batch in stream.noack_take(settings.worker_batch_max, settings.worker_batch_wait_s):
+        msgs = [_message(event) for event in batch]
+        try:
+            await handle_batch(ctx, spec, msgs, store, process)
+            for event in batch:  # only now: every message of the batch is settled
+                await stream.ack(event)
+        except BaseException:
+            _exit_unsettled(
+                "batch",
+                {
+                    "topic": spec.name,
+                    "messages": len(msgs),
+                    "offsets": ", ".join(f"{m.partition}/{m.offset}" for m in msgs[:20]),
+                },
+            )
