@@ -254,8 +254,19 @@ class Settings(BaseSettings):
     transient_retry_s: float = Field(
         default=300.0,
         gt=0,
-        description="How long a transient failure (database or broker down) is retried with "
-        "back-off before the event is dead-lettered.",
+        description="How long a transient failure (database, broker or PACS down, disk full) "
+        "is retried with back-off; past it the worker stops (exit status 70) without "
+        "acknowledging the event, for its supervisor to restart it: a valid event is never "
+        "dead-lettered because of an outage.",
+    )
+    deadletter_payload_retention_days: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long a dead letter keeps the original bytes (message and key, which "
+        "may carry an identifier smuggled into a bad event): the worker's housekeeping erases "
+        "older payloads from the dead_letters table (the reason and metadata stay), and the "
+        "deadletter topic keeps records no longer (its retention.ms, set by `irtmon stack "
+        "up`). Only the irtmon_deadletters database role reads payloads.",
     )
     torch_device: str = Field(
         default="cpu",

@@ -149,8 +149,8 @@ def test_postgres_down_past_the_retry_window_stops_the_worker_and_loses_nothing(
     replay = Replay(settings, workers, "outage", transient_retry_s=window)
     assert replay.expected + PATIENTS * BAD_PER_PATIENT >= 1_000
     try:
+        down_at = time.monotonic()  # before the stop: the server refuses while it shuts down
         postgres.stop(settings)
-        down_at = time.monotonic()
         wait_for(
             lambda: replay.worker.poll() is not None,
             timeout=window + 90,
