@@ -107,11 +107,13 @@ def get(conn: psycopg.Connection, event_id: uuid.UUID) -> DeadLetterRow | None:
 
 
 def erase_payloads(conn: psycopg.Connection, older_than: datetime) -> int:
-    """Erase the original bytes of dead letters from before ``older_than``; how many."""
+    """Erase the original bytes of dead letters from before ``older_than``; how many.
+
+    Reads no payload (the worker's role may not): ``payload_erased_at`` says what is left."""
     cur = conn.execute(
         """
         UPDATE dead_letters SET payload = NULL, message_key = NULL, payload_erased_at = now()
-        WHERE dead_lettered_at < %s AND (payload IS NOT NULL OR message_key IS NOT NULL)
+        WHERE dead_lettered_at < %s AND payload_erased_at IS NULL
         """,
         (older_than,),
     )

@@ -10,7 +10,7 @@
 ALTER TABLE dead_letters ALTER COLUMN payload DROP NOT NULL;
 ALTER TABLE dead_letters ADD COLUMN payload_erased_at timestamptz;
 CREATE INDEX dead_letters_dead_lettered_at ON dead_letters (dead_lettered_at)
-    WHERE payload IS NOT NULL OR message_key IS NOT NULL;
+    WHERE payload_erased_at IS NULL;
 
 DO $$
 DECLARE
