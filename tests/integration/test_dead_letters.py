@@ -8,6 +8,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,7 +27,8 @@ from schemas.topics import TREATMENT_EVENTS
 from streams.failures import OutageOutlastedRetriesError
 from streams.handling import Message, build_dead_letter
 from tests.conftest import REPO
-from tests.integration.faults import fractions, new_patients
+from tests.integration.conftest import Workers, wait_for
+from tests.integration.faults import fractions, new_patients, treatments_of
 
 pytestmark = pytest.mark.integration
 
@@ -139,7 +141,9 @@ def test_the_worker_role_stores_and_erases_dead_letters(settings: Settings) -> N
     assert fresh[:3] == (False, False, False)  # within the retention: kept
 
 
-def test_list_show_replay_with_filters_idempotent_and_audited(settings: Settings) -> None:
+def test_list_show_replay_with_filters_idempotent_and_audited(
+    settings: Settings, workers: Workers
+) -> None:
     if not settings.local_postgres:
         pytest.skip("creates login roles on the local server")
     mine, other = new_patients(2, "dl-cli")
@@ -186,3 +190,15 @@ def test_list_show_replay_with_filters_idempotent_and_audited(settings: Settings
         assert all(actor.startswith("cli:") for _, actor in audited)
         still = find(conn, DeadLetterFilter(patient=mine))
         assert len(still) == 3  # a replay keeps the dead letter (and its record)
+
+    # a worker stores the replayed events; replayed again (--again), they are stored once
+    workers.start()
+    wait_for(lambda: treatments_of(settings, [mine]) == 2, timeout=120, what="replayed rows")
+    with login_in(settings, "irtmon_deadletters") as dsn:
+        forced = cli(settings, dsn, "replay", str(first), str(second), "--again")
+        assert forced.returncode == 0 and "2 replayed" in forced.stdout, forced.stderr
+    wait_for(lambda: len(on_topic(settings, mine)) == 4, timeout=60, what="the second replay")
+    time.sleep(5)  # time enough for the worker to have stored a duplicate, were there one
+    assert treatments_of(settings, [mine]) == 2
+    with psycopg.connect(settings.dsn) as conn:  # and no replay failed into a new dead letter
+        assert len(find(conn, DeadLetterFilter(patient=mine))) == 3
