@@ -86,13 +86,14 @@ def client_address() -> str | None:
     ``IRTMON_APP_TRUST_FORWARDED_FOR`` is set (behind a reverse proxy); None when unknown."""
     try:
         if data.settings().app_trust_forwarded_for:
-            forwarded = st.context.headers.get("X-Forwarded-For") or ""
-            first = forwarded.split(",")[0].strip()
+            forwarded = st.context.headers.get("X-Forwarded-For")
+            first = forwarded.split(",")[0].strip() if isinstance(forwarded, str) else ""
             if first:
                 return first
-        return st.context.ip_address
+        address = st.context.ip_address
     except (AttributeError, RuntimeError, KeyError):
         return None
+    return address if isinstance(address, str) and address else None  # none outside a server
 
 
 def authenticate(username: str, password: str, address: str | None = None) -> User | None:
