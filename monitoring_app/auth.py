@@ -108,7 +108,7 @@ def authenticate(username: str, password: str, address: str | None = None) -> Us
     username = username.strip()
     if username:
         policy = logins.LoginPolicy.from_settings(data.settings())
-        refused = data.run_write(logins.refusal, username, address, policy)
+        refused = data.run_write(logins.refusal, username, address, policy, clear=False)
         if refused is not None:
             raise refused
     row = data.run(users.get_user, username) if username else None
@@ -121,6 +121,7 @@ def authenticate(username: str, password: str, address: str | None = None) -> Us
             ok,
             "" if ok else ("unknown user" if row is None else "wrong password"),
             address,
+            clear=False,
         )
     return _user(row, "local") if ok and row else None
 

@@ -65,9 +65,10 @@ def run(fn: Callable[..., T], *args: Any) -> T:
         return fn(conn, *args)
 
 
-def run_write(fn: Callable[..., T], *args: Any) -> T:
+def run_write(fn: Callable[..., T], *args: Any, clear: bool = True) -> T:
     """Call ``fn(conn, *args)`` in one transaction; then every cached read is dropped so pages
-    show the change."""
+    show the change (``clear=False`` for writes no page reads, such as sign-in audit rows:
+    an anonymous caller must not be able to empty every session's cache)."""
 
     def write(conn: psycopg.Connection) -> T:
         with conn.transaction():
@@ -76,7 +77,8 @@ def run_write(fn: Callable[..., T], *args: Any) -> T:
     try:
         return run(write)
     finally:
-        clear_cache()
+        if clear:
+            clear_cache()
 
 
 def clear_cache() -> None:
