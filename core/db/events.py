@@ -34,8 +34,8 @@ def in_scope(column: str) -> str:
     ``%(cohorts)s`` parameters of :func:`scope`. Every per-patient read the app uses takes the
     user's cohorts and adds it, so a pseudonym passed directly returns nothing outside them."""
     return (
-        f"EXISTS (SELECT 1 FROM patients sp WHERE sp.pseudonym = {column} "
-        "AND (%(all)s OR sp.cohort = ANY(%(cohorts)s)))"
+        f"(%(all)s OR EXISTS (SELECT 1 FROM patients sp WHERE sp.pseudonym = {column} "
+        "AND sp.cohort = ANY(%(cohorts)s)))"
     )
 
 
