@@ -445,6 +445,44 @@ class Settings(BaseSettings):
         description="How often the app's live parts re-run (new scores and alerts appear "
         "without a reload).",
     )
+    app_idle_timeout_s: float = Field(
+        default=1800.0,
+        gt=0,
+        description="A signed-in session with no interaction for this long is signed out "
+        "(the live refresh does not count as an interaction).",
+    )
+    app_login_free_attempts: int = Field(
+        default=5,
+        ge=1,
+        description="Failed sign-ins of one user name (since its last success) before the "
+        "app makes it wait; each further failure doubles the wait.",
+    )
+    app_login_address_free_attempts: int = Field(
+        default=20,
+        ge=1,
+        description="Failed sign-ins from one client address (any user name) before the app "
+        "makes that address wait; each further failure doubles the wait.",
+    )
+    app_login_backoff_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="First wait after the free sign-in attempts are used up (seconds).",
+    )
+    app_login_backoff_max_s: float = Field(
+        default=900.0,
+        gt=0,
+        description="Longest wait the sign-in back-off imposes (seconds).",
+    )
+    app_login_window_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Failed sign-ins older than this no longer count towards the back-off.",
+    )
+    app_trust_forwarded_for: bool = Field(
+        default=False,
+        description="Take the client address from the X-Forwarded-For header (only behind a "
+        "reverse proxy that sets it); otherwise the address of the connection.",
+    )
 
     log_level: str = Field(default="INFO", description="Python logging level.")
 
