@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -493,6 +495,13 @@ def _lesion_sums(fig: go.Figure, assessments: pd.DataFrame, row: int) -> None:
     fig.add_hline(y=0, line={"color": "#d0d7de", "width": 1}, row=row, col=1)
 
 
+def _mm(value: object) -> str:
+    """A length for a hover text: ``12.3 mm``, or ``n/a`` where none was measured."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{float(value):.1f} mm"
+
+
 def lesion_diameter(row: pd.Series | dict) -> float | None:
     """A lesion row's RECIST diameter: short axis of a node, long axis otherwise; 0 when not
     seen; None when not evaluable."""
@@ -537,7 +546,7 @@ def _lesion_curves(fig: go.Figure, lesions: pd.DataFrame, row: int) -> None:
             f"<b>{r['tracking_id']}</b> {_organ(r['organ'])} · {role} · "
             f"{'in field' if in_field else 'out of field'}<br>"
             + (
-                f"long {r['long_axis_mm']:.1f} mm, short {r['short_axis_mm']:.1f} mm, "
+                f"long {_mm(r['long_axis_mm'])}, short {_mm(r['short_axis_mm'])}, "
                 f"{r['volume_ml']:.2f} ml<br>{r['origin']} ({r['mask_source']})"
                 if r["status"] == "seen"
                 else ("not seen" if r["status"] == "not_seen" else f"not evaluable: {r['failure']}")

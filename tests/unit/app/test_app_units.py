@@ -229,3 +229,24 @@ def test_outlines_are_named_and_coloured_by_field() -> None:
     mask[3, 2:6, 2:6] = True
     mask[1, 3, 3] = True
     assert imaging.lesion_slice_of(mask) == 3
+
+
+def test_a_seen_lesion_without_a_short_axis_is_drawn_with_its_long_axis() -> None:
+    rows = _lesion_rows()
+    rows.loc[(rows["tracking_id"] == "L1") & (rows["source_event_id"] == "a"), "short_axis_mm"] = (
+        None
+    )
+    empty = pd.DataFrame()
+    data = {
+        "scores": empty,
+        "burden": empty,
+        "treatments": empty,
+        "alerts": empty,
+        "actions": empty,
+        "lesions": rows,
+        "assessments": _assessments(),
+    }
+    traces = {t.name: t for t in charts.timeline_figure(data).data}
+    l1 = traces["L1 lung (target)"]
+    assert list(l1.y)[0] == 40.0
+    assert "long 40.0 mm, short n/a" in l1.hovertext[0] or "short n/a" in str(l1.hovertext)
