@@ -63,6 +63,10 @@ def _register_subapps() -> None:
 
     register_app_commands(app)
 
+    from irtmon.cli_evaluate import evaluate
+
+    app.command("evaluate")(evaluate)
+
 
 _register_subapps()
 

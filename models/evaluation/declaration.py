@@ -462,3 +462,24 @@ def clearance_problems(
                 f"after the declaration was committed ({facts.declared_at.isoformat()})"
             )
     return out
+
+
+def cohort_stamp_problems(spec: CohortSpec, stamp: CohortStamp | None, story: str) -> list[str]:
+    """Why a training or tuning cohort is not the declared one: no ``cohort.json``, another
+    seed, size or story version (``story``: the declaration's, unless the cohort names its
+    own). Test cohorts are checked by :func:`clearance_problems`, which also needs the
+    declaration's commit time."""
+    if stamp is None:
+        return [f"{spec.role} cohort {spec.name}: no cohort.json found"]
+    out = []
+    if stamp.seed != spec.seed or stamp.patients != spec.patients:
+        out.append(
+            f"{spec.role} cohort {spec.name}: generated with seed {stamp.seed} and "
+            f"{stamp.patients} patients, declared seed {spec.seed} and {spec.patients} patients"
+        )
+    want = spec.story_version or story
+    if stamp.story_version and want and stamp.story_version != want:
+        out.append(
+            f"{spec.role} cohort {spec.name}: story version {stamp.story_version}, declared {want}"
+        )
+    return out
