@@ -8,6 +8,8 @@ reader's SEG at every study, every parameter sourced). Layout of ``out_dir``::
     manifest.csv, manifest.parquet   one row per artefact, with ground-truth labels
     events.jsonl                     the time-ordered event stream (clinic.events)
     ground_truth/identities.csv      clear id -> pseudonym (the ONLY place clear ids appear)
+    .parts/                          only while a generation runs: each finished patient's
+                                     result, so a killed run resumes (:func:`generate_cohort`)
     ground_truth/<pseudonym>.json    the patient's story and per-timepoint lesion truth
     ground_truth/lesions.csv, .parquet   v2: one row per lesion per timepoint
     patients/<pseudonym>/tp<k>-<label>/<series>/IM-0001.dcm ...
@@ -21,7 +23,11 @@ reader's SEG at every study, every parameter sourced). Layout of ``out_dir``::
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
+import os
+import pickle
+import shutil
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
@@ -295,6 +301,12 @@ def generate_cohort(
         CT sessions per patient, the planning CT included.
     workers
         Processes generating patients in parallel (output is identical for any value).
+        Each finished patient's result is kept in ``out_dir/.parts/``; a rerun with the same
+        seed, story, size, key and timepoints (and the same clinic code) reuses them, so a
+        killed generation continues where it stopped and writes the same files as an
+        uninterrupted one. ``generated_at`` in ``cohort.json`` is then when the generation
+        first started. ``.parts/`` is removed once the cohort is complete; parts of another
+        run (other parameters or code) are discarded.
     progress
         Called with the number of patients finished so far.
     story
@@ -312,23 +324,35 @@ def generate_cohort(
         raise ValueError(f"unknown story {story!r}; choose one of {', '.join(STORIES)}")
     if n_patients < 1:
         raise ValueError(f"n_patients must be at least 1, got {n_patients}")
-    generated_at = datetime.now(UTC).isoformat(timespec="seconds")  # the protocol's stamp
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     key = key if key is not None else demo_key(seed)
-    args = [(story, out, i, seed, size, key, n_timepoints) for i in range(1, n_patients + 1)]
-    results = []
-    if workers > 1:
+    parts = out / PARTS_DIR
+    # the protocol's stamp: when this generation (first) started
+    generated_at = _open_parts(parts, _run_fingerprint(story, seed, size, key, n_timepoints))
+    kept = {i: r for i in range(1, n_patients + 1) if (r := _read_part(parts, i)) is not None}
+    args = [
+        (story, out, i, seed, size, key, n_timepoints, parts)
+        for i in range(1, n_patients + 1)
+        if i not in kept
+    ]
+    done = len(kept)
+    if progress and done:
+        progress(done)
+    if workers > 1 and len(args) > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            for done, result in enumerate(pool.map(_generate_star, args), start=1):
-                results.append(result)
+            for a, result in zip(args, pool.map(_generate_and_keep, args), strict=True):
+                kept[a[2]] = result
+                done += 1
                 if progress:
                     progress(done)
     else:
-        for done, a in enumerate(args, start=1):
-            results.append(_generate_star(a))
+        for a in args:
+            kept[a[2]] = _generate_and_keep(a)
+            done += 1
             if progress:
                 progress(done)
+    results = [kept[i] for i in range(1, n_patients + 1)]
     rows = [r for res in results for r in res[0]]
     events = [e for res in results for e in res[1]]
     write_manifest(rows, out, MANIFEST_COLUMNS if story == "v1" else MANIFEST_COLUMNS_V2)
@@ -350,7 +374,89 @@ def generate_cohort(
         "generated_at": generated_at,
     }
     (out / "cohort.json").write_text(json.dumps(meta, indent=1))
+    shutil.rmtree(parts, ignore_errors=True)
     return out
+
+
+PARTS_DIR = ".parts"
+"""Folder of a running generation's finished patients (removed when the cohort is done)."""
+_RUN_FILE = "run.json"
+
+
+def _run_fingerprint(story: str, seed: int, size: str, key: str | bytes, n_timepoints: int) -> str:
+    """What a patient's result depends on: the parameters (the key only as a hash) and the
+    clinic's source code, so parts written by other code are never mixed in."""
+    digest = hashlib.sha256()
+    raw_key = key.encode() if isinstance(key, str) else key
+    digest.update(
+        json.dumps(
+            {
+                "story": story,
+                "seed": seed,
+                "size": size,
+                "key_sha256": hashlib.sha256(raw_key).hexdigest(),
+                "n_timepoints": n_timepoints,
+            },
+            sort_keys=True,
+        ).encode()
+    )
+    for path in sorted(Path(__file__).parent.rglob("*.py")):
+        digest.update(path.relative_to(Path(__file__).parent).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _open_parts(parts: Path, fingerprint: str) -> str:
+    """Prepare ``parts`` for a run with ``fingerprint``; return when the run started (the
+    earlier run's start when its parts are reused)."""
+    run_file = parts / _RUN_FILE
+    if run_file.is_file():
+        try:
+            run = json.loads(run_file.read_text())
+        except (OSError, ValueError):
+            run = {}
+        if run.get("fingerprint") == fingerprint and run.get("started_at"):
+            return str(run["started_at"])
+    if parts.exists():
+        shutil.rmtree(parts)  # another run's parts (other parameters or code)
+    parts.mkdir(parents=True)
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    run = {"fingerprint": fingerprint, "started_at": started}
+    _write_atomic(run_file, json.dumps(run).encode())
+    return started
+
+
+def _part_path(parts: Path, number: int) -> Path:
+    return parts / f"patient-{number:06d}.pickle"
+
+
+def _read_part(parts: Path, number: int) -> tuple | None:
+    """A finished patient's result from this run's parts folder (None: generate it)."""
+    path = _part_path(parts, number)
+    if not path.is_file():
+        return None
+    try:
+        with path.open("rb") as fh:
+            # only parts this run's fingerprint admitted, in the folder being written
+            return pickle.load(fh)
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
+        return None  # a damaged part: generate the patient again
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _generate_and_keep(a: tuple) -> tuple:
+    """Generate one patient, then keep its result in the parts folder (after every file of
+    the patient is written, so a kept part always has its files)."""
+    *args, parts = a
+    result = _generate_star(tuple(args))
+    data = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+    _write_atomic(_part_path(parts, args[2]), data)
+    return result
 
 
 def _generate_star(a: tuple) -> tuple:

@@ -67,6 +67,10 @@ def _register_subapps() -> None:
 
     app.add_typer(deadletters_app, name="deadletters")
 
+    from irtmon.cli_evaluate import evaluate
+
+    app.command("evaluate")(evaluate)
+
 
 _register_subapps()
 

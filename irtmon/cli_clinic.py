@@ -43,7 +43,10 @@ def generate(
         Story, typer.Option(help="Generative story: v1 (one target) or v2 (every lesion).")
     ] = Story.V1,
 ) -> None:
-    """Generate a cohort: DICOM CT/PCCT, RTSTRUCT/SEG, slides, manifest, truth, events."""
+    """Generate a cohort: DICOM CT/PCCT, RTSTRUCT/SEG, slides, manifest, truth, events.
+
+    A killed run resumes: run the same command again and it continues from the patients it
+    finished (kept in OUT/.parts/ until the cohort is complete), writing the same files."""
     from clinic.cohort import demo_key, generate_cohort
 
     secret = get_settings().pseudonym_key

@@ -130,7 +130,8 @@ def changed_paths(repo: Path, since: str, paths: tuple[str, ...]) -> list[str]:
 
 def read_cohort_stamp(folder: Path) -> CohortStamp | None:
     """The stamp of a generated cohort (``cohort.json``: ``seed``, ``n_patients``,
-    ``generated_at`` as ISO 8601 with a time zone, optional ``story_version``), or None."""
+    ``generated_at`` as ISO 8601 with a time zone, optional ``story_version``, ``size`` and
+    ``n_timepoints``), or None."""
     meta = Path(folder) / "cohort.json"
     if not meta.is_file():
         return None
@@ -144,6 +145,8 @@ def read_cohort_stamp(folder: Path) -> CohortStamp | None:
         patients=int(data["n_patients"]),
         generated_at=generated,
         story_version=str(data.get("story_version", "")),
+        size=str(data.get("size", "")),
+        timepoints=int(data.get("n_timepoints", 0)),
     )
 
 

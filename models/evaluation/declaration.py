@@ -43,6 +43,8 @@ class CohortSpec:
     patients: int
     path: str = ""
     story_version: str = ""
+    size: str = ""
+    timepoints: int = 0
 
 
 @dataclass(frozen=True)
@@ -208,7 +210,16 @@ def load_declaration(path: Path | str) -> Declaration:
 
 _TABLE_KEYS = {
     "bootstrap": {"resamples", "seed", "method"},
-    "cohorts": {"role", "name", "seed", "patients", "path", "story_version"},
+    "cohorts": {
+        "role",
+        "name",
+        "seed",
+        "patients",
+        "path",
+        "story_version",
+        "size",
+        "timepoints",
+    },
     "models": {"name", "command", "version"},
     "targets": {"metric", "direction", "value"},
 }
@@ -267,6 +278,8 @@ def _cohorts(raw: Any, where: str, problems: list[str]) -> list[CohortSpec]:
                     patients=_need(c, "patients", int, w),
                     path=str(c.get("path", "")),
                     story_version=str(c.get("story_version", "")),
+                    size=str(c.get("size", "")),
+                    timepoints=_need(c, "timepoints", int, w) if "timepoints" in c else 0,
                 )
             )
         except DeclarationError as err:
@@ -350,6 +363,8 @@ class CohortStamp:
     patients: int
     generated_at: datetime | None
     story_version: str = ""
+    size: str = ""
+    timepoints: int = 0
 
 
 @dataclass(frozen=True)
@@ -451,6 +466,7 @@ def clearance_problems(
             out.append(
                 f"test cohort {c.name}: story version {stamp.story_version}, declared {want_story}"
             )
+        out += _shape_problems(c, stamp)
         if stamp.generated_at is None:
             out.append(
                 f"test cohort {c.name}: cohort.json has no generated_at stamp, so it cannot be "
@@ -461,4 +477,41 @@ def clearance_problems(
                 f"test cohort {c.name} was generated at {stamp.generated_at.isoformat()}, not "
                 f"after the declaration was committed ({facts.declared_at.isoformat()})"
             )
+    return out
+
+
+def cohort_stamp_problems(spec: CohortSpec, stamp: CohortStamp | None, story: str) -> list[str]:
+    """Why a training or tuning cohort is not the declared one: no ``cohort.json``, another
+    seed, size or story version (``story``: the declaration's, unless the cohort names its
+    own). Test cohorts are checked by :func:`clearance_problems`, which also needs the
+    declaration's commit time."""
+    if stamp is None:
+        return [f"{spec.role} cohort {spec.name}: no cohort.json found"]
+    out = []
+    if stamp.seed != spec.seed or stamp.patients != spec.patients:
+        out.append(
+            f"{spec.role} cohort {spec.name}: generated with seed {stamp.seed} and "
+            f"{stamp.patients} patients, declared seed {spec.seed} and {spec.patients} patients"
+        )
+    want = spec.story_version or story
+    if stamp.story_version and want and stamp.story_version != want:
+        out.append(
+            f"{spec.role} cohort {spec.name}: story version {stamp.story_version}, declared {want}"
+        )
+    out += _shape_problems(spec, stamp)
+    return out
+
+
+def _shape_problems(spec: CohortSpec, stamp: CohortStamp) -> list[str]:
+    """Image size and timepoints, where the declaration names them."""
+    out = []
+    if spec.size and stamp.size != spec.size:
+        out.append(
+            f"{spec.role} cohort {spec.name}: size {stamp.size or 'unknown'}, declared {spec.size}"
+        )
+    if spec.timepoints and stamp.timepoints != spec.timepoints:
+        out.append(
+            f"{spec.role} cohort {spec.name}: {stamp.timepoints or 'unknown'} timepoints, "
+            f"declared {spec.timepoints}"
+        )
     return out

@@ -187,6 +187,17 @@ def _split_data(
     return _subset(data, rest), _subset(data, held)
 
 
+def _disjoint(data: CohortData, others: Mapping[str, CohortData]) -> None:
+    """Refuse a cohort sharing a patient with any of ``others`` (name -> data)."""
+    for name, other in others.items():
+        shared = sorted(set(data.histories) & set(other.histories))
+        if shared:
+            raise ValueError(
+                f"{len(shared)} patients of the tuning cohort are in the {name} cohort too "
+                f"(first: {shared[0]}): a tuning patient must be in neither training nor test"
+            )
+
+
 def _subset(data: CohortData, patients: Sequence[str]) -> CohortData:
     keep = set(patients)
     return CohortData(
@@ -492,12 +503,17 @@ def train_response(
     test_selection: Selection = Selection(),
     plan: EvaluationPlan | None = None,
     device: str = "cpu",
+    calibration_cohort: Cohorts | None = None,
+    calibration_selection: Selection = Selection(),
 ) -> Run:
     """Train, calibrate and evaluate the response model and its baselines (the networks
     train on ``device``, :func:`models.runtime.device`).
 
     Calibration is cross-fitted over the training patients (``config.calibration_folds``);
-    with ``calibration_fraction``, that share of them is held out to calibrate instead.
+    with ``calibration_fraction``, that share of them is held out to calibrate instead; with
+    ``calibration_cohort`` (a tuning cohort: patients in neither the training nor the test
+    cohort), every model is calibrated on that cohort, whose scans get the virtual biopsy
+    of the ``ct_signature`` model (it never saw them).
     The held-out estimates carry intervals (``plan``; see
     :func:`models.response.evaluate.response_estimates`): ``metrics["estimates"]``.
     """
@@ -513,12 +529,21 @@ def train_response(
         else None
     )
     train, test = _split_data(data, test_data, test_fraction, config.seed)
+    tune = (
+        _load(calibration_cohort, cache, pathology, workers, progress, calibration_selection)
+        if _given(calibration_cohort)
+        else None
+    )
+    if tune is not None:
+        _disjoint(tune, {"training": train, "test": test})
+        if calibration_fraction:
+            raise ValueError("give either a calibration cohort or a calibration fraction")
     signature_model = load_signature(ct_signature)
     seconds = {"data": time.perf_counter() - t0}
 
     t0 = time.perf_counter()
     oof = cross_fitted_signatures(train, signature_model.config, device=device)
-    fit_d, cal_d = train, None
+    fit_d, cal_d = train, tune
     if calibration_fraction:
         fit_p, cal_p = split_patients(train.non_responder, calibration_fraction, config.seed + 1)
         fit_d, cal_d = _subset(train, fit_p), _subset(train, cal_p)
@@ -533,6 +558,10 @@ def train_response(
             cache_sig[scan.key] = signature_model.signature(scan)
         return cache_sig[scan.key]
 
+    def cal_sig(scan: Scan) -> Signature | None:
+        # a tuning cohort's scans: the virtual biopsy never saw them; else out-of-fold
+        return test_sig(scan) if tune is not None else oof_sig(scan)
+
     specs = {m.name: m for m in bl.MODELS}
     fitted: dict[str, ResponseModel] = {}
     for name, spec in specs.items():
@@ -542,7 +571,7 @@ def train_response(
                 rows, y, pats, list(spec.inputs), config=config, device=device
             )
         else:
-            crows, cy, _, _ = _rows(cal_d, oof_sig, spec.first_biopsy_only)
+            crows, cy, _, _ = _rows(cal_d, cal_sig, spec.first_biopsy_only)
             fitted[name] = fit_response(
                 rows, y, pats, list(spec.inputs), crows, cy, config, device=device
             )
@@ -609,7 +638,9 @@ def train_response(
         "n_calibration_patients": len(cal_d.histories) if cal_d else len(fit_d.histories),
         "calibration_method": config.calibration,
         "calibration": (
-            f"held-out {calibration_fraction:.0%} of training patients"
+            f"tuning cohort {describe_cohorts(calibration_cohort)}"  # type: ignore[arg-type]
+            if tune is not None
+            else f"held-out {calibration_fraction:.0%} of training patients"
             if cal_d
             else f"cross-fitted over the training patients ({config.calibration_folds} folds)"
         ),
@@ -622,11 +653,11 @@ def train_response(
         },
         "subgroups": sub_counts,
         "story_versions": sorted(
-            {v for d in (data, test_data) if d is not None for v in d.story_versions}
+            {v for d in (data, test_data, tune) if d is not None for v in d.story_versions}
         ),
         "feature_extraction": {
             name: d.extraction.summary()
-            for name, d in (("training", data), ("test", test_data))
+            for name, d in (("training", data), ("tuning", tune), ("test", test_data))
             if d is not None and d.extraction is not None
         },
         "seconds": {k: round(v, 1) for k, v in seconds.items()},

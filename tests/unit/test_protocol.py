@@ -253,3 +253,30 @@ def test_the_template_is_a_valid_declaration() -> None:
     template = Path(__file__).parents[2] / "docs" / "evaluation" / "declaration-template.toml"
     decl = parse_declaration(tomllib.loads(template.read_text()))
     assert decl.test_cohorts and decl.targets
+
+
+def test_declared_size_and_timepoints_are_checked() -> None:
+    from models.evaluation.declaration import (
+        CohortRole,
+        CohortSpec,
+        CohortStamp,
+        cohort_stamp_problems,
+    )
+
+    spec = CohortSpec(CohortRole.TRAINING, "train", 5, 30, size="test", timepoints=6)
+    stamp = CohortStamp(5, 30, T0, "v2", size="test", timepoints=6)
+    assert cohort_stamp_problems(spec, stamp, "v2") == []
+    missing = cohort_stamp_problems(spec, None, "v2")
+    assert missing == ["training cohort train: no cohort.json found"]
+    wrong = CohortStamp(6, 30, T0, "v1", size="small", timepoints=5)
+    problems = "\n".join(cohort_stamp_problems(spec, wrong, "v2"))
+    for words in ("seed 6", "story version v1", "size small", "5 timepoints, declared 6"):
+        assert words in problems
+    # a declaration names them in its [[cohorts]] tables
+    text = DECLARATION.format(id="shape-a", commit="abc1234", test_seed=9001).replace(
+        "seed = 101\npatients = 450", 'seed = 101\npatients = 450\nsize = "test"\ntimepoints = 6'
+    )
+    import tomllib
+
+    d = parse_declaration(tomllib.loads(text))
+    assert (d.cohorts[0].size, d.cohorts[0].timepoints) == ("test", 6)

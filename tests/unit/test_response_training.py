@@ -191,6 +191,37 @@ def test_several_cohorts_are_merged_and_never_overlap(tmp_path: Path, fake_loade
         )
 
 
+def test_a_tuning_cohort_calibrates_every_model(tmp_path: Path, fake_loader) -> None:
+    models_dir, teacher = tmp_path / "models", tmp_path / "teacher"
+    sig = train_mod.train_ct_signature(
+        Path("train"),
+        tmp_path / "ct",
+        pathology=teacher,
+        test_cohort=Path("test"),
+        models_dir=models_dir,
+        version="t1",
+        config=SignatureConfig(members=2, mlp=FAST),
+    )
+    options = {
+        "pathology": teacher,
+        "ct_signature": sig.artifact.folder,
+        "test_cohort": Path("test"),
+        "config": ResponseConfig(members=2, mlp=FAST),
+    }
+    run = train_mod.train_response(
+        Path("train"), tmp_path / "r", calibration_cohort=Path("site"), **options
+    )
+    m = run.metrics
+    assert m["n_train_patients"] == 60 and m["n_calibration_patients"] == 20
+    assert m["n_test_patients"] == 30 and m["calibration"] == "tuning cohort `site`"
+    assert "tuning cohort `site`" in (tmp_path / "r" / "report.md").read_text()
+    for other, role in (("train", "training"), ("test", "test")):  # a tuning patient is in neither
+        with pytest.raises(ValueError, match=f"tuning cohort are in the {role} cohort"):
+            train_mod.train_response(
+                Path("train"), tmp_path / "x", calibration_cohort=Path(other), **options
+            )
+
+
 def test_manifest_studies_group_series_and_find_the_contour(tmp_path: Path) -> None:
     rows = []
     for tp, kind in ((0, "CT"), (1, "PCCT")):

@@ -1,0 +1,168 @@
+"""The one declared analysis of the response models (``irtmon evaluate``): train on the
+training cohort, tune on the tuning cohort, evaluate once on the test cohort.
+
+1. The virtual biopsy (``ct-signature``) is trained on the training cohort's paired scans
+   (teacher: the pathology model) and evaluated against the teacher on the test cohort.
+2. The response model and every baseline of :mod:`models.response.baselines` are trained on
+   the training cohort, calibrated on the tuning cohort (its scans scored by that virtual
+   biopsy, which never saw them) and evaluated on the test cohort.
+
+The estimates (keys ``response.<model>.<metric>`` and ``ct_signature.<metric>``, see
+:func:`models.response.evaluate.response_estimates` and
+:func:`models.response.train.evaluate_signature`) carry 95 % intervals from the plan the
+declaration fixes (:func:`models.evaluation.plan.plan_from_declaration`): DeLong for each AUC
+and each paired difference against a baseline, the patient bootstrap for the rest.
+
+This module only trains and measures; the protocol (declaration checks, the looks log, the
+results files) is :mod:`irtmon.protocol`'s, and the caller logs the look *before* calling
+:func:`declared_analysis`, which reads the test cohort.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from models.evaluation.estimate import Estimate
+from models.evaluation.plan import EvaluationPlan
+from models.response.cohort import Progress
+from models.response.response import ResponseConfig
+from models.response.signature import SignatureConfig
+from models.response.train import Run, Selection, train_ct_signature, train_response
+
+
+@dataclass(frozen=True)
+class AnalysisCohorts:
+    """The three cohort folders of one declared analysis."""
+
+    training: Path
+    tuning: Path
+    test: Path
+
+
+@dataclass
+class Analysis:
+    """What the declared analysis produced: every estimate, and the two runs behind them."""
+
+    estimates: dict[str, Estimate]
+    signature: Run
+    response: Run
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def declared_analysis(
+    cohorts: AnalysisCohorts,
+    out: Path,
+    *,
+    pathology: Path,
+    plan: EvaluationPlan,
+    models_dir: Path,
+    versions: tuple[str, str],
+    cache_dir: Path | None = None,
+    signature_config: SignatureConfig | None = None,
+    response_config: ResponseConfig | None = None,
+    selection: Selection | None = None,
+    workers: int = 1,
+    progress: Progress | None = None,
+    device: str = "cpu",
+) -> Analysis:
+    """Run the declared analysis once.
+
+    Parameters
+    ----------
+    cohorts
+        Training, tuning and test cohort folders (no patient in two of them).
+    out
+        Run folder: ``ct-signature/`` and ``response/`` with their reports, metrics, plots.
+    pathology
+        The pathology-mil artefact folder (the virtual biopsy's teacher).
+    plan
+        Interval settings (the declaration's level, bootstrap resamples, seed and method).
+    cache_dir
+        Feature cache shared with the ``train`` commands (default: ``out/cache``).
+    models_dir, versions
+        Where to save the two artefacts and their versions ``(ct-signature, response)``
+        (the response model loads the virtual biopsy from its artefact folder).
+    signature_config, response_config
+        The models' configurations (default: the shipped defaults).
+    selection
+        Which studies of every cohort to use and what the extraction computes.
+    workers, progress, device
+        Processes analysing studies, a progress callback, the torch device.
+
+    Returns
+    -------
+    Analysis
+        ``estimates``: every estimate of both runs (``ct_signature.*`` and ``response.*``).
+
+    Raises
+    ------
+    ValueError
+        A patient in two cohorts.
+    models.exceptions.InsufficientDataError
+        A cohort without analysable studies, or too few to train or calibrate.
+    """
+    selection = selection or Selection()
+    out.mkdir(parents=True, exist_ok=True)
+    cache = cache_dir or out / "cache"
+    sig = train_ct_signature(
+        cohorts.training,
+        out / "ct-signature",
+        pathology=pathology,
+        test_cohort=cohorts.test,
+        cache_dir=cache,
+        models_dir=models_dir,
+        version=versions[0],
+        config=signature_config,
+        workers=workers,
+        progress=progress,
+        selection=selection,
+        test_selection=selection,
+        plan=plan,
+        device=device,
+    )
+    assert sig.artifact is not None and sig.artifact.folder is not None  # saved: models_dir
+    resp = train_response(
+        cohorts.training,
+        out / "response",
+        pathology=pathology,
+        ct_signature=sig.artifact.folder,
+        test_cohort=cohorts.test,
+        calibration_cohort=cohorts.tuning,
+        calibration_selection=selection,
+        cache_dir=cache,
+        models_dir=models_dir,
+        version=versions[1],
+        config=response_config,
+        workers=workers,
+        progress=progress,
+        selection=selection,
+        test_selection=selection,
+        plan=plan,
+        device=device,
+    )
+    estimates = {
+        key: Estimate.from_dict(value)
+        for run in (sig, resp)
+        for key, value in run.metrics.get("estimates", {}).items()
+    }
+    m = resp.metrics
+    summary = {
+        "n_train_patients": m.get("n_train_patients"),
+        "n_tuning_patients": m.get("n_calibration_patients"),
+        "n_test_patients": m.get("n_test_patients"),
+        "calibration": m.get("calibration"),
+        "story_versions": m.get("story_versions"),
+        "ct_signature_pairs": {
+            "train": sig.metrics.get("n_train_pairs"),
+            "test": sig.metrics.get("n_pairs"),
+        },
+        "reports": {"ct_signature": str(sig.report), "response": str(resp.report)},
+        "artifacts": {
+            name: {"version": run.artifact.version, "sha256": run.artifact.sha256}
+            for name, run in (("ct-signature", sig), ("response", resp))
+            if run.artifact is not None
+        },
+    }
+    return Analysis(estimates=estimates, signature=sig, response=resp, summary=summary)
