@@ -51,6 +51,8 @@ class LesionResult:
     overlap: float | None = None
     quality: dict[str, Any] | None = None
     """Propagation quality of a propagated lesion."""
+    features_problem: str | None = None
+    """Why some features are missing (a lesion too small for radiomics), else None."""
     mask: np.ndarray | None = field(default=None, repr=False)
 
     @property
@@ -89,6 +91,7 @@ class LesionResult:
             "overlap": None if self.overlap is None else round(self.overlap, 4),
             "quality": self.quality,
             "features": {k: v.as_dict() for k, v in sorted(self.features.items())},
+            "features_problem": self.features_problem,
         }
 
 

@@ -436,15 +436,20 @@ def analyse_study(
             result.centre_mm = tuple(float(v) for v in centres[a.key])  # type: ignore[assignment]
             result.reference_centre_mm = next(o.centre_mm for o in observations if o.key == a.key)
             result.quality = quality.get(lesion.tracking_uid or lesion.label)
-            result.features = lesion_features(
-                volume,
-                lesion.mask,
-                ref,
-                config=config,
-                radiomics=radiomics,
-                peritumoural=peritumoural,
-                enhancement=enhancement,
-            )
+            options = {"config": config, "peritumoural": peritumoural, "enhancement": enhancement}
+            try:
+                result.features = lesion_features(
+                    volume, lesion.mask, ref, radiomics=radiomics, **options
+                )
+            except InsufficientDataError as err:
+                if not radiomics:
+                    raise
+                # a lesion too small for radiomics (a shrinking irradiated lesion, a new one) is
+                # still measured; the models' inputs need no radiomics
+                result.features = lesion_features(
+                    volume, lesion.mask, ref, radiomics=False, **options
+                )
+                result.features_problem = str(err)
         results.append(result)
     results.sort(key=lambda r: int(r.tracking_id[1:]) if r.tracking_id[1:].isdigit() else 0)
 
@@ -481,6 +486,9 @@ def analyse_study(
         if registration is not None
         else ("baseline" if not is_follow_up else "unregistered: no baseline images given"),
         "failures": [f.as_dict() for f in failures],
+        "features_skipped": {
+            r.tracking_id: r.features_problem for r in results if r.features_problem
+        },
         "feature_config_version": config.version,
         "feature_config": config.as_dict(),
         "radiomics_library": mirp_version() if radiomics else None,

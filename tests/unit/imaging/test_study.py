@@ -238,3 +238,38 @@ def test_a_study_with_no_usable_lesion_says_why(tmp_path: Path) -> None:
     with pytest.raises(NoLesionMeasuredError, match="segment 1 'GTV lung' is empty") as info:
         analyse_study(tmp_path / "s", time=0.0, radiomics=False)
     assert len(info.value.failures) == 2
+
+
+def test_a_lesion_too_small_for_radiomics_is_measured_and_the_study_scored(
+    baseline: tuple[Path, StudyResult], tmp_path: Path
+) -> None:
+    """The irradiated lesion shrunk to two voxels (high local control): radiomics cannot run
+    on it, yet every lesion is measured and the study is scored; the provenance says which
+    lesion's features were skipped and why."""
+    _, base = baseline
+    images = ls.write_ct_with_simpleitk(
+        tmp_path / "fu" / "CT", ls.image(ls.LESIONS, seed=5), study_uid=generate_uid()
+    )
+    masks = [e.mask() for e in ls.LESIONS]
+    z, y, x = (int(v) for v in np.argwhere(masks[0]).mean(axis=0))
+    tiny = np.zeros_like(masks[0])
+    tiny[z, y, x : x + 2] = True  # 2 voxels (4 mm3): under radiomics' 8 at 1 mm
+    masks[0] = tiny
+    ls.write_seg_with_highdicom(tmp_path / "fu" / "seg.dcm", images, masks)
+    result = analyse_study(
+        tmp_path / "fu",
+        baseline=base.as_baseline(),
+        state=base.tracking,
+        time=42.0,
+        peritumoural=False,
+        enhancement=False,
+    )
+    assert result.failures == []
+    assert all(r.seen for r in result.lesions)
+    gtv = result.lesions[0]
+    assert gtv.label == "GTV lung" and gtv.burden.volume_ml < 0.05
+    assert "too small for radiomics" in gtv.features_problem
+    assert not any(k.startswith("rad_") for k in gtv.features)
+    assert result.provenance["features_skipped"] == {gtv.tracking_id: gtv.features_problem}
+    others = [r for r in result.lesions if r is not gtv]
+    assert all("rad_morph_volume" in r.features and r.features_problem is None for r in others)
