@@ -14,6 +14,7 @@ Identification Sequence.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,8 +174,7 @@ def write_outputs(
     seg = build_seg(source_images, mask, mask_source, label)
     sr = build_sr(source_images, seg, burden)
     seg_path, sr_path = out / "lesion-seg.dcm", out / "burden-sr.dcm"
-    seg.save_as(seg_path, enforce_file_format=True)
-    sr.save_as(sr_path, enforce_file_format=True)
+    save_together([(seg, seg_path), (sr, sr_path)])
     return seg_path, sr_path
 
 
@@ -505,8 +505,28 @@ def write_lesion_outputs(
     if any(lesion.mask is not None and lesion.mask.any() for lesion in lesions):
         seg = build_lesions_seg(source_images, lesions)
         seg_path = out / "lesions-seg.dcm"
-        seg.save_as(seg_path, enforce_file_format=True)
     sr = build_lesions_sr(source_images, seg, lesions, timepoint)
     sr_path = out / "lesions-sr.dcm"
-    sr.save_as(sr_path, enforce_file_format=True)
+    save_together([(sr, sr_path)] if seg is None else [(seg, seg_path), (sr, sr_path)])
     return seg_path, sr_path
+
+
+def save_together(files: Sequence[tuple[Dataset, Path]]) -> None:
+    """Write DICOM files all or none: each to ``NAME.part`` first, renamed only once every one
+    is written, so a full disk or a crash leaves no truncated file and no SEG without its SR.
+
+    Raises
+    ------
+    OSError
+        A write failed (its partial files are removed first).
+    """
+    parts = [(ds, path, path.with_name(path.name + ".part")) for ds, path in files]
+    try:
+        for ds, _, part in parts:
+            ds.save_as(part, enforce_file_format=True)
+    except BaseException:
+        for _, _, part in parts:
+            part.unlink(missing_ok=True)
+        raise
+    for _, path, part in parts:
+        os.replace(part, path)

@@ -18,6 +18,7 @@ import pytest
 
 from core.publish import Publisher
 from core.settings import Settings
+from irtmon.stack import postgres
 from schemas import DicomWebLocation, ImagingAcquired, Modality, pseudonymise
 from tests.conftest import REPO
 from tests.integration.conftest import Workers, wait_for
@@ -161,9 +162,13 @@ def test_no_output_or_log_shows_the_database_password_or_the_pseudonym_key(
     config = printed[3][1]
     assert "IRTMON_DATABASE_URL" in config and "irtmon:***@127.0.0.1" in config
     assert "IRTMON_PSEUDONYM_KEY" in config
+    # the stack's files: the state folder, and the PostgreSQL cluster's folder (as root under
+    # /var/lib/irtmon/postgres, where the postgres user reaches it)
+    roots = {Path(settings.state_dir), postgres.cluster_root(settings)}
     logs = [
         path
-        for path in Path(settings.state_dir).rglob("*")
+        for root in roots
+        for path in root.rglob("*")
         if path.is_file()
         and (path.suffix in (".log", ".properties", ".json", ".conf") or "logs" in path.parts)
         and path.stat().st_size < 50_000_000

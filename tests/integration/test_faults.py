@@ -424,9 +424,17 @@ def test_full_disk_retried_then_stops_the_worker_and_loses_nothing(
             == 0
         ), "a valid event must not be dead-lettered because a disk is full"
         assert status(second) is None
-        leftovers = [p.name for p in disk.path.rglob("*") if p.is_file() and p.name != "filler"]
-        assert all(name.endswith(".attention.png") for name in leftovers), leftovers
-        assert not any(str(second.event_id) in name for name in leftovers)
+        leftovers = [p for p in disk.path.rglob("*") if p.is_file() and p.name != "filler"]
+        names = [p.name for p in leftovers]
+        # nothing half-written: the slides' heat maps, and the SEG and SR of CT studies the
+        # worker took from the topic alongside (written all or none, so never a SEG alone)
+        assert all(
+            n.endswith(".attention.png") or n in ("lesions-seg.dcm", "lesions-sr.dcm")
+            for n in names
+        ), names
+        for seg in (p for p in leftovers if p.name == "lesions-seg.dcm"):
+            assert (seg.parent / "lesions-sr.dcm").is_file(), f"{seg} without its SR"
+        assert not any(str(second.event_id) in str(p) for p in leftovers)
 
         # 3. space freed, the worker restarted (as its supervisor would): scored once, from
         #    the offset that was never committed, without publishing anything again

@@ -139,7 +139,11 @@ def test_timescale_has_hypertables_compression_and_the_continuous_aggregate(
                 "FROM timescaledb_information.hypertables"
             ).fetchall()
         )
-        assert hypertables == {"timepoint_scores": True, "tumour_measurements": True}
+        assert hypertables == {
+            "timepoint_scores": True,
+            "tumour_measurements": True,
+            "lesion_measurements": True,
+        }
         dimensions = dict(
             conn.execute(
                 "SELECT hypertable_name, column_name FROM timescaledb_information.dimensions "
@@ -149,6 +153,7 @@ def test_timescale_has_hypertables_compression_and_the_continuous_aggregate(
         assert dimensions == {
             "timepoint_scores": "observed_at",
             "tumour_measurements": "observed_at",
+            "lesion_measurements": "observed_at",
         }
         segmentby = {
             (t, c)
@@ -161,6 +166,7 @@ def test_timescale_has_hypertables_compression_and_the_continuous_aggregate(
             ("timepoint_scores", "patient"),
             ("timepoint_scores", "score_name"),
             ("tumour_measurements", "patient"),
+            ("lesion_measurements", "patient"),
         }
         caggs = conn.execute(
             "SELECT view_name, materialized_only FROM timescaledb_information.continuous_aggregates"
@@ -172,7 +178,11 @@ def test_timescale_has_hypertables_compression_and_the_continuous_aggregate(
                 "FROM timescaledb_information.jobs WHERE proc_name = 'policy_compression'"
             ).fetchall()
         )
-        assert compression == {"timepoint_scores": "180 days", "tumour_measurements": "180 days"}
+        assert compression == {
+            "timepoint_scores": "180 days",
+            "tumour_measurements": "180 days",
+            "lesion_measurements": "180 days",
+        }
         refresh = conn.execute(
             "SELECT config->>'start_offset', config->>'end_offset', schedule_interval "
             "FROM timescaledb_information.jobs "
@@ -208,17 +218,28 @@ def test_plain_has_the_same_columns_in_plain_tables_and_a_view(
         psycopg.connect(dsns[Flavour.TIMESCALE], autocommit=True) as ts,
         psycopg.connect(dsns[Flavour.PLAIN], autocommit=True) as plain,
     ):
-        for table in ("timepoint_scores", "tumour_measurements", "cohort_daily"):
+        for table in (
+            "timepoint_scores",
+            "tumour_measurements",
+            "lesion_measurements",
+            "cohort_daily",
+        ):
             assert columns(plain, table), table
             assert columns(plain, table) == columns(ts, table), table
         kinds = dict(
             plain.execute(
                 "SELECT relname, relkind::text FROM pg_class WHERE relname IN "
-                "('timepoint_scores', 'tumour_measurements', 'cohort_daily') "
+                "('timepoint_scores', 'tumour_measurements', 'lesion_measurements', "
+                "'cohort_daily') "
                 "AND relnamespace = 'public'::regnamespace"
             ).fetchall()
         )
-        assert kinds == {"timepoint_scores": "r", "tumour_measurements": "r", "cohort_daily": "v"}
+        assert kinds == {
+            "timepoint_scores": "r",
+            "tumour_measurements": "r",
+            "lesion_measurements": "r",
+            "cohort_daily": "v",
+        }
         assert plain.execute("SELECT to_regnamespace('timescaledb_information')").fetchone() == (
             None,
         )
@@ -336,7 +357,7 @@ def test_compression_policy_compresses_old_chunks_which_stay_readable_and_upsert
             "SELECT job_id FROM timescaledb_information.jobs "
             "WHERE proc_name = 'policy_compression' ORDER BY hypertable_name"
         ).fetchall()
-        assert len(jobs) == 2
+        assert len(jobs) == 3  # timepoint_scores, tumour_measurements, lesion_measurements
         for (job_id,) in jobs:  # the policies themselves, run now rather than on schedule
             conn.execute("CALL run_job(%s)", (job_id,))
         uncompressed = conn.execute(
