@@ -629,7 +629,7 @@ def demo(
     app_port: Annotated[int, typer.Option(help="Port of the monitoring app.")] = 8501,
     wait: Annotated[
         float, typer.Option(help="Seconds to wait for every scan to be scored.")
-    ] = 600.0,
+    ] = 300.0,
     story: Annotated[
         Story, typer.Option(help="Virtual-clinic story of the cohort (the reference models').")
     ] = Story.V2,
@@ -703,6 +703,7 @@ def _wait_for_scores(settings: Settings, cohort: Path, *, timeout_s: float) -> s
 
     scans = [e.event_id for e in load_events(cohort) if isinstance(e, ImagingAcquired)]
     deadline = time.monotonic() + timeout_s
+    settled, last_alerts = 0, -1
     with console.status(f"scoring {len(scans)} scans...") as shown:
         while True:
             with connect(settings, autocommit=True) as conn:
@@ -713,7 +714,11 @@ def _wait_for_scores(settings: Settings, cohort: Path, *, timeout_s: float) -> s
                 f"scoring {len(scans)} scans: {counts.get('scored', 0)} scored, "
                 f"{counts.get('failed', 0)} failed, {pending} pending..."
             )
-            if pending == 0 or time.monotonic() > deadline:
+            # done when every scan is settled and the alerts have stopped changing (the
+            # change-point agent runs on the scores just after them)
+            settled = settled + 1 if pending == 0 and len(alerts) == last_alerts else 0
+            last_alerts = len(alerts)
+            if settled >= 3 or time.monotonic() > deadline:
                 break
             time.sleep(2.0)
     done = (
