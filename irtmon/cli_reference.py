@@ -68,6 +68,15 @@ def reference(
         typer.Option(help="Folder of the reference models (the repository's is reference_models)."),
     ] = Path("reference_models"),
     patients: Annotated[int, typer.Option(min=12, help="Virtual patients of the cohort.")] = 60,
+    imaging_patients: Annotated[
+        int,
+        typer.Option(
+            min=12,
+            help="The first N patients train the CT virtual biopsy and the response model "
+            "(their scans' feature extraction costs about a minute per patient on 2 cores); "
+            "the pathology model trains on every patient's slides.",
+        ),
+    ] = 30,
     seed: Annotated[int, typer.Option(help="Seed of the cohort, the splits and training.")] = 1,
     workers: Annotated[int, typer.Option(min=1, help="Processes.")] = 2,
     work: Annotated[
@@ -91,10 +100,12 @@ def reference(
     settings = get_settings()
     work = work or settings.state_dir / "runs" / "reference"
     version = reference_version(seed, patients)
-    existing = [out / n for n in REFERENCE_NAMES if (out / n).is_dir()]
+    imaging_patients = min(imaging_patients, patients)
+    kept = _resumable(out, version) if not replace else set()
+    existing = [out / n for n in REFERENCE_NAMES if (out / n).is_dir() and n not in kept]
     if existing and not replace:
         raise fail(
-            f"{out} already holds reference models ({', '.join(map(str, existing))}); "
+            f"{out} already holds other reference models ({', '.join(map(str, existing))}); "
             "pass --replace to retrain them"
         )
     for folder in existing:
@@ -107,25 +118,32 @@ def reference(
     runs = work / f"runs-seed{seed}-n{patients}"
     common = {"seed": seed, "workers": workers, "register": False, "device": device}
     t0 = time.perf_counter()
-    train_pathology(
-        out=runs / "pathology",
-        cohort=cohort,
-        version=version,
-        models_dir=out,
-        patients=patients,
-        **common,
-    )
+    if "pathology-mil" in kept:
+        console.print(f"pathology-mil {version}: kept (in {out} already; --replace retrains it)")
+    else:
+        train_pathology(
+            out=runs / "pathology",
+            cohort=cohort,
+            version=version,
+            models_dir=out,
+            patients=patients,
+            **common,
+        )
     seconds["pathology-mil"] = time.perf_counter() - t0
     pathology = out / "pathology-mil" / version
     t0 = time.perf_counter()
-    train_ct_signature(
-        cohort=[cohort],
-        out=runs / "ct-signature",
-        pathology_model=str(pathology),
-        version=version,
-        models_dir=out,
-        **common,
-    )
+    if "ct-signature" in kept:
+        console.print(f"ct-signature {version}: kept (in {out} already; --replace retrains it)")
+    else:
+        train_ct_signature(
+            cohort=[cohort],
+            out=runs / "ct-signature",
+            pathology_model=str(pathology),
+            version=version,
+            models_dir=out,
+            max_patients=imaging_patients,
+            **common,
+        )
     seconds["ct-signature"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     train_response(
@@ -135,6 +153,7 @@ def reference(
         ct_signature=str(out / "ct-signature" / version),
         version=version,
         models_dir=out,
+        max_patients=imaging_patients,
         **common,
     )
     seconds["response"] = time.perf_counter() - t0
@@ -144,17 +163,22 @@ def reference(
         "story_version": STORY,
         "seed": seed,
         "patients": patients,
+        "imaging_patients": imaging_patients,
         "timepoints": TIMEPOINTS,
         "cohort_manifest_sha256": manifest_hash,
-        "command": f"irtmon models reference --out {out} --patients {patients} --seed {seed}",
+        "command": (
+            f"irtmon models reference --out {out} --patients {patients} "
+            f"--imaging-patients {imaging_patients} --seed {seed}"
+        ),
         "clinical_use": False,
     }
     models: dict[str, Any] = {}
     for name in REFERENCE_NAMES:
         folder = out / name / version
+        used = patients if name == "pathology-mil" else imaging_patients
         note = (
-            f"Reference model of the repository: story {STORY}, seed {seed}, {patients} virtual "
-            f"patients. {NOT_FOR_CLINICAL_USE}"
+            f"Reference model of the repository: story {STORY}, seed {seed}, the first {used} "
+            f"of {patients} virtual patients. {NOT_FOR_CLINICAL_USE}"
         )
         art = amend_card(folder, card_note=note, extra={"reference": reference_info})
         art = load_artifact(folder)
@@ -188,6 +212,24 @@ def reference(
         console.print(
             f"  {name:14} {m['version']}  sha256 {m['sha256'][:12]}  {m['bytes'] / 1024:.0f} KiB"
         )
+
+
+def _resumable(out: Path, version: str) -> set[str]:
+    """Names whose model of ``version`` is in ``out`` already, intact: a run stopped part-way
+    goes on from the next model."""
+    from models.exceptions import ModelError
+    from models.registry import load_artifact
+
+    kept = set()
+    for name in REFERENCE_NAMES[:-1]:  # the last one written ends a run
+        folders = list((out / name).glob("*/model.json"))
+        if len(folders) == 1 and folders[0].parent.name == version:
+            try:
+                load_artifact(folders[0].parent)
+            except ModelError:
+                continue
+            kept.add(str(name))
+    return kept
 
 
 def _cohort_hash(cohort: Path) -> str:

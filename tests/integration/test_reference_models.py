@@ -1,7 +1,7 @@
 """`irtmon models reference` reproduces the committed reference models.
 
 Opt-in (``pytest --retrain-reference``): it generates the 60-patient story-v2 cohort and trains
-the three models, about 30 minutes on 2 cores, too long for every CI run. The fast checks that
+the three models, about an hour on 2 cores shared with other jobs, too long for every CI run. The fast checks that
 the committed models load, are marked and score are tests/unit/test_reference_models.py.
 
 What must match exactly: the cohort (the hash of its events) and each model's training-data
@@ -54,6 +54,8 @@ def test_the_command_reproduces_the_committed_models(
             work,
             "--patients",
             str(committed["patients"]),
+            "--imaging-patients",
+            str(committed["imaging_patients"]),
             "--seed",
             str(committed["seed"]),
         ],
