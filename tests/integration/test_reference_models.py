@@ -37,7 +37,7 @@ def test_the_command_reproduces_the_committed_models(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     if not request.config.getoption("--retrain-reference"):
-        pytest.skip("retrains for ~30 minutes: run with --retrain-reference")
+        pytest.skip("retrains for about an hour: run with --retrain-reference")
     committed = json.loads((REPO / "reference_models" / INDEX).read_text())
     work = request.config.getoption("--reference-work") or str(tmp_path / "work")
     out = tmp_path / "reference_models"
