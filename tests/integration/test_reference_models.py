@@ -1,8 +1,9 @@
 """`irtmon models reference` reproduces the committed reference models.
 
-Opt-in (``pytest --retrain-reference``): it generates the 60-patient story-v2 cohort and trains
-the three models, about an hour on 2 cores shared with other jobs, too long for every CI run. The fast checks that
-the committed models load, are marked and score are tests/unit/test_reference_models.py.
+Opt-in (``pytest --retrain-reference``): it generates the 60-patient story-v2 cohort and
+trains the three models, about an hour on 2 cores shared with other jobs, too long for every CI
+run. The fast checks that the committed models load, are marked and score are
+tests/unit/test_reference_models.py.
 
 What must match exactly: the cohort (the hash of its events) and each model's training-data
 hash. The weights must match bit for bit where torch computes the same (same torch build, CPU,
