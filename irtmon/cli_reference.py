@@ -76,7 +76,7 @@ def reference(
             "(their scans' feature extraction costs about a minute per patient on 2 cores); "
             "the pathology model trains on every patient's slides.",
         ),
-    ] = 30,
+    ] = 20,
     seed: Annotated[int, typer.Option(help="Seed of the cohort, the splits and training.")] = 1,
     workers: Annotated[int, typer.Option(min=1, help="Processes.")] = 2,
     work: Annotated[
