@@ -255,6 +255,8 @@ def db_migrate() -> None:
 def install_reference_models(settings: Settings) -> None:
     """Register and promote the repository's reference models for the names with no promoted
     version (IRTMON_REFERENCE_MODELS; trained on the virtual clinic, not for clinical use)."""
+    import psycopg
+
     from core.db import connect
     from core.reference_models import install_reference_models as install
     from models.exceptions import ModelError
@@ -265,7 +267,7 @@ def install_reference_models(settings: Settings) -> None:
                 conn, source=settings.reference_models_dir, models_dir=settings.models_dir
             )
             conn.commit()
-    except (ModelError, OSError) as err:
+    except (ModelError, OSError, psycopg.Error) as err:
         raise fail(
             f"the reference models in {settings.reference_models_dir} could not be installed: "
             f"{err} (set IRTMON_REFERENCE_MODELS=false to start without them)"
