@@ -7,12 +7,16 @@ tests/integration/test_reference_models.py.
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from clinic.slides import render_slide, write_pyramid
+from clinic.story_v2 import params
+from clinic.story_v2.patient import DESERT_CUT, INFLAMED_CUT, phenotype_of
 from core.reference_models import INDEX, REFERENCE_NAMES, STORY, reference_folder
 from core.settings import Settings
 from models.pathology import analyse_slide
@@ -22,7 +26,6 @@ from models.response.response import load_response
 from models.response.signature import load_signature
 from schemas.enums import ImmunePhenotype
 from tests.conftest import REPO
-from tests.unit.pathology.conftest import make_slide
 
 SOURCE = REPO / "reference_models"
 MAX_BYTES = 2 * 1024 * 1024
@@ -70,18 +73,36 @@ def test_the_response_model_names_the_reference_virtual_biopsy() -> None:
     assert (pinned["version"], pinned["sha256"]) == (sig.version, sig.sha256)
 
 
+def _story_v2_slide(folder: Path, reading: float, seed: int) -> Path:
+    """A slide as story v2 renders a biopsy whose infiltration reading is ``reading`` (SD),
+    at the training cohort's size (2048 px)."""
+    intra = params.INFLAMED_TIL_PER_MM2 * math.exp(params.LOG_TIL_PER_SD * (reading - INFLAMED_CUT))
+    stromal = params.STROMAL_TIL_AT_DESERT_THRESHOLD * math.exp(
+        params.STROMAL_LOG_TIL_PER_SD * (reading - DESERT_CUT)
+    )
+    image, tiles, _ = render_slide(
+        np.random.default_rng(seed), phenotype_of(reading), intra, stromal, 2048
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    write_pyramid(folder / "slide.tiff", image, description="story v2 test slide")
+    tiles.to_parquet(folder / "slide.tiles.parquet", index=False)
+    return folder / "slide.tiff"
+
+
 def test_the_pathology_model_scores_slides(tmp_path: Path) -> None:
     folder = reference_folder(SOURCE, "pathology-mil")
-    inflamed = analyse_slide(
-        make_slide(tmp_path / "inflamed", ImmunePhenotype.INFLAMED, 3), folder, mc_samples=0
+    high, low = INFLAMED_CUT + 1.0, DESERT_CUT - 1.0
+    assert (phenotype_of(high), phenotype_of(low)) == (
+        ImmunePhenotype.INFLAMED,
+        ImmunePhenotype.DESERT,
     )
-    desert = analyse_slide(
-        make_slide(tmp_path / "desert", ImmunePhenotype.DESERT, 4), folder, mc_samples=0
-    )
+    inflamed = analyse_slide(_story_v2_slide(tmp_path / "i", high, 3), folder, mc_samples=0)
+    desert = analyse_slide(_story_v2_slide(tmp_path / "d", low, 4), folder, mc_samples=0)
     for result in (inflamed, desert):
         assert sum(result.probabilities.values()) == pytest.approx(1.0)
         assert result.provenance.model_version == folder.name
-    # an inflamed slide reads as more inflamed, and richer in lymphocytes, than a desert
+    # a slide of an inflamed biopsy reads as more inflamed, and richer in lymphocytes, than a
+    # desert one's
     assert inflamed.probabilities["inflamed"] > desert.probabilities["inflamed"]
     assert inflamed.til_score > desert.til_score
 
