@@ -631,7 +631,7 @@ def demo(
     app_port: Annotated[int, typer.Option(help="Port of the monitoring app.")] = 8501,
     wait: Annotated[
         float, typer.Option(help="Seconds to wait for every scan to be scored.")
-    ] = 300.0,
+    ] = 1200.0,
     story: Annotated[
         Story, typer.Option(help="Virtual-clinic story of the cohort (the reference models').")
     ] = Story.V2,
