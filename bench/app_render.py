@@ -11,6 +11,7 @@ Budget: each page under 2 s.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -72,12 +73,15 @@ def main() -> None:
             }
             patient = summary.patients[len(summary.patients) // 2]
 
-            timeline_fns = (
-                scores.patient_scores_with_source,
-                scores.patient_burden,
-                events.patient_treatments,
-                alerts.patient_alerts,
-                audit.alert_actions,
+            timeline_fns = tuple(
+                functools.partial(fn, cohorts=None)  # the admin's view: every cohort
+                for fn in (
+                    scores.patient_scores_with_source,
+                    scores.patient_burden,
+                    events.patient_treatments,
+                    alerts.patient_alerts,
+                    audit.alert_actions,
+                )
             )
             cohort_sql = _record(conn, scores.cohort_overview, None)
             timeline_sql = [q for fn in timeline_fns for q in _record(conn, fn, patient)]

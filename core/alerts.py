@@ -183,7 +183,7 @@ def describe(
 def new_lesions_of(conn: psycopg.Connection, patient: str) -> list[NewLesion]:
     """The patient's tracked new lesions, each with when it was first seen, oldest first."""
     first: dict[str, NewLesion] = {}
-    for r in lesions.patient_lesions(conn, patient):
+    for r in lesions.patient_lesions(conn, patient, cohorts=None):  # the worker sees all
         if LesionRole(r["role"]).is_new and r["status"] == "seen":
             first.setdefault(r["tracking_uid"], (r["observed_at"], r["tracking_id"], r["organ"]))
     return sorted(first.values(), key=lambda n: (n[0], len(n[1]), n[1]))

@@ -254,8 +254,19 @@ class Settings(BaseSettings):
     transient_retry_s: float = Field(
         default=300.0,
         gt=0,
-        description="How long a transient failure (database or broker down) is retried with "
-        "back-off before the event is dead-lettered.",
+        description="How long a transient failure (database, broker or PACS down, disk full) "
+        "is retried with back-off; past it the worker stops (exit status 70) without "
+        "acknowledging the event, for its supervisor to restart it: a valid event is never "
+        "dead-lettered because of an outage.",
+    )
+    deadletter_payload_retention_days: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long a dead letter keeps the original bytes (message and key, which "
+        "may carry an identifier smuggled into a bad event): the worker's housekeeping erases "
+        "older payloads from the dead_letters table (the reason and metadata stay), and the "
+        "deadletter topic keeps records no longer (its retention.ms, set by `irtmon stack "
+        "up`). Only the irtmon_deadletters database role reads payloads.",
     )
     torch_device: str = Field(
         default="cpu",
@@ -443,6 +454,44 @@ class Settings(BaseSettings):
         gt=0,
         description="How often the app's live parts re-run (new scores and alerts appear "
         "without a reload).",
+    )
+    app_idle_timeout_s: float = Field(
+        default=1800.0,
+        gt=0,
+        description="A signed-in session with no interaction for this long is signed out "
+        "(the live refresh does not count as an interaction).",
+    )
+    app_login_free_attempts: int = Field(
+        default=5,
+        ge=1,
+        description="Failed sign-ins of one user name (since its last success) before the "
+        "app makes it wait; each further failure doubles the wait.",
+    )
+    app_login_address_free_attempts: int = Field(
+        default=20,
+        ge=1,
+        description="Failed sign-ins from one client address (any user name) before the app "
+        "makes that address wait; each further failure doubles the wait.",
+    )
+    app_login_backoff_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="First wait after the free sign-in attempts are used up (seconds).",
+    )
+    app_login_backoff_max_s: float = Field(
+        default=900.0,
+        gt=0,
+        description="Longest wait the sign-in back-off imposes (seconds).",
+    )
+    app_login_window_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Failed sign-ins older than this no longer count towards the back-off.",
+    )
+    app_trust_forwarded_for: bool = Field(
+        default=False,
+        description="Take the client address from the X-Forwarded-For header (only behind a "
+        "reverse proxy that sets it); otherwise the address of the connection.",
     )
 
     log_level: str = Field(default="INFO", description="Python logging level.")

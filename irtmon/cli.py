@@ -70,6 +70,10 @@ def _register_subapps() -> None:
 
     register_app_commands(app)
 
+    from irtmon.cli_deadletters import deadletters_app
+
+    app.add_typer(deadletters_app, name="deadletters")
+
 
 _register_subapps()
 

@@ -109,6 +109,35 @@ def users_add(
     typer.echo(f"{'created' if created else 'updated'} {name} ({role_value.value}; {scope})")
 
 
+def _set_active(name: str, active: bool) -> None:
+    from core.db import connect
+    from core.db.users import set_active
+
+    with connect(get_settings()) as conn:  # committed when the block ends
+        found = set_active(conn, name, active, actor=f"cli:{getpass.getuser()}")
+    if not found:
+        typer.echo(f"no user named {name}; `irtmon users add {name}` creates one", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"{'enabled' if active else 'disabled'} {name}")
+
+
+@users_app.command("disable")
+def users_disable(
+    name: Annotated[str, typer.Argument(help="User name to disable.")],
+) -> None:
+    """Disable a user: no new sign-in, and an open app session ends at its next interaction.
+    Audited (user_disable); the account, its cohorts and its history are kept."""
+    _set_active(name, False)
+
+
+@users_app.command("enable")
+def users_enable(
+    name: Annotated[str, typer.Argument(help="User name to enable again.")],
+) -> None:
+    """Enable a disabled user again (same role and cohorts). Audited (user_enable)."""
+    _set_active(name, True)
+
+
 def register(app: typer.Typer) -> None:
     """Add ``irtmon app`` and ``irtmon users`` to the main command line."""
     app.command("app")(app_command)

@@ -150,9 +150,9 @@ def fhir_export(
         scores = patient_scores(conn, patient, score or None)
         if lesions and not score:
             by_source: dict = {}
-            for row in lesion_rows.patient_lesions(conn, patient):
+            for row in lesion_rows.patient_lesions(conn, patient, cohorts=None):
                 by_source.setdefault(row["source_event_id"], []).append(row)
-            for assessment in lesion_rows.patient_assessments(conn, patient):
+            for assessment in lesion_rows.patient_assessments(conn, patient, cohorts=None):
                 members = by_source.get(assessment["source_event_id"], [])
                 observations += lesion_observations(patient, assessment, members)
     if not scores and not observations:

@@ -1,25 +1,51 @@
 """Who is using the app: local login (argon2id hashes) or Streamlit's OIDC login.
 
 Single sign-on is used when ``.streamlit/secrets.toml`` has an ``[auth]`` section (see
-``st.login``); the identity provider's e-mail must match a registered user's ``oidc_subject``
-(``irtmon users add NAME --role clinician --oidc-subject alice@hospital.org``). Otherwise users
-sign in with the password set by ``irtmon users add``. Every attempt writes an audit row.
+``st.login``); the identity provider's e-mail must be verified (``email_verified``) and match a
+registered user's ``oidc_subject`` (``irtmon users add NAME --role clinician --oidc-subject
+alice@hospital.org``). Otherwise users sign in with the password set by ``irtmon users add``.
+Every attempt writes an audit row; local attempts are throttled per user name and per client
+address (:mod:`core.logins`).
+
+The session keeps only who signed in and when they last interacted. Every script run reads the
+user's active flag, role and cohorts from the database again (:func:`current_user`), so a
+disabled account or a changed role or cohort takes effect at the next interaction; a session
+idle for ``IRTMON_APP_IDLE_TIMEOUT_S`` is signed out.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import streamlit as st
 
+from core import logins
 from core.db import users
 from core.passwords import hash_password, verify_password
 from monitoring_app import data
-from schemas import Role
+from schemas import RefusedError, Role
 
-__all__ = ["User", "authenticate", "current_user", "hash_password", "sign_in", "sign_out"]
+__all__ = [
+    "UnverifiedEmailError",
+    "User",
+    "authenticate",
+    "client_address",
+    "current_user",
+    "hash_password",
+    "oidc_subject",
+    "sign_in",
+    "sign_out",
+]
 
 SESSION_KEY = "irtmon_user"
+LOGIN_ERROR_KEY = "irtmon_login_error"
+
+
+class UnverifiedEmailError(RefusedError):
+    """The identity provider did not vouch for the e-mail it returned."""
 
 
 @dataclass(frozen=True)
@@ -40,15 +66,51 @@ class User:
         return "all cohorts" if self.cohorts is None else ", ".join(self.cohorts) or "no cohort"
 
 
+@dataclass
+class _Session:
+    """What the Streamlit session keeps: who signed in, how, and their last interaction."""
+
+    username: str
+    method: str
+    last_active: float
+
+
 def _user(row: dict, method: str) -> User:
     role = Role(row["role"])
     cohorts = None if role.sees_all_cohorts else tuple(row["cohorts"])
     return User(row["username"], role, cohorts, method)
 
 
-def authenticate(username: str, password: str) -> User | None:
-    """Check a local login; audit it either way."""
+def client_address() -> str | None:
+    """The client's address: the connection's, or the first X-Forwarded-For hop when
+    ``IRTMON_APP_TRUST_FORWARDED_FOR`` is set (behind a reverse proxy); None when unknown."""
+    try:
+        if data.settings().app_trust_forwarded_for:
+            forwarded = st.context.headers.get("X-Forwarded-For")
+            first = forwarded.split(",")[0].strip() if isinstance(forwarded, str) else ""
+            if first:
+                return first
+        address = st.context.ip_address
+    except (AttributeError, RuntimeError, KeyError):
+        return None
+    return address if isinstance(address, str) and address else None  # none outside a server
+
+
+def authenticate(username: str, password: str, address: str | None = None) -> User | None:
+    """Check a local login; audit it either way.
+
+    Raises
+    ------
+    core.logins.LoginThrottledError
+        Too many recent failures for this user name or address: the password is not checked
+        and the refusal is audited.
+    """
     username = username.strip()
+    if username:
+        policy = logins.LoginPolicy.from_settings(data.settings())
+        refused = data.run_write(logins.refusal, username, address, policy, clear=False)
+        if refused is not None:
+            raise refused
     row = data.run(users.get_user, username) if username else None
     ok = verify_password(row["password_hash"] if row else None, password)
     if username:
@@ -58,8 +120,32 @@ def authenticate(username: str, password: str) -> User | None:
             "local",
             ok,
             "" if ok else ("unknown user" if row is None else "wrong password"),
+            address,
+            clear=False,
         )
     return _user(row, "local") if ok and row else None
+
+
+def oidc_subject(claims: Mapping[str, Any]) -> str:
+    """The subject to look an OIDC user up by: the e-mail when the provider says it is
+    verified (``email_verified`` true), else the ``sub`` claim when no e-mail was given.
+
+    Raises
+    ------
+    UnverifiedEmailError
+        An e-mail without ``email_verified`` true: anyone may type an address into an account
+        at some providers, so it names no one.
+    """
+    email = str(claims.get("email") or "")
+    if email:
+        verified = claims.get("email_verified")
+        if verified is True or (isinstance(verified, str) and verified.lower() == "true"):
+            return email
+        raise UnverifiedEmailError(
+            f"{email} signed in but the identity provider has not verified that e-mail "
+            "(email_verified is not true); verify it with the provider, then sign in again."
+        )
+    return str(claims.get("sub") or "")
 
 
 def oidc_configured() -> bool:
@@ -74,40 +160,79 @@ def oidc_configured() -> bool:
         raise
 
 
-def current_user() -> User | None:
-    """The signed-in user of this session, or None."""
-    user = st.session_state.get(SESSION_KEY)
-    if user is not None:
-        return user
+def _end(session: _Session, message: str, reason: str) -> None:
+    """End a session the app no longer trusts (idle, disabled): audit, say why, sign out."""
+    st.session_state.pop(SESSION_KEY, None)
+    st.session_state[LOGIN_ERROR_KEY] = message
+    data.run_write(users.record_logout, session.username, reason)
+    if session.method == "oidc" and oidc_configured() and st.user.is_logged_in:
+        st.logout()
+
+
+def current_user(*, interaction: bool = False) -> User | None:
+    """The signed-in user of this session, read again from the database, or None.
+
+    ``interaction=True`` (the entry file, once per full script run) counts this run as the
+    user's activity; the live refresh of fragments calls it without, so it never keeps an idle
+    session alive. A session idle past ``IRTMON_APP_IDLE_TIMEOUT_S``, or whose account is
+    disabled or gone, is ended here (audited) and None returned.
+    """
+    session = st.session_state.get(SESSION_KEY)
+    if isinstance(session, _Session):
+        now = time.time()
+        idle = now - session.last_active
+        timeout = data.settings().app_idle_timeout_s
+        if idle > timeout:
+            _end(
+                session,
+                f"Signed out after {timeout / 60:g} minutes without activity; sign in again.",
+                "idle timeout",
+            )
+            return None
+        row = data.run(users.get_user, session.username)
+        if row is None:
+            _end(
+                session,
+                "Your account has been disabled; ask an administrator.",
+                "account disabled",
+            )
+            return None
+        if interaction:
+            session.last_active = now
+        return _user(row, session.method)
     if oidc_configured() and st.user.is_logged_in:
-        subject = str(st.user.get("email") or st.user.get("sub") or "")
+        try:
+            subject = oidc_subject(st.user.to_dict())
+            reason = ""
+        except UnverifiedEmailError as err:
+            subject, reason = "", str(err)
         row = data.run(users.get_user_by_subject, subject) if subject else None
         data.run_write(
             users.record_login,
-            row["username"] if row else subject or "unknown",
+            row["username"] if row else subject or str(st.user.get("email") or "unknown"),
             "oidc",
             row is not None,
-            "" if row else "no irtmon user has this single sign-on subject",
+            "" if row else (reason or "no irtmon user has this single sign-on subject"),
+            client_address(),
         )
         if row is None:
-            st.session_state["irtmon_login_error"] = (
+            st.session_state[LOGIN_ERROR_KEY] = reason or (
                 f"{subject} signed in but has no irtmon account; ask an administrator."
             )
             st.logout()
             return None
-        user = _user(row, "oidc")
-        st.session_state[SESSION_KEY] = user
-        return user
+        st.session_state[SESSION_KEY] = _Session(row["username"], "oidc", time.time())
+        return _user(row, "oidc")
     return None
 
 
 def sign_in(user: User) -> None:
-    st.session_state[SESSION_KEY] = user
+    st.session_state[SESSION_KEY] = _Session(user.username, user.method, time.time())
 
 
 def sign_out() -> None:
-    user = st.session_state.pop(SESSION_KEY, None)
-    if user is not None:
-        data.run_write(users.record_logout, user.username)
-        if user.method == "oidc":
+    session = st.session_state.pop(SESSION_KEY, None)
+    if isinstance(session, _Session):
+        data.run_write(users.record_logout, session.username)
+        if session.method == "oidc":
             st.logout()

@@ -65,9 +65,10 @@ def run(fn: Callable[..., T], *args: Any) -> T:
         return fn(conn, *args)
 
 
-def run_write(fn: Callable[..., T], *args: Any) -> T:
+def run_write(fn: Callable[..., T], *args: Any, clear: bool = True) -> T:
     """Call ``fn(conn, *args)`` in one transaction; then every cached read is dropped so pages
-    show the change."""
+    show the change (``clear=False`` for writes no page reads, such as sign-in audit rows:
+    an anonymous caller must not be able to empty every session's cache)."""
 
     def write(conn: psycopg.Connection) -> T:
         with conn.transaction():
@@ -76,7 +77,8 @@ def run_write(fn: Callable[..., T], *args: Any) -> T:
     try:
         return run(write)
     finally:
-        clear_cache()
+        if clear:
+            clear_cache()
 
 
 def clear_cache() -> None:
@@ -108,7 +110,8 @@ class NotInYourCohortsError(RefusedError, PermissionError):
 
 
 def _require_visible(conn: psycopg.Connection, pseudonym: str, cohorts: Cohorts) -> None:
-    """Every per-patient read checks the user's cohorts itself, whatever the page did."""
+    """Every per-patient read refuses a patient outside the user's cohorts with a clear
+    error, whatever the page did (and each core.db query filters by the cohorts itself)."""
     scope = list(cohorts) if cohorts is not None else None
     if events.patient_info(conn, pseudonym, scope) is None:
         raise NotInYourCohortsError(f"{pseudonym} is not a patient of your cohorts")
@@ -120,14 +123,16 @@ def timeline(db: str, pseudonym: str, cohorts: Cohorts) -> dict[str, pd.DataFram
 
     def read(conn: psycopg.Connection) -> dict[str, pd.DataFrame]:
         _require_visible(conn, pseudonym, cohorts)
+        scope = {"cohorts": list(cohorts) if cohorts is not None else None}
         return {
-            "scores": _frame(scores.patient_scores_with_source(conn, pseudonym)),
-            "burden": _frame(scores.patient_burden(conn, pseudonym)),
-            "lesions": _frame(lesions.patient_lesions(conn, pseudonym)),
-            "assessments": _frame(lesions.patient_assessments(conn, pseudonym)),
-            "treatments": _frame(events.patient_treatments(conn, pseudonym)),
-            "alerts": _frame(alerts.patient_alerts(conn, pseudonym)),
-            "actions": _frame(audit.alert_actions(conn, pseudonym)),
+            "scores": _frame(scores.patient_scores_with_source(conn, pseudonym, **scope)),
+            "burden": _frame(scores.patient_burden(conn, pseudonym, **scope)),
+            "lesions": _frame(lesions.patient_lesions(conn, pseudonym, **scope)),
+            "assessments": _frame(lesions.patient_assessments(conn, pseudonym, **scope)),
+            "treatments": _frame(events.patient_treatments(conn, pseudonym, **scope)),
+            "alerts": _frame(alerts.patient_alerts(conn, pseudonym, **scope)),
+            "actions": _frame(audit.alert_actions(conn, pseudonym, **scope)),
+            "slide_checks": _frame(scores.slide_checks(conn, pseudonym, **scope)),
         }
 
     return run(read)
@@ -137,7 +142,8 @@ def timeline(db: str, pseudonym: str, cohorts: Cohorts) -> dict[str, pd.DataFram
 def acquisitions(db: str, pseudonym: str, cohorts: Cohorts) -> list[dict[str, Any]]:
     def read(conn: psycopg.Connection) -> list[dict[str, Any]]:
         _require_visible(conn, pseudonym, cohorts)
-        return events.patient_acquisitions(conn, pseudonym)
+        scope = list(cohorts) if cohorts is not None else None
+        return events.patient_acquisitions(conn, pseudonym, cohorts=scope)
 
     return run(read)
 
@@ -150,8 +156,9 @@ def scan_lesions(
 
     def read(conn: psycopg.Connection) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         _require_visible(conn, pseudonym, cohorts)
-        rows = [r for r in lesions.lesions_of_source(conn, event_id)]
-        return rows, lesions.dicom_outputs(conn, event_id)
+        scope = list(cohorts) if cohorts is not None else None
+        rows = lesions.lesions_of_source(conn, event_id, cohorts=scope)
+        return rows, lesions.dicom_outputs(conn, event_id, cohorts=scope)
 
     return run(read)
 

@@ -11,7 +11,7 @@ from monitoring_app import auth
 
 st.set_page_config(page_title="irtmon · response monitor", page_icon="🩺", layout="wide")
 
-user = auth.current_user()
+user = auth.current_user(interaction=True)  # re-read from the database on every run
 if user is None:
     page = st.navigation(
         [st.Page("app_pages/login.py", title="Sign in", icon=":material/login:", default=True)],

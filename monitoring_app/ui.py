@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import pandas as pd
 import streamlit as st
 
 from monitoring_app import auth, data
@@ -14,11 +15,22 @@ PATIENT_KEY = "irtmon_patient"
 
 
 def user() -> auth.User:
-    """The signed-in user; the entry file never routes to a page without one."""
+    """The signed-in user, read again from the database; the entry file never routes to a
+    page without one (a page opened directly stops here)."""
     u = auth.current_user()
     if u is None:
         st.stop()
     return u
+
+
+def live_user() -> auth.User:
+    """The signed-in user for a live fragment's re-run: read again (active flag, role,
+    cohorts) without counting the refresh as activity; when the session has ended (idle,
+    disabled) the whole app re-runs, which shows the sign-in page."""
+    u = auth.current_user()
+    if u is None:
+        st.rerun(scope="app")
+    return u  # type: ignore[return-value]
 
 
 def pick_patient(u: auth.User, key: str) -> str | None:
@@ -75,3 +87,66 @@ KIND_LABEL = {
     "suspected_non_response": "Suspected non-response",
     "confirmed_progression": "Confirmed progression",
 }
+
+
+OOD_LABEL = {
+    "in-distribution": "in distribution",
+    "shifted": "shifted: uncertainty widened",
+    "out-of-distribution": "OUT OF DISTRIBUTION: signature unreliable",
+    "unknown": "not measured (model without a reference)",
+}
+"""How the app words a slide's out-of-distribution status (models.pathology.ood.OodStatus)."""
+STAIN_LABEL = {
+    "h&e": "H&E",
+    "doubtful": "doubtful H&E (flagged)",
+    "not h&e": "NOT H&E: signature unreliable",
+}
+"""How the app words a slide's stain check (models.pathology.stain.StainOutcome)."""
+
+
+def _field(value: Any, key: str) -> Any:
+    return value.get(key) if isinstance(value, dict) else None
+
+
+def slide_checks_table(checks: pd.DataFrame) -> pd.DataFrame:
+    """One row per slide behind an immune signature: stain check and out-of-distribution
+    measure (distance from the training slides and its percentile among them), and how far
+    the signature's uncertainty was widened for it."""
+    rows = []
+    for c in checks.itertuples():
+        ood_status = _field(c.ood, "status") or "unknown"
+        stain = _field(c.stain, "outcome")
+        distance = _field(c.ood, "distance")
+        pct = _field(c.ood, "percentile")
+        rows.append(
+            {
+                "Biopsy": day(c.observed_at),
+                "Slide": c.slide,
+                "Model": f"{c.model_name} {c.model_version}",
+                "Stain": STAIN_LABEL.get(stain, stain or NO_VALUE),
+                "Distribution": OOD_LABEL.get(ood_status, ood_status),
+                "Distance": NO_VALUE if distance is None else f"{float(distance):.1f}",
+                "Farther than training slides": NO_VALUE if pct is None else f"{float(pct):.0f} %",
+                "Uncertainty widened": prob(c.uncertainty_weight),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def slide_check_warnings(checks: pd.DataFrame) -> list[str]:
+    """One sentence per slide whose signature a clinician should not take at face value."""
+    out = []
+    for c in checks.itertuples():
+        ood_status = _field(c.ood, "status")
+        stain = _field(c.stain, "outcome")
+        if ood_status in ("shifted", "out-of-distribution"):
+            out.append(
+                f"Slide {c.slide} ({day(c.observed_at)}) is {OOD_LABEL[ood_status]}: it lies "
+                "outside the slides the model was trained on."
+            )
+        if stain in ("doubtful", "not h&e"):
+            out.append(
+                f"Slide {c.slide} ({day(c.observed_at)}): stain {STAIN_LABEL[stain]} "
+                f"({_field(c.stain, 'reason') or 'see the stain check'})."
+            )
+    return out

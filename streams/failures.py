@@ -2,7 +2,10 @@
 
 Transient: the database or the broker is briefly unreachable, a DICOMweb server times out, a
 disk the worker writes to (``IRTMON_DERIVED_DIR``) is full. These are retried with exponential
-back-off for up to ``transient_retry_s`` seconds.
+back-off for up to ``transient_retry_s`` seconds. An outage that outlasts the window is still an
+outage, not a fault of the event: :class:`OutageOutlastedRetriesError` (routed RETRY) reaches the
+agent's loop, which stops the worker without acknowledging the message (exit status 70 for its
+supervisor to restart it), so no valid event is dead-lettered and nothing is committed past it.
 Everything else is permanent for that event: it goes to the dead-letter topic and table with
 its error class and message, and the worker moves on.
 """
@@ -19,7 +22,7 @@ from typing import TypeVar
 
 import psycopg
 
-from schemas.errors import DeadLetterError, Route
+from schemas.errors import RetryableError, Route
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -66,8 +69,11 @@ def is_transient(err: BaseException) -> bool:
     return isinstance(err, TRANSIENT) or is_disk_full(err)
 
 
-class TransientFailurePersistedError(DeadLetterError, RuntimeError):
-    """A transient failure outlasted the retry window; the event is dead-lettered."""
+class OutageOutlastedRetriesError(RetryableError, RuntimeError):
+    """A transient failure outlasted the retry window: an outage of the database, the broker, a
+    server or a disk, not a fault of the event. Routed RETRY: the worker stops consuming (exits
+    for its supervisor) instead of dead-lettering the event, and is not retried again inside
+    :func:`with_retries` (its window is spent)."""
 
 
 async def with_retries(
@@ -90,6 +96,8 @@ async def with_retries(
         attempt += 1
         try:
             return await action()
+        except OutageOutlastedRetriesError:
+            raise  # an inner window is spent already: do not wait a second one
         except Exception as err:
             if not is_transient(err):
                 raise
@@ -98,11 +106,12 @@ async def with_retries(
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 hint = (
-                    " (disk full: free space there, then publish the event again)"
+                    " (disk full: free space there; the event is consumed again when the worker "
+                    "restarts)"
                     if is_disk_full(err)
                     else ""
                 )
-                raise TransientFailurePersistedError(
+                raise OutageOutlastedRetriesError(
                     f"{what}: still failing after {attempt} attempts over {window_s:.0f}s: "
                     f"{type(err).__name__}: {err}{hint}"
                 ) from err

@@ -3,8 +3,12 @@
 Consumes one Kafka message; parses it into its contract; runs the agent's ``process``
 coroutine with transient failures retried; dead-letters permanent failures (invalid event,
 unreadable or missing file, a model failing) with the error class, message, source topic,
-partition, offset and the original bytes, in the dead-letter topic and table; and never raises,
-so the worker keeps going and the message is acknowledged once it is settled.
+partition, offset and the original bytes, in the dead-letter topic and table; and never raises
+for a fault of the event, so the worker keeps going and the message is acknowledged once it is
+settled. An outage that outlasts ``transient_retry_s`` (the database, the broker, a full disk)
+is no fault of the event: it raises :class:`streams.failures.OutageOutlastedRetriesError`, and
+the agent's loop stops the worker without acknowledging the message (it is consumed again after
+the restart), so a valid event is never dead-lettered because something else was down.
 
 Light events (treatment events, scores) go through :func:`handle_batch`: the batch's messages
 are parsed first (an unreadable one is dead-lettered on its own), the rest stored by the
@@ -31,7 +35,7 @@ from schemas.events import Record
 from schemas.topics import DEADLETTER, TopicSpec
 from streams import metrics
 from streams.context import WorkerContext
-from streams.failures import is_transient, with_retries
+from streams.failures import OutageOutlastedRetriesError, is_transient, with_retries
 
 log = logging.getLogger("irtmon.worker")
 
@@ -112,6 +116,8 @@ async def dead_letter(
             window_s=window,
             what="store dead letter",
         )
+    except OutageOutlastedRetriesError:
+        raise  # the database is down: stop, the message is dead-lettered after the restart
     except Exception:  # the topic copy below still keeps it; say so loudly
         log.exception("dead letter not stored in the database", extra=_where(msg))
     await with_retries(
@@ -143,7 +149,11 @@ async def handle(
     msg: Message,
     process: Callable[[Any], Awaitable[None]],
 ) -> bool:
-    """Parse and process one message; True if processed, False if dead-lettered."""
+    """Parse and process one message; True if processed, False if dead-lettered.
+
+    Raises :class:`streams.failures.OutageOutlastedRetriesError` when an outage outlasts the
+    retry window (the message is then neither processed nor dead-lettered).
+    """
     started = time.perf_counter()
     record: Record | None = None
     try:
@@ -156,8 +166,8 @@ async def handle(
         await with_retries(
             attempt, window_s=ctx.settings.transient_retry_s, what=f"process {spec.name} event"
         )
-    except Exception as err:  # every failure of one event is settled here, never raised
-        if is_transient(err):  # pragma: no cover - with_retries converts these
+    except Exception as err:  # every fault of one event is settled here, never raised
+        if is_transient(err):  # an outage past the window: the loop stops the worker
             raise
         await dead_letter(ctx, msg, err, record)
         if not isinstance(err, InvalidEventError | OSError | ValueError):
@@ -189,8 +199,9 @@ async def handle_batch(
     ``store(records)`` must do what ``process`` does for each record, in one transaction, in
     the order given (a patient's events stay in partition order). Transient failures of the
     batch are retried with back-off for ``transient_retry_s``; any other failure of the batch
-    (one bad row, or an outage that outlasted the window) sends each event through
-    :func:`handle` with ``process``, so the bad one is isolated and dead-lettered alone.
+    (one bad row) sends each event through :func:`handle` with ``process``, so the bad one is
+    isolated and dead-lettered alone. An outage that outlasts the window raises
+    :class:`streams.failures.OutageOutlastedRetriesError`: nothing of the batch is settled.
     """
     started = time.perf_counter()
     good: list[tuple[Message, Record]] = []
@@ -211,7 +222,7 @@ async def handle_batch(
             what=f"store a batch of {len(records)} {spec.name} events",
         )
     except Exception as err:
-        if is_transient(err):  # pragma: no cover - with_retries converts these
+        if is_transient(err):  # an outage past the window: the loop stops the worker
             raise
         log.warning(
             "batch failed; handling its events one by one",

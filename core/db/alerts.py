@@ -176,13 +176,16 @@ _COLUMNS = """
 """
 
 
-def patient_alerts(conn: psycopg.Connection, patient: str) -> list[dict[str, Any]]:
-    """Every alert of a patient, newest first."""
+def patient_alerts(
+    conn: psycopg.Connection, patient: str, *, cohorts: Cohorts
+) -> list[dict[str, Any]]:
+    """Every alert of a patient, newest first; none outside ``cohorts``."""
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
             f"SELECT {_COLUMNS} FROM alerts a JOIN patients p ON p.pseudonym = a.patient "
-            "WHERE a.patient = %s ORDER BY a.opened_at DESC",
-            (patient,),
+            "WHERE a.patient = %(patient)s AND (%(all)s OR p.cohort = ANY(%(cohorts)s)) "
+            "ORDER BY a.opened_at DESC",
+            {"patient": patient, **scope(cohorts)},
         )
         return cur.fetchall()
 

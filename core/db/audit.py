@@ -16,6 +16,8 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from core.db.events import Cohorts, in_scope, scope
+
 RECEIPT_ENTITY = "alert_delivery"
 """``entity`` of a delivery receipt; its ``entity_id`` is ``<audit id>/<sink>``."""
 SENT = "delivery.sent"
@@ -126,12 +128,16 @@ def unlock_outbox(conn: psycopg.Connection) -> None:
     conn.execute("SELECT pg_advisory_unlock(%s)", (OUTBOX_LOCK,))
 
 
-def alert_actions(conn: psycopg.Connection, patient: str) -> list[dict[str, Any]]:
-    """Audit rows of the changes of a patient's alerts, in time order."""
+def alert_actions(
+    conn: psycopg.Connection, patient: str, *, cohorts: Cohorts
+) -> list[dict[str, Any]]:
+    """Audit rows of the changes of a patient's alerts, in time order; none outside
+    ``cohorts``."""
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
             "SELECT at, actor, action, entity_id AS alert_id, detail FROM audit_log "
-            "WHERE patient = %s AND entity = 'alert' ORDER BY at, id",
-            (patient,),
+            f"WHERE patient = %(patient)s AND entity = 'alert' AND {in_scope('patient')} "
+            "ORDER BY at, id",
+            {"patient": patient, **scope(cohorts)},
         )
         return cur.fetchall()

@@ -29,6 +29,16 @@ def scope(cohorts: Cohorts) -> dict[str, Any]:
     return {"all": cohorts is None, "cohorts": list(cohorts or [])}
 
 
+def in_scope(column: str) -> str:
+    """SQL condition: the patient in ``column`` belongs to a cohort of the ``%(all)s`` /
+    ``%(cohorts)s`` parameters of :func:`scope`. Every per-patient read the app uses takes the
+    user's cohorts and adds it, so a pseudonym passed directly returns nothing outside them."""
+    return (
+        f"(%(all)s OR EXISTS (SELECT 1 FROM patients sp WHERE sp.pseudonym = {column} "
+        "AND sp.cohort = ANY(%(cohorts)s)))"
+    )
+
+
 # ----------------------------------------------------------------------------- writes
 
 
@@ -285,13 +295,15 @@ def visible_patients(conn: psycopg.Connection, cohorts: Cohorts) -> list[str]:
     return [r[0] for r in rows]
 
 
-def patient_treatments(conn: psycopg.Connection, patient: str) -> list[dict[str, Any]]:
-    """Radiotherapy and immunotherapy events in time order."""
+def patient_treatments(
+    conn: psycopg.Connection, patient: str, *, cohorts: Cohorts
+) -> list[dict[str, Any]]:
+    """Radiotherapy and immunotherapy events in time order (none outside ``cohorts``)."""
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
-            "SELECT occurred_at, kind, detail FROM treatment_events WHERE patient = %s "
-            "ORDER BY occurred_at",
-            (patient,),
+            "SELECT occurred_at, kind, detail FROM treatment_events WHERE patient = %(patient)s "
+            f"AND {in_scope('patient')} ORDER BY occurred_at",
+            {"patient": patient, **scope(cohorts)},
         )
         return cur.fetchall()
 
@@ -314,16 +326,20 @@ def treatment_times(conn: psycopg.Connection, patient: str) -> tuple[datetime | 
     return rt_start, doses
 
 
-def patient_acquisitions(conn: psycopg.Connection, patient: str) -> list[dict[str, Any]]:
-    """Imaging studies and biopsies in time order, with where their files are."""
+def patient_acquisitions(
+    conn: psycopg.Connection, patient: str, *, cohorts: Cohorts
+) -> list[dict[str, Any]]:
+    """Imaging studies and biopsies in time order, with where their files are (none outside
+    ``cohorts``)."""
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
-            """
+            f"""
             SELECT event_id, kind, modality, acquired_at, purpose, study_uid, series_uids,
                    specimen_id, location, payload -> 'lesion' AS lesion, status
-            FROM acquisitions WHERE patient = %s ORDER BY acquired_at
+            FROM acquisitions WHERE patient = %(patient)s AND {in_scope("patient")}
+            ORDER BY acquired_at
             """,
-            (patient,),
+            {"patient": patient, **scope(cohorts)},
         )
         return cur.fetchall()
 

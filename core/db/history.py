@@ -151,7 +151,7 @@ def _lesion_series(
     conn: psycopg.Connection, patient: str, versions: dict[str, str]
 ) -> tuple[list[Point], dict[str, Any]] | None:
     """Burden points and per-assessment lesion values from the tracked lesions, or None."""
-    rows = lesions.patient_assessments(conn, patient)
+    rows = lesions.patient_assessments(conn, patient, cohorts=None)  # the worker sees all
     if not rows:
         return None
     versions["lesions"] = f"{rows[-1]['model_name']}/{rows[-1]['model_version']}"

@@ -19,6 +19,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from core.db.events import Cohorts, in_scope, scope
 from schemas.results import LesionAssessment, LesionRow
 
 LESION_COLUMNS = """
@@ -203,10 +204,10 @@ def has_lesions(conn: psycopg.Connection, patient: str) -> bool:
 
 
 def patient_lesions(
-    conn: psycopg.Connection, patient: str, *, features: bool = False
+    conn: psycopg.Connection, patient: str, *, cohorts: Cohorts, features: bool = False
 ) -> list[dict[str, Any]]:
     """Every lesion row of ``patient``, oldest acquisition first, then by tracking id (L1, L2,
-    ... in number order), with the acquisition's modality."""
+    ... in number order), with the acquisition's modality; none outside ``cohorts``."""
     extra = ", l.features" if features else ""
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
@@ -214,58 +215,66 @@ def patient_lesions(
             SELECT {LESION_COLUMNS}{extra}, a.modality
             FROM lesion_measurements l
             LEFT JOIN acquisitions a ON a.event_id = l.source_event_id
-            WHERE l.patient = %s
+            WHERE l.patient = %(patient)s AND {in_scope("l.patient")}
             ORDER BY l.observed_at, l.source_event_id,
                      length(l.tracking_id), l.tracking_id
             """,
-            (patient,),
+            {"patient": patient, **scope(cohorts)},
         )
         return cur.fetchall()
 
 
-def lesions_of_source(conn: psycopg.Connection, source_event_id: uuid.UUID) -> list[dict[str, Any]]:
-    """The lesion rows of one acquisition, by tracking id."""
+def lesions_of_source(
+    conn: psycopg.Connection, source_event_id: uuid.UUID, *, cohorts: Cohorts
+) -> list[dict[str, Any]]:
+    """The lesion rows of one acquisition, by tracking id (none when its patient is outside
+    ``cohorts``)."""
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
             f"""
             SELECT {LESION_COLUMNS}
             FROM lesion_measurements l
-            WHERE l.source_event_id = %s
+            WHERE l.source_event_id = %(source)s AND {in_scope("l.patient")}
             ORDER BY length(l.tracking_id), l.tracking_id
             """,
-            (source_event_id,),
+            {"source": source_event_id, **scope(cohorts)},
         )
         return cur.fetchall()
 
 
 def patient_assessments(
-    conn: psycopg.Connection, patient: str, *, tracking_state: bool = False
+    conn: psycopg.Connection, patient: str, *, cohorts: Cohorts, tracking_state: bool = False
 ) -> list[dict[str, Any]]:
-    """Every per-acquisition assessment of ``patient``, oldest first."""
+    """Every per-acquisition assessment of ``patient``, oldest first; none outside
+    ``cohorts``."""
     extra = ", s.tracking_state" if tracking_state else ""
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
             f"""
             SELECT {ASSESSMENT_COLUMNS}{extra}
             FROM lesion_assessments s
-            WHERE s.patient = %s
+            WHERE s.patient = %(patient)s AND {in_scope("s.patient")}
             ORDER BY s.observed_at, s.source_event_id
             """,
-            (patient,),
+            {"patient": patient, **scope(cohorts)},
         )
         return cur.fetchall()
 
 
-def dicom_outputs(conn: psycopg.Connection, source_event_id: uuid.UUID) -> dict[str, Any]:
+def dicom_outputs(
+    conn: psycopg.Connection, source_event_id: uuid.UUID, *, cohorts: Cohorts
+) -> dict[str, Any]:
     """The SEG and SR irtmon wrote for an acquisition (``{"seg": {"path": ...}, ...}`` from the
-    newest feature row's provenance), or ``{}``."""
+    newest feature row's provenance), or ``{}`` (also when its patient is outside
+    ``cohorts``)."""
     row = conn.execute(
-        """
+        f"""
         SELECT provenance -> 'dicom_outputs' FROM acquisition_features
-        WHERE source_event_id = %s AND provenance ? 'dicom_outputs'
+        WHERE source_event_id = %(source)s AND provenance ? 'dicom_outputs'
+          AND {in_scope("patient")}
         ORDER BY created_at DESC LIMIT 1
         """,
-        (source_event_id,),
+        {"source": source_event_id, **scope(cohorts)},
     ).fetchone()
     return dict(row[0]) if row and row[0] else {}
 

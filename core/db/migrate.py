@@ -8,8 +8,11 @@ A migration is ``NNNN_name.sql`` (for every database) or a pair ``NNNN_name.time
 - ``plain`` otherwise, or when ``IRTMON_TIMESCALEDB=off``.
 
 The flavour is decided once, on the first migration, and kept: a database never switches.
-Every applied file is recorded in ``irtmon_schema_migrations`` with its checksum; re-running is
-a no-op, and an applied file whose content changed is refused.
+Every applied file is recorded in ``irtmon_schema_migrations`` with its name and checksum;
+re-running is a no-op. Before anything is applied, every recorded migration is compared with the
+files by name and checksum (:func:`check_applied`): an applied file that changed, was renamed
+(to another number or name) or disappeared is refused with a :class:`MigrationMismatchError`
+naming it, so a renamed file is never applied a second time under its new number.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from importlib import resources
 from typing import Literal
 
 import psycopg
+
+from schemas.errors import RefusedError
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +58,19 @@ class Migration:
     def filename(self) -> str:
         suffix = "" if self.flavour == "common" else f".{self.flavour}"
         return f"{self.version:04d}_{self.name}{suffix}.sql"
+
+
+class MigrationMismatchError(RefusedError, RuntimeError):
+    """An applied migration no longer matches its file: edited, renamed or removed."""
+
+
+@dataclass(frozen=True)
+class AppliedMigration:
+    """A row of ``irtmon_schema_migrations``."""
+
+    version: int
+    filename: str
+    checksum: str
 
 
 @dataclass
@@ -180,24 +198,18 @@ def migrate(conn: psycopg.Connection, timescaledb: str = "auto") -> MigrationRep
             flavour, reason = detect_flavour(conn, timescaledb)
         else:
             reason = f"kept from the first migration of this database ({flavour})"
-        applied_rows = {
-            version: (filename, checksum)
+        applied = [
+            AppliedMigration(version, filename, checksum)
             for version, filename, checksum in conn.execute(
                 "SELECT version, filename, checksum FROM irtmon_schema_migrations"
             ).fetchall()
-        }
+        ]
+        files = [m for m in discover() if m.flavour in ("common", flavour.value)]
+        check_applied(applied, files)
+        done = {a.version for a in applied}
         report = MigrationReport(flavour=flavour, reason=reason)
-        for m in discover():
-            if m.flavour not in ("common", flavour.value):
-                continue
-            if m.version in applied_rows:
-                filename, checksum = applied_rows[m.version]
-                if filename == m.filename and checksum != m.checksum:
-                    raise RuntimeError(
-                        f"migration {m.filename} was changed after it was applied "
-                        f"(recorded checksum {checksum[:12]}, file {m.checksum[:12]}); "
-                        "add a new migration instead of editing an applied one"
-                    )
+        for m in files:
+            if m.version in done:
                 report.already.append(m.filename)
                 continue
             _apply(conn, m)
@@ -207,6 +219,43 @@ def migrate(conn: psycopg.Connection, timescaledb: str = "auto") -> MigrationRep
     finally:
         if locked:
             conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_ID,))
+
+
+def check_applied(applied: list[AppliedMigration], files: list[Migration]) -> None:
+    """Refuse when a recorded migration does not match the files (of the database's flavour)
+    by name and checksum.
+
+    Raises
+    ------
+    MigrationMismatchError
+        Naming every applied migration whose file changed, was renamed or is gone, and what
+        to do about it (restore the file as it was applied; put changes in a new migration).
+    """
+    by_name = {m.filename: m for m in files}
+    by_checksum = {m.checksum: m for m in files}
+    problems: list[str] = []
+    for a in sorted(applied, key=lambda a: a.version):
+        file = by_name.get(a.filename)
+        if file is not None and file.checksum == a.checksum:
+            continue
+        if file is not None:
+            problems.append(
+                f"{a.filename} was changed after it was applied (recorded checksum "
+                f"{a.checksum[:12]}, file {file.checksum[:12]})"
+            )
+        elif a.checksum in by_checksum:
+            problems.append(
+                f"{a.filename} was applied and is now named {by_checksum[a.checksum].filename}"
+            )
+        else:
+            problems.append(f"{a.filename} was applied and its file is gone")
+    if problems:
+        raise MigrationMismatchError(
+            "applied migrations do not match schemas/migrations: "
+            + "; ".join(problems)
+            + ". Restore each applied file under its name, as it was applied, and put any "
+            "change in a new migration numbered after the last one"
+        )
 
 
 def _apply(conn: psycopg.Connection, m: Migration) -> None:

@@ -18,7 +18,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from core.db import lesions
-from core.db.events import Cohorts, mark_scored, scope, upsert_patient, upsert_patients
+from core.db.events import Cohorts, in_scope, mark_scored, scope, upsert_patient, upsert_patients
 from schemas import TimepointScore
 from schemas.enums import IRECIST_SCORE
 from schemas.results import FeatureSet, Measurement, Outcome
@@ -233,22 +233,24 @@ def patient_score_rows(
         return cur.fetchall()
 
 
-def patient_scores_with_source(conn: psycopg.Connection, patient: str) -> list[dict[str, Any]]:
+def patient_scores_with_source(
+    conn: psycopg.Connection, patient: str, *, cohorts: Cohorts
+) -> list[dict[str, Any]]:
     """Every score of a patient (all model versions) with the kind and modality of the
-    acquisition it was computed from."""
+    acquisition it was computed from (none outside ``cohorts``)."""
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
-            """
+            f"""
             SELECT s.observed_at, s.score_name, s.value, s.lower, s.upper, s.unit, s.model_name,
                    s.model_version, s.source_event_id, s.inputs,
                    a.kind AS source_kind, a.modality AS source_modality,
                    a.series_uids AS source_series, a.specimen_id
             FROM timepoint_scores s
             LEFT JOIN acquisitions a ON a.event_id = s.source_event_id
-            WHERE s.patient = %s
+            WHERE s.patient = %(patient)s AND {in_scope("s.patient")}
             ORDER BY s.observed_at, s.score_name, s.model_name, s.model_version
             """,
-            (patient,),
+            {"patient": patient, **scope(cohorts)},
         )
         return cur.fetchall()
 
@@ -364,16 +366,20 @@ def pathology_values(
     return sorted(by_event.values(), key=lambda v: v[0])
 
 
-def patient_burden(conn: psycopg.Connection, patient: str) -> list[dict[str, Any]]:
+def patient_burden(
+    conn: psycopg.Connection, patient: str, *, cohorts: Cohorts
+) -> list[dict[str, Any]]:
     """Tumour burden per scan: RECIST sum of longest diameters and total volume of the lesions
-    measured on that acquisition (by the newest model version that measured it)."""
+    measured on that acquisition (by the newest model version that measured it); none outside
+    ``cohorts``."""
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
-            """
+            f"""
             WITH m AS (
                 SELECT *, rank() OVER (PARTITION BY source_event_id
                                        ORDER BY model_version DESC, model_name) AS r
-                FROM tumour_measurements WHERE patient = %s
+                FROM tumour_measurements
+                WHERE patient = %(patient)s AND {in_scope("patient")}
             )
             SELECT m.source_event_id, min(m.observed_at) AS observed_at,
                    sum(m.longest_diameter_mm) AS sum_diameters_mm,
@@ -388,7 +394,7 @@ def patient_burden(conn: psycopg.Connection, patient: str) -> list[dict[str, Any
             GROUP BY m.source_event_id
             ORDER BY observed_at
             """,
-            (patient,),
+            {"patient": patient, **scope(cohorts)},
         )
         return cur.fetchall()
 
@@ -520,3 +526,33 @@ __all__ = [
     "upsert_measurement",
     "upsert_score",
 ]
+
+
+def slide_checks(
+    conn: psycopg.Connection, patient: str, *, cohorts: Cohorts
+) -> list[dict[str, Any]]:
+    """The stain check and out-of-distribution measure of every slide behind a patient's
+    immune signatures, oldest biopsy first; none outside ``cohorts``.
+
+    They are stored with the signature, in the provenance of the biopsy's feature row (one per
+    model version: ``provenance.slides[*].stain`` and ``.ood``, written by the biopsy agent).
+    One row per slide: ``source_event_id``, ``observed_at``, ``model_name``,
+    ``model_version``, ``slide``, ``stain`` (dict or None), ``ood`` (dict),
+    ``uncertainty_weight``.
+    """
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            f"""
+            SELECT f.source_event_id, f.observed_at, f.extractor AS model_name,
+                   f.extractor_version AS model_version, s ->> 'slide' AS slide,
+                   s -> 'stain' AS stain, s -> 'ood' AS ood,
+                   (s ->> 'uncertainty_weight')::float8 AS uncertainty_weight
+            FROM acquisition_features f
+            CROSS JOIN LATERAL jsonb_array_elements(f.provenance -> 'slides') AS s
+            WHERE f.patient = %(patient)s AND {in_scope("f.patient")}
+              AND jsonb_typeof(f.provenance -> 'slides') = 'array'
+            ORDER BY f.observed_at, f.source_event_id, f.extractor_version, slide
+            """,
+            {"patient": patient, **scope(cohorts)},
+        )
+        return cur.fetchall()

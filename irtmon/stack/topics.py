@@ -5,11 +5,21 @@ from __future__ import annotations
 import contextlib
 
 from kafka import KafkaAdminClient
-from kafka.admin import NewTopic
+from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 from core.settings import Settings
-from schemas.topics import TOPICS, TopicSpec
+from schemas.topics import DAY_MS, DEADLETTER, TOPICS, TopicSpec
+
+
+def topic_config(spec: TopicSpec, settings: Settings) -> dict[str, str]:
+    """The broker configuration of ``spec`` on this deployment: the registry's, except the
+    ``deadletter`` topic, which keeps its records (they carry the original bytes) for
+    ``IRTMON_DEADLETTER_PAYLOAD_RETENTION_DAYS``."""
+    config = dict(spec.config)
+    if spec.name == DEADLETTER.name:
+        config["retention.ms"] = str(int(settings.deadletter_payload_retention_days * DAY_MS))
+    return config
 
 
 def admin_client(settings: Settings) -> KafkaAdminClient:
@@ -26,14 +36,25 @@ def ensure_topics(
 ) -> list[str]:
     """Create the missing topics of the registry; return the names created.
 
-    Existing topics are left alone (their partition count is not changed, since that would move
-    patients between partitions and break per-patient ordering).
+    Existing topics keep their partition count (changing it would move patients between
+    partitions and break per-patient ordering); an existing ``deadletter`` topic gets the
+    configured payload retention (:func:`topic_config`).
     """
     specs = list(TOPICS.values()) if specs is None else specs
     admin = admin_client(settings)
     try:
         existing = set(admin.list_topics())
         missing = [s for s in specs if s.name not in existing]
+        if DEADLETTER.name in existing and any(s.name == DEADLETTER.name for s in specs):
+            admin.alter_configs(
+                [
+                    ConfigResource(
+                        ConfigResourceType.TOPIC,
+                        DEADLETTER.name,
+                        configs=topic_config(DEADLETTER, settings),
+                    )
+                ]
+            )
         if not missing:
             return []
         new = [
@@ -41,7 +62,7 @@ def ensure_topics(
                 name=s.name,
                 num_partitions=s.partitions,
                 replication_factor=replication_factor,
-                topic_configs=s.config,
+                topic_configs=topic_config(s, settings),
             )
             for s in missing
         ]

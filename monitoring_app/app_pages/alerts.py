@@ -36,11 +36,12 @@ def act(alert_id: str, verb: AlertVerb, patient: str) -> None:
 
 @st.fragment(run_every=data.REFRESH_S)
 def inbox(statuses: tuple[str, ...]) -> None:
+    live = ui.live_user()  # a disabled user or a changed cohort stops the live refresh
     if error := st.session_state.pop("inbox_flash_error", None):
         st.error(error)
     if flash := st.session_state.get("inbox_flash"):
         st.success(flash)
-    alerts = data.inbox(data.dsn(), user.cohorts, statuses)
+    alerts = data.inbox(data.dsn(), live.cohorts, statuses)
     st.caption(f"{len(alerts)} alert(s) · refreshes every {data.REFRESH_S:g} s")
     if not alerts:
         st.info("Nothing to review.")
@@ -78,7 +79,7 @@ def inbox(statuses: tuple[str, ...]) -> None:
                 st.caption(
                     f"Closed by {a['closed_by']} at {ui.when(a['closed_at'])}: {a['close_reason']}"
                 )
-            if user.can_act and a["status"] in ("open", "acknowledged"):
+            if live.can_act and a["status"] in ("open", "acknowledged"):
                 with st.form(f"form_{aid}", border=False):
                     note_col, b1, b2, b3 = st.columns([3, 1, 1, 1], vertical_alignment="bottom")
                     note_col.text_input(

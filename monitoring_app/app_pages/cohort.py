@@ -38,7 +38,8 @@ with st.container(border=True):
 
 @st.fragment(run_every=data.REFRESH_S)
 def table(search: str, states: list[str], alert_filter: str, arms: list[str], period) -> None:
-    df = data.cohort(data.dsn(), user.cohorts).copy()
+    live = ui.live_user()  # a disabled user or a changed cohort stops the live refresh
+    df = data.cohort(data.dsn(), live.cohorts).copy()
     df["iRECIST"] = df["irecist_code"].map(ui.irecist)
     df["active"] = df["open_alerts"] + df["acknowledged_alerts"]
     shown = df

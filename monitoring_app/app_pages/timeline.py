@@ -39,7 +39,8 @@ with top[1]:
 
 @st.fragment(run_every=data.REFRESH_S)
 def timeline(patient: str, chosen: list[str]) -> None:
-    d = data.timeline(data.dsn(), patient, user.cohorts)
+    live = ui.live_user()  # a disabled user or a changed cohort stops the live refresh
+    d = data.timeline(data.dsn(), patient, live.cohorts)
     scores, alerts = d["scores"], d["alerts"]
     burden = charts.burden_table(d["burden"])
     assessments = charts.lesion_sums(d.get("assessments", pd.DataFrame()))
@@ -102,6 +103,22 @@ def timeline(patient: str, chosen: list[str]) -> None:
     versions = [tuple(label.rsplit(" ", 1)) for label in chosen]
     fig = charts.timeline_figure(d, versions)  # type: ignore[arg-type]
     st.plotly_chart(fig, width="stretch", key="timeline_chart", config={"displaylogo": False})
+    checks = d.get("slide_checks", pd.DataFrame())
+    if not checks.empty:
+        st.subheader("Immune signature: slide checks")
+        for warning in ui.slide_check_warnings(checks):
+            st.warning(warning, icon=":material/warning:")
+        st.dataframe(
+            ui.slide_checks_table(checks),
+            hide_index=True,
+            width="stretch",
+            key="timeline_slide_checks",
+        )
+        st.caption(
+            "Stain: the model reads H&E only. Distribution: how far each slide lies from the "
+            "slides the model was trained on; a shifted or out-of-distribution slide widens "
+            "the signature's band towards the training average."
+        )
     if not assessments.empty:
         lesion_table(d["lesions"], assessments)
     if not alerts.empty:

@@ -30,6 +30,8 @@ from streams.handling import Message, handle, handle_batch
 log = logging.getLogger("irtmon.worker")
 
 EXIT_UNSETTLED = 70
+"""Exit status of a worker that stopped on an outage outlasting ``IRTMON_TRANSIENT_RETRY_S``
+(``EX_SOFTWARE``): its supervisor restarts it, and it consumes the unsettled messages again."""
 
 
 class PatientLocks:
@@ -89,9 +91,11 @@ async def consume(
 ) -> None:
     """Settle every message of ``stream`` (processed or dead-lettered) before moving on.
 
-    If a message can be neither processed nor dead-lettered (the broker and the database both
-    unreachable past the retry window), the process exits without acknowledging it, so its
-    offset is not committed and the message is consumed again after a restart: nothing is lost.
+    If a message can be neither processed nor dead-lettered (the database, the broker or a disk
+    unreachable past the retry window: an outage, not a fault of the event), the process exits
+    with status :data:`EXIT_UNSETTLED` without acknowledging it, so its offset is not committed
+    and the message is consumed again after its supervisor restarts the worker: nothing valid is
+    dead-lettered and nothing is lost.
     """
     async for event in stream.events():
         msg = _message(event)

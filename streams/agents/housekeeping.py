@@ -8,6 +8,10 @@ run_overdue_policies
     Consumes nothing, produces nothing. Runs, from the worker's own session, TimescaleDB policy
     jobs (compression, the continuous aggregate's refresh) that the server's background
     scheduler has not run on time (:mod:`core.db.timescale`); on a healthy server there are none.
+erase_dead_letter_payloads
+    Consumes nothing, produces nothing. Erases the original bytes of dead letters older than
+    ``IRTMON_DEADLETTER_PAYLOAD_RETENTION_DAYS`` from ``dead_letters`` (the reason and the
+    metadata stay; :func:`core.dead_letters.erase_expired`).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 import faust
 import psycopg
 
+from core import dead_letters
 from core.db import connect, timescale
 from core.settings import Settings
 from streams import fetched
@@ -57,6 +62,16 @@ def run_overdue_policies(settings: Settings, ran_at: dict[int, float]) -> list[i
     return ran
 
 
+def erase_payloads_once(settings: Settings) -> int:
+    """One round of dead-letter payload retention; how many payloads were erased."""
+    with connect(settings) as conn:
+        erased = dead_letters.erase_expired(conn, settings)
+        conn.commit()
+    if erased:
+        log.info("dead-letter payloads erased after their retention", extra={"count": erased})
+    return erased
+
+
 def register(app: faust.App, topics: Any, ctx: WorkerContext) -> None:
     @app.timer(interval=ctx.settings.housekeeping_interval_s)
     async def prune_fetched_studies() -> None:
@@ -75,3 +90,12 @@ def register(app: faust.App, topics: Any, ctx: WorkerContext) -> None:
             )
         except Exception:  # housekeeping must never stop the worker
             log.exception("running overdue TimescaleDB jobs failed; trying again next round")
+
+    @app.timer(interval=ctx.settings.housekeeping_interval_s)
+    async def erase_dead_letter_payloads() -> None:
+        try:
+            await asyncio.get_running_loop().run_in_executor(
+                None, erase_payloads_once, ctx.settings
+            )
+        except Exception:  # housekeeping must never stop the worker
+            log.exception("erasing expired dead-letter payloads failed; trying again next round")

@@ -270,3 +270,73 @@ def test_outbox_retries_failed_deliveries_and_never_loses_them(settings: Setting
             (p,),
         ).fetchall()
         assert receipts == [("delivery.failed", 1), ("delivery.sent", 2)]
+
+
+def alerts_on_topic(settings: Settings, patient: str) -> list[tuple[str, str]]:
+    """(action, delivery id) of every record of ``patient`` on the ``alerts`` topic."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    from schemas.topics import ALERTS
+
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        enable_auto_commit=False,
+        consumer_timeout_ms=3000,
+        **settings.kafka_client_config(),
+    )
+    tps = [TopicPartition(ALERTS.name, p) for p in range(ALERTS.partitions)]
+    consumer.assign(tps)
+    consumer.seek_to_beginning(*tps)
+    out = []
+    for record in consumer:
+        if Alert.model_validate_json(record.value).patient == patient:
+            headers = dict(record.headers)
+            out.append((headers["irtmon-action"].decode(), headers["irtmon-delivery"].decode()))
+    consumer.close()
+    return out
+
+
+def test_an_alert_committed_while_the_broker_is_away_is_published_by_the_outbox(
+    settings: Settings,
+) -> None:
+    """Issue #20: "if publishing an alert fails after its commit, a replayed evaluation returns
+    nothing and the alert never reaches ``alerts``". The alert's change sits in the outbox
+    (``audit_log``) from its commit; the ``alerts`` topic sink fails (no broker at its
+    address), and a later round with the broker back publishes it, once."""
+    from core.publish import Publisher
+    from irtmon.stack.private import free_port
+
+    p = new_patient()
+    start = datetime.now(UTC)
+    cfg = delivery.DeliveryConfig(not_before=start - timedelta(seconds=1), retry_after_s=1)
+    with connect(settings) as conn:
+        for i in range(5):
+            store_timepoint(conn, p, i)
+        opened = alerting.evaluate(conn, p, now=start)
+        conn.commit()
+        assert opened, "the series must open an alert"
+        assert alerting.evaluate(conn, p, now=start) == []  # a replay changes nothing
+        conn.commit()
+
+        away = settings.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{free_port()}"})
+        down = delivery.TopicSink(
+            connect=lambda: Publisher(away, client_id="alerts-down"), timeout_s=5
+        )
+        failed = [o for o in delivery.deliver_pending(conn, [down], cfg, now=start) if not o.ok]
+        assert failed, "the topic sink must fail while no broker answers"
+        assert alerts_on_topic(settings, p) == []
+
+        up = delivery.TopicSink(connect=lambda: Publisher(settings), timeout_s=30)
+        later = start + timedelta(minutes=5)
+        try:
+            sent = delivery.deliver_pending(conn, [up], cfg, now=later)
+            assert delivery.deliver_pending(conn, [up], cfg, now=later + timedelta(hours=1)) == []
+        finally:
+            up.close()
+        mine = {o.audit_id for o in sent if o.ok} & {o.audit_id for o in failed}
+        assert mine, "the change that failed is delivered by the outbox"
+        changes = len(audit_of(conn, p))
+    published = alerts_on_topic(settings, p)
+    assert len(published) == changes >= len(opened), published
+    assert all(action.startswith("alert.") for action, _ in published)
+    assert len({d for _, d in published}) == len(published)  # each change once

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -9,7 +10,7 @@ import psycopg
 import pytest
 
 from core.db import connect, migrate, migration_status
-from core.db.migrate import discover
+from core.db.migrate import MigrationMismatchError, discover
 from core.db.scores import cohort_daily, upsert_score
 from core.db.scores import patient_score_rows as patient_scores
 from core.settings import Settings
@@ -102,6 +103,37 @@ def test_edited_migration_is_refused(settings: Settings) -> None:
             conn.execute(
                 "UPDATE irtmon_schema_migrations SET checksum = %s WHERE version = 1", (real,)
             )
+
+
+def test_renamed_or_removed_migration_is_refused_with_its_name(settings: Settings) -> None:
+    # as if 0003 had been applied as 0003_old_access.sql, and that file renamed since
+    with connect(settings, autocommit=True) as conn:
+        real = conn.execute(
+            "SELECT filename FROM irtmon_schema_migrations WHERE version = 3"
+        ).fetchone()[0]
+        conn.execute(
+            "UPDATE irtmon_schema_migrations SET filename = '0003_old_access.sql' WHERE version = 3"
+        )
+        try:
+            with pytest.raises(
+                MigrationMismatchError,
+                match=re.escape(f"0003_old_access.sql was applied and is now named {real}"),
+            ):
+                migrate(conn)
+            conn.execute("UPDATE irtmon_schema_migrations SET checksum = 'gone' WHERE version = 3")
+            with pytest.raises(
+                MigrationMismatchError,
+                match=re.escape("0003_old_access.sql was applied and its file is gone"),
+            ):
+                migrate(conn)
+        finally:
+            checksum = next(m for m in discover() if m.filename == real).checksum
+            conn.execute(
+                "UPDATE irtmon_schema_migrations SET filename = %s, checksum = %s "
+                "WHERE version = 3",
+                (real, checksum),
+            )
+        assert migrate(conn).applied == []
 
 
 def test_timepoint_score_written_and_read_back_idempotently(settings: Settings) -> None:

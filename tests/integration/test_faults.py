@@ -1,4 +1,5 @@
-"""Faults on the real stack: the broker stopped and restarted, PostgreSQL down for 30 seconds,
+"""Faults on the real stack: the broker stopped and restarted, PostgreSQL down for 30 seconds
+(within the retry window) and down past the retry window (the worker stops and is restarted),
 the alert webhook failing and slow, the derived-image disk full. Each test ends with the
 reconciliation of its own events: every accepted event has its rows exactly once, or a dead
 letter, and nothing is left over (the counts are printed; run with -s to see them).
@@ -19,6 +20,7 @@ from pydantic import SecretStr
 
 from core.settings import Settings
 from irtmon.stack import kafka, postgres
+from streams.agents._loop import EXIT_UNSETTLED
 from tests.integration.conftest import Workers, wait_for
 from tests.integration.faults import (
     PacedReplay,
@@ -51,11 +53,13 @@ class Replay:
     """A worker and a paced replay of ``PATIENTS`` new patients' fractions (one unreadable event
     each), started and running: a test breaks something mid-replay, then finishes it."""
 
-    def __init__(self, settings: Settings, workers: Workers, tag: str) -> None:
+    def __init__(
+        self, settings: Settings, workers: Workers, tag: str, **worker_settings: object
+    ) -> None:
         self.settings = settings
         self.patients = new_patients(PATIENTS, tag)
         self.expected = PATIENTS * PER_PATIENT
-        self.worker = workers.start()
+        self.worker = workers.start(**worker_settings)
         self.replay = PacedReplay(settings, replay_messages(self.patients), rate=60)
         self.replay.start()
         wait_for(lambda: self.rows() >= 150, timeout=60, what="some progress")
@@ -115,16 +119,63 @@ def test_postgres_down_for_30_seconds_during_a_replay(settings: Settings, worker
     )
     assert stopped_at < replay.expected, "the database must go down mid-replay"
     replay.finish("the worker must ride out a 30-second database outage")
-    assert (
-        count(
-            settings,
-            "SELECT count(*) FROM dead_letters WHERE patient = ANY(%s) "
-            "AND error_class <> 'InvalidEventError'",
-            (replay.patients,),
-        )
-        == 0
-    ), "no good event may be dead-lettered because of the outage"
+    assert valid_dead_letters(settings, replay.patients) == 0, (
+        "no good event may be dead-lettered because of the outage"
+    )
     replay.settle("postgres")
+
+
+def valid_dead_letters(settings: Settings, patients: list[str]) -> int:
+    """Dead letters of ``patients`` that are not the replay's unreadable events."""
+    return count(
+        settings,
+        "SELECT count(*) FROM dead_letters WHERE patient = ANY(%s) "
+        "AND error_class <> 'InvalidEventError'",
+        (patients,),
+    )
+
+
+@pytest.mark.timeout(600)
+def test_postgres_down_past_the_retry_window_stops_the_worker_and_loses_nothing(
+    settings: Settings, workers: Workers
+) -> None:
+    """Issue #20: an outage longer than ``IRTMON_TRANSIENT_RETRY_S`` must not dead-letter the
+    valid events in flight. The worker exits (70) without committing their offsets; once
+    PostgreSQL is back, the restarted worker (its supervisor's job, the test's here) consumes
+    them again, and reconciliation finds every one of the 1,212 events exactly once."""
+    if not settings.local_postgres:
+        pytest.skip("stops the local PostgreSQL; IRTMON_DATABASE_URL names an external one")
+    window = 8
+    replay = Replay(settings, workers, "outage", transient_retry_s=window)
+    assert replay.expected + PATIENTS * BAD_PER_PATIENT >= 1_000
+    try:
+        down_at = time.monotonic()  # before the stop: the server refuses while it shuts down
+        postgres.stop(settings)
+        wait_for(
+            lambda: replay.worker.poll() is not None,
+            timeout=window + 90,
+            what="the worker stopping once the outage outlasted its retry window",
+        )
+        stopped_after = time.monotonic() - down_at
+        time.sleep(5)  # the database stays down a while after the worker stopped
+    finally:
+        postgres.start(settings)
+    log = replay.worker.log_path.read_text(errors="replace")
+    print(
+        f"[outage] database down {time.monotonic() - down_at:.0f}s (window {window}s); worker "
+        f"exited {replay.worker.returncode} after {stopped_after:.0f}s"
+    )
+    assert stopped_after > window, "the worker must ride out the window before it stops"
+    assert replay.worker.returncode == EXIT_UNSETTLED, log[-3000:]
+    assert "could not be settled" in log
+    restarted_at = replay.rows()
+    assert 0 <= restarted_at < replay.expected, "the database must go down mid-replay"
+    replay.worker = workers.start(transient_retry_s=window)  # as its supervisor would
+    replay.finish("the restarted worker must keep running")
+    assert valid_dead_letters(settings, replay.patients) == 0, (
+        "no valid event may be dead-lettered because of the outage"
+    )
+    replay.settle("outage")
 
 
 class FlakyWebhook:
@@ -179,8 +230,6 @@ def test_failing_then_slow_webhook_delivers_every_alert_once_it_recovers(
     settings: Settings, workers: Workers
 ) -> None:
     from datetime import UTC, datetime
-
-    import psycopg
 
     from core.publish import Publisher
     from tests.integration.test_alerts_end_to_end import NON_RESPONDER, scores
@@ -313,7 +362,7 @@ class SmallDisk:
 
 
 @pytest.mark.timeout(600)
-def test_full_disk_retried_then_dead_lettered_with_the_reason_never_lost(
+def test_full_disk_retried_then_stops_the_worker_and_loses_nothing(
     settings: Settings, workers: Workers, cohort: Path, pathology_model: Path, stack_dir: Path
 ) -> None:
     from clinic import load_events
@@ -351,39 +400,38 @@ def test_full_disk_retried_then_dead_lettered_with_the_reason_never_lost(
         disk.free()
         wait_for(lambda: status(first) == "scored", timeout=120, what="the first biopsy scored")
 
-        # 2. the disk stays full past the retry window: dead-lettered with the reason
+        # 2. the disk stays full past the retry window: an outage, not a fault of the event;
+        #    the worker stops without acknowledging it (exit 70) and dead-letters nothing
         disk.fill()
         with Publisher(settings) as pub:
             pub.publish([second])
         wait_for(
-            lambda: (
-                count(
-                    settings,
-                    "SELECT count(*) FROM dead_letters WHERE failed_event_id = %s",
-                    (second.event_id,),
-                )
-                == 1
-            ),
+            lambda: worker.poll() is not None,
             timeout=retry_window + 120,
-            what="the dead letter of the second biopsy",
+            what="the worker stopping on the full disk",
         )
-        with psycopg.connect(settings.dsn, autocommit=True) as conn:
-            error_class, reason = conn.execute(
-                "SELECT error_class, reason FROM dead_letters WHERE failed_event_id = %s",
-                (second.event_id,),
-            ).fetchone()
-        print(f"[disk] dead letter: {error_class}: {reason}")
-        assert error_class == "TransientFailurePersistedError"
-        assert "No space left on device" in reason and "disk full" in reason
-        assert str(disk.path) in reason, "the reason names where the disk is full"
+        log = worker.log_path.read_text(errors="replace")
+        print(f"[disk] worker exit status {worker.returncode}")
+        assert worker.returncode == EXIT_UNSETTLED, log[-3000:]
+        assert "No space left on device" in log and "disk full" in log
+        assert str(disk.path) in log, "the log names where the disk is full"
+        assert (
+            count(
+                settings,
+                "SELECT count(*) FROM dead_letters WHERE patient = ANY(%s)",
+                (patients,),
+            )
+            == 0
+        ), "a valid event must not be dead-lettered because a disk is full"
+        assert status(second) is None
         leftovers = [p.name for p in disk.path.rglob("*") if p.is_file() and p.name != "filler"]
         assert all(name.endswith(".attention.png") for name in leftovers), leftovers
         assert not any(str(second.event_id) in name for name in leftovers)
 
-        # 3. space freed, the event published again (from its dead letter): scored once
+        # 3. space freed, the worker restarted (as its supervisor would): scored once, from
+        #    the offset that was never committed, without publishing anything again
         disk.free()
-        with Publisher(settings) as pub:
-            pub.publish([second])
+        worker = workers.start(derived_dir=disk.path, transient_retry_s=retry_window)
         wait_for(lambda: status(second) == "scored", timeout=120, what="the second biopsy scored")
         heatmaps = sorted(disk.path.rglob("*.attention.png"))
         assert len(heatmaps) == 2 * len([s for s in template.slides if s.stain == "H&E"]), heatmaps
@@ -394,7 +442,7 @@ def test_full_disk_retried_then_dead_lettered_with_the_reason_never_lost(
         )
         print(f"[disk] scores stored: {scores} (4 per biopsy)")
         assert scores == 8
-        settle(settings, patients, messages=3, processed=2, dead_lettered=1, fault="disk full")
+        settle(settings, patients, messages=2, processed=2, dead_lettered=0, fault="disk full")
     finally:
         workers.stop_all()
         disk.unmount()

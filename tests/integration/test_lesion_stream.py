@@ -120,8 +120,8 @@ def test_every_lesion_is_stored_once_tracked_and_assessed(
         truth = _truth(cohort_v2, patient)
         mine = sorted((e for e in imaging if e.patient == patient), key=lambda e: e.occurred_at)
         with connect(settings) as conn:
-            stored = lesions.patient_lesions(conn, patient)
-            assessed = lesions.patient_assessments(conn, patient)
+            stored = lesions.patient_lesions(conn, patient, cohorts=None)
+            assessed = lesions.patient_assessments(conn, patient, cohorts=None)
             series, sources = history.load_assessments(conn, patient)
         by_event = defaultdict(list)
         for r in stored:

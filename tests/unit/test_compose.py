@@ -334,3 +334,9 @@ def test_orthanc_stores_only_from_the_allowed_callers(compose: dict) -> None:
     assert env_of(compose["services"]["worker"])["IRTMON_PACS_PASSWORD_FILE"] == (
         "/run/secrets/pacs_password"
     )
+
+
+def test_the_workers_are_restarted_when_an_outage_stops_them(compose: dict) -> None:
+    # past IRTMON_TRANSIENT_RETRY_S a worker exits (status 70) without acknowledging the event;
+    # only a restart consumes it again
+    assert compose["services"]["worker"]["restart"] in ("always", "unless-stopped", "on-failure")

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from models.pathology.heatmap import write_heatmap
-from streams.failures import TransientFailurePersistedError, is_transient, with_retries
+from streams.failures import OutageOutlastedRetriesError, is_transient, with_retries
 
 
 def test_outages_are_transient_and_faults_of_the_event_are_not() -> None:
@@ -31,7 +31,7 @@ def test_a_disk_staying_full_ends_in_a_reason_that_says_so() -> None:
         calls += 1
         raise OSError(errno.ENOSPC, "No space left on device", "/derived/heatmaps/a.png")
 
-    with pytest.raises(TransientFailurePersistedError) as info:
+    with pytest.raises(OutageOutlastedRetriesError) as info:
         asyncio.run(with_retries(write, window_s=0.3, what="write", first_delay_s=0.05))
     assert calls >= 2
     message = str(info.value)
