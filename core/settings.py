@@ -434,6 +434,16 @@ class Settings(BaseSettings):
         default=Path(".irtmon/models"),
         description="Folder of trained model artefacts (<name>/<version>/ with model.json).",
     )
+    reference_models: bool = Field(
+        default=True,
+        description="At `irtmon db migrate` (and the demo), register and promote the "
+        "reference model of each name the registry has no promoted version of (trained on the "
+        "virtual clinic, not for clinical use); a promoted model is never replaced.",
+    )
+    reference_models_dir: Path = Field(
+        default=Path(__file__).resolve().parents[1] / "reference_models",
+        description="Folder of the reference models (the repository's reference_models/).",
+    )
 
     # Monitoring app
     app_cache_ttl_s: float = Field(

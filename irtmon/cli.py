@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -14,6 +15,7 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 from core.settings import Settings
+from irtmon.cli_clinic import Story
 from irtmon.common import console, err_console, fail, get_settings
 
 app = typer.Typer(
@@ -53,6 +55,11 @@ def _register_subapps() -> None:
     from irtmon.cli_models import register as register_model_commands
 
     register_model_commands(app, train_pathology_app)
+
+    from irtmon.cli_models import models_app
+    from irtmon.cli_reference import reference
+
+    models_app.command("reference")(reference)
 
     from irtmon.cli_pacs import fhir_app, pacs_app
 
@@ -249,6 +256,38 @@ def db_migrate() -> None:
         console.print("applied: " + ", ".join(report.applied))
     else:
         console.print("nothing to apply: the database is up to date")
+    if settings.reference_models:
+        install_reference_models(settings)
+
+
+def install_reference_models(settings: Settings) -> None:
+    """Register and promote the repository's reference models for the names with no promoted
+    version (IRTMON_REFERENCE_MODELS; trained on the virtual clinic, not for clinical use)."""
+    import psycopg
+
+    from core.db import connect
+    from core.reference_models import install_reference_models as install
+    from models.exceptions import ModelError
+
+    try:
+        with connect(settings) as conn:
+            done = install(
+                conn, source=settings.reference_models_dir, models_dir=settings.models_dir
+            )
+            conn.commit()
+    except (ModelError, OSError, psycopg.Error) as err:
+        raise fail(
+            f"the reference models in {settings.reference_models_dir} could not be installed: "
+            f"{err} (set IRTMON_REFERENCE_MODELS=false to start without them)"
+        ) from err
+    for item in done:
+        if item.action == "promoted":
+            console.print(
+                f"model {item.name}: reference {item.version} registered and promoted "
+                "(virtual clinic, not for clinical use)"
+            )
+        else:
+            console.print(f"model {item.name}: {item.version} (promoted)")
 
 
 @db_app.command("status")
@@ -571,86 +610,24 @@ def worker(
 # --------------------------------------------------------------------------- demo
 
 
-def _ensure_pathology_model(settings: Settings, seed: int) -> None:
-    """Train, register and promote a pathology model on the first demo run (about 2 minutes)."""
-    from core.db import connect
-    from core.db.registry import model_ref
-    from irtmon.cli_pathology import train_pathology
-    from schemas import ModelName
-
-    with connect(settings, autocommit=True) as conn:
-        promoted = model_ref(conn, ModelName.PATHOLOGY)
-    if promoted is not None:
-        console.print(f"pathology model: {promoted.name} {promoted.version} (promoted)")
-        return
-    console.print("no promoted pathology model: training one on virtual-clinic slides...")
-    train_pathology(
-        out=settings.state_dir / "runs" / f"pathology-seed{seed}",
-        patients=30,
-        seed=seed,
-        register=True,
-        promote=True,
-    )
-
-
 DEMO_TIMEPOINTS = 5
-"""Scans per patient in the demo's cohorts (planning CT and 4 follow-ups)."""
-DEMO_TRAIN_PATIENTS = 60
+"""Scans per patient in the demo's cohort (planning CT and 4 follow-ups)."""
 
 
-def _ensure_response_models(settings: Settings, seed: int) -> None:
-    """Train, register and promote the virtual biopsy and the response model on the first demo
-    run, on a virtual-clinic training cohort of their own (about 15 minutes on 2 cores).
-
-    The cohort has as many scans per patient as the replayed one, so the response model has
-    seen every stage of treatment it will score, and enough patients (42 train, 18 test) that
-    its probabilities follow the burden (with 21, they did not).
-    """
-    from pathlib import Path
-
+def _require_promoted(settings: Settings) -> None:
+    """Without the reference models, the demo needs a promoted model of each name."""
     from core.db import connect
     from core.db.registry import model_ref
-    from irtmon.cli_clinic import Size, generate
-    from irtmon.cli_models import train_ct_signature, train_response
-    from schemas import ModelName
+    from core.reference_models import REFERENCE_NAMES
 
     with connect(settings, autocommit=True) as conn:
-        promoted = model_ref(conn, ModelName.RESPONSE)
-    if promoted is not None:
-        console.print(f"response model: {promoted.name} {promoted.version} (promoted)")
-        return
-    console.print(
-        "no promoted response model: training the CT virtual biopsy and the response model on "
-        f"a virtual-clinic training cohort ({DEMO_TRAIN_PATIENTS} patients, "
-        f"{DEMO_TIMEPOINTS} scans each)..."
-    )
-    cohort = Path(settings.data_roots[0]) / f"cohort-train-seed{seed + 100}-n{DEMO_TRAIN_PATIENTS}"
-    if not (cohort / "manifest.parquet").exists():
-        generate(
-            out=cohort,
-            patients=DEMO_TRAIN_PATIENTS,
-            seed=seed + 100,
-            size=Size.TEST,
-            timepoints=DEMO_TIMEPOINTS,
-            workers=2,
+        missing = [str(n) for n in REFERENCE_NAMES if model_ref(conn, n) is None]
+    if missing:
+        raise fail(
+            f"no promoted {', '.join(missing)} model and IRTMON_REFERENCE_MODELS is off: train "
+            "them (`irtmon models reference --out DIR`, then IRTMON_REFERENCE_MODELS_DIR=DIR) "
+            "or promote your own (`irtmon models promote NAME VERSION`)"
         )
-    runs = settings.state_dir / "runs"
-    train_ct_signature(
-        cohort=[cohort],
-        out=runs / f"ct-signature-seed{seed}",
-        workers=2,
-        seed=seed,
-        register=True,
-        promote=True,
-    )
-    train_response(
-        cohort=[cohort],
-        out=runs / f"response-seed{seed}",
-        workers=2,
-        seed=seed,
-        register=True,
-        promote=True,
-    )
 
 
 @app.command("demo")
@@ -660,6 +637,12 @@ def demo(
     speedup: Annotated[float, typer.Option(help="Replay speed-up over real time.")] = 2e6,
     n_workers: Annotated[int, typer.Option("--workers", help="Worker processes.")] = 1,
     app_port: Annotated[int, typer.Option(help="Port of the monitoring app.")] = 8501,
+    wait: Annotated[
+        float, typer.Option(help="Seconds to wait for every scan to be scored.")
+    ] = 1200.0,
+    story: Annotated[
+        Story, typer.Option(help="Virtual-clinic story of the cohort (the reference models').")
+    ] = Story.V2,
 ) -> None:
     """The main job: stack up, migrate, start the workers, replay a virtual-clinic cohort.
 
@@ -674,16 +657,16 @@ def demo(
 
     settings = get_settings()
     stack_up()
-    db_migrate()
-    _ensure_pathology_model(settings, seed)
-    _ensure_response_models(settings, seed)
+    db_migrate()  # registers the reference models where none is promoted
+    if not settings.reference_models:
+        _require_promoted(settings)
     with console.status(f"starting {n_workers} worker(s)..."):
         try:
             running = local_workers.start(settings, n_workers)
         except StackError as err:
             raise fail(str(err)) from err
     console.print(f"workers: {', '.join(str(p) for p in running.values())} (pids)")
-    cohort = Path(settings.data_roots[0]) / f"cohort-demo-seed{seed}"
+    cohort = Path(settings.data_roots[0]) / f"cohort-demo-{story.value}-seed{seed}"
     if not (cohort / "events.jsonl").exists():
         from irtmon.cli_clinic import Size, generate
 
@@ -693,7 +676,8 @@ def demo(
             seed=seed,
             size=Size.TEST,
             timepoints=DEMO_TIMEPOINTS,
-            workers=1,
+            workers=2,
+            story=story,
         )
     from irtmon.cli_clinic import replay
 
@@ -706,10 +690,58 @@ def demo(
             local_app.start(settings, app_port)
         except StackError as err:
             raise fail(str(err)) from err
+    console.print(f"the app is up at http://127.0.0.1:{app_port}; the workers are scoring")
+    example = _wait_for_scores(settings, cohort, timeout_s=wait)
     console.print(
         f"\n[bold green]irtmon is running.[/] The app: http://127.0.0.1:{app_port} {login}\n"
+        f"{example}\n"
         f"Watch it with `irtmon stack status` and the logs in {settings.state_dir}/; stop it "
         "with `irtmon stack down`."
+    )
+
+
+def _wait_for_scores(settings: Settings, cohort: Path, *, timeout_s: float) -> str:
+    """Wait until every replayed scan is scored (or failed), then name a patient with an alert.
+
+    Returns the line the demo prints about it (or says what is still pending at the timeout).
+    """
+    from clinic.events import load_events
+    from core.db import connect
+    from core.db.alerts import inbox
+    from core.db.events import acquisition_counts
+    from schemas import ImagingAcquired
+
+    scans = [e.event_id for e in load_events(cohort) if isinstance(e, ImagingAcquired)]
+    deadline = time.monotonic() + timeout_s
+    settled, last_alerts = 0, -1
+    with console.status(f"scoring {len(scans)} scans...") as shown:
+        while True:
+            with connect(settings, autocommit=True) as conn:
+                counts = acquisition_counts(conn, scans)
+                alerts = inbox(conn, None)
+            pending = counts.get("received", 0) + counts["missing"]
+            shown.update(
+                f"scoring {len(scans)} scans: {counts.get('scored', 0)} scored, "
+                f"{counts.get('failed', 0)} failed, {pending} pending..."
+            )
+            # done when every scan is settled and the alerts have stopped changing (the
+            # change-point agent runs on the scores just after them)
+            settled = settled + 1 if pending == 0 and len(alerts) == last_alerts else 0
+            last_alerts = len(alerts)
+            if settled >= 3 or time.monotonic() > deadline:
+                break
+            time.sleep(2.0)
+    done = (
+        f"{counts.get('scored', 0)} of {len(scans)} scans scored"
+        + (f", {counts['failed']} failed" if counts.get("failed") else "")
+        + (f", {pending} still pending after {timeout_s:.0f} s" if pending else "")
+    )
+    if not alerts:
+        return f"{done}; no alert is open (yet): see the cohort page."
+    first = alerts[0]
+    return (
+        f"{done}; {len(alerts)} alert(s) open. A patient whose timeline shows one: "
+        f"[bold]{first['patient']}[/] ({first['summary']})."
     )
 
 

@@ -117,6 +117,9 @@ PathologyRef = Annotated[
     typer.Option(help="Teacher: pathology-mil folder or version (default: promoted/latest)."),
 ]
 Version = Annotated[str | None, typer.Option(help="Artefact version (default: UTC time, seed).")]
+ModelsDir = Annotated[
+    Path | None, typer.Option(help="Where the artefact goes (default IRTMON_MODELS_DIR).")
+]
 Workers = Annotated[int, typer.Option(min=1, help="Processes analysing studies and slides.")]
 Register = Annotated[
     bool | None,
@@ -190,10 +193,12 @@ def _train(
     seed: int,
     device: str | None = None,
     artifacts: dict[str, tuple[str, str | None]] | None = None,
+    models_dir: Path | None = None,
     **options: Any,
 ) -> tuple[Any, str, float]:
     """The part the ``train`` commands share: resolve the teacher, then ``artifacts``
-    (keyword -> model name and folder or version), default the version, run ``run_training``
+    (keyword -> model name and folder or version), default the version and the models folder
+    (IRTMON_MODELS_DIR), run ``run_training``
     under a progress bar with ``config(seed=seed)`` and ``options``, and turn the errors a user
     can act on into a clean failure. Returns the run, its version and when training started."""
     from models.exceptions import IrtmonError
@@ -216,7 +221,7 @@ def _train(
                 pathology=teacher,
                 **resolved,
                 cache_dir=training_cache(settings),
-                models_dir=settings.models_dir,
+                models_dir=models_dir or settings.models_dir,
                 version=version,
                 config=config(seed=seed),
                 progress=progress,
@@ -243,6 +248,7 @@ def train_ct_signature(
     register: Register = None,
     promote: Promote = False,
     device: TorchDevice = None,
+    models_dir: ModelsDir = None,
 ) -> None:
     """Train the CT virtual biopsy on scans paired with biopsies (teacher: pathology model)."""
     from models.response.signature import SignatureConfig
@@ -257,6 +263,7 @@ def train_ct_signature(
         version=version,
         seed=seed,
         device=device,
+        models_dir=models_dir,
         test_cohort=test_cohort,
         workers=workers,
         **_selections(max_patients, test_max_patients, max_timepoint, radiomics),
@@ -299,6 +306,7 @@ def train_response(
     register: Register = None,
     promote: Promote = False,
     device: TorchDevice = None,
+    models_dir: ModelsDir = None,
 ) -> None:
     """Train and calibrate the response model; compare it with its baselines on held-out
     patients (RECIST 1.1 over every target lesion, the burden trajectory of every lesion, of
@@ -317,6 +325,7 @@ def train_response(
         seed=seed,
         device=device,
         artifacts={"ct_signature": ("ct-signature", ct_signature)},
+        models_dir=models_dir,
         test_cohort=test_cohort,
         workers=workers,
         **_selections(max_patients, test_max_patients, max_timepoint, radiomics),

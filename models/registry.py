@@ -131,6 +131,25 @@ def load_artifact(folder: Path, expected_sha256: str | None = None) -> ModelArti
     return artifact
 
 
+def amend_card(
+    folder: Path, *, card_note: str = "", extra: dict[str, Any] | None = None
+) -> ModelArtifact:
+    """Add a sentence to an artefact's card text and keys to its ``extra``, weights untouched.
+
+    The weights' hash is what identifies a model, so its version and registration stay valid;
+    used to mark the reference models (what they were trained on, that they are not for
+    clinical use). The folder is verified first (:func:`load_artifact`).
+    """
+    load_artifact(folder)
+    card_path = folder / CARD
+    data = json.loads(card_path.read_text())
+    if card_note and card_note not in data.get("card", ""):
+        data["card"] = f"{data.get('card', '').rstrip()} {card_note}".strip()
+    data["extra"] = {**(data.get("extra") or {}), **(extra or {})}
+    card_path.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    return load_artifact(folder)
+
+
 def latest_version(models_dir: Path, name: str) -> ModelArtifact | None:
     """The most recently created artefact of ``name`` on disk, or None."""
     folder = models_dir / name

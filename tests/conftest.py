@@ -15,3 +15,20 @@ from irtmon.stack.private import free_port  # noqa: E402,F401 - re-exported for 
 @pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--retrain-reference",
+        action="store_true",
+        default=False,
+        help="Also retrain the reference models with their one command (about an hour on 2 "
+        "cores) and compare them with the committed ones (tests/integration/"
+        "test_reference_models.py).",
+    )
+    parser.addoption(
+        "--reference-work",
+        default=None,
+        help="Work folder for --retrain-reference (a cohort already there is reused once its "
+        "events' hash matches the committed one); default: a temporary folder.",
+    )

@@ -254,6 +254,18 @@ def baseline_acquisition(
     return None if row is None else BaselineRow(*row)
 
 
+def acquisition_counts(conn: psycopg.Connection, event_ids: Sequence[uuid.UUID]) -> dict[str, int]:
+    """How many of these acquisitions are ``received``, ``scored`` or ``failed``, and how many
+    are not stored yet (``missing``)."""
+    rows = conn.execute(
+        "SELECT status, count(*) FROM acquisitions WHERE event_id = ANY(%s) GROUP BY status",
+        (list(event_ids),),
+    ).fetchall()
+    counts = {str(status): int(n) for status, n in rows}
+    counts["missing"] = len(set(event_ids)) - sum(counts.values())
+    return counts
+
+
 def imaged_patients(conn: psycopg.Connection) -> list[str]:
     """Every patient with at least one imaging acquisition, sorted."""
     rows = conn.execute(

@@ -7,6 +7,7 @@ given version); every part of irtmon that scores with a model goes through it, w
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,18 @@ class ResponseModels:
     response_signature: ModelRef | None
 
 
+def _json_safe(value: Any) -> Any:
+    """``value`` with every NaN or infinity as None: PostgreSQL's JSON has neither (a bootstrap
+    on a handful of held-out patients can give a NaN standard error)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
 def register(conn: psycopg.Connection, artifact: ModelArtifact) -> None:
     """Record an artefact (idempotent for the same name, version and hash)."""
     row = conn.execute(
@@ -76,7 +89,7 @@ def register(conn: psycopg.Connection, artifact: ModelArtifact) -> None:
             artifact.sha256,
             str(artifact.folder),
             artifact.training_data_hash,
-            Jsonb(artifact.metrics),
+            Jsonb(_json_safe(artifact.metrics)),
             artifact.card,
         ),
     )

@@ -137,6 +137,7 @@ def test_no_output_or_log_shows_the_database_password_or_the_pseudonym_key(
             "IRTMON_CACHE_DIR": str(settings.cache_path),
             "IRTMON_KAFKA_BOOTSTRAP": settings.bootstrap_servers,
             "IRTMON_PSEUDONYM_KEY": PSEUDONYM_KEY,
+            "IRTMON_REFERENCE_MODELS": "false",  # the session's registry stays as it is
             "COLUMNS": "250",
         }
     )

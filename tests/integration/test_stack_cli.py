@@ -48,6 +48,7 @@ def cli_env() -> dict[str, str]:
             "IRTMON_KAFKA_CONTROLLER_PORT": str(free_port()),
             "IRTMON_PG_PORT": str(free_port()),
             "IRTMON_KAFKA_HEAP": "384m",
+            "IRTMON_MODELS_DIR": str(state / "models"),
             "COLUMNS": "200",
         }
     )
@@ -81,7 +82,7 @@ def test_up_status_down_twice(cli_env: dict[str, str]) -> None:
     cluster = postgres.paths(Settings(state_dir=state)).root  # outside the state folder as root
     timescaledb = postgres.timescaledb_library(Settings()) is not None
     flavour = "timescale" if timescaledb else "plain"
-    for _ in range(2):
+    for round_ in range(2):
         out = irtmon(cli_env, "stack", "up")
         assert f"127.0.0.1:{cli_env['IRTMON_KAFKA_PORT']}" in out
         assert f"127.0.0.1:{cli_env['IRTMON_PG_PORT']}" in out
@@ -97,6 +98,18 @@ def test_up_status_down_twice(cli_env: dict[str, str]) -> None:
 
         migrated = irtmon(cli_env, "db", "migrate")
         assert f"database flavour: {flavour}" in migrated
+        # a fresh registry gets the reference models, copied into the models folder; the
+        # second migrate keeps what is promoted
+        for name in ("pathology-mil", "ct-signature", "response"):
+            if round_ == 0:
+                assert f"model {name}: reference ref-v2-" in migrated
+                assert "registered and promoted" in migrated
+            else:
+                assert f"model {name}: ref-v2-" in migrated and "(promoted)" in migrated
+            card = next((state / "models" / name).glob("*/model.json"))
+            assert "not for clinical use" in json.loads(card.read_text())["card"]
+        listed = irtmon(cli_env, "models", "list")
+        assert listed.count("yes") == 3 and "ref-v2-" in listed
         migrated_status = status(cli_env)
         assert migrated_status["database_flavour"] == flavour
         if timescaledb:  # the server preloads what bootstrap built; status names its version
