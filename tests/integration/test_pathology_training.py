@@ -20,7 +20,7 @@ from irtmon.cli_pathology import train_pathology_app
 from models.pathology import analyse_slide
 from models.registry import load_artifact
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]  # minutes on a loaded 2-core machine
 
 PATIENTS = 48
 SEED = 1

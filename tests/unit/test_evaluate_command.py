@@ -30,7 +30,7 @@ from clinic import generate_cohort
 from models.exceptions import ProtocolError
 from tests.unit.test_response_cohort_v2 import _teacher
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]  # 12-16 min on a loaded 2-core machine
 
 TIMEPOINTS = 2
 TRAIN, TUNE, TEST = (22903, 10), (22905, 6), (22907, 6)

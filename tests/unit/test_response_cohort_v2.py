@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from clinic import generate_cohort
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]  # minutes on a loaded 2-core machine
 
 PATIENTS = 14
 TIMEPOINTS = 3
