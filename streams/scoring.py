@@ -20,8 +20,8 @@ import functools
 import json
 import math
 import uuid
-from collections.abc import Sequence
-from contextlib import ExitStack
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -56,6 +56,7 @@ from schemas.results import (
     Measurement,
     Outcome,
 )
+from streams.failures import DISK_FULL_ERRNOS
 from streams.fetched import fetched_root, in_use
 
 LESION_MODEL, LESION_VERSION = LESION_ALGORITHM.rsplit(" ", 1)
@@ -272,18 +273,19 @@ def _score_fetched(
     output_dir = None
     if request.derived_dir is not None:
         output_dir = request.derived_dir / "dicom" / event.patient / str(event.event_id)
-    result = imaging.analyse_study(
-        request.series_dir,
-        study_uid=event.study_uid,
-        series_uid=None
-        if event.modality == "PCCT" or len(event.series_uids) > 1
-        else event.series_uids[0],
-        lesion_paths=study_annotations(request.lesion_path, request.series_dir),
-        baseline=baseline,
-        state=state,
-        time=event.occurred_at,
-        output_dir=output_dir,
-    )
+    with _named_on_a_full_disk(output_dir):
+        result = imaging.analyse_study(
+            request.series_dir,
+            study_uid=event.study_uid,
+            series_uid=None
+            if event.modality == "PCCT" or len(event.series_uids) > 1
+            else event.series_uids[0],
+            lesion_paths=study_annotations(request.lesion_path, request.series_dir),
+            baseline=baseline,
+            state=state,
+            time=event.occurred_at,
+            output_dir=output_dir,
+        )
     if result.outputs:
         write_back = request.write_back and event.location.kind == "dicomweb"
         result.provenance["dicom_outputs"] = _outputs(
@@ -468,6 +470,19 @@ def _response_scores(
         used = inputs if value.model_name != ModelName.RESPONSE else [s.key for s in history.scans]
         out.append(value.score_of(event.patient, event.event_id, event.occurred_at, used))
     return out
+
+
+@contextmanager
+def _named_on_a_full_disk(folder: Path | None) -> Iterator[None]:
+    """A full disk's error names the folder being written when the library's does not
+    (pydicom's ``close()`` says only "No space left on device"), so the worker's log tells the
+    operator which disk to free."""
+    try:
+        yield
+    except OSError as err:
+        if folder is None or err.filename is not None or err.errno not in DISK_FULL_ERRNOS:
+            raise
+        raise OSError(err.errno, err.strerror, str(folder)) from err
 
 
 def _fetch(url: str, study_uid: str, folder: Path, headers: dict[str, str] | None = None) -> None:
