@@ -155,15 +155,16 @@ def _selections(
     test_max_patients: int | None,
     max_timepoint: int | None,
     radiomics: bool = False,
-) -> dict[str, Any]:
+) -> tuple[Any, Any]:
+    """The training and test cohorts' :class:`~models.response.train.Selection`."""
     from models.response.cohort import ExtractionOptions
     from models.response.train import Selection
 
     options = ExtractionOptions(radiomics=radiomics)
-    return {
-        "selection": Selection(max_patients, max_timepoint, options),
-        "test_selection": Selection(test_max_patients, max_timepoint, options),
-    }
+    return (
+        Selection(max_patients, max_timepoint, options),
+        Selection(test_max_patients, max_timepoint, options),
+    )
 
 
 def training_cache(settings: Any) -> Path:
@@ -194,15 +195,21 @@ def _train(
     device: str | None = None,
     artifacts: dict[str, tuple[str, str | None]] | None = None,
     models_dir: Path | None = None,
-    **options: Any,
+    test_cohort: Path | None = None,
+    workers: int = 1,
+    selections: tuple[Any, Any] | None = None,
 ) -> tuple[Any, str, float]:
     """The part the ``train`` commands share: resolve the teacher, then ``artifacts``
     (keyword -> model name and folder or version), default the version and the models folder
-    (IRTMON_MODELS_DIR), run ``run_training``
-    under a progress bar with ``config(seed=seed)`` and ``options``, and turn the errors a user
-    can act on into a clean failure. Returns the run, its version and when training started."""
+    (IRTMON_MODELS_DIR), build the :class:`~models.response.train.TrainingRequest`, run
+    ``run_training`` under a progress bar with ``config(seed=seed)``, and turn the errors a
+    user can act on into a clean failure. ``selections``: the training and test cohorts'
+    :class:`~models.response.train.Selection`. Returns the run, its version and when training
+    started."""
     from models.exceptions import IrtmonError
+    from models.response.train import Selection, TrainingRequest
 
+    selection, test_selection = selections or (Selection(), Selection())
     settings = get_settings()
     on = torch_device(device)
     teacher = resolve_artifact("pathology-mil", pathology_model, settings.models_dir)
@@ -215,19 +222,21 @@ def _train(
     bar, progress = _progress_bar()
     try:
         with bar:
-            run = run_training(
-                cohort,
-                out,
+            request = TrainingRequest(
+                cohort=cohort,
+                out=out,
                 pathology=teacher,
-                **resolved,
+                test_cohort=test_cohort,
+                selection=selection,
+                test_selection=test_selection,
                 cache_dir=training_cache(settings),
                 models_dir=models_dir or settings.models_dir,
                 version=version,
-                config=config(seed=seed),
+                workers=workers,
                 progress=progress,
                 device=on,
-                **options,
             )
+            run = run_training(request, config=config(seed=seed), **resolved)
     except (IrtmonError, ValueError, FileNotFoundError) as err:
         raise fail(str(err)) from err
     return run, version, start
@@ -266,7 +275,7 @@ def train_ct_signature(
         models_dir=models_dir,
         test_cohort=test_cohort,
         workers=workers,
-        **_selections(max_patients, test_max_patients, max_timepoint, radiomics),
+        selections=_selections(max_patients, test_max_patients, max_timepoint, radiomics),
     )
     m = run.metrics
     table = Table(title=f"ct-signature {version}: held-out paired scans")
@@ -328,7 +337,7 @@ def train_response(
         models_dir=models_dir,
         test_cohort=test_cohort,
         workers=workers,
-        **_selections(max_patients, test_max_patients, max_timepoint, radiomics),
+        selections=_selections(max_patients, test_max_patients, max_timepoint, radiomics),
     )
     m = run.metrics
     table = Table(title=f"response {version}: non-response, held-out patients")

@@ -20,7 +20,7 @@ results files) is :mod:`irtmon.protocol`'s, and the caller logs the look *before
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,13 @@ from models.evaluation.plan import EvaluationPlan
 from models.response.cohort import Progress
 from models.response.response import ResponseConfig
 from models.response.signature import SignatureConfig
-from models.response.train import Run, Selection, train_ct_signature, train_response
+from models.response.train import (
+    Run,
+    Selection,
+    TrainingRequest,
+    train_ct_signature,
+    train_response,
+)
 
 
 @dataclass(frozen=True)
@@ -106,41 +112,29 @@ def declared_analysis(
     selection = selection or Selection()
     out.mkdir(parents=True, exist_ok=True)
     cache = cache_dir or out / "cache"
-    sig = train_ct_signature(
-        cohorts.training,
-        out / "ct-signature",
+    request = TrainingRequest(
+        cohort=cohorts.training,
+        out=out / "ct-signature",
         pathology=pathology,
         test_cohort=cohorts.test,
+        selection=selection,
+        test_selection=selection,
         cache_dir=cache,
         models_dir=models_dir,
         version=versions[0],
-        config=signature_config,
         workers=workers,
         progress=progress,
-        selection=selection,
-        test_selection=selection,
         plan=plan,
         device=device,
     )
+    sig = train_ct_signature(request, config=signature_config)
     assert sig.artifact is not None and sig.artifact.folder is not None  # saved: models_dir
     resp = train_response(
-        cohorts.training,
-        out / "response",
-        pathology=pathology,
+        replace(request, out=out / "response", version=versions[1]),
         ct_signature=sig.artifact.folder,
-        test_cohort=cohorts.test,
+        config=response_config,
         calibration_cohort=cohorts.tuning,
         calibration_selection=selection,
-        cache_dir=cache,
-        models_dir=models_dir,
-        version=versions[1],
-        config=response_config,
-        workers=workers,
-        progress=progress,
-        selection=selection,
-        test_selection=selection,
-        plan=plan,
-        device=device,
     )
     estimates = {
         key: Estimate.from_dict(value)

@@ -145,6 +145,75 @@ def _test_words(test: Cohorts | None, fraction: float) -> str:
     return "separate cohort" if n == 1 else f"{n} separate cohorts, pooled"
 
 
+@dataclass(frozen=True)
+class TrainingRequest:
+    """What a training run of :func:`train_ct_signature` or :func:`train_response` reads and
+    writes: one object instead of the same parameters in every trainer (the CLI's ``train``
+    commands and :func:`models.response.analysis.declared_analysis` build one).
+
+    Attributes
+    ----------
+    cohort
+        Training cohort folder(s) (several are merged, each patient in one of them).
+    out
+        Run folder: ``report.md``, ``metrics.json``, plots, weights.
+    pathology
+        The pathology-mil artefact folder (the teacher of the virtual biopsy).
+    test_cohort
+        Separate test cohort(s) (a patient in both is refused); without one, ``test_fraction``
+        of the training patients is held out (patients, never timepoints).
+    selection, test_selection
+        Which part of the training and test cohorts the run uses, and what extraction computes.
+    cache_dir
+        Feature cache (default ``out/cache``).
+    models_dir, version
+        Where the artefact is saved and its version; nothing is saved unless both are set.
+    workers, progress
+        Processes analysing studies, and a progress callback.
+    plan
+        Interval settings of the held-out estimates (:mod:`models.evaluation.plan`).
+    device
+        Torch device of the networks (:func:`models.runtime.device`).
+    """
+
+    cohort: Cohorts
+    out: Path
+    pathology: Path
+    test_cohort: Cohorts | None = None
+    test_fraction: float = 0.3
+    selection: Selection = field(default_factory=Selection)
+    test_selection: Selection = field(default_factory=Selection)
+    cache_dir: Path | None = None
+    models_dir: Path | None = None
+    version: str | None = None
+    workers: int = 1
+    progress: Progress | None = None
+    plan: EvaluationPlan | None = None
+    device: str = "cpu"
+
+    @property
+    def cache(self) -> Path:
+        return self.cache_dir or self.out / "cache"
+
+    def load(self, cohort: Cohorts, selection: Selection) -> CohortData:
+        """One cohort (or several, merged) through the request's cache and workers."""
+        return _load(cohort, self.cache, self.pathology, self.workers, self.progress, selection)
+
+    def start(self, seed: int) -> tuple[CohortData, CohortData | None, CohortData, CohortData]:
+        """Refuse an absent GPU before any cohort is read, make the run folder, load the
+        cohorts and split them: ``(training data, test data or None, train, test)``."""
+        torch_device(self.device)
+        self.out.mkdir(parents=True, exist_ok=True)
+        data = self.load(self.cohort, self.selection)
+        test_data = (
+            self.load(self.test_cohort, self.test_selection)  # type: ignore[arg-type]
+            if _given(self.test_cohort)
+            else None
+        )
+        train, test = _split_data(data, test_data, self.test_fraction, seed)
+        return data, test_data, train, test
+
+
 def _load(
     cohort: Cohorts,
     cache: Path,
@@ -288,74 +357,52 @@ def evaluate_signature(
 
 
 def train_ct_signature(
-    cohort: Cohorts,
-    out: Path,
+    request: TrainingRequest,
     *,
-    pathology: Path,
-    test_cohort: Cohorts | None = None,
-    cache_dir: Path | None = None,
-    models_dir: Path | None = None,
-    version: str | None = None,
     config: SignatureConfig | None = None,
-    test_fraction: float = 0.3,
-    workers: int = 1,
-    progress: Progress | None = None,
-    selection: Selection = Selection(),
-    test_selection: Selection = Selection(),
-    plan: EvaluationPlan | None = None,
-    device: str = "cpu",
 ) -> Run:
     """Train the virtual biopsy on paired scans; evaluate against the teacher on held-out
-    patients (intervals by ``plan``); write the report; save the artefact when
-    ``models_dir`` and ``version`` are set. The networks train on ``device``
-    (:func:`models.runtime.device`)."""
-    torch_device(device)  # an absent GPU is refused before the cohort is read
+    patients (intervals by ``request.plan``); write the report; save the artefact when the
+    request names a models folder and a version."""
+    req = request
     config = config or SignatureConfig()
-    out.mkdir(parents=True, exist_ok=True)
-    cache = cache_dir or out / "cache"
     t0 = time.perf_counter()
-    data = _load(cohort, cache, pathology, workers, progress, selection)
-    test_data = (
-        _load(test_cohort, cache, pathology, workers, progress, test_selection)
-        if _given(test_cohort)
-        else None
-    )
-    train, test = _split_data(data, test_data, test_fraction, config.seed)
+    data, test_data, train, test = req.start(config.seed)
     seconds = {"data": time.perf_counter() - t0}
     t0 = time.perf_counter()
     train_pairs = pair_scans(train.histories)
-    model = fit_signature(train_pairs, config, device=device)
+    model = fit_signature(train_pairs, config, device=req.device)
     seconds["training"] = time.perf_counter() - t0
     test_pairs = pair_scans(test.histories)
-    metrics = evaluate_signature(model, test_pairs, test.phenotype, plan)
+    metrics = evaluate_signature(model, test_pairs, test.phenotype, req.plan)
     metrics["n_train_pairs"] = len(train_pairs)
     metrics["n_train_patients"] = len(train.histories)
-    metrics["test"] = _test_words(test_cohort, test_fraction)
+    metrics["test"] = _test_words(req.test_cohort, req.test_fraction)
     metrics["seconds"] = {k: round(v, 1) for k, v in seconds.items()}
     metrics["skipped"] = data.skipped + (test_data.skipped if test_data else [])
-    weights = save_signature(model, out / SIGNATURE_WEIGHTS)
+    weights = save_signature(model, req.out / SIGNATURE_WEIGHTS)
     files = {"weights": weights}
     if metrics.get("confusion_vs_teacher"):
         files["confusion"] = ev.plot_confusion(
             np.array(metrics["confusion_vs_teacher"]),
             PHENOTYPE_NAMES,
-            out / "confusion.png",
+            req.out / "confusion.png",
             "Virtual biopsy vs pathology, held-out",
         )
-    report = _signature_report(out, metrics, cohort, test_cohort, pathology)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str) + "\n")
+    report = _signature_report(req.out, metrics, req.cohort, req.test_cohort, req.pathology)
+    (req.out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str) + "\n")
     artifact = None
-    if models_dir is not None and version is not None:
+    if req.models_dir is not None and req.version is not None:
         artifact = save_artifact(
-            models_dir,
+            req.models_dir,
             SIGNATURE_NAME,
-            version,
+            req.version,
             weights,
             training_data_hash=_data_hash(train.histories),
             metrics={k: v for k, v in metrics.items() if k != "skipped"},
-            card=_signature_card(metrics, pathology, config),
+            card=_signature_card(metrics, req.pathology, config),
             extra={
-                "teacher": str(pathology),
+                "teacher": str(req.pathology),
                 "train_patients": sorted(train.histories),
                 "config": {**asdict(config), "mlp": asdict(config.mlp)},
             },
@@ -485,52 +532,31 @@ def _without_biopsies(data: CohortData) -> CohortData:
 
 
 def train_response(
-    cohort: Cohorts,
-    out: Path,
+    request: TrainingRequest,
     *,
-    pathology: Path,
     ct_signature: Path,
-    test_cohort: Cohorts | None = None,
-    cache_dir: Path | None = None,
-    models_dir: Path | None = None,
-    version: str | None = None,
     config: ResponseConfig | None = None,
     calibration_fraction: float | None = None,
-    test_fraction: float = 0.3,
-    workers: int = 1,
-    progress: Progress | None = None,
-    selection: Selection = Selection(),
-    test_selection: Selection = Selection(),
-    plan: EvaluationPlan | None = None,
-    device: str = "cpu",
     calibration_cohort: Cohorts | None = None,
     calibration_selection: Selection = Selection(),
 ) -> Run:
     """Train, calibrate and evaluate the response model and its baselines (the networks
-    train on ``device``, :func:`models.runtime.device`).
+    train on ``request.device``, :func:`models.runtime.device`).
 
     Calibration is cross-fitted over the training patients (``config.calibration_folds``);
     with ``calibration_fraction``, that share of them is held out to calibrate instead; with
     ``calibration_cohort`` (a tuning cohort: patients in neither the training nor the test
     cohort), every model is calibrated on that cohort, whose scans get the virtual biopsy
     of the ``ct_signature`` model (it never saw them).
-    The held-out estimates carry intervals (``plan``; see
+    The held-out estimates carry intervals (``request.plan``; see
     :func:`models.response.evaluate.response_estimates`): ``metrics["estimates"]``.
     """
-    torch_device(device)  # an absent GPU is refused before the cohort is read
+    req = request
     config = config or ResponseConfig()
-    out.mkdir(parents=True, exist_ok=True)
-    cache = cache_dir or out / "cache"
     t0 = time.perf_counter()
-    data = _load(cohort, cache, pathology, workers, progress, selection)
-    test_data = (
-        _load(test_cohort, cache, pathology, workers, progress, test_selection)
-        if _given(test_cohort)
-        else None
-    )
-    train, test = _split_data(data, test_data, test_fraction, config.seed)
+    data, test_data, train, test = req.start(config.seed)
     tune = (
-        _load(calibration_cohort, cache, pathology, workers, progress, calibration_selection)
+        req.load(calibration_cohort, calibration_selection)  # type: ignore[arg-type]
         if _given(calibration_cohort)
         else None
     )
@@ -542,7 +568,7 @@ def train_response(
     seconds = {"data": time.perf_counter() - t0}
 
     t0 = time.perf_counter()
-    oof = cross_fitted_signatures(train, signature_model.config, device=device)
+    oof = cross_fitted_signatures(train, signature_model.config, device=req.device)
     fit_d, cal_d = train, tune
     if calibration_fraction:
         fit_p, cal_p = split_patients(train.non_responder, calibration_fraction, config.seed + 1)
@@ -568,12 +594,12 @@ def train_response(
         rows, y, pats, _ = _rows(fit_d, oof_sig, spec.first_biopsy_only)
         if cal_d is None:
             fitted[name] = fit_response(
-                rows, y, pats, list(spec.inputs), config=config, device=device
+                rows, y, pats, list(spec.inputs), config=config, device=req.device
             )
         else:
             crows, cy, _, _ = _rows(cal_d, cal_sig, spec.first_biopsy_only)
             fitted[name] = fit_response(
-                rows, y, pats, list(spec.inputs), crows, cy, config, device=device
+                rows, y, pats, list(spec.inputs), crows, cy, config, device=req.device
             )
     seconds["training"] = time.perf_counter() - t0
 
@@ -605,10 +631,10 @@ def train_response(
     probabilities = set(fitted) | set(bl.COUNTERFACTUALS)
     t0 = time.perf_counter()
     estimates, extra = ev.response_estimates(
-        y_test, t_labels, t_patients, scores, probabilities=probabilities, plan=plan
+        y_test, t_labels, t_patients, scores, probabilities=probabilities, plan=req.plan
     )
     sub_est, sub_counts = bl.subgroup_estimates(
-        full_rows, y_test, t_labels, t_patients, scores, plan=plan
+        full_rows, y_test, t_labels, t_patients, scores, plan=req.plan
     )
     estimates.update(sub_est)
     seconds["intervals"] = time.perf_counter() - t0
@@ -644,7 +670,7 @@ def train_response(
             if cal_d
             else f"cross-fitted over the training patients ({config.calibration_folds} folds)"
         ),
-        "test": _test_words(test_cohort, test_fraction),
+        "test": _test_words(req.test_cohort, req.test_fraction),
         "ct_signature": str(ct_signature),
         "baselines": {
             ev.model_key(m.name): {"name": m.name, "inputs": list(m.inputs)}
@@ -663,30 +689,30 @@ def train_response(
         "seconds": {k: round(v, 1) for k, v in seconds.items()},
     }
     files = {
-        "roc": ev.plot_roc(curves, out / "roc_fu1.png", "Non-response at the first follow-up"),
+        "roc": ev.plot_roc(curves, req.out / "roc_fu1.png", "Non-response at the first follow-up"),
     }
     if metrics["reliability_fu1"]:
         files["calibration"] = ev.plot_reliability_table(
             metrics["reliability_fu1"],
-            out / "calibration.png",
+            req.out / "calibration.png",
             "Full model, first follow-up (one scan per patient)",
             estimates.get("response.full.ece_fu1"),
         )
     weights = save_response(
         fitted["full model"],
-        out / RESPONSE_WEIGHTS,
+        req.out / RESPONSE_WEIGHTS,
         extra={"ct_signature": str(ct_signature)},
     )
     files["weights"] = weights
-    report = _response_report(out, metrics, cohort, test_cohort)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str) + "\n")
+    report = _response_report(req.out, metrics, req.cohort, req.test_cohort)
+    (req.out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str) + "\n")
     artifact = None
-    if models_dir is not None and version is not None:
+    if req.models_dir is not None and req.version is not None:
         sig = load_artifact(ct_signature)
         artifact = save_artifact(
-            models_dir,
+            req.models_dir,
             RESPONSE_NAME,
-            version,
+            req.version,
             weights,
             training_data_hash=_data_hash(train.histories, [sig.sha256]),
             metrics=metrics,

@@ -10,6 +10,7 @@ more on a loaded machine: marked slow.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -144,28 +145,21 @@ def test_training_reports_every_baseline_and_the_subgroups(world: dict) -> None:
     fast = MlpConfig(hidden=8, dropout=0.0, max_epochs=40, patience=10)
     selection = train_mod.Selection(options=ExtractionOptions(radiomics=False))
     root = world["root"]
-    sig = train_mod.train_ct_signature(
-        world["cohort"],
-        root / "ct",
+    request = train_mod.TrainingRequest(
+        cohort=world["cohort"],
+        out=root / "ct",
         pathology=world["teacher"],
         cache_dir=world["cache"],
         models_dir=root / "models",
         version="t1",
-        config=SignatureConfig(members=2, mlp=fast),
         test_fraction=0.3,
         selection=selection,
     )
+    sig = train_mod.train_ct_signature(request, config=SignatureConfig(members=2, mlp=fast))
     resp = train_mod.train_response(
-        world["cohort"],
-        root / "resp",
-        pathology=world["teacher"],
+        replace(request, out=root / "resp", version="r1"),
         ct_signature=sig.artifact.folder,
-        cache_dir=world["cache"],
-        models_dir=root / "models",
-        version="r1",
         config=ResponseConfig(members=2, calibration_folds=2, mlp=fast),
-        test_fraction=0.3,
-        selection=selection,
     )
     m = resp.metrics
     # the features came from the cache the extraction wrote

@@ -24,6 +24,11 @@ from tests.unit.test_response_models import synthetic_patient
 FAST = MlpConfig(hidden=8, dropout=0.0, max_epochs=60, patience=20)
 
 
+def request(cohort, out: Path, **kw) -> train_mod.TrainingRequest:
+    """A training request over the fake loader's cohorts."""
+    return train_mod.TrainingRequest(cohort=cohort, out=out, **kw)
+
+
 def fake_cohort(seed: int, n: int) -> CohortData:
     import numpy as np
 
@@ -59,12 +64,14 @@ def test_training_runs_write_reports_and_artefacts(tmp_path: Path, fake_loader) 
     models_dir = tmp_path / "models"
     teacher = tmp_path / "teacher"
     sig = train_mod.train_ct_signature(
-        Path("train"),
-        tmp_path / "ct",
-        pathology=teacher,
-        test_cohort=Path("test"),
-        models_dir=models_dir,
-        version="t1",
+        request(
+            Path("train"),
+            tmp_path / "ct",
+            pathology=teacher,
+            test_cohort=Path("test"),
+            models_dir=models_dir,
+            version="t1",
+        ),
         config=SignatureConfig(members=2, mlp=FAST),
     )
     assert sig.metrics["n_pairs"] == 30 and sig.metrics["test"] == "separate cohort"
@@ -80,13 +87,15 @@ def test_training_runs_write_reports_and_artefacts(tmp_path: Path, fake_loader) 
     assert ba["value"] == pytest.approx(sig.metrics["balanced_accuracy_vs_teacher"])
 
     resp = train_mod.train_response(
-        Path("train"),
-        tmp_path / "resp",
-        pathology=teacher,
+        request(
+            Path("train"),
+            tmp_path / "resp",
+            pathology=teacher,
+            test_cohort=Path("test"),
+            models_dir=models_dir,
+            version="r1",
+        ),
         ct_signature=art.folder,
-        test_cohort=Path("test"),
-        models_dir=models_dir,
-        version="r1",
         config=ResponseConfig(members=2, mlp=FAST),
     )
     m = resp.metrics
@@ -158,20 +167,24 @@ def test_several_cohorts_are_merged_and_never_overlap(tmp_path: Path, fake_loade
     teacher = tmp_path / "teacher"
     config = SignatureConfig(members=2, mlp=FAST)
     run = train_mod.train_ct_signature(
-        [Path("train"), Path("site")],
-        tmp_path / "ct",
-        pathology=teacher,
-        test_cohort=Path("test"),
+        request(
+            [Path("train"), Path("site")],
+            tmp_path / "ct",
+            pathology=teacher,
+            test_cohort=Path("test"),
+        ),
         config=config,
     )
     assert run.metrics["n_train_patients"] == 80 and run.metrics["n_train_pairs"] == 80
     assert "`train` + `site`" in (tmp_path / "ct" / "report.md").read_text()
     # several held-out cohorts are pooled into one test set
     pooled = train_mod.train_ct_signature(
-        Path("train"),
-        tmp_path / "ct-pooled",
-        pathology=teacher,
-        test_cohort=[Path("test"), Path("site")],
+        request(
+            Path("train"),
+            tmp_path / "ct-pooled",
+            pathology=teacher,
+            test_cohort=[Path("test"), Path("site")],
+        ),
         config=config,
     )
     assert pooled.metrics["n_patients"] == 50 and pooled.metrics["n_train_patients"] == 60
@@ -179,14 +192,17 @@ def test_several_cohorts_are_merged_and_never_overlap(tmp_path: Path, fake_loade
     assert "`test` + `site`" in (tmp_path / "ct-pooled" / "report.md").read_text()
     with pytest.raises(ValueError, match="is in both train and train"):
         train_mod.train_ct_signature(
-            [Path("train"), Path("train")], tmp_path / "x", pathology=teacher, config=config
+            request([Path("train"), Path("train")], tmp_path / "x", pathology=teacher),
+            config=config,
         )
     with pytest.raises(ValueError, match="30 patients are in both the training and the test"):
         train_mod.train_ct_signature(
-            [Path("train"), Path("test")],
-            tmp_path / "y",
-            pathology=teacher,
-            test_cohort=Path("test"),
+            request(
+                [Path("train"), Path("test")],
+                tmp_path / "y",
+                pathology=teacher,
+                test_cohort=Path("test"),
+            ),
             config=config,
         )
 
@@ -194,32 +210,29 @@ def test_several_cohorts_are_merged_and_never_overlap(tmp_path: Path, fake_loade
 def test_a_tuning_cohort_calibrates_every_model(tmp_path: Path, fake_loader) -> None:
     models_dir, teacher = tmp_path / "models", tmp_path / "teacher"
     sig = train_mod.train_ct_signature(
-        Path("train"),
-        tmp_path / "ct",
-        pathology=teacher,
-        test_cohort=Path("test"),
-        models_dir=models_dir,
-        version="t1",
+        request(
+            Path("train"),
+            tmp_path / "ct",
+            pathology=teacher,
+            test_cohort=Path("test"),
+            models_dir=models_dir,
+            version="t1",
+        ),
         config=SignatureConfig(members=2, mlp=FAST),
     )
     options = {
-        "pathology": teacher,
         "ct_signature": sig.artifact.folder,
-        "test_cohort": Path("test"),
         "config": ResponseConfig(members=2, mlp=FAST),
     }
-    run = train_mod.train_response(
-        Path("train"), tmp_path / "r", calibration_cohort=Path("site"), **options
-    )
+    req = request(Path("train"), tmp_path / "r", pathology=teacher, test_cohort=Path("test"))
+    run = train_mod.train_response(req, calibration_cohort=Path("site"), **options)
     m = run.metrics
     assert m["n_train_patients"] == 60 and m["n_calibration_patients"] == 20
     assert m["n_test_patients"] == 30 and m["calibration"] == "tuning cohort `site`"
     assert "tuning cohort `site`" in (tmp_path / "r" / "report.md").read_text()
     for other, role in (("train", "training"), ("test", "test")):  # a tuning patient is in neither
         with pytest.raises(ValueError, match=f"tuning cohort are in the {role} cohort"):
-            train_mod.train_response(
-                Path("train"), tmp_path / "x", calibration_cohort=Path(other), **options
-            )
+            train_mod.train_response(req, calibration_cohort=Path(other), **options)
 
 
 def test_manifest_studies_group_series_and_find_the_contour(tmp_path: Path) -> None:
