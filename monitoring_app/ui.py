@@ -150,3 +150,17 @@ def slide_check_warnings(checks: pd.DataFrame) -> list[str]:
                 f"({_field(c.stain, 'reason') or 'see the stain check'})."
             )
     return out
+
+
+def last_scan_between(frame: pd.DataFrame, period: Any, full: tuple[Any, Any]) -> pd.DataFrame:
+    """The rows whose ``last_scan`` falls in ``period`` (two dates, inclusive).
+
+    ``full`` is the range the filter offered when it was drawn. Left at it, the filter keeps
+    every row: a patient without a scan yet, or whose new scan arrived after the page was
+    drawn (the table refreshes on its own), must never drop out of a cohort view nobody
+    narrowed. A half-chosen range (one date) filters nothing either.
+    """
+    if not isinstance(period, tuple | list) or len(period) != 2 or tuple(period) == tuple(full):
+        return frame
+    last = pd.to_datetime(frame["last_scan"]).dt.date
+    return frame[(last >= period[0]) & (last <= period[1])]

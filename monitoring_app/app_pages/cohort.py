@@ -33,11 +33,12 @@ with st.container(border=True):
     scans = pd.to_datetime(frame["last_scan"]).dropna()
     lo = scans.min().date() if not scans.empty else date.today()
     hi = scans.max().date() if not scans.empty else date.today()
-    period = c5.date_input("Last scan between", (lo, hi), key="f_date")
+    # keyed by its bounds: a new range of scans draws the filter afresh at the full range
+    period = c5.date_input("Last scan between", (lo, hi), key=f"f_date_{lo}_{hi}")
 
 
 @st.fragment(run_every=data.REFRESH_S)
-def table(search: str, states: list[str], alert_filter: str, arms: list[str], period) -> None:
+def table(search: str, states: list[str], alert_filter: str, arms: list[str], period, full) -> None:
     live = ui.live_user()  # a disabled user or a changed cohort stops the live refresh
     df = data.cohort(data.dsn(), live.cohorts).copy()
     df["iRECIST"] = df["irecist_code"].map(ui.irecist)
@@ -55,9 +56,7 @@ def table(search: str, states: list[str], alert_filter: str, arms: list[str], pe
         shown = shown[shown["active"] == 0]
     if arms:
         shown = shown[shown["arm"].isin(arms)]
-    if isinstance(period, tuple | list) and len(period) == 2:
-        last = pd.to_datetime(shown["last_scan"]).dt.date
-        shown = shown[(last >= period[0]) & (last <= period[1])]
+    shown = ui.last_scan_between(shown, period, full)
 
     m1, m2, m3, m4 = st.columns(4)
     m1.metric("Patients shown", f"{len(shown)} / {len(df)}")
@@ -131,4 +130,4 @@ def table(search: str, states: list[str], alert_filter: str, arms: list[str], pe
         )
 
 
-table(search, states, alert_filter, arms, period)
+table(search, states, alert_filter, arms, period, (lo, hi))

@@ -250,3 +250,21 @@ def test_a_seen_lesion_without_a_short_axis_is_drawn_with_its_long_axis() -> Non
     l1 = traces["L1 lung (target)"]
     assert l1.y[0] == 40.0
     assert "short n/a" in str(l1.hovertext)
+
+
+def test_the_last_scan_filter_left_at_its_full_range_keeps_every_patient() -> None:
+    from datetime import date
+
+    from monitoring_app.ui import last_scan_between
+
+    frame = pd.DataFrame(
+        {
+            "patient": ["a", "b", "new", "none"],
+            "last_scan": [_t(0), _t(30), _t(90), pd.NaT],  # "new" scanned after the page drew
+        }
+    )
+    full = (_t(0).date(), _t(30).date())
+    assert list(last_scan_between(frame, full, full)["patient"]) == ["a", "b", "new", "none"]
+    assert list(last_scan_between(frame, (full[0],), full)["patient"]) == list(frame["patient"])
+    narrowed = (date(2026, 1, 20), _t(30).date())
+    assert list(last_scan_between(frame, narrowed, full)["patient"]) == ["b"]
