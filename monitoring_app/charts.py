@@ -100,56 +100,7 @@ def timeline_figure(
             for r in burden.itertuples()
         ]
         irecist = _irecist_labels(scores, burden["observed_at"])
-        fig.add_trace(
-            go.Scatter(
-                x=burden["observed_at"],
-                y=burden["pct_from_baseline"],
-                mode="lines+markers+text",
-                name="% from baseline",
-                line={"color": "#1f2328", "width": 2.5},
-                marker={"size": 8},
-                text=irecist,
-                textposition="top center",
-                textfont={"size": 11, "color": "#57606a"},
-                hovertext=hover,
-                hoverinfo="text+x",
-            ),
-            row=1,
-            col=1,
-        )
-        fig.add_trace(
-            go.Scatter(
-                x=burden["observed_at"],
-                y=burden["pct_from_nadir"],
-                mode="lines+markers",
-                name="% from nadir",
-                line={"color": "#6e7781", "dash": "dot"},
-                marker={"size": 6, "symbol": "square"},
-                hovertext=hover,
-                hoverinfo="text+x",
-            ),
-            row=1,
-            col=1,
-        )
-        fig.add_hline(
-            y=RECIST_PD,
-            line={"color": ALERT_COLOUR, "dash": "dash", "width": 1},
-            annotation_text="+20 % from nadir (PD)",
-            annotation_position="top left",
-            annotation_font_color=ALERT_COLOUR,
-            row=1,
-            col=1,
-        )
-        fig.add_hline(
-            y=RECIST_PR,
-            line={"color": "#0a7d55", "dash": "dash", "width": 1},
-            annotation_text="−30 % from baseline (PR)",
-            annotation_position="bottom left",
-            annotation_font_color="#0a7d55",
-            row=1,
-            col=1,
-        )
-        fig.add_hline(y=0, line={"color": "#d0d7de", "width": 1}, row=1, col=1)
+        _percent_traces(fig, burden, irecist, hover, row=1, what="")
     if lesion_mode:
         _lesion_curves(fig, data.get("lesions", pd.DataFrame()), rows["lesions"])
     # 2 response probability, one trace (and band) per model version
@@ -413,26 +364,28 @@ def lesion_sums(assessments: pd.DataFrame) -> pd.DataFrame:
     return a
 
 
-def _lesion_sums(fig: go.Figure, assessments: pd.DataFrame, row: int) -> None:
-    a = lesion_sums(assessments)
-    hover = [
-        f"<b>{r.label}</b><br>target sum {r.sum_diameters_mm:.1f} mm: "
-        f"{r.pct_from_baseline:+.1f} % from baseline, {r.pct_from_nadir:+.1f} % from nadir<br>"
-        f"in field {r.in_field_sum_mm:.1f} mm · out of field {r.out_of_field_sum_mm:.1f} mm<br>"
-        f"new lesions {r.new_lesions} · seen {r.lesions_seen}"
-        + (f" · not evaluable {r.lesions_not_evaluable}" if r.lesions_not_evaluable else "")
-        + f"<br>{r.reason}"
-        for r in a.itertuples()
-    ]
+def _percent_traces(
+    fig: go.Figure,
+    frame: pd.DataFrame,
+    labels: object,
+    hover: list[str],
+    *,
+    row: int,
+    what: str,
+    lines: bool = True,
+) -> None:
+    """The burden panel's two curves: ``pct_from_baseline`` (labelled with each scan's
+    assessment) and ``pct_from_nadir``, named ``what`` + "% from ..."; with ``lines``, the
+    RECIST lines too."""
     fig.add_trace(
         go.Scatter(
-            x=a["observed_at"],
-            y=a["pct_from_baseline"],
+            x=frame["observed_at"],
+            y=frame["pct_from_baseline"],
             mode="lines+markers+text",
-            name="target sum, % from baseline",
+            name=f"{what}% from baseline",
             line={"color": "#1f2328", "width": 2.5},
             marker={"size": 8},
-            text=a["label"],
+            text=labels,
             textposition="top center",
             textfont={"size": 11, "color": "#57606a"},
             hovertext=hover,
@@ -443,10 +396,10 @@ def _lesion_sums(fig: go.Figure, assessments: pd.DataFrame, row: int) -> None:
     )
     fig.add_trace(
         go.Scatter(
-            x=a["observed_at"],
-            y=a["pct_from_nadir"],
+            x=frame["observed_at"],
+            y=frame["pct_from_nadir"],
             mode="lines+markers",
-            name="target sum, % from nadir",
+            name=f"{what}% from nadir",
             line={"color": "#6e7781", "dash": "dot"},
             marker={"size": 6, "symbol": "square"},
             hovertext=hover,
@@ -455,25 +408,13 @@ def _lesion_sums(fig: go.Figure, assessments: pd.DataFrame, row: int) -> None:
         row=row,
         col=1,
     )
-    for col, name, colour, dash in (
-        ("in_field_pct", "in-field sum, % from baseline", IN_FIELD_COLOURS[0], "solid"),
-        ("out_of_field_pct", "out-of-field sum, % from baseline", OUT_FIELD_COLOURS[0], "dash"),
-    ):
-        if a[col].notna().any():
-            fig.add_trace(
-                go.Scatter(
-                    x=a["observed_at"],
-                    y=a[col],
-                    mode="lines+markers",
-                    name=name,
-                    line={"color": colour, "dash": dash, "width": 1.5},
-                    marker={"size": 6, "symbol": "diamond"},
-                    hovertext=hover,
-                    hoverinfo="text+x",
-                ),
-                row=row,
-                col=1,
-            )
+    if lines:
+        _recist_lines(fig, row)
+
+
+def _recist_lines(fig: go.Figure, row: int) -> None:
+    """RECIST 1.1's thresholds on a panel of % change: +20 % from nadir, −30 % from
+    baseline, and zero."""
     fig.add_hline(
         y=RECIST_PD,
         line={"color": ALERT_COLOUR, "dash": "dash", "width": 1},
@@ -493,6 +434,40 @@ def _lesion_sums(fig: go.Figure, assessments: pd.DataFrame, row: int) -> None:
         col=1,
     )
     fig.add_hline(y=0, line={"color": "#d0d7de", "width": 1}, row=row, col=1)
+
+
+def _lesion_sums(fig: go.Figure, assessments: pd.DataFrame, row: int) -> None:
+    a = lesion_sums(assessments)
+    hover = [
+        f"<b>{r.label}</b><br>target sum {r.sum_diameters_mm:.1f} mm: "
+        f"{r.pct_from_baseline:+.1f} % from baseline, {r.pct_from_nadir:+.1f} % from nadir<br>"
+        f"in field {r.in_field_sum_mm:.1f} mm · out of field {r.out_of_field_sum_mm:.1f} mm<br>"
+        f"new lesions {r.new_lesions} · seen {r.lesions_seen}"
+        + (f" · not evaluable {r.lesions_not_evaluable}" if r.lesions_not_evaluable else "")
+        + f"<br>{r.reason}"
+        for r in a.itertuples()
+    ]
+    _percent_traces(fig, a, a["label"], hover, row=row, what="target sum, ", lines=False)
+    for col, name, colour, dash in (
+        ("in_field_pct", "in-field sum, % from baseline", IN_FIELD_COLOURS[0], "solid"),
+        ("out_of_field_pct", "out-of-field sum, % from baseline", OUT_FIELD_COLOURS[0], "dash"),
+    ):
+        if a[col].notna().any():
+            fig.add_trace(
+                go.Scatter(
+                    x=a["observed_at"],
+                    y=a[col],
+                    mode="lines+markers",
+                    name=name,
+                    line={"color": colour, "dash": dash, "width": 1.5},
+                    marker={"size": 6, "symbol": "diamond"},
+                    hovertext=hover,
+                    hoverinfo="text+x",
+                ),
+                row=row,
+                col=1,
+            )
+    _recist_lines(fig, row)
 
 
 def _mm(value: object) -> str:
