@@ -9,8 +9,13 @@ bootstrap:
 demo: bootstrap
 	.venv/bin/irtmon demo
 
+# The suite in PYTEST_WORKERS processes (pytest-xdist): each module runs whole in one of them
+# (tests/conftest.py groups them, slowest first); a process that runs integration tests starts
+# its own Kafka and PostgreSQL. PYTEST_WORKERS=0 runs everything in this one process.
+PYTEST_WORKERS ?= 2
+
 test: bootstrap
-	.venv/bin/python -m pytest
+	.venv/bin/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 lint: bootstrap
 	.venv/bin/ruff check .

@@ -18,14 +18,23 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @contextlib.contextmanager
-def running_worker(settings: Settings, group: str, timeout: float = 120) -> Iterator[None]:
-    """`irtmon worker` in consumer group ``group``, stopped (SIGTERM) on exit."""
+def running_worker(
+    settings: Settings, group: str, timeout: float = 120, *, warm: bool = False
+) -> Iterator[None]:
+    """`irtmon worker` in consumer group ``group``, stopped (SIGTERM) on exit.
+
+    ``warm``: start its CPU processes and their imports at once (IRTMON_WORKER_WARM_START) and
+    wait until they are up, so that the first event is timed as every later one.
+    """
     port = free_port()
-    log = open(settings.state_dir / f"{group}.log", "wb")  # noqa: SIM115
+    path = settings.state_dir / f"{group}.log"
+    log = open(path, "wb")  # noqa: SIM115
     worker = subprocess.Popen(
         [sys.executable, "-m", "irtmon", "worker"],
         cwd=REPO,
-        env=settings_env(settings, worker_web_port=port, consumer_group=group),
+        env=settings_env(
+            settings, worker_web_port=port, consumer_group=group, worker_warm_start=warm
+        ),
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -34,7 +43,9 @@ def running_worker(settings: Settings, group: str, timeout: float = 120) -> Iter
         while True:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-                    if json.loads(r.read())["assigned"]:
+                    if json.loads(r.read())["assigned"] and (
+                        not warm or b"CPU processes started" in path.read_bytes()
+                    ):
                         break
             except OSError:
                 pass

@@ -14,8 +14,10 @@ the whole series as a reference) it reports, on a cohort disjoint from the calib
 * the paired comparison with RECIST 1.1 (flags never raised count as one past the last
   assessment).
 
-``--calibrate`` refits the combined rule's coefficients on the training cohort and prints them
-(the values to paste into ``models.changepoint.decision.DEFAULT_COEFFICIENTS``).
+The combined rule runs with the shipped coefficients and policy, which
+``bench.changepoint_pipeline fit`` fitted on story-v2 outputs of the trained models; the
+simulated trajectories here are story v1's. ``--calibrate`` refits the coefficients on this
+benchmark's own training cohort and prints them, to compare (they are no longer shipped).
 """
 
 from __future__ import annotations

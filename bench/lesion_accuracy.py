@@ -26,6 +26,14 @@ compared with ``ground_truth/<pseudonym>.json``:
   measurable under RECIST 1.1), and with the pipeline's own selection rules (long axis, node
   short axis); the first is the reference.
 
+A follow-up the pipeline fails on counts as a RECIST 1.1 disagreement (and makes no matching
+decision). Each target is reported with its 95 % interval (:func:`target_estimates`: patient
+bootstrap, proportions widened to at least the Wilson score interval) and judged by the one rule
+of every report (:func:`models.evaluation.judge`: met only when the interval clears the target).
+With ``--declaration``, the cohort is a pre-declared test cohort: the protocol's checks run
+first, the look is logged before anything is read, and the results are written once to
+``docs/evaluation/results/`` (``docs/evaluation/README.md``).
+
 Features (radiomics, peritumoural ring, enhancement) are switched off: they do not change what
 is measured or matched. This checks the imaging pipeline against the clinic's truth; it is not
 a model evaluation and tunes nothing.
@@ -34,10 +42,12 @@ a model evaluation and tunes nothing.
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import math
 import os
 import statistics
+import sys
 import time
 from collections import Counter, defaultdict
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -48,19 +58,27 @@ from typing import Any
 import numpy as np
 
 from clinic import load_events
+from irtmon.protocol import open_evaluation, record_look, write_results
 from models.changepoint.irecist import Irecist
 from models.changepoint.recist import (
     LesionMeasure,
+    RecistConfig,
     Timepoint,
     new_lesion_roles,
     select_baseline,
 )
+from models.evaluation import bootstrap, wilson
+from models.evaluation.declaration import load_declaration
+from models.evaluation.estimate import Estimate, IntervalMethod
+from models.evaluation.targets import Direction, Target, judge
 from models.exceptions import IrtmonError
 from models.imaging.matching import MatchStatus, TrackingState
 from models.imaging.study import analyse_study
 from schemas import ImagingAcquired, Modality
 from schemas.enums import LesionRole, Organ
 from streams.scoring import study_annotations
+
+REPO = Path(__file__).resolve().parents[1]
 
 TARGETS = {
     "long_axis_median_abs_error_pct": ("<", 5.0),
@@ -92,9 +110,12 @@ def _measure(row: dict[str, Any], role: LesionRole, rule: str) -> LesionMeasure:
 
 def _for_selection(m: LesionMeasure, row: dict[str, Any], rule: str) -> LesionMeasure:
     """The measure the role selection sees: with the ``clinic`` rule, a lesion the truth calls
-    not measurable (a lytic bone lesion) reads as too small to be a target."""
+    not measurable (a lytic bone lesion, a node under 15 mm short axis) reads as too small to be
+    a target. A node keeps its short axis up to just under the measurable 15 mm, so one of 10 to
+    15 mm stays a pathological non-target node (RECIST 1.1) instead of turning normal."""
     if rule == "clinic" and not row["measurable"]:
-        return replace(m, long_axis_mm=0.0, short_axis_mm=min(m.short_axis_mm or 0.0, 9.99))
+        cap = RecistConfig().node_measurable_mm - 0.01 if m.is_node else 9.99
+        return replace(m, long_axis_mm=0.0, short_axis_mm=min(m.short_axis_mm or 0.0, cap))
     return m
 
 
@@ -156,8 +177,14 @@ def _track_under(mask: np.ndarray | None, labels: np.ndarray) -> int | None:
     return int(np.bincount(values).argmax())
 
 
-def evaluate_patient(cohort: str, patient: str, events: list[dict[str, Any]]) -> dict[str, Any]:
-    """Read one patient's studies as the worker does and compare with the truth."""
+def evaluate_patient(
+    cohort: str, patient: str, events: list[dict[str, Any]], propagate: bool = False
+) -> dict[str, Any]:
+    """Read one patient's studies as the worker does and compare with the truth. With
+    ``propagate``, every follow-up is read without its annotation (its image series only), so
+    every lesion is carried from the baseline by registration and refined on the scan: the
+    accuracy of propagation. Matching then keeps each lesion's tracking UID; a new lesion
+    cannot be found (nothing outlines it), so new-lesion figures mean nothing in this mode."""
     root = Path(cohort)
     truth = json.loads((root / "ground_truth" / f"{patient}.json").read_text())
     tps = truth["timepoints"]
@@ -186,13 +213,16 @@ def evaluate_patient(cohort: str, patient: str, events: list[dict[str, Any]]) ->
         rows = {int(r["track_id"]): r for r in tp["lesions"]}
         started, cpu0 = time.perf_counter(), time.process_time()
         try:
+            location: Path | list[Path] = folder
+            if propagate and i > 0:
+                location = sorted(d for d in folder.iterdir() if d.is_dir())
             result = analyse_study(
-                folder,
+                location,
                 study_uid=ev["study_uid"],
                 series_uid=ev["series_uid"],
-                lesion_paths=study_annotations(
-                    Path(ev["lesion"]) if ev["lesion"] else None, folder
-                ),
+                lesion_paths=None
+                if propagate and i > 0
+                else study_annotations(Path(ev["lesion"]) if ev["lesion"] else None, folder),
                 baseline=base,
                 state=state,
                 time=ev["at"],
@@ -371,16 +401,17 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
     called_new = [d for d in decisions if d["status"] == "new"]
     false_new = [d for d in called_new if d["false_new"]]
     seen_fu = [d for d in decisions if d["status"] in ("matched", "by_uid", "new")]
-    tps = [t for p in results for t in p["timepoints"] if t["timepoint"] > 0 and "error" not in t]
+    # a follow-up the pipeline could not assess (an error) counts as a disagreement
+    tps = [t for p in results for t in p["timepoints"] if t["timepoint"] > 0]
     agree = {
-        rule: sum(1 for t in tps if t["recist"] == t[f"truth_recist_{rule}"])
+        rule: sum(1 for t in tps if t.get("recist", "error") == t[f"truth_recist_{rule}"])
         for rule in ("clinic", "pipeline")
     }
     agree_ir = {
-        rule: sum(1 for t in tps if t["irecist"] == t[f"truth_irecist_{rule}"])
+        rule: sum(1 for t in tps if t.get("irecist", "error") == t[f"truth_irecist_{rule}"])
         for rule in ("clinic", "pipeline")
     }
-    confusion = Counter((t["truth_recist_clinic"], t["recist"]) for t in tps)
+    confusion = Counter((t["truth_recist_clinic"], t.get("recist", "error")) for t in tps)
     timings = [s for p in results for s in p["timings_s"]]
     cpu = [s for p in results for s in p.get("cpu_s", [])]
     summary = {
@@ -424,21 +455,101 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
         "analysis_cpu_s_per_study_median": statistics.median(cpu) if cpu else math.nan,
         "analysis_cpu_s_total": sum(cpu),
     }
-    summary["targets"] = {
-        name: {
-            "target": f"{op} {bound:g}",
-            "value": summary[name],
-            "met": bool(
-                {
-                    "<": summary[name] < bound,
-                    "<=": summary[name] <= bound,
-                    ">=": summary[name] >= bound,
-                }[op]
-            ),
-        }
-        for name, (op, bound) in TARGETS.items()
-    }
     return summary
+
+
+# ----------------------------------------------------------------------------- intervals
+
+
+def target_rows(results: list[dict[str, Any]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per target metric, its rows (value per row) and each row's patient, as
+    :func:`summarise` counts them: absolute long-axis errors (%), matching decisions (1 right),
+    the truth's new lesions (1 found), the lesions called new (1 false), the follow-ups (1 when
+    the RECIST 1.1 category equals the clinic truth's; a follow-up that failed is 0)."""
+    rows: dict[str, tuple[list[float], list[str]]] = {k: ([], []) for k in TARGETS}
+
+    def add(metric: str, value: float, patient: str) -> None:
+        rows[metric][0].append(float(value))
+        rows[metric][1].append(patient)
+
+    for p in results:
+        psn = p["patient"]
+        for r in p["lesions"]:
+            if r["truth_long_axis_mm"]:
+                error = abs(r["long_axis_mm"] / r["truth_long_axis_mm"] - 1.0) * 100.0
+                add("long_axis_median_abs_error_pct", error, psn)
+        for d in p["decisions"]:
+            if d["correct"] is None:
+                continue
+            add("matching_correct_pct", bool(d["correct"]), psn)
+            if d["status"] == "new":
+                add("false_new_lesion_pct", bool(d["false_new"]), psn)
+        for n in p["new_truth"]:
+            add("new_lesion_sensitivity_pct", bool(n["detected"]), psn)
+        for t in p["timepoints"]:
+            if t["timepoint"] > 0:
+                add(
+                    "recist_agreement_pct",
+                    t.get("recist", "error") == t["truth_recist_clinic"],
+                    psn,
+                )
+    return {k: (np.asarray(v, dtype=float), np.asarray(g)) for k, (v, g) in rows.items()}
+
+
+def _median(x: np.ndarray) -> float:
+    return float(np.median(x)) if x.size else math.nan
+
+
+def _percent(x: np.ndarray) -> float:
+    return 100.0 * float(np.mean(x)) if x.size else math.nan
+
+
+def target_estimates(
+    results: list[dict[str, Any]],
+    *,
+    resamples: int = 2000,
+    seed: int = 20261201,
+    method: IntervalMethod | str = IntervalMethod.BOOTSTRAP_BCA,
+    level: float = 0.95,
+) -> dict[str, Estimate]:
+    """Each target metric with its interval. The patients that contribute rows to the metric
+    are resampled with all their rows (:func:`models.evaluation.bootstrap`): rows of one patient
+    are not independent. For the four proportions the interval is widened, where it is
+    narrower, to the Wilson score interval of the rows (:func:`models.evaluation.wilson`): a
+    bootstrap of a proportion at 0 or 100 % has no width, which is no evidence either way."""
+    out: dict[str, Estimate] = {}
+    for name, (values, groups) in target_rows(results).items():
+        is_median = name == "long_axis_median_abs_error_pct"
+        if values.size == 0:
+            out[name] = Estimate(math.nan, math.nan, math.nan, level, IntervalMethod(method), 0)
+            continue
+        est = bootstrap(
+            _median if is_median else _percent,
+            values,
+            groups=groups,
+            n_resamples=resamples,
+            level=level,
+            method=method,
+            seed=seed,
+        )
+        if not is_median:
+            w = wilson(int(values.sum()), int(values.size), level=level)
+            lower, upper = min(est.lower, 100.0 * w.lower), max(est.upper, 100.0 * w.upper)
+            details = {
+                **est.details,
+                "rows": int(values.size),
+                "bootstrap_interval": [est.lower, est.upper],
+                "wilson_interval": [100.0 * w.lower, 100.0 * w.upper],
+                "interval": "the wider of the patient bootstrap and the Wilson score interval",
+            }
+            est = replace(est, lower=lower, upper=upper, details=details)
+        out[name] = est
+    return out
+
+
+def _target(name: str) -> Target:
+    op, bound = TARGETS[name]
+    return Target(name, Direction.AT_LEAST if op == ">=" else Direction.AT_MOST, bound)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -449,8 +560,49 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, default=None, help="Folder for summary.json and details.json."
     )
+    parser.add_argument(
+        "--propagate",
+        action="store_true",
+        help="Read every follow-up without its annotation: every lesion carried from the "
+        "baseline by registration (the accuracy of propagation; new lesions cannot be found).",
+    )
+    parser.add_argument(
+        "--declaration",
+        type=Path,
+        default=None,
+        help="Evaluate this committed pre-declaration once (docs/evaluation/declarations/): "
+        "the cohort is its one test cohort; the look is logged before any of it is read, and "
+        "the results go to docs/evaluation/results/ (see docs/evaluation/README.md).",
+    )
     args = parser.parse_args(argv)
+    command = "python -m bench.lesion_accuracy " + " ".join(sys.argv[1:] if argv is None else argv)
     cohort = args.cohort.resolve()
+    plan = {"resamples": 2000, "seed": 20261201, "method": IntervalMethod.BOOTSTRAP_BCA}
+    level = 0.95
+    clearance = None
+    if args.declaration is not None:
+        if args.limit or args.propagate:
+            raise SystemExit(
+                "--limit and --propagate cannot be used with --declaration: the declared "
+                "analysis reads the declared cohort whole, as declared"
+            )
+        declaration = load_declaration(args.declaration)
+        tests = declaration.test_cohorts
+        if len(tests) != 1:
+            raise SystemExit(
+                f"{args.declaration}: declare exactly one test cohort, got {len(tests)}"
+            )
+        clearance = open_evaluation(REPO, args.declaration, {tests[0].name: cohort})
+        record_look(
+            clearance,
+            who=getpass.getuser(),
+            command=command,
+            computed="the declared analysis: every test patient's studies read as the worker "
+            "does and compared with the truth; the five targets with patient-bootstrap intervals",
+        )
+        boot = declaration.bootstrap
+        plan = {"resamples": boot.resamples, "seed": boot.seed, "method": boot.method}
+        level = declaration.level
     meta = json.loads((cohort / "cohort.json").read_text())
     if meta.get("story_version") != "v2":
         raise SystemExit(f"{cohort} is not a story-v2 cohort (cohort.json: {meta})")
@@ -460,7 +612,10 @@ def main(argv: list[str] | None = None) -> int:
     started, cpu0 = time.perf_counter(), time.process_time()
     results: list[dict[str, Any]] = []
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
-        futures = {pool.submit(evaluate_patient, str(cohort), p, events[p]): p for p in patients}
+        futures = {
+            pool.submit(evaluate_patient, str(cohort), p, events[p], args.propagate): p
+            for p in patients
+        }
         for k, fut in enumerate(as_completed(futures), start=1):
             results.append(fut.result())
             print(f"\r{k}/{len(patients)} patients", end="", flush=True)
@@ -468,19 +623,44 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.perf_counter() - started
     results.sort(key=lambda r: r["patient"])
     summary = summarise(results)
+    estimates = target_estimates(results, level=level, **plan)  # type: ignore[arg-type]
+    summary["targets"] = {
+        name: {
+            "target": _target(name).describe(),
+            "value": est.value,
+            "interval": [est.lower, est.upper],
+            "interval_method": f"{est.method.value}, {plan['resamples']} resamples, "
+            f"seed {plan['seed']}",
+            "patients": est.n,
+            "verdict": judge(_target(name), est).value,
+        }
+        for name, est in estimates.items()
+    }
     summary.update(
         cohort=str(cohort),
         seed=meta.get("seed"),
         analysis_wall_s=round(wall, 1),
         workers=args.workers,
         parent_cpu_s=round(time.process_time() - cpu0, 1),
+        command=command,
+        propagate=args.propagate,
     )
-    out = args.out or cohort / "lesion-accuracy"
+    out = args.out or cohort / (
+        "lesion-accuracy-propagated" if args.propagate else "lesion-accuracy"
+    )
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     (out / "details.json").write_text(json.dumps(results, indent=1, default=str))
     print(json.dumps(summary, indent=2, default=str))
     print(f"wrote {out / 'summary.json'} and details.json")
+    if clearance is not None:
+        md, js = write_results(
+            clearance,
+            {m: estimates[m] for m in clearance.declaration.metrics},
+            command=command,
+            extra={"summary": {k: v for k, v in summary.items() if k != "targets"}},
+        )
+        print(f"wrote {md} and {js}")
     return 0
 
 

@@ -95,7 +95,10 @@ def run_baseline(settings: Settings, n: int, n_patients: int) -> float:
         enable_auto_commit=False,
         max_poll_records=500,
     )
+    deadline = time.monotonic() + 120
     while not consumer.assignment():
+        if time.monotonic() > deadline:  # seen once on a loaded machine: no assignment, ever
+            raise TimeoutError("the baseline consumer got no partitions in 120 s")
         consumer.poll(timeout_ms=200)
     for tp in consumer.assignment():
         consumer.position(tp)
@@ -114,7 +117,10 @@ def run_baseline(settings: Settings, n: int, n_patients: int) -> float:
         start = time.perf_counter()
         pub.publish(events)
         done = 0
+        deadline = time.monotonic() + 600
         while done < n:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the baseline stored {done} of {n} events in 600 s")
             batch = [
                 parse_event(TimepointScore, r.value)
                 for records in consumer.poll(timeout_ms=200).values()

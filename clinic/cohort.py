@@ -63,6 +63,8 @@ from clinic.dicomio import StudyInfo, uid
 from clinic.events import EVENTS_FILE, treatment_events, write_events
 from clinic.phantom import Geometry, LesionTexture, render_slice
 from clinic.story import Patient, Timepoint, lesion_truth, sample_patient
+from clinic.story_v2.variants import BASE
+from clinic.story_v2.variants import variant as story_variant
 from schemas.events import Event, LesionReference
 from schemas.manifest import MANIFEST_COLUMNS, MANIFEST_COLUMNS_V2, write_manifest
 from schemas.pseudonym import pseudonymise
@@ -281,6 +283,7 @@ def generate_cohort(
     workers: int = 1,
     progress: Callable[[int], None] | None = None,
     story: str = "v1",
+    variant: str = BASE,
 ) -> Path:
     """Generate a cohort of ``n_patients`` virtual patients into ``out_dir``.
 
@@ -312,6 +315,11 @@ def generate_cohort(
     story
         ``"v1"`` (default) or ``"v2"``; written into ``cohort.json``, the manifest and the
         ground truth. The same seed and story give the same files.
+    variant
+        Story v2 only: a variant of :mod:`clinic.story_v2.variants` (default ``"base"``, story
+        v2 as published), written into ``cohort.json`` as ``story_variant``. The same seed
+        gives the same patients, changed in that one way (see the module for the one
+        exception: a course an immune variant changes).
 
     Returns
     -------
@@ -324,15 +332,20 @@ def generate_cohort(
         raise ValueError(f"unknown story {story!r}; choose one of {', '.join(STORIES)}")
     if n_patients < 1:
         raise ValueError(f"n_patients must be at least 1, got {n_patients}")
+    story_variant(variant)  # a clear error for an unknown name
+    if story == "v1" and variant != BASE:
+        raise ValueError(f"story variants are of story v2; story v1 has none (got {variant!r})")
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     key = key if key is not None else demo_key(seed)
     parts = out / PARTS_DIR
     # the protocol's stamp: when this generation (first) started
-    generated_at = _open_parts(parts, _run_fingerprint(story, seed, size, key, n_timepoints))
+    generated_at = _open_parts(
+        parts, _run_fingerprint(story, seed, size, key, n_timepoints, variant)
+    )
     kept = {i: r for i in range(1, n_patients + 1) if (r := _read_part(parts, i)) is not None}
     args = [
-        (story, out, i, seed, size, key, n_timepoints, parts)
+        (story, out, i, seed, size, key, n_timepoints, variant, parts)
         for i in range(1, n_patients + 1)
         if i not in kept
     ]
@@ -371,6 +384,7 @@ def generate_cohort(
         "root": str(out),
         "generator": "irtmon clinic 0.1",
         "story_version": story,
+        **({"story_variant": variant} if story == "v2" else {}),
         "generated_at": generated_at,
     }
     (out / "cohort.json").write_text(json.dumps(meta, indent=1))
@@ -383,7 +397,9 @@ PARTS_DIR = ".parts"
 _RUN_FILE = "run.json"
 
 
-def _run_fingerprint(story: str, seed: int, size: str, key: str | bytes, n_timepoints: int) -> str:
+def _run_fingerprint(
+    story: str, seed: int, size: str, key: str | bytes, n_timepoints: int, variant: str = BASE
+) -> str:
     """What a patient's result depends on: the parameters (the key only as a hash) and the
     clinic's source code, so parts written by other code are never mixed in."""
     digest = hashlib.sha256()
@@ -396,6 +412,7 @@ def _run_fingerprint(story: str, seed: int, size: str, key: str | bytes, n_timep
                 "size": size,
                 "key_sha256": hashlib.sha256(raw_key).hexdigest(),
                 "n_timepoints": n_timepoints,
+                **({"variant": variant} if variant != BASE else {}),
             },
             sort_keys=True,
         ).encode()
@@ -460,14 +477,21 @@ def _generate_and_keep(a: tuple) -> tuple:
 
 
 def _generate_star(a: tuple) -> tuple:
-    story, out, number, seed, size, key, n_timepoints = a
+    story, out, number, seed, size, key, n_timepoints, variant = a
     if story == "v1":
         return generate_patient(out, number, seed, size, key, n_timepoints)
     from clinic.story_v2.writer import generate_patient as generate_patient_v2
 
     clinic_size = SIZES[size]
     return generate_patient_v2(
-        out, number, seed, clinic_size.geometry, clinic_size.slide_px, key, n_timepoints
+        out,
+        number,
+        seed,
+        clinic_size.geometry,
+        clinic_size.slide_px,
+        key,
+        n_timepoints,
+        story_variant(variant),
     )
 
 

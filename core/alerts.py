@@ -282,20 +282,21 @@ def store_irecist_states(
     """
     if series.irecist_states is not None:
         return
-    for i in range(1, len(series)):
-        state = decision.states[i]
-        scores.upsert_score(
-            conn,
+    scores.upsert_scores(  # in one statement
+        conn,
+        [
             TimepointScore.for_source(
                 source_event_id=sources[i],
                 patient=patient,
                 occurred_at=series.times[i],
                 score_name=IRECIST_SCORE,
-                value=float(state.code),
+                value=float(decision.states[i].code),
                 model_name=RULE_NAME,
                 model_version=RULE_VERSION,
-            ),
-        )
+            )
+            for i in range(1, len(series))
+        ],
+    )
 
 
 def evaluate(

@@ -24,12 +24,12 @@ from enum import StrEnum
 from typing import Any
 
 import psycopg
-from kafka import KafkaConsumer, TopicPartition
 
 from core.db import dead_letters as rows
 from core.db.dead_letters import DeadLetterFilter, DeadLetterRow
 from core.publish import Publisher
 from core.settings import Settings
+from core.topic_reader import read_whole_topic
 from schemas import DeadLetter
 from schemas.topics import DEADLETTER, TOPICS
 
@@ -57,43 +57,19 @@ def _matches(letter: DeadLetter, filters: DeadLetterFilter) -> bool:
     )
 
 
-def read_topic(
-    settings: Settings, filters: DeadLetterFilter, *, timeout_ms: int = 3000
-) -> list[DeadLetter]:
+def read_topic(settings: Settings, filters: DeadLetterFilter) -> list[DeadLetter]:
     """The dead letters still on the ``deadletter`` topic (within its retention) that match
-    ``filters``, oldest first; a throw-away consumer that commits nothing. The topic copy
-    carries at most the first 512 KiB of a payload (the table keeps every byte)."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
-        enable_auto_commit=False,
-        group_id=None,
-        consumer_timeout_ms=timeout_ms,
-        max_partition_fetch_bytes=4 * 1024 * 1024,
-        **settings.kafka_client_config(),
-    )
-    try:
-        tps = [TopicPartition(DEADLETTER.name, p) for p in range(DEADLETTER.partitions)]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        ends = consumer.end_offsets(tps)
-        out: list[DeadLetter] = []
-        remaining = {tp for tp in tps if ends[tp] > consumer.position(tp)}
-        while remaining:
-            batch = consumer.poll(timeout_ms=1000)
-            if not batch:
-                break
-            for tp, records in batch.items():
-                for r in records:
-                    try:
-                        letter = DeadLetter.model_validate_json(r.value)
-                    except ValueError:
-                        continue  # not ours: the topic is irtmon's, but say nothing of others
-                    if _matches(letter, filters):
-                        out.append(letter)
-                if consumer.position(tp) >= ends[tp]:
-                    remaining.discard(tp)
-    finally:
-        consumer.close()
+    ``filters``, oldest first (:func:`core.topic_reader.read_whole_topic`: a throw-away consumer
+    that commits nothing). The topic copy carries at most the first 512 KiB of a payload (the
+    table keeps every byte)."""
+    out: list[DeadLetter] = []
+    for record in read_whole_topic(settings, DEADLETTER):
+        try:
+            letter = DeadLetter.model_validate_json(record.value)
+        except ValueError:
+            continue  # not ours: the topic is irtmon's, but say nothing of others
+        if _matches(letter, filters):
+            out.append(letter)
     out.sort(key=lambda letter: letter.occurred_at)
     return out[: filters.limit]
 

@@ -1,7 +1,7 @@
 """Reconciliation: every accepted event has its rows exactly once, or a dead letter.
 
 Reads the input topics from their beginning (within retention) with a throw-away consumer that
-commits nothing, and compares with the database:
+commits nothing (:func:`core.topic_reader.read_whole_topic`), and compares with the database:
 
 - *events without results*: a message whose event id has no row (acquisition or treatment) and
   whose (topic, partition, offset) has no dead letter;
@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import psycopg
-from kafka import KafkaConsumer, TopicPartition
 
 from core.db import audit, events, scores
 from core.delivery import DELIVERABLE_ACTIONS, DeliveryConfig
 from core.settings import Settings
+from core.topic_reader import read_whole_topic
 from schemas.topics import BIOPSY_ACQUIRED, IMAGING_ACQUIRED, TREATMENT_EVENTS, TopicSpec
 
 INPUT_TOPICS: tuple[TopicSpec, ...] = (IMAGING_ACQUIRED, BIOPSY_ACQUIRED, TREATMENT_EVENTS)
@@ -72,31 +72,7 @@ Located = tuple[int, int, uuid.UUID | None, str | None]
 
 def _read_topic(settings: Settings, spec: TopicSpec) -> list[Located]:
     """(partition, offset, event id or None, patient or None) of every message on the topic."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
-        enable_auto_commit=False,
-        group_id=None,
-        consumer_timeout_ms=2000,
-        **settings.kafka_client_config(),
-    )
-    tps = [TopicPartition(spec.name, p) for p in range(spec.partitions)]
-    consumer.assign(tps)
-    consumer.seek_to_beginning(*tps)
-    ends = consumer.end_offsets(tps)
-    out: list[Located] = []
-    remaining = {tp for tp in tps if ends[tp] > consumer.position(tp)}
-    while remaining:
-        batch = consumer.poll(timeout_ms=1000)
-        if not batch:
-            break
-        for tp, records in batch.items():
-            for r in records:
-                event_id, patient = _identify(r.value)
-                out.append((tp.partition, r.offset, event_id, patient))
-            if consumer.position(tp) >= ends[tp]:
-                remaining.discard(tp)
-    consumer.close()
-    return out
+    return [(r.partition, r.offset, *_identify(r.value)) for r in read_whole_topic(settings, spec)]
 
 
 def _identify(value: bytes | None) -> tuple[uuid.UUID | None, str | None]:

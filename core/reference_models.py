@@ -6,7 +6,8 @@ the CT virtual biopsy, the response model), trained on the virtual clinic by
 deployment or the demo calls :func:`install_reference_models`: for each name that has no
 promoted version, the reference folder is verified (weights against their recorded hash),
 copied into the models folder, registered and promoted. A name that already has a promoted
-model is left alone, so a site's own models are never replaced.
+model is left alone, so a site's own models are never replaced; only a promoted reference model
+whose folder has gone missing is copied back to where it is registered.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import psycopg
 
-from core.db.registry import model_ref, promote, register
+from core.db.registry import ModelRef, model_ref, promote, register
 from models.exceptions import ModelError
 from models.registry import CARD, load_artifact
 from schemas import ModelName
@@ -34,6 +35,16 @@ REFERENCE_NAMES: tuple[ModelName, ...] = (
 """In the order they are trained and registered (the response model names its virtual biopsy,
 which must be registered first)."""
 ACTOR = "reference-models"
+RECIPE_DECLARATION = "response-v2-d"
+"""The declared evaluation of the reference models' recipe (the same code and default
+configuration, trained on more patients) whose numbers their cards quote
+(:mod:`models.evaluation.evidence`). After a newer declared evaluation of the recipe, change it
+and run ``irtmon models reference --evidence-only``."""
+
+
+def recipe_results(repo: Path) -> Path:
+    """The results file of :data:`RECIPE_DECLARATION` in the repository at ``repo``."""
+    return repo / "docs" / "evaluation" / "results" / f"{RECIPE_DECLARATION}.json"
 
 
 def reference_version(seed: int, patients: int) -> str:
@@ -47,7 +58,8 @@ class Installed:
 
     name: str
     version: str
-    action: str  # "promoted" (installed now) or "kept" (a promoted version was there)
+    action: str  # "promoted" (installed now), "kept" (a promoted version was there) or
+    # "restored" (the promoted reference model's folder was missing and was copied back)
 
 
 def reference_folder(source: Path, name: str) -> Path:
@@ -65,7 +77,8 @@ def reference_folder(source: Path, name: str) -> Path:
 def install_reference_models(
     conn: psycopg.Connection, *, source: Path, models_dir: Path
 ) -> list[Installed]:
-    """Register and promote the reference model of each name that has no promoted version.
+    """Register and promote the reference model of each name that has no promoted version (and
+    copy a promoted reference model's folder back where it went missing).
 
     Parameters
     ----------
@@ -92,7 +105,7 @@ def install_reference_models(
     for name in REFERENCE_NAMES:
         current = model_ref(conn, name)
         if current is not None:
-            done.append(Installed(str(name), current.version, "kept"))
+            done.append(Installed(str(name), current.version, _keep(current, source)))
             continue
         reference = load_artifact(reference_folder(source, str(name)))
         target = models_dir / str(name) / reference.version
@@ -104,3 +117,19 @@ def install_reference_models(
         promote(conn, str(name), installed.version, actor=ACTOR)
         done.append(Installed(str(name), installed.version, "promoted"))
     return done
+
+
+def _keep(current: ModelRef, source: Path) -> str:
+    """Keep the promoted model; when it is this reference model and its folder is gone (the
+    state folder was deleted while the database was kept elsewhere, as a root install keeps
+    it), copy the reference folder back to where it is registered. Returns "kept" or
+    "restored"."""
+    if (current.folder / CARD).is_file():
+        return "kept"
+    reference = load_artifact(reference_folder(source, current.name))
+    if (reference.version, reference.sha256) != (current.version, current.sha256):
+        return "kept"  # a model of the site's own: not ours to put back
+    current.folder.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(reference.folder, current.folder, dirs_exist_ok=True)
+    load_artifact(current.folder, expected_sha256=current.sha256)
+    return "restored"

@@ -231,6 +231,12 @@ class Settings(BaseSettings):
         "one patient's events still one at a time, in order. Pair with "
         "IRTMON_WORKER_CPU_PROCESSES. More worker processes are the main way to scale.",
     )
+    worker_warm_start: bool = Field(
+        default=False,
+        description="Start a worker's CPU processes (IRTMON_WORKER_CPU_PROCESSES) and their "
+        "heavy imports as the worker starts, rather than at its first acquisition or biopsy "
+        "(the demo does, while its cohort is generated).",
+    )
     worker_batch_max: int = Field(
         default=500,
         ge=1,
@@ -244,6 +250,15 @@ class Settings(BaseSettings):
         le=10,
         description="How long a worker waits for a batch of light events to fill before it "
         "stores what it has (the most a lone event is held back).",
+    )
+    worker_fetch_wait_s: float = Field(
+        default=0.1,
+        gt=0,
+        le=10,
+        description="Longest the broker holds a worker's fetch while it has no new data for the "
+        "partitions fetched (Kafka's fetch.max.wait.ms; faust's own is 1.5 s). The consumer has "
+        "one fetch in flight per broker, so a longer wait also delays the other partitions' "
+        "events by up to as much.",
     )
     commit_every: int = Field(
         default=10, ge=1, description="Commit consumer offsets every N processed events..."

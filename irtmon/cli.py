@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -104,14 +105,22 @@ def _setup(
 
 
 @app.command("config")
-def config_cmd() -> None:
+def config_cmd(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Machine-readable output: variable -> value.")
+    ] = False,
+) -> None:
     """List every setting with its environment variable, current value and meaning (secrets
     masked, and the password of a URL)."""
     settings = get_settings()
+    # secrets as ********, URLs (the database's) with their password masked
+    shown = {f"IRTMON_{name.upper()}": settings.shown(name) for name in Settings.model_fields}
+    if as_json:
+        print(json.dumps(shown, indent=1))
+        return
     table = Table("variable", "value", "meaning")
-    for name, field in Settings.model_fields.items():
-        # secrets as ********, URLs (the database's) with their password masked
-        table.add_row(f"IRTMON_{name.upper()}", settings.shown(name), field.description or "")
+    for (variable, value), field in zip(shown.items(), Settings.model_fields.values(), strict=True):
+        table.add_row(variable, value, field.description or "")
     console.print(table)
 
 
@@ -285,6 +294,11 @@ def install_reference_models(settings: Settings) -> None:
             console.print(
                 f"model {item.name}: reference {item.version} registered and promoted "
                 "(virtual clinic, not for clinical use)"
+            )
+        elif item.action == "restored":
+            console.print(
+                f"model {item.name}: reference {item.version} (promoted) copied back into its "
+                "registered folder, which was missing"
             )
         else:
             console.print(f"model {item.name}: {item.version} (promoted)")
@@ -612,6 +626,8 @@ def worker(
 
 DEMO_TIMEPOINTS = 5
 """Scans per patient in the demo's cohort (planning CT and 4 follow-ups)."""
+DEMO_GENERATE_WORKERS = 2
+"""Processes that generate the demo's cohort."""
 
 
 def _require_promoted(settings: Settings) -> None:
@@ -630,12 +646,34 @@ def _require_promoted(settings: Settings) -> None:
         )
 
 
+def _default_workers() -> int:
+    """Worker processes of the demo: one per core, from 1 to 4."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
 @app.command("demo")
 def demo(
     patients: Annotated[int, typer.Option(help="Virtual patients to generate.")] = 6,
     seed: Annotated[int, typer.Option(help="Virtual clinic seed.")] = 1,
     speedup: Annotated[float, typer.Option(help="Replay speed-up over real time.")] = 2e6,
-    n_workers: Annotated[int, typer.Option("--workers", help="Worker processes.")] = 1,
+    n_workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            max=8,
+            help="Worker processes, sharing the partitions (default: one per core, at most 4).",
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Acquisitions and biopsies each worker scores at once, each in a CPU process "
+            "of its own (one patient's stay in order); more needs more memory.",
+        ),
+    ] = 1,
     app_port: Annotated[int, typer.Option(help="Port of the monitoring app.")] = 8501,
     wait: Annotated[
         float, typer.Option(help="Seconds to wait for every scan to be scored.")
@@ -644,64 +682,150 @@ def demo(
         Story, typer.Option(help="Virtual-clinic story of the cohort (the reference models').")
     ] = Story.V2,
 ) -> None:
-    """The main job: stack up, migrate, start the workers, replay a virtual-clinic cohort.
+    """The main job: stack up, migrate, start the workers and the app, replay a virtual-clinic
+    cohort, and wait until every scan and biopsy is scored and the alerts are evaluated.
 
-    The cohort is generated once into the first data root (IRTMON_DATA_ROOTS) and replayed
-    onto Kafka as a scanner, a LIMS and an oncology system would send it; the workers score
-    it into the database. Stop everything with `irtmon stack down`.
+    The cohort is generated once into the first data root (IRTMON_DATA_ROOTS), while the stack
+    starts, and replayed onto Kafka as a scanner, a LIMS and an oncology system would send it;
+    the workers score it into the database. Stop everything with `irtmon stack down`.
     """
-    from pathlib import Path
-
     from irtmon.stack import StackError
+    from irtmon.stack import app as local_app
     from irtmon.stack import workers as local_workers
 
+    started = time.monotonic()
     settings = get_settings()
-    stack_up()
-    db_migrate()  # registers the reference models where none is promoted
-    if not settings.reference_models:
-        _require_promoted(settings)
-    with console.status(f"starting {n_workers} worker(s)..."):
+    cohort = Path(settings.data_roots[0]) / f"cohort-demo-{story.value}-seed{seed}"
+    reused = (cohort / "events.jsonl").exists()
+    generation = None
+    if not reused:
+        generation = _start_generation(settings, cohort, patients=patients, seed=seed, story=story)
+    try:
+        stack_up()
+        db_migrate()  # registers the reference models where none is promoted
+        if not settings.reference_models:
+            _require_promoted(settings)
         try:
-            running = local_workers.start(settings, n_workers)
+            app_process = local_app.launch(settings, app_port)  # starts while the rest runs
         except StackError as err:
             raise fail(str(err)) from err
-    console.print(f"workers: {', '.join(str(p) for p in running.values())} (pids)")
-    cohort = Path(settings.data_roots[0]) / f"cohort-demo-{story.value}-seed{seed}"
-    if not (cohort / "events.jsonl").exists():
-        from irtmon.cli_clinic import Size, generate
-
-        generate(
-            out=cohort,
-            patients=patients,
-            seed=seed,
-            size=Size.TEST,
-            timepoints=DEMO_TIMEPOINTS,
-            workers=2,
-            story=story,
+        n_workers = n_workers or _default_workers()
+        with console.status(f"starting {n_workers} worker(s)..."):
+            try:
+                running = local_workers.start(
+                    settings,
+                    n_workers,
+                    environment={
+                        "IRTMON_WORKER_CONCURRENCY": str(concurrency),
+                        "IRTMON_WORKER_CPU_PROCESSES": str(concurrency),
+                        "IRTMON_WORKER_WARM_START": "true",
+                    },
+                )
+            except StackError as err:
+                raise fail(str(err)) from err
+        console.print(
+            f"workers: {', '.join(str(p) for p in running.values())} (pids), each scoring "
+            f"{concurrency} at once"
         )
+        if generation is not None:
+            _finish_generation(generation, cohort, settings)
+            generation = None
+        else:
+            console.print(f"cohort: {cohort} (generated by an earlier run; reused)")
+    finally:
+        if generation is not None:  # stopped early: a later run resumes it (clinic generate)
+            generation[0].terminate()
     from irtmon.cli_clinic import replay
 
     replay(cohort=cohort, speedup=speedup, max_delay=0.5)
     login = _ensure_demo_user(settings)
-    from irtmon.stack import app as local_app
-
-    with console.status("starting the monitoring app..."):
-        try:
-            local_app.start(settings, app_port)
-        except StackError as err:
-            raise fail(str(err)) from err
+    if not isinstance(app_process, int):
+        with console.status("starting the monitoring app..."):
+            try:
+                local_app.wait_ready(settings, app_process, app_port)
+            except StackError as err:
+                raise fail(str(err)) from err
     console.print(f"the app is up at http://127.0.0.1:{app_port}; the workers are scoring")
     example = _wait_for_scores(settings, cohort, timeout_s=wait)
+    elapsed = time.monotonic() - started
     console.print(
-        f"\n[bold green]irtmon is running.[/] The app: http://127.0.0.1:{app_port} {login}\n"
+        f"\n[bold green]irtmon is running[/] ({elapsed / 60:.1f} min, the cohort "
+        f"{'reused' if reused else 'generated'}). The app: http://127.0.0.1:{app_port} {login}\n"
         f"{example}\n"
         f"Watch it with `irtmon stack status` and the logs in {settings.state_dir}/; stop it "
         "with `irtmon stack down`."
     )
 
 
+def _start_generation(
+    settings: Settings, cohort: Path, *, patients: int, seed: int, story: Story
+) -> tuple[subprocess.Popen, Path]:
+    """Start generating the demo's cohort in the background (`irtmon clinic generate`, which
+    resumes a generation stopped part-way); returns the process and its log file."""
+    log_file = settings.state_dir / "demo" / "generate.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    args = [
+        sys.executable,
+        "-m",
+        "irtmon",
+        "clinic",
+        "generate",
+        f"--out={cohort}",
+        f"--patients={patients}",
+        f"--seed={seed}",
+        "--size=test",
+        f"--timepoints={DEMO_TIMEPOINTS}",
+        f"--workers={DEMO_GENERATE_WORKERS}",
+        f"--story={story.value}",
+    ]
+    with open(log_file, "wb") as log:
+        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+    console.print(
+        f"generating {patients} story-{story.value} patients (seed {seed}) into {cohort} while "
+        f"the stack starts (log: {log_file})"
+    )
+    return process, log_file
+
+
+def _finish_generation(
+    generation: tuple[subprocess.Popen, Path], cohort: Path, settings: Settings
+) -> None:
+    """Wait for the cohort's generation; fail with its log's end if it failed."""
+    from irtmon.stack.process import tail
+
+    process, log_file = generation
+    with console.status("generating the cohort..."):
+        code = process.wait()
+    if code != 0 or not (cohort / "events.jsonl").exists():
+        raise fail(
+            f"generating the demo cohort failed (exit status {code}); run the demo again to "
+            f"resume it. The end of {log_file}:\n{tail(log_file)}"
+        )
+    last = tail(log_file, 1).strip()
+    console.print(last or f"cohort written to {cohort}")
+
+
+def _evaluated(settings: Settings) -> bool | None:
+    """Whether the workers' consumer group has committed every acquisition and biopsy event,
+    and after that every score: an acquisition is committed only once its scores are
+    published, so the scores topic's end, read after, holds them all, and the change-point
+    agent has evaluated them. None when the broker cannot say."""
+    from irtmon.stack.topics import unconsumed
+    from schemas.topics import BIOPSY_ACQUIRED, IMAGING_ACQUIRED, SCORES_TIMEPOINT
+
+    try:
+        for topic in (IMAGING_ACQUIRED, BIOPSY_ACQUIRED, SCORES_TIMEPOINT):  # in this order
+            if unconsumed(settings, topic.name)[0]:
+                return False
+    except Exception:  # the admin API of an odd broker
+        return None
+    return True
+
+
 def _wait_for_scores(settings: Settings, cohort: Path, *, timeout_s: float) -> str:
-    """Wait until every replayed scan is scored (or failed), then name a patient with an alert.
+    """Wait until every replayed scan and biopsy is settled (scored or failed) and the alerts
+    are evaluated (:func:`_evaluated`; if the broker cannot say, until the open alerts stop
+    changing for three polls), then name a patient with an alert.
 
     Returns the line the demo prints about it (or says what is still pending at the timeout).
     """
@@ -709,38 +833,46 @@ def _wait_for_scores(settings: Settings, cohort: Path, *, timeout_s: float) -> s
     from core.db import connect
     from core.db.alerts import inbox
     from core.db.events import acquisition_counts
-    from schemas import ImagingAcquired
+    from schemas import BiopsyAcquired, ImagingAcquired
 
-    scans = [e.event_id for e in load_events(cohort) if isinstance(e, ImagingAcquired)]
+    replayed = [e for e in load_events(cohort) if isinstance(e, ImagingAcquired | BiopsyAcquired)]
+    scans = [e.event_id for e in replayed if isinstance(e, ImagingAcquired)]
+    biopsies = [e.event_id for e in replayed if isinstance(e, BiopsyAcquired)]
     deadline = time.monotonic() + timeout_s
-    settled, last_alerts = 0, -1
+    steady, last_alerts = 0, -1
     with console.status(f"scoring {len(scans)} scans...") as shown:
         while True:
             with connect(settings, autocommit=True) as conn:
                 counts = acquisition_counts(conn, scans)
+                biopsy_counts = acquisition_counts(conn, biopsies)
                 alerts = inbox(conn, None)
             pending = counts.get("received", 0) + counts["missing"]
+            pending_biopsies = biopsy_counts.get("received", 0) + biopsy_counts["missing"]
             shown.update(
                 f"scoring {len(scans)} scans: {counts.get('scored', 0)} scored, "
-                f"{counts.get('failed', 0)} failed, {pending} pending..."
+                f"{counts.get('failed', 0)} failed, {pending} pending; "
+                f"{len(biopsies) - pending_biopsies} of {len(biopsies)} biopsies settled; "
+                f"{len(alerts)} alert(s) open..."
             )
-            # done when every scan is settled and the alerts have stopped changing (the
-            # change-point agent runs on the scores just after them)
-            settled = settled + 1 if pending == 0 and len(alerts) == last_alerts else 0
+            done = False
+            if pending == 0 and pending_biopsies == 0:
+                evaluated = _evaluated(settings)
+                steady = steady + 1 if len(alerts) == last_alerts else 0
+                done = evaluated if evaluated is not None else steady >= 3
             last_alerts = len(alerts)
-            if settled >= 3 or time.monotonic() > deadline:
+            if done or time.monotonic() > deadline:
                 break
-            time.sleep(2.0)
-    done = (
+            time.sleep(1.0)
+    summary = (
         f"{counts.get('scored', 0)} of {len(scans)} scans scored"
         + (f", {counts['failed']} failed" if counts.get("failed") else "")
         + (f", {pending} still pending after {timeout_s:.0f} s" if pending else "")
     )
     if not alerts:
-        return f"{done}; no alert is open (yet): see the cohort page."
+        return f"{summary}; no alert is open (yet): see the cohort page."
     first = alerts[0]
     return (
-        f"{done}; {len(alerts)} alert(s) open. A patient whose timeline shows one: "
+        f"{summary}; {len(alerts)} alert(s) open. A patient whose timeline shows one: "
         f"[bold]{first['patient']}[/] ({first['summary']})."
     )
 

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from irtmon.common import console, get_settings
+from irtmon.common import console, fail, get_settings
 
 clinic_app = typer.Typer(help="The virtual clinic: synthetic patients, studies, slides, events.")
 
@@ -42,13 +42,28 @@ def generate(
     story: Annotated[
         Story, typer.Option(help="Generative story: v1 (one target) or v2 (every lesion).")
     ] = Story.V1,
+    variant: Annotated[
+        str,
+        typer.Option(
+            help="Story-v2 variant for robustness tests (immune-none, immune-weaker, "
+            "immune-stronger, reader-noisier, no-pcct: clinic/story_v2/variants.py).",
+        ),
+    ] = "base",
 ) -> None:
     """Generate a cohort: DICOM CT/PCCT, RTSTRUCT/SEG, slides, manifest, truth, events.
 
     A killed run resumes: run the same command again and it continues from the patients it
     finished (kept in OUT/.parts/ until the cohort is complete), writing the same files."""
     from clinic.cohort import demo_key, generate_cohort
+    from clinic.story_v2.variants import BASE
+    from clinic.story_v2.variants import variant as story_variant
 
+    try:
+        story_variant(variant)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    if variant != BASE and story is not Story.V2:
+        raise fail("--variant is a variant of story v2: add --story v2")
     secret = get_settings().pseudonym_key
     key = secret.get_secret_value() if secret is not None else demo_key(seed)
     if secret is None:
@@ -72,9 +87,11 @@ def generate(
             workers=workers,
             progress=lambda done: bar.update(task, completed=done),
             story=story.value,
+            variant=variant,
         )
+    told = "" if variant == BASE else f" ({variant})"
     console.print(
-        f"wrote {patients} story-{story.value} patients to {out} "
+        f"wrote {patients} story-{story.value}{told} patients to {out} "
         f"in {time.perf_counter() - start:.1f} s"
     )
 

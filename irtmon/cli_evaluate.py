@@ -4,8 +4,9 @@ the one declared analysis, run once under the evaluation protocol (``docs/evalua
 The sequence (:func:`run_evaluation`):
 
 1. read the declaration and match the cohorts given to the declared ones (by name, or by
-   role: ``train``/``training``, ``tune``/``tuning``, ``test``); the training and tuning
-   cohorts must carry the declared seed, size and story version;
+   role: ``train``/``training``, ``tune``/``tuning``, ``test`` for the base story's test
+   cohort); the training and tuning cohorts must carry the declared seed, size, story version
+   and (base) story variant;
 2. :func:`irtmon.protocol.open_evaluation`: refuses an uncommitted or edited declaration, a
    test cohort generated before the declaration's commit (or with another seed or size),
    changed frozen code, a test seed declared before, results already written, a look already
@@ -13,7 +14,8 @@ The sequence (:func:`run_evaluation`):
 3. :func:`irtmon.protocol.record_look`, before any test data is read;
 4. :func:`models.response.analysis.declared_analysis`: train on the training cohort,
    calibrate on the tuning cohort, evaluate on the test cohort, every metric with its
-   interval (the declaration's level and bootstrap);
+   interval (the declaration's level and bootstrap); with test cohorts of other story
+   variants, the same frozen models on each of them too (keys ``...@variant:<name>``);
 5. :func:`irtmon.protocol.write_results`: ``docs/evaluation/results/<id>.md`` and ``.json``,
    citing the declaration and its commit.
 """
@@ -21,6 +23,7 @@ The sequence (:func:`run_evaluation`):
 from __future__ import annotations
 
 import getpass
+import json
 import math
 import shlex
 from collections.abc import Mapping
@@ -34,6 +37,7 @@ from irtmon.common import TorchDevice, console, fail, get_settings, torch_device
 from irtmon.protocol import Clearance, Look, git, open_evaluation, read_cohort_stamp, record_look
 from irtmon.protocol import write_results as write_results_files
 from models.evaluation.declaration import (
+    BASE_VARIANT,
     CohortRole,
     CohortSpec,
     Declaration,
@@ -61,6 +65,18 @@ COMPUTED = (
     "the response models calibrated on the tuning cohort, every declared metric on the test "
     "cohort with its interval"
 )
+COMPUTED_VARIANTS = (
+    "; the same frozen models on the test cohort of each story variant ({variants}), every "
+    "estimate again with its interval"
+)
+
+
+def computed(declaration: Declaration) -> str:
+    """What the analysis computes, for the looks log."""
+    variants = [c.variant for c in declaration.variant_test_cohorts]
+    if not variants:
+        return COMPUTED
+    return COMPUTED + COMPUTED_VARIANTS.format(variants=", ".join(variants))
 
 
 @dataclass(frozen=True)
@@ -106,21 +122,24 @@ def parse_cohort_options(values: list[str]) -> dict[str, Path]:
 
 def match_cohorts(declaration: Declaration, given: Mapping[str, Path]) -> dict[CohortSpec, Path]:
     """Each declared cohort with the folder given for it (by its name, or by its role when
-    the declaration has one cohort of that role).
+    the declaration has one cohort of that role; ``test`` names the base story's test
+    cohort).
 
     Raises
     ------
     ValueError
         A name that is neither a declared cohort nor a role, a declared cohort without a
         folder, or a declaration whose cohorts are not one training, one tuning and one test
-        cohort (the shape of this analysis).
+        cohort, plus test cohorts of other story variants (the shape of this analysis).
     """
     by_name = {c.name: c for c in declaration.cohorts}
     out: dict[CohortSpec, Path] = {}
     for name, folder in given.items():
         spec = by_name.get(name)
         if spec is None and name in ROLE_ALIASES:
-            of_role = declaration.cohorts_of(ROLE_ALIASES[name])
+            of_role = [
+                c for c in declaration.cohorts_of(ROLE_ALIASES[name]) if c.variant == BASE_VARIANT
+            ]
             spec = of_role[0] if len(of_role) == 1 else None
         if spec is None:
             raise ValueError(
@@ -134,10 +153,12 @@ def match_cohorts(declaration: Declaration, given: Mapping[str, Path]) -> dict[C
     if missing:
         raise ValueError(f"no folder given for the declared cohort(s) {', '.join(missing)}")
     for role in CohortRole:
-        if len(declaration.cohorts_of(role)) != 1:
+        of_role = [c for c in declaration.cohorts_of(role) if c.variant == BASE_VARIANT]
+        if len(of_role) != 1:
             raise ValueError(
-                f"{declaration.id} declares {len(declaration.cohorts_of(role))} {role} "
-                "cohorts; this analysis takes exactly one training, one tuning and one test"
+                f"{declaration.id} declares {len(of_role)} {role} cohorts of the base story; "
+                "this analysis takes exactly one training, one tuning and one test (and further "
+                "test cohorts only of other story variants)"
             )
     return out
 
@@ -148,8 +169,8 @@ def declared_version(declaration: Declaration, name: str) -> str | None:
 
 
 def _complete(declaration: Declaration, estimates: Mapping[str, Estimate]) -> dict[str, Estimate]:
-    """Every declared metric: one the analysis did not produce is reported as not computed
-    (nan, with the reason), never dropped."""
+    """Every declared metric (a story variant's ``...@variant:<name>`` too): one the analysis
+    did not produce is reported as not computed (nan, with the reason), never dropped."""
     out = dict(estimates)
     for key in declaration.metrics:
         if key not in out:
@@ -209,13 +230,17 @@ def run_evaluation(
     ]
     if problems:
         raise ProtocolError(f"evaluation of {declaration.id} refused:\n- " + "\n- ".join(problems))
-    folder_of = {spec.role: folder for spec, folder in matched.items()}
-    test_spec = declaration.test_cohorts[0]
-    clearance = open_evaluation(
-        repo, declaration_path, {test_spec.name: folder_of[CohortRole.TEST]},
-        repeat_reason=repeat_reason,
-    )  # fmt: skip
-    look = record_look(clearance, who=who, command=command, computed=COMPUTED)
+    folder_of = {
+        spec.role: folder for spec, folder in matched.items() if spec.variant == BASE_VARIANT
+    }
+    variant_folders = {
+        spec.variant: folder for spec, folder in matched.items() if spec.variant != BASE_VARIANT
+    }
+    test_folders = {
+        spec.name: folder for spec, folder in matched.items() if spec.role is CohortRole.TEST
+    }
+    clearance = open_evaluation(repo, declaration_path, test_folders, repeat_reason=repeat_reason)
+    look = record_look(clearance, who=who, command=command, computed=computed(declaration))
     run_folder = out / declaration.id
     versions = (
         declared_version(declaration, "ct-signature") or f"{declaration.id}",
@@ -226,6 +251,7 @@ def run_evaluation(
             training=folder_of[CohortRole.TRAINING],
             tuning=folder_of[CohortRole.TUNING],
             test=folder_of[CohortRole.TEST],
+            variants=variant_folders,
         ),
         run_folder,
         pathology=pathology,
@@ -250,11 +276,48 @@ def run_evaluation(
             "pathology_model": str(pathology),
             "cohorts": {
                 spec.name: {"role": str(spec.role), "seed": spec.seed, "folder": str(folder)}
+                | ({"variant": spec.variant} if spec.variant != BASE_VARIANT else {})
                 for spec, folder in matched.items()
             },
         },
     )
+    _write_evidence(results[1], analysis)
     return Evaluated(clearance, look, results, run_folder, estimates)
+
+
+def _write_evidence(results_json: Path, analysis: Any) -> None:
+    """Write the evaluation just made into the cards of the models it trained (issue #22
+    item 7): each card ends with its declaration and headline numbers with their intervals."""
+    from models.evaluation.evidence import SECTION, evidence_note
+    from models.registry import amend_card
+
+    payload = json.loads(results_json.read_text(encoding="utf-8"))
+    for name, run in (("ct-signature", analysis.signature), ("response", analysis.response)):
+        artifact = getattr(run, "artifact", None)  # None: a stand-in analysis saved nothing
+        if artifact is not None and artifact.folder is not None:
+            note = evidence_note(name, payload, instance=True)
+            amend_card(artifact.folder, card_note=note, section=SECTION)
+
+
+def recorded_command(
+    declaration: Path,
+    cohorts: dict[str, Path],
+    *,
+    workers: int = 1,
+    pathology_model: str | None = None,
+    device: str | None = None,
+    out: Path | None = None,
+) -> str:
+    """The ``irtmon evaluate`` command line as run, for the look log and the results: every
+    option given, not only what was read (a rerun from the log then runs the same way)."""
+    return shlex.join(
+        ["irtmon", "evaluate", str(declaration)]
+        + [a for name, folder in cohorts.items() for a in ("--cohort", f"{name}={folder}")]
+        + (["--workers", str(workers)] if workers != 1 else [])
+        + (["--pathology-model", pathology_model] if pathology_model else [])
+        + (["--device", str(device)] if device else [])
+        + (["--out", str(out)] if out else [])
+    )
 
 
 def evaluate(
@@ -265,7 +328,7 @@ def evaluate(
         list[str],
         typer.Option(
             help="NAME=PATH, once per declared cohort: NAME is the declared cohort name or its "
-            "role (train, tune, test)."
+            "role (train, tune, test: the base story's); a story variant's test cohort by name."
         ),
     ],
     pathology_model: Annotated[
@@ -290,8 +353,9 @@ def evaluate(
     device: TorchDevice = None,
 ) -> None:
     """Run a declaration's one analysis once: check the protocol, log the look, train on the
-    training cohort, calibrate on the tuning cohort, evaluate on the test cohort with 95 %
-    intervals, and write docs/evaluation/results/<id>.md and .json."""
+    training cohort, calibrate on the tuning cohort, evaluate on the test cohort (and on each
+    story variant's test cohort) with 95 % intervals, and write
+    docs/evaluation/results/<id>.md and .json."""
     from irtmon.cli_models import _progress_bar, resolve_artifact, training_cache
     from models.exceptions import IrtmonError
 
@@ -307,9 +371,8 @@ def evaluate(
         pathology_model or declared_version(decl, "pathology-mil"),
         settings.models_dir,
     )
-    command = shlex.join(
-        ["irtmon", "evaluate", str(declaration)]
-        + [a for name, folder in given.items() for a in ("--cohort", f"{name}={folder}")]
+    command = recorded_command(
+        declaration, given, workers=workers, pathology_model=pathology_model, device=device, out=out
     )
     bar, progress = _progress_bar()
     try:

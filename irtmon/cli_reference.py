@@ -19,8 +19,19 @@ from typing import Annotated, Any
 
 import typer
 
-from core.reference_models import INDEX, REFERENCE_NAMES, STORY, reference_version
+from core.reference_models import (
+    INDEX,
+    RECIPE_DECLARATION,
+    REFERENCE_NAMES,
+    STORY,
+    recipe_results,
+    reference_folder,
+    reference_version,
+)
 from irtmon.common import TorchDevice, console, fail, get_settings
+
+REPO = Path(__file__).resolve().parents[1]
+"""The repository (its docs/evaluation/results/ hold the declared evaluations)."""
 
 NOT_FOR_CLINICAL_USE = "Trained on the virtual clinic, not for clinical use."
 TIMEPOINTS = 5
@@ -84,6 +95,13 @@ def reference(
         typer.Option(help="Cohort and run reports (default <state_dir>/runs/reference)."),
     ] = None,
     replace: Annotated[bool, typer.Option(help="Replace reference models already in OUT.")] = False,
+    evidence_only: Annotated[
+        bool,
+        typer.Option(
+            help="Train nothing: write the evidence of the recipe's declared evaluation "
+            "(docs/evaluation/results/) into the cards of the models in OUT, weights untouched.",
+        ),
+    ] = False,
     device: TorchDevice = None,
 ) -> None:
     """Generate a story-v2 cohort from SEED and train the three reference models into OUT,
@@ -97,6 +115,9 @@ def reference(
     from irtmon.cli_pathology import train_pathology
     from models.registry import amend_card, load_artifact
 
+    if evidence_only:
+        write_evidence(out)
+        return
     settings = get_settings()
     work = work or settings.state_dir / "runs" / "reference"
     version = reference_version(seed, patients)
@@ -207,11 +228,37 @@ def reference(
         "models": models,
     }
     (out / INDEX).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+    write_evidence(out)
     console.print(f"reference models in {out} ({out / INDEX}):")
     for name, m in models.items():
         console.print(
             f"  {name:14} {m['version']}  sha256 {m['sha256'][:12]}  {m['bytes'] / 1024:.0f} KiB"
         )
+
+
+def write_evidence(out: Path) -> None:
+    """Write the evidence behind the reference models in ``out`` into their cards and index:
+    the declared evaluation of their recipe (:data:`~core.reference_models.RECIPE_DECLARATION`,
+    its results file in this repository), which did not evaluate these instances."""
+    from models.evaluation.evidence import SECTION, evidence_note
+    from models.registry import amend_card
+
+    results_path = recipe_results(REPO)
+    if not results_path.is_file():
+        raise fail(f"no results file {results_path}: the recipe's declared evaluation is missing")
+    results = json.loads(results_path.read_text(encoding="utf-8"))
+    for name in REFERENCE_NAMES:
+        note = evidence_note(name, results, instance=False)
+        amend_card(reference_folder(out, name), card_note=note, section=SECTION)
+    index_path = out / INDEX
+    index = json.loads(index_path.read_text(encoding="utf-8"))
+    index["evidence"] = {
+        "declaration": RECIPE_DECLARATION,
+        "results": str(results_path.relative_to(REPO)),
+        "evaluated_instance": False,
+    }
+    index_path.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+    console.print(f"evidence of {RECIPE_DECLARATION} written into the cards in {out}")
 
 
 def _resumable(out: Path, version: str) -> set[str]:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from models.evaluation.declaration import (
+    BASE_VARIANT,
     CohortStamp,
     Declaration,
     ProtocolFacts,
@@ -130,8 +131,8 @@ def changed_paths(repo: Path, since: str, paths: tuple[str, ...]) -> list[str]:
 
 def read_cohort_stamp(folder: Path) -> CohortStamp | None:
     """The stamp of a generated cohort (``cohort.json``: ``seed``, ``n_patients``,
-    ``generated_at`` as ISO 8601 with a time zone, optional ``story_version``, ``size`` and
-    ``n_timepoints``), or None."""
+    ``generated_at`` as ISO 8601 with a time zone, optional ``story_version``, ``size``,
+    ``n_timepoints`` and ``story_variant``, absent for the base story), or None."""
     meta = Path(folder) / "cohort.json"
     if not meta.is_file():
         return None
@@ -147,6 +148,7 @@ def read_cohort_stamp(folder: Path) -> CohortStamp | None:
         story_version=str(data.get("story_version", "")),
         size=str(data.get("size", "")),
         timepoints=int(data.get("n_timepoints", 0)),
+        story_variant=str(data.get("story_variant") or BASE_VARIANT),
     )
 
 

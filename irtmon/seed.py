@@ -25,10 +25,11 @@ import hashlib
 import json
 import math
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psycopg
@@ -37,13 +38,20 @@ from clinic.events import biopsy_event, event_id, imaging_event, load_events, tr
 from clinic.story import Patient, lesion_truth, sample_patient
 from core import alerts as lifecycle
 from core.db import alerts, events, registry, scores, users
+from core.db.connect import committed
 from core.passwords import hash_password
 from irtmon.seed_lesions import seed_patient_v2
+from irtmon.seed_scores import (
+    pathology_scores,
+    seeded_score,
+    sigmoid,
+    store_stream,
+)
 from models.registry import ModelArtifact
 from monitoring_app.vocab import IRECIST_STATE, RESPONSE_PROBABILITY, IRecistState
 from schemas import AlertKind
 from schemas.enums import Modality
-from schemas.events import BiopsyAcquired, Event, ImagingAcquired, TimepointScore, TreatmentEvent
+from schemas.events import BiopsyAcquired, Event, ImagingAcquired, TreatmentEvent
 from schemas.pseudonym import pseudonymise
 from schemas.results import Measurement
 
@@ -56,7 +64,6 @@ SEED_MODELS: dict[str, tuple[str, ...]] = {
     "seed-lesions": ("0.1",),
 }
 CT_SCORE = "ct_virtual_biopsy"
-PATHOLOGY_SCORE = "pathology_immune_signature"
 
 
 @dataclass
@@ -68,10 +75,6 @@ class SeedSummary:
     alerts: dict[str, list[str]] = field(default_factory=dict)  # patient -> alert kinds
     latest_probability: dict[str, float] = field(default_factory=dict)  # promoted version
     n_scores: int = 0
-
-
-def _sigmoid(x: float) -> float:
-    return 1.0 / (1.0 + math.exp(-x))
 
 
 def arm_of(patient: Patient) -> str:
@@ -113,21 +116,6 @@ def _story_events(
     return treatment_events(patient, psn, seed), imaging, biopsies
 
 
-def _score(
-    source: Event, name: str, value: float, model: str, version: str, **kw: object
-) -> TimepointScore:
-    return TimepointScore.for_source(
-        source_event_id=source.event_id,
-        patient=source.patient,  # type: ignore[attr-defined]
-        occurred_at=source.occurred_at,
-        score_name=name,
-        value=value,
-        model_name=model,
-        model_version=version,
-        **kw,  # type: ignore[arg-type]
-    )
-
-
 def _seed_patient(
     conn: psycopg.Connection,
     patient: Patient,
@@ -139,32 +127,14 @@ def _seed_patient(
     summary: SeedSummary,
     rescore_every: int,
 ) -> None:
-    treatments, imaging, biopsies = stream
+    _, imaging, biopsies = stream
     rng = np.random.default_rng([seed, number, 99])
-    for ev in treatments:
-        events.upsert_treatment(conn, ev)
-    for bev in biopsies:
-        events.upsert_biopsy(conn, bev)
-    for iev in imaging:
-        events.upsert_imaging(conn, iev)
+    store_stream(conn, stream)
     events.set_patient_cohort(conn, psn, cohort, arm_of(patient))
-    written: list[TimepointScore] = []
     # pathology immune signature at each biopsy
-    for b, bev in zip(patient.biopsies, biopsies, strict=True):
-        til = math.log10(max(b.til_intratumoral_per_mm2, 1.0))
-        v = _sigmoid(1.6 * (til - 2.0) + rng.normal(0, 0.3))
-        written.append(
-            _score(
-                bev,
-                PATHOLOGY_SCORE,
-                v,
-                "seed-pathology",
-                "0.1",
-                lower=max(0.0, v - 0.08),
-                upper=min(1.0, v + 0.08),
-                inputs=[s.slide_id for s in bev.slides],
-            )
-        )
+    written = pathology_scores(
+        (b.til_intratumoral_per_mm2 for b in patient.biopsies), biopsies, rng
+    )
     activity_seen = patient.immune_activity + rng.normal(0, 0.5)
     sums: list[float] = []
     active: dict[str, bool] = {}
@@ -197,14 +167,13 @@ def _seed_patient(
         from_base = 100.0 * (total - baseline) / baseline
         from_nadir = 100.0 * (total - nadir) / nadir
         # CT virtual biopsy: the story's CT signals are driven by the same immune activity
-        ct = _sigmoid(0.9 * patient.immune_activity + rng.normal(0, 0.6))
+        ct = sigmoid(0.9 * patient.immune_activity + rng.normal(0, 0.6))
         written.append(
-            _score(
+            seeded_score(
                 iev,
                 CT_SCORE,
                 ct,
-                "seed-ct-virtual-biopsy",
-                "0.1",
+                ("seed-ct-virtual-biopsy", "0.1"),
                 lower=max(0.0, ct - 0.12),
                 upper=min(1.0, ct + 0.12),
                 inputs=iev.series_uids,
@@ -224,8 +193,12 @@ def _seed_patient(
             active["iupd"] = False if from_nadir < 10 else active.get("iupd", False)
         if state is not None:
             written.append(
-                _score(
-                    iev, IRECIST_STATE, float(state), "seed-irecist", "0.1", inputs=iev.series_uids
+                seeded_score(
+                    iev,
+                    IRECIST_STATE,
+                    float(state),
+                    ("seed-irecist", "0.1"),
+                    inputs=iev.series_uids,
                 )
             )
         # response probability: prior from activity, updated by the burden course
@@ -240,16 +213,15 @@ def _seed_patient(
                 - 0.02 * min(max(0.0, from_base), 50.0)
                 + 0.04 * min(max(0.0, -from_base), 50.0)
             )
-            p = _sigmoid(logit)
+            p = sigmoid(logit)
             half = 1.96 * 0.9 / math.sqrt(tp.index + 1)
-            lo, hi = _sigmoid(logit - half), _sigmoid(logit + half)
+            lo, hi = sigmoid(logit - half), sigmoid(logit + half)
             written.append(
-                _score(
+                seeded_score(
                     iev,
                     RESPONSE_PROBABILITY,
                     p,
-                    "seed-response",
-                    version,
+                    ("seed-response", version),
                     lower=min(lo, p),
                     upper=max(hi, p),
                     inputs=iev.series_uids,
@@ -308,6 +280,7 @@ def register_seed_models(conn: psycopg.Connection) -> None:
                 "`irtmon.seed` from the virtual clinic's latent variables so that the "
                 "app can be shown and tested. Do not use for any clinical purpose.\n\n"
                 "- Intended use: demonstration and tests\n- Training data: none (synthetic story)"
+                "\n\nEvidence: none. Not a model, so never evaluated under a declaration."
             )
             registry.register(
                 conn,
@@ -343,13 +316,33 @@ def seed_story(
     key: str = "irtmon-app-seed-key-not-secret",
     rescore_every: int = 3,
 ) -> SeedSummary:
-    """Draw ``n_patients`` from the story and write them (no image files). Commits."""
-    summary = SeedSummary()
-    with conn.pipeline():
-        register_seed_models(conn)
+    """Draw ``n_patients`` from the story and write them (no image files). Commits (run again
+    whole when the server rolls it back: :func:`core.db.connect.committed`)."""
+
+    def drawn() -> Iterator[tuple[int, Patient, str, Any]]:
         for number in range(1, n_patients + 1):
             patient = sample_patient(np.random.default_rng([seed, number, 0]), number, n_timepoints)
             psn = pseudonymise(patient.clear_id, key)
+            yield number, patient, psn, _story_events(patient, psn, seed)
+
+    return committed(
+        conn, lambda: _seed_story_patients(conn, drawn(), seed, cohorts, rescore_every)
+    )
+
+
+def _seed_story_patients(
+    conn: psycopg.Connection,
+    drawn: Iterable[tuple[int, Patient, str, Any]],
+    seed: int,
+    cohorts: Sequence[str],
+    rescore_every: int,
+) -> SeedSummary:
+    """Write story-v1 patients ((number, patient, pseudonym, its events) each) in one pipeline,
+    with the seed models registered. Does not commit."""
+    summary = SeedSummary()
+    with conn.pipeline():
+        register_seed_models(conn)
+        for number, patient, psn, stream in drawn:
             _seed_patient(
                 conn,
                 patient,
@@ -357,11 +350,10 @@ def seed_story(
                 seed,
                 number,
                 _cohort_name(cohorts, number),
-                _story_events(patient, psn, seed),
+                stream,
                 summary,
                 rescore_every,
             )
-    conn.commit()
     return summary
 
 
@@ -371,20 +363,42 @@ def seed_cohort(
     cohorts: Sequence[str] = ("default",),
     rescore_every: int = 3,
 ) -> SeedSummary:
-    """Load a generated cohort folder (events with real file paths) and seed scores. Commits."""
+    """Load a generated cohort folder (events with real file paths) and seed scores. Commits (run
+    again whole when the server rolls it back: :func:`core.db.connect.committed`)."""
     cohort_dir = Path(cohort_dir).resolve()
     meta = json.loads((cohort_dir / "cohort.json").read_text())
     seed, n_tp = int(meta["seed"]), int(meta["n_timepoints"])
     with (cohort_dir / "ground_truth" / "identities.csv").open() as fh:
         identities = list(csv.DictReader(fh))
     by_id = {ev.event_id: ev for ev in load_events(cohort_dir)}
-    summary = SeedSummary()
     if meta.get("story_version") == "v2":
-        return _seed_cohort_v2(
-            conn, cohort_dir, seed, identities, list(by_id.values()), cohorts, rescore_every
+        return committed(
+            conn,
+            lambda: _seed_cohort_v2(
+                conn, cohort_dir, seed, identities, list(by_id.values()), cohorts, rescore_every
+            ),
         )
-    with conn.pipeline():
-        register_seed_models(conn)
+    return committed(
+        conn,
+        lambda: _seed_cohort_v1(
+            conn, cohort_dir, seed, n_tp, identities, by_id, cohorts, rescore_every
+        ),
+    )
+
+
+def _seed_cohort_v1(
+    conn: psycopg.Connection,
+    cohort_dir: Path,
+    seed: int,
+    n_tp: int,
+    identities: list[dict[str, str]],
+    by_id: dict[str, Event],
+    cohorts: Sequence[str],
+    rescore_every: int,
+) -> SeedSummary:
+    """Seed a story-v1 cohort (one lesion per patient) from its story. Does not commit."""
+
+    def drawn() -> Iterator[tuple[int, Patient, str, Any]]:
         for number, ident in enumerate(identities, start=1):
             patient = sample_patient(np.random.default_rng([seed, number, 0]), number, n_tp)
             if patient.clear_id != ident["clear_id"]:
@@ -395,19 +409,9 @@ def seed_cohort(
             ]
             imaging = [by_id[event_id(seed, psn, "imaging", tp.index)] for tp in patient.timepoints]
             biopsies = [by_id[event_id(seed, psn, "biopsy", b.index)] for b in patient.biopsies]
-            _seed_patient(
-                conn,
-                patient,
-                psn,
-                seed,
-                number,
-                _cohort_name(cohorts, number),
-                (treatments, imaging, biopsies),
-                summary,  # type: ignore[arg-type]
-                rescore_every,
-            )
-    conn.commit()
-    return summary
+            yield number, patient, psn, (treatments, imaging, biopsies)
+
+    return _seed_story_patients(conn, drawn(), seed, cohorts, rescore_every)
 
 
 def _seed_cohort_v2(
@@ -419,7 +423,8 @@ def _seed_cohort_v2(
     cohorts: Sequence[str],
     rescore_every: int,
 ) -> SeedSummary:
-    """Seed a story-v2 cohort: every lesion from the truth (:mod:`irtmon.seed_lesions`)."""
+    """Seed a story-v2 cohort: every lesion from the truth (:mod:`irtmon.seed_lesions`). Does not
+    commit."""
     summary = SeedSummary()
     with conn.pipeline():
         register_seed_models(conn)
@@ -447,7 +452,6 @@ def _seed_cohort_v2(
                 summary.alerts[psn] = kinds
             if latest is not None:
                 summary.latest_probability[psn] = latest
-    conn.commit()
     return summary
 
 

@@ -27,16 +27,16 @@ from pydicom.uid import generate_uid
 
 from core import alerts as lifecycle
 from core.db import events, lesions, scores
+from irtmon.seed_scores import pathology_scores, seeded_score, sigmoid, store_stream
 from models.changepoint.irecist import Irecist, IrecistConfig
 from models.imaging.matching import MatchStatus, Observation, TrackingState, track
 from schemas.enums import (
     IRECIST_SCORE,
     LesionOrigin,
     LesionRole,
-    LesionStatus,
     Organ,
 )
-from schemas.events import BiopsyAcquired, ImagingAcquired, TimepointScore, TreatmentEvent
+from schemas.events import BiopsyAcquired, ImagingAcquired, TreatmentEvent
 from schemas.results import (
     IN_FIELD_SUM_SCORE,
     NEW_LESIONS_SCORE,
@@ -109,7 +109,12 @@ def truth_lesion_outcomes(
             o = obs.get(asg.key)
             seen = o is not None
             rows.append(
-                LesionRow(
+                LesionRow.of(
+                    measures=(o.long_axis_mm, o.short_axis_mm, o.volume_ml) if o else None,
+                    origin=LesionOrigin.ANNOTATED,
+                    mask_source=source,
+                    segment_number=int(by_key[asg.key]["seg_segment_number"]) if o else None,
+                    series_uid=ev.series_uids[0],
                     tracking_uid=asg.tracking_uid,
                     tracking_id=asg.tracking_id,
                     label=t.label,
@@ -117,16 +122,8 @@ def truth_lesion_outcomes(
                     is_node=t.is_node,
                     in_field=t.in_field,
                     role=asg.role,
-                    status=LesionStatus.SEEN if seen else LesionStatus.NOT_SEEN,
                     match=asg.status.value,
-                    long_axis_mm=round(o.long_axis_mm, 3) if o else None,
-                    short_axis_mm=round(o.short_axis_mm, 3) if o else None,
-                    volume_ml=round(o.volume_ml, 4) if o else None,
-                    origin=LesionOrigin.ANNOTATED if seen else None,
-                    mask_source=source if seen else None,
-                    segment_number=int(by_key[asg.key]["seg_segment_number"]) if o else None,
                     reference_uid=reference if seen else None,
-                    series_uid=ev.series_uids[0] if seen else None,
                 )
             )
         counted = [m for m in measures.values() if m.role is not LesionRole.NORMAL_NODE]
@@ -158,25 +155,6 @@ def truth_lesion_outcomes(
     return out
 
 
-def _score(
-    ev: ImagingAcquired | BiopsyAcquired, name: str, value: float, model: tuple[str, str], **kw
-) -> TimepointScore:
-    return TimepointScore.for_source(
-        source_event_id=ev.event_id,
-        patient=ev.patient,
-        occurred_at=ev.occurred_at,
-        score_name=name,
-        value=value,
-        model_name=model[0],
-        model_version=model[1],
-        **kw,
-    )
-
-
-def _sigmoid(x: float) -> float:
-    return 1.0 / (1.0 + math.exp(-x))
-
-
 def seed_patient_v2(
     conn: psycopg.Connection,
     cohort_dir: Path,
@@ -190,14 +168,9 @@ def seed_patient_v2(
     """Write one story-v2 patient; return the kinds of the alerts raised and the promoted
     response model's last probability."""
     truth = json.loads((cohort_dir / "ground_truth" / f"{patient}.json").read_text())
-    treatments, imaging, biopsies = stream
+    _, imaging, biopsies = stream
     rng = np.random.default_rng([seed, number, 199])
-    for ev in treatments:
-        events.upsert_treatment(conn, ev)
-    for bev in biopsies:
-        events.upsert_biopsy(conn, bev)
-    for iev in imaging:
-        events.upsert_imaging(conn, iev)
+    store_stream(conn, stream)
     rt = truth["rt"]
     events.set_patient_cohort(
         conn,
@@ -205,21 +178,9 @@ def seed_patient_v2(
         cohort,
         f"SBRT {rt['dose_gy']:g} Gy + {truth['ici']['agent']}",
     )
-    written: list[TimepointScore] = []
-    for b, bev in zip(truth["biopsies"], biopsies, strict=True):
-        til = math.log10(max(float(b["til_intratumoral_per_mm2"]), 1.0))
-        v = _sigmoid(1.6 * (til - 2.0) + rng.normal(0, 0.3))
-        written.append(
-            _score(
-                bev,
-                "pathology_immune_signature",
-                v,
-                ("seed-pathology", "0.1"),
-                lower=max(0.0, v - 0.08),
-                upper=min(1.0, v + 0.08),
-                inputs=[s.slide_id for s in bev.slides],
-            )
-        )
+    written = pathology_scores(
+        (b["til_intratumoral_per_mm2"] for b in truth["biopsies"]), biopsies, rng
+    )
     lat = truth["latents"]
     drive = (lat["infiltration"] + lat["activation"]) / math.sqrt(2.0) + rng.normal(0, 0.5)
     outcomes = truth_lesion_outcomes(patient, truth, imaging, rng)
@@ -236,14 +197,16 @@ def seed_patient_v2(
             (OUT_OF_FIELD_SUM_SCORE, a.out_of_field_sum_mm, "mm"),
             (NEW_LESIONS_SCORE, float(a.new_lesions), None),
         ):
-            written.append(_score(iev, name, value, model, unit=unit, inputs=iev.series_uids))
+            written.append(seeded_score(iev, name, value, model, unit=unit, inputs=iev.series_uids))
         if a.timepoint > 0:
             written.append(
-                _score(iev, IRECIST_SCORE, float(a.irecist.code), model, inputs=iev.series_uids)
+                seeded_score(
+                    iev, IRECIST_SCORE, float(a.irecist.code), model, inputs=iev.series_uids
+                )
             )
-        ct = _sigmoid(0.9 * drive + rng.normal(0, 0.6))
+        ct = sigmoid(0.9 * drive + rng.normal(0, 0.6))
         written.append(
-            _score(
+            seeded_score(
                 iev,
                 "ct_virtual_biopsy",
                 ct,
@@ -266,16 +229,16 @@ def seed_patient_v2(
                 + 0.04 * min(max(0.0, -change), 50.0)
                 - 0.8 * a.new_lesions
             )
-            p = _sigmoid(logit)
+            p = sigmoid(logit)
             half = 1.96 * 0.9 / math.sqrt(a.timepoint + 1)
             written.append(
-                _score(
+                seeded_score(
                     iev,
                     "response_probability",
                     p,
                     ("seed-response", version),
-                    lower=min(_sigmoid(logit - half), p),
-                    upper=max(_sigmoid(logit + half), p),
+                    lower=min(sigmoid(logit - half), p),
+                    upper=max(sigmoid(logit + half), p),
                     inputs=iev.series_uids,
                 )
             )

@@ -132,17 +132,27 @@ def load_artifact(folder: Path, expected_sha256: str | None = None) -> ModelArti
 
 
 def amend_card(
-    folder: Path, *, card_note: str = "", extra: dict[str, Any] | None = None
+    folder: Path,
+    *,
+    card_note: str = "",
+    extra: dict[str, Any] | None = None,
+    section: str | None = None,
 ) -> ModelArtifact:
     """Add a sentence to an artefact's card text and keys to its ``extra``, weights untouched.
 
     The weights' hash is what identifies a model, so its version and registration stay valid;
     used to mark the reference models (what they were trained on, that they are not for
-    clinical use). The folder is verified first (:func:`load_artifact`).
+    clinical use) and to write the evidence behind a model into its card
+    (:mod:`models.evaluation.evidence`). With ``section`` (the first word of ``card_note``),
+    the card's text from an earlier ``section`` to its end is replaced by ``card_note``.
+    The folder is verified first (:func:`load_artifact`).
     """
     load_artifact(folder)
     card_path = folder / CARD
     data = json.loads(card_path.read_text())
+    text = data.get("card", "")
+    if section and section in text:
+        data["card"] = text[: text.index(section)].rstrip()
     if card_note and card_note not in data.get("card", ""):
         data["card"] = f"{data.get('card', '').rstrip()} {card_note}".strip()
     data["extra"] = {**(data.get("extra") or {}), **(extra or {})}

@@ -23,6 +23,11 @@ ALERT_COLOUR = "#d1242f"
 CHANGE_COLOUR = "#e16f24"
 ACTION_SYMBOL = {"acknowledge": "circle-open", "resolve": "star", "dismiss": "x"}
 
+VIRTUAL_BIOPSY_CAVEAT = "(not shown to work)"
+"""Said wherever the CT virtual biopsy is drawn: in the pre-declared evaluation response-v2-d
+its balanced accuracy against the pathology model was 0.377 [0.339, 0.413], chance 0.333
+(docs/clinicians.md)."""
+
 
 def burden_table(burden: pd.DataFrame) -> pd.DataFrame:
     """Add percentage change from baseline and from the nadir before each scan (RECIST)."""
@@ -76,7 +81,8 @@ def timeline_figure(
         else "Tumour burden — sum of longest diameters, % change",
         "lesions": "Every lesion — RECIST diameter (mm); in field: solid, out of field: dashed",
         "rp": "Response probability (band: lower–upper)",
-        "immune": "Immune signature — pathology at biopsies, CT virtual biopsy at scans",
+        "immune": "Immune signature — pathology at biopsies; CT virtual biopsy at scans "
+        + VIRTUAL_BIOPSY_CAVEAT,
         "treat": "Treatment, alerts and actions",
     }
     heights = {"burden": 0.32, "lesions": 0.30, "rp": 0.30, "immune": 0.20, "treat": 0.18}

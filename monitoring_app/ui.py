@@ -8,6 +8,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from models.evaluation.evidence import SECTION as EVIDENCE
 from monitoring_app import auth, data
 from monitoring_app.vocab import NO_VALUE, IRecistState
 
@@ -47,6 +48,14 @@ def pick_patient(u: auth.User, key: str) -> str | None:
     if st.query_params.get("patient") != chosen:
         st.query_params["patient"] = chosen
     return chosen
+
+
+def card_parts(card: str | None) -> tuple[str, str]:
+    """A model card split into its description and its evidence (the declared evaluation
+    behind the model, :mod:`models.evaluation.evidence`; "" when the card has none)."""
+    text = card or ""
+    body, found, evidence = text.partition(EVIDENCE)
+    return body.strip(), (f"{EVIDENCE} {evidence.strip()}" if found else "")
 
 
 def prob(value: Any) -> str:

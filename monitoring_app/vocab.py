@@ -6,14 +6,16 @@ from schemas.enums import IRECIST_SCORE
 from schemas.enums import AlertVerb as AlertVerb
 from schemas.enums import IRecistState as IRecistState  # the pages import it from here
 from schemas.enums import Role as Role
+from schemas.results import LESION_SCORES
 
 RESPONSE_PROBABILITY = "response_probability"
 """Score name of the response model: P(response), with ``lower``/``upper`` as its band."""
 IRECIST_STATE = IRECIST_SCORE
 """Score name of the iRECIST state per scan, the value being an :class:`IRecistState` code."""
-SPECIAL_SCORES = frozenset({RESPONSE_PROBABILITY, IRECIST_STATE})
-"""Scores drawn in their own panels; every other imaging-sourced score is a CT virtual-biopsy
-signal and every biopsy-sourced score a pathology immune signature."""
+SPECIAL_SCORES = frozenset({RESPONSE_PROBABILITY, IRECIST_STATE, *LESION_SCORES})
+"""Scores drawn in their own panels (the lesion scores, sums in mm and the new-lesion count, are
+drawn from the lesion tables in the burden and lesion panels); every other imaging-sourced score
+is a CT virtual-biopsy signal and every biopsy-sourced score a pathology immune signature."""
 
 RECIST_PR = -30.0
 """Partial response: sum of diameters down 30 per cent from baseline."""

@@ -79,6 +79,40 @@ class LesionRow:
     """Why it was not evaluable (the failure's message naming the segment or ROI)."""
     features: dict[str, float | None] = field(default_factory=dict)
 
+    @classmethod
+    def of(
+        cls,
+        *,
+        measures: tuple[float, float, float] | None,
+        not_evaluable: bool = False,
+        origin: LesionOrigin | None = None,
+        mask_source: str | None = None,
+        segment_number: int | None = None,
+        series_uid: str | None = None,
+        **identity: Any,
+    ) -> LesionRow:
+        """The row of one tracked lesion, ``measures`` (long axis mm, short axis mm, volume ml)
+        rounded as stored, or None when it was not measured: then it is not seen (not evaluable
+        when said) and where a measure would have come from (origin, mask source, segment,
+        series) is left empty. ``identity``: the other fields (tracking UID and id, label,
+        organ, node, in field, role, match, reference UID, distance, overlap, failure,
+        features)."""
+        if measures is None:
+            status = LesionStatus.NOT_EVALUABLE if not_evaluable else LesionStatus.NOT_SEEN
+            return cls(status=status, **identity)
+        long_mm, short_mm, volume_ml = measures
+        return cls(
+            status=LesionStatus.SEEN,
+            long_axis_mm=round(float(long_mm), 3),
+            short_axis_mm=round(float(short_mm), 3),
+            volume_ml=round(float(volume_ml), 4),
+            origin=origin,
+            mask_source=mask_source,
+            segment_number=segment_number,
+            series_uid=series_uid,
+            **identity,
+        )
+
     @property
     def diameter_mm(self) -> float | None:
         """RECIST diameter: short axis of a node, long axis otherwise; 0 when not seen, None

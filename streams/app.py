@@ -13,13 +13,18 @@ delivery is at least once and the sinks are idempotent.
 
 from __future__ import annotations
 
+import logging
+
 import faust
 
 from core.settings import Settings
-from streams import web
+from streams import scoring, web
 from streams.agents import AGENTS
 from streams.context import WorkerContext
 from streams.topics import Topics
+from streams.transport import consumer_transport
+
+log = logging.getLogger("irtmon.worker")
 
 
 def broker_credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:
@@ -43,8 +48,9 @@ def broker_credentials(settings: Settings) -> faust.types.auth.CredentialsT | No
 
 
 def create_app(settings: Settings) -> faust.App:
-    """The Faust app for ``settings`` (broker, group, commit policy, web server), no agents."""
-    return faust.App(
+    """The Faust app for ``settings`` (broker, group, commit policy, fetch wait, web server),
+    no agents."""
+    app = faust.App(
         settings.consumer_group,
         broker=[f"kafka://{hostport}" for hostport in settings.bootstrap_servers.split(",")],
         broker_credentials=broker_credentials(settings),
@@ -63,10 +69,13 @@ def create_app(settings: Settings) -> faust.App:
         web_bind=settings.worker_web_host,
         web_in_thread=False,
     )
+    app.transport = consumer_transport(app, settings)  # the fetch wait of the settings
+    return app
 
 
 def build(settings: Settings) -> faust.App:
-    """The worker's app: topics, every agent and timer, the web pages, one shared context."""
+    """The worker's app: topics, every agent and timer, the web pages, one shared context;
+    with ``worker_warm_start``, a task that starts the CPU processes at once."""
 
     app = create_app(settings)
     topics = Topics(app)
@@ -74,4 +83,18 @@ def build(settings: Settings) -> faust.App:
     for agent in AGENTS:
         agent.register(app, topics, ctx)
     web.register(app)
+
+    if settings.worker_warm_start:
+
+        @app.task
+        async def warm_cpu_pool() -> None:
+            """Start the CPU processes now rather than at the first event."""
+            assert ctx.pool is not None
+            try:
+                pids = await ctx.pool.warm(scoring.warm_up)
+            except Exception as err:  # the first event starts them again, and says what fails
+                log.warning("warming the CPU processes failed", extra={"error": str(err)[:300]})
+            else:
+                log.info("CPU processes started", extra={"pids": sorted(set(pids))})
+
     return app

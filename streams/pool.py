@@ -96,6 +96,19 @@ class CpuPool:
                 process.kill()  # the executor's own thread reaps it and marks the pool broken
         self._replace(pool)
 
+    async def warm(self, fn: Callable[[], T]) -> list[T]:
+        """Start the pool's processes now and run ``fn`` in them (imports that the first event
+        would otherwise wait for), instead of at the first event.
+
+        Submitting one call per process at once makes the executor start them all; which process
+        runs which call is the executor's choice.
+        """
+        loop = asyncio.get_running_loop()
+        pool = self.executor()
+        return list(
+            await asyncio.gather(*(loop.run_in_executor(pool, fn) for _ in range(self.processes)))
+        )
+
     async def run(self, fn: Callable[[A], T], arg: A) -> T:
         """``fn(arg)`` in a pool process; a broken pool is replaced and the call retried.
 
@@ -134,6 +147,15 @@ class CpuPool:
             f"the scoring process died on this event {self.attempts} times in fresh processes "
             "(a crash or out-of-memory in a reader); the event is refused, the worker goes on"
         )
+
+    def kill(self) -> None:
+        """Kill the pool's processes now (before the worker leaves by ``os._exit``, which runs
+        no clean-up: they would be left running, orphaned)."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            if process.is_alive():
+                process.kill()
 
     def shutdown(self) -> None:
         with self._lock:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -44,7 +45,7 @@ from models.limits import DEFAULT_LIMITS, ReadLimits
 from models.response.history import History, Scan
 from models.response.inference import load_models, score_timepoint
 from schemas import BiopsyAcquired, ImagingAcquired, ModelName, TimepointScore
-from schemas.enums import IRECIST_SCORE, LesionOrigin, LesionStatus
+from schemas.enums import IRECIST_SCORE, LesionOrigin
 from schemas.results import (
     IN_FIELD_SUM_SCORE,
     NEW_LESIONS_SCORE,
@@ -98,6 +99,16 @@ class BiopsyRequest:
     model_sha256: str | None = None
     derived_dir: Path | None = None  # where heat maps go (the data roots may be read-only)
     limits: ReadLimits = DEFAULT_LIMITS
+
+
+def warm_up() -> int:
+    """Import what scoring imports only when first used (radiomics, torch), so that a CPU
+    process started ahead of the first event (:meth:`streams.pool.CpuPool.warm`) scores it
+    without that wait; returns the process id."""
+    import mirp  # noqa: F401  (models.imaging.radiomics imports it at the first lesion)
+    import torch  # noqa: F401  (the response models and the pathology model)
+
+    return os.getpid()
 
 
 def imaging_request(
@@ -347,21 +358,24 @@ def lesion_rows(result: imaging.StudyResult) -> list[LesionRow]:
     rows = []
     for r in result.lesions:
         b = r.burden
-        if b is not None:
-            status = LesionStatus.SEEN
-        elif r.status is MatchStatus.NOT_EVALUABLE:
-            status = LesionStatus.NOT_EVALUABLE
-        else:
-            status = LesionStatus.NOT_SEEN
+        not_evaluable = b is None and r.status is MatchStatus.NOT_EVALUABLE
         failure = None
-        if status is LesionStatus.NOT_EVALUABLE:
+        if not_evaluable:
             why = by_uid.get(r.tracking_uid) or [
                 f"not found, and {len(unattributed)} lesion(s) of this study could not be read: "
                 + "; ".join(unattributed)
             ]
             failure = "; ".join(why)[:2000]
         rows.append(
-            LesionRow(
+            LesionRow.of(
+                measures=None
+                if b is None
+                else (b.longest_diameter_mm, b.short_axis_mm, b.volume_ml),
+                not_evaluable=not_evaluable,
+                origin=None if r.source is None else _ORIGIN[r.source],
+                mask_source=None if r.source is None else r.source.value,
+                segment_number=r.number or None,
+                series_uid=result.series_uid,
                 tracking_uid=r.tracking_uid,
                 tracking_id=r.tracking_id,
                 label=r.label,
@@ -369,16 +383,8 @@ def lesion_rows(result: imaging.StudyResult) -> list[LesionRow]:
                 is_node=r.is_node,
                 in_field=r.in_field,
                 role=r.role,
-                status=status,
                 match=r.status.value,
-                long_axis_mm=None if b is None else round(float(b.longest_diameter_mm), 3),
-                short_axis_mm=None if b is None else round(float(b.short_axis_mm), 3),
-                volume_ml=None if b is None else round(float(b.volume_ml), 4),
-                origin=None if b is None or r.source is None else _ORIGIN[r.source],
-                mask_source=None if b is None or r.source is None else r.source.value,
-                segment_number=r.number or None if b is not None else None,
                 reference_uid=r.reference_uid or None,
-                series_uid=result.series_uid if b is not None else None,
                 distance_mm=None if r.distance_mm is None else round(float(r.distance_mm), 2),
                 overlap=None if r.overlap is None else round(float(r.overlap), 4),
                 failure=failure,

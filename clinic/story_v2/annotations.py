@@ -18,6 +18,7 @@ import highdicom as hd
 import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
+from scipy import ndimage
 
 from clinic.contours import StructureRoi, neoplasm_segment, write_seg, write_structure_set
 from clinic.dicomio import StudyInfo
@@ -45,6 +46,48 @@ class Finding:
 def reading_order(centres: dict[int, tuple[float, float, float]]) -> list[int]:
     """Tracks in the order a reader numbers them: superior first, then patient right first."""
     return sorted(centres, key=lambda t: (-round(centres[t][2], 1), round(centres[t][0], 1), t))
+
+
+_IN_PLANE = np.array(
+    [np.zeros((3, 3), bool), ndimage.generate_binary_structure(2, 1), np.zeros((3, 3), bool)]
+)
+"""Neighbours within the slice: a reader draws on axial slices."""
+
+
+def misdraw(
+    seg_map: np.ndarray,
+    numbers: Sequence[int],
+    margin_sd_mm: float,
+    pixel_mm: float,
+    g: np.random.Generator,
+) -> np.ndarray:
+    """``seg_map`` (segment number per voxel, 0 outside) with each segment of ``numbers`` drawn
+    by a less careful reader: its outline moved outwards or inwards by a margin N(0,
+    ``margin_sd_mm``), in-plane, dithered to whole pixels. A segment grows only into unlabelled
+    voxels, and one that a shrink would erase is left as drawn (a reader never outlines
+    nothing). Two draws per segment, in the order of ``numbers``, whatever they do."""
+    out = seg_map.copy()
+    boxes = ndimage.find_objects(seg_map)
+    for n in numbers:
+        margin, dither = float(g.normal(0.0, margin_sd_mm)), float(g.uniform())
+        px = abs(margin) / pixel_mm
+        steps = int(px) + int(dither < px - int(px))
+        if steps == 0 or n > len(boxes) or boxes[n - 1] is None:
+            continue
+        box = tuple(
+            slice(max(b.start - (steps if i else 0), 0), b.stop + (steps if i else 0))
+            for i, b in enumerate(boxes[n - 1])
+        )
+        mask = seg_map[box] == n
+        view = out[box]
+        if margin > 0:
+            grown = ndimage.binary_dilation(mask, _IN_PLANE, iterations=steps)
+            view[grown & (view == 0)] = n
+        else:
+            kept = ndimage.binary_erosion(mask, _IN_PLANE, iterations=steps, border_value=1)
+            if kept.any():
+                view[mask & ~kept] = 0
+    return out
 
 
 def write_lesion_seg(

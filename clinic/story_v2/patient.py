@@ -34,6 +34,7 @@ from clinic.story import (
 )
 from clinic.story_v2 import params
 from clinic.story_v2.anatomy import SLOT_JITTER_MM, Organ, Slot, slots
+from clinic.story_v2.variants import BASE, VARIANTS, StoryVariant
 from schemas.enums import ImmunePhenotype
 
 
@@ -239,10 +240,9 @@ def tps_from_latent(reading: float) -> float:
     return float(round(50.0 + 50.0 * (q - low - mid) / (1.0 - low - mid)))
 
 
-def _course(rng: np.random.Generator, latents: Latents) -> Course:
-    p = 1.0 / (
-        1.0 + math.exp(-(params.RESPONSE_INTERCEPT + params.RESPONSE_SLOPE * latents.immune_drive))
-    )
+def _course(rng: np.random.Generator, latents: Latents, variant: StoryVariant) -> Course:
+    intercept, slope = variant.response_link()
+    p = 1.0 / (1.0 + math.exp(-(intercept + slope * latents.immune_drive)))
     u = rng.uniform(size=2)
     if u[0] < p:
         pp = params.PSEUDO_PROGRESSION_RATE / params.OBJECTIVE_RESPONSE_RATE
@@ -422,13 +422,19 @@ def _dissociate(rng: np.random.Generator, lesions: list[LesionV2], course: Cours
     return True
 
 
-def sample_patient(rng: np.random.Generator, number: int, n_timepoints: int = 5) -> PatientV2:
-    """Draw patient ``number`` (1-based) of a story-v2 cohort with ``n_timepoints`` CT sessions."""
+def sample_patient(
+    rng: np.random.Generator,
+    number: int,
+    n_timepoints: int = 5,
+    variant: StoryVariant = VARIANTS[BASE],
+) -> PatientV2:
+    """Draw patient ``number`` (1-based) of a story-v2 cohort with ``n_timepoints`` CT sessions
+    (under ``variant``: :mod:`clinic.story_v2.variants`; the same draws for every variant)."""
     if n_timepoints < 1:
         raise ValueError(f"n_timepoints must be at least 1 (the planning CT), got {n_timepoints}")
     g, i, a, r, k = (float(v) for v in rng.normal(size=5))
     latents = Latents(g, i, a, r, k)
-    course = _course(rng, latents)
+    course = _course(rng, latents, variant)
     rt, ici, days, enrol = _schedule(rng, n_timepoints)
     follow_ups = days[1:]
 
@@ -476,6 +482,8 @@ def sample_patient(rng: np.random.Generator, number: int, n_timepoints: int = 5)
     lesions.extend(_new_lesions(rng, course, latents, days, free, pp_peak, len(lesions)))
 
     timepoints = sample_timepoints(rng, rt.start, days)
+    if not variant.pcct:
+        timepoints = tuple(replace(tp, pcct=False) for tp in timepoints)
 
     biopsies = []
     primary = lesions[0]

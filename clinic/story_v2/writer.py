@@ -39,6 +39,7 @@ from clinic.story_v2.anatomy import Organ
 from clinic.story_v2.annotations import (
     Finding,
     Roi,
+    misdraw,
     reading_order,
     write_lesion_rtstruct,
     write_lesion_seg,
@@ -53,8 +54,13 @@ from clinic.story_v2.course import (
 )
 from clinic.story_v2.patient import LesionV2, PatientV2, sample_patient
 from clinic.story_v2.render import LesionDraw, LesionLook, render_slice
+from clinic.story_v2.variants import BASE, VARIANTS, StoryVariant
 from schemas.events import Event, LesionReference
 from schemas.pseudonym import pseudonymise
+
+READER_STREAM = 5
+"""Random stream of a variant reader's extra noise (``rng(seed, number, 5, timepoint)``), apart
+from every stream of the base story."""
 
 GTV_NAME = "GTV"
 """ROI name of the (first) irradiated lesion; a second one is ``GTV_2``."""
@@ -206,9 +212,11 @@ def generate_patient(
     slide_px: int,
     key: str | bytes,
     n_timepoints: int,
+    variant: StoryVariant = VARIANTS[BASE],
 ) -> tuple[list[dict[str, object]], list[Event], dict[str, object], list[dict[str, object]]]:
-    """Generate story-v2 patient ``number``; return manifest rows, events, identity, lesion rows."""
-    patient = sample_patient(rng(seed, number, 0), number, n_timepoints)
+    """Generate story-v2 patient ``number`` (under ``variant``); return manifest rows, events,
+    identity, lesion rows."""
+    patient = sample_patient(rng(seed, number, 0), number, n_timepoints, variant)
     psn = pseudonymise(patient.clear_id, key)
     root = out_dir / "patients" / psn
     last_day = patient.timepoints[-1].days
@@ -266,6 +274,14 @@ def generate_patient(
                     if extra.any():
                         seg_map[extra] = f.number
                         included_rt.add(f.track)
+            if variant.reader_margin_sd_mm > 0:
+                seg_map = misdraw(
+                    seg_map,
+                    [f.number for f in findings],
+                    variant.reader_margin_sd_mm,
+                    geometry.pixel_mm,
+                    rng(seed, number, READER_STREAM, tp.index),
+                )
             write_lesion_seg(
                 seg_path,
                 headers,

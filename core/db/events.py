@@ -56,7 +56,7 @@ def upsert_patient(conn: psycopg.Connection, pseudonym: str, seen_at: object) ->
 
 def upsert_patients(conn: psycopg.Connection, seen: Iterable[tuple[str, datetime]]) -> None:
     """Register many patients at once: :func:`upsert_patient` for each (pseudonym, time seen),
-    one statement per patient (its earliest time), pipelined, in pseudonym order (so two
+    one row per patient (its earliest time), in one statement, in pseudonym order (so two
     transactions never wait on each other's rows in opposite orders)."""
     earliest: dict[str, datetime] = {}
     for pseudonym, at in seen:
@@ -64,15 +64,16 @@ def upsert_patients(conn: psycopg.Connection, seen: Iterable[tuple[str, datetime
             earliest[pseudonym] = at
     if not earliest:
         return
-    with conn.cursor() as cur:
-        cur.executemany(
-            """
-            INSERT INTO patients (pseudonym, first_seen_at) VALUES (%s, %s)
-            ON CONFLICT (pseudonym) DO UPDATE SET first_seen_at = EXCLUDED.first_seen_at
-                WHERE EXCLUDED.first_seen_at < patients.first_seen_at
-            """,
-            sorted(earliest.items()),
-        )
+    ordered = sorted(earliest.items())
+    conn.execute(
+        """
+        INSERT INTO patients (pseudonym, first_seen_at)
+        SELECT * FROM unnest(%s::text[], %s::timestamptz[])
+        ON CONFLICT (pseudonym) DO UPDATE SET first_seen_at = EXCLUDED.first_seen_at
+            WHERE EXCLUDED.first_seen_at < patients.first_seen_at
+        """,
+        ([p for p, _ in ordered], [at for _, at in ordered]),
+    )
 
 
 def set_patient_cohort(
@@ -148,29 +149,30 @@ def upsert_treatment(conn: psycopg.Connection, event: TreatmentEvent) -> None:
 
 
 def upsert_treatments(conn: psycopg.Connection, batch: Sequence[TreatmentEvent]) -> None:
-    """Store a batch of treatment events: :func:`upsert_treatment` for each, pipelined (one
-    round trip for the batch). A redelivered event id changes nothing."""
+    """Store a batch of treatment events: :func:`upsert_treatment` for each, in one statement
+    (the batch's columns as arrays). A redelivered event id changes nothing (in the batch too:
+    its first delivery is the row, as one by one)."""
     if not batch:
         return
     upsert_patients(conn, ((e.patient, e.occurred_at) for e in batch))
-    with conn.cursor() as cur:
-        cur.executemany(
-            """
-            INSERT INTO treatment_events (event_id, patient, occurred_at, kind, detail)
-            VALUES (%s, %s, %s, %s, %s)
-            ON CONFLICT (event_id) DO NOTHING
-            """,
-            [
-                (
-                    e.event_id,
-                    e.patient,
-                    e.occurred_at,
-                    e.treatment.kind.value,
-                    Jsonb(e.treatment.model_dump(mode="json")),
-                )
-                for e in batch
-            ],
-        )
+    first: dict[uuid.UUID, TreatmentEvent] = {}
+    for e in batch:
+        first.setdefault(e.event_id, e)
+    rows = list(first.values())
+    conn.execute(
+        """
+        INSERT INTO treatment_events (event_id, patient, occurred_at, kind, detail)
+        SELECT * FROM unnest(%s::uuid[], %s::text[], %s::timestamptz[], %s::text[], %s::jsonb[])
+        ON CONFLICT (event_id) DO NOTHING
+        """,
+        (
+            [e.event_id for e in rows],
+            [e.patient for e in rows],
+            [e.occurred_at for e in rows],
+            [e.treatment.kind.value for e in rows],
+            [Jsonb(e.treatment.model_dump(mode="json")) for e in rows],
+        ),
+    )
 
 
 def mark_scored(conn: psycopg.Connection, event_id: uuid.UUID) -> None:

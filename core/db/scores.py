@@ -84,15 +84,50 @@ def upsert_score(conn: psycopg.Connection, score: TimepointScore) -> None:
     conn.execute(_UPSERT_SCORE, _score_row(score))
 
 
+_UPSERT_SCORES = """
+    INSERT INTO timepoint_scores (event_id, patient, observed_at, source_event_id, score_name,
+                                  value, lower, upper, unit, model_name, model_version, inputs)
+    SELECT event_id, patient, observed_at, source_event_id, score_name, value, lower, upper,
+           unit, model_name, model_version, ARRAY(SELECT jsonb_array_elements_text(inputs))
+    FROM unnest(%s::uuid[], %s::text[], %s::timestamptz[], %s::uuid[], %s::text[],
+                %s::float8[], %s::float8[], %s::float8[], %s::text[], %s::text[], %s::text[],
+                %s::jsonb[])
+         AS batch(event_id, patient, observed_at, source_event_id, score_name, value, lower,
+                  upper, unit, model_name, model_version, inputs)
+    ON CONFLICT (event_id, observed_at) DO UPDATE SET
+        value = EXCLUDED.value, lower = EXCLUDED.lower, upper = EXCLUDED.upper,
+        unit = EXCLUDED.unit, inputs = EXCLUDED.inputs
+"""
+
+
 def upsert_scores(conn: psycopg.Connection, batch: Sequence[TimepointScore]) -> None:
-    """Store a batch of timepoint scores: :func:`upsert_score` for each, in order, pipelined
-    (one round trip for the batch); the same event id twice updates its row twice, as two
-    deliveries would."""
+    """Store a batch of timepoint scores as :func:`upsert_score` for each, in order, would,
+    in one statement (the batch's columns as arrays): the same event id twice in the batch
+    leaves its last delivery, as two upserts would."""
     if not batch:
         return
     upsert_patients(conn, ((s.patient, s.occurred_at) for s in batch))
-    with conn.cursor() as cur:
-        cur.executemany(_UPSERT_SCORE, [_score_row(s) for s in batch])
+    last: dict[tuple[uuid.UUID, datetime], TimepointScore] = {}
+    for s in batch:  # one row may be upserted only once per statement
+        last[(s.event_id, s.occurred_at)] = s
+    rows = list(last.values())
+    conn.execute(
+        _UPSERT_SCORES,
+        (
+            [s.event_id for s in rows],
+            [s.patient for s in rows],
+            [s.occurred_at for s in rows],
+            [s.source_event_id for s in rows],
+            [s.score_name for s in rows],
+            [s.value for s in rows],
+            [s.lower for s in rows],
+            [s.upper for s in rows],
+            [s.unit for s in rows],
+            [s.model_name for s in rows],
+            [s.model_version for s in rows],
+            [Jsonb(list(s.inputs)) for s in rows],
+        ),
+    )
 
 
 def upsert_measurement(

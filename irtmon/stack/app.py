@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
 import urllib.request
@@ -31,6 +32,15 @@ def running(settings: Settings) -> int | None:
 
 def start(settings: Settings, port: int = 8501, timeout: float = 90.0) -> int:
     """Start `irtmon app` on 127.0.0.1:``port`` unless it runs; wait for its health check."""
+    launched = launch(settings, port)
+    if isinstance(launched, int):
+        return launched
+    return wait_ready(settings, launched, port, timeout)
+
+
+def launch(settings: Settings, port: int = 8501) -> int | subprocess.Popen:
+    """Start `irtmon app` on 127.0.0.1:``port`` without waiting for it (see :func:`wait_ready`);
+    returns the pid of the app that already runs, or the process just started."""
     pid = running(settings)
     if pid is not None:
         return pid
@@ -38,11 +48,18 @@ def start(settings: Settings, port: int = 8501, timeout: float = 90.0) -> int:
         raise StackError(f"port {port} is already taken; pass another --app-port")
     folder = _pid_file(settings).parent
     folder.mkdir(parents=True, exist_ok=True)
-    proc = spawn_detached(
+    return spawn_detached(
         [sys.executable, "-m", "irtmon", "app", "--port", str(port)],
         folder / "app.log",
         env=dict(os.environ),
     )
+
+
+def wait_ready(
+    settings: Settings, proc: subprocess.Popen, port: int = 8501, timeout: float = 90.0
+) -> int:
+    """Wait until the app ``proc`` answers its health check on ``port``; returns its pid."""
+    folder = _pid_file(settings).parent
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:

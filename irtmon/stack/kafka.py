@@ -239,7 +239,9 @@ def start(
 
 
 def broker_ready(settings: Settings) -> bool:
-    """True when the broker accepts connections and answers a metadata request."""
+    """True when the broker accepts connections and answers a metadata request, each within
+    5 seconds (a client the broker refuses, without TLS or with wrong credentials, is told so
+    then, not after kafka-python's default 30-second bootstrap)."""
     host, _, port = settings.bootstrap_servers.split(",")[0].rpartition(":")
     if not port_open(host or "127.0.0.1", int(port)):
         return False
@@ -250,6 +252,7 @@ def broker_ready(settings: Settings) -> bool:
         admin = KafkaAdminClient(
             bootstrap_servers=settings.bootstrap_servers,
             request_timeout_ms=5000,
+            bootstrap_timeout_ms=5000,
             client_id="irtmon-stack",
             **settings.kafka_client_config(),
         )

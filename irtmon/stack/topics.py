@@ -86,3 +86,39 @@ def describe_topics(settings: Settings) -> dict[str, int]:
         }
     finally:
         admin.close()
+
+
+def unconsumed(settings: Settings, topic: str, group: str | None = None) -> tuple[int, int]:
+    """How many messages of ``topic`` the consumer group (default: the workers',
+    ``IRTMON_CONSUMER_GROUP``) has not committed yet, and how many the topic holds (the sum of
+    its partitions' end offsets), as ``(unconsumed, end)``.
+
+    A partition the group has never committed counts from its earliest offset. The workers
+    commit what they have processed every ``IRTMON_COMMIT_INTERVAL_S``, so a message handled
+    just now may still count as unconsumed for that long.
+    """
+    from kafka import TopicPartition
+    from kafka.admin import OffsetSpec
+
+    group = group or settings.consumer_group
+    admin = admin_client(settings)
+    try:
+        described = admin.describe_topics([topic])
+        partitions = [
+            TopicPartition(topic, p["partition_index"])
+            for d in described
+            for p in d.get("partitions") or []
+        ]
+        if not partitions:
+            return 0, 0
+        ends = admin.list_partition_offsets({tp: OffsetSpec.LATEST for tp in partitions})
+        starts = admin.list_partition_offsets({tp: OffsetSpec.EARLIEST for tp in partitions})
+        committed = admin.list_group_offsets({group: partitions}).get(group, {})
+    finally:
+        admin.close()
+    left = 0
+    for tp in partitions:
+        done = committed.get(tp)
+        position = done.offset if done is not None and done.offset >= 0 else starts[tp].offset
+        left += max(0, ends[tp].offset - position)
+    return left, sum(ends[tp].offset for tp in partitions)

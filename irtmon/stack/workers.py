@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import time
 import urllib.request
@@ -39,26 +40,38 @@ def running(settings: Settings) -> dict[int, int]:
     return found
 
 
-def start(settings: Settings, count: int = 1, timeout: float = 120.0) -> dict[int, int]:
-    """Make sure ``count`` workers run (ports from IRTMON_WORKER_WEB_PORT up); wait for them."""
+def start(
+    settings: Settings,
+    count: int = 1,
+    timeout: float = 120.0,
+    *,
+    environment: dict[str, str] | None = None,
+) -> dict[int, int]:
+    """Make sure ``count`` workers run (ports from IRTMON_WORKER_WEB_PORT up); wait until each
+    has its partitions. Workers started now get ``environment`` (IRTMON_* settings) on top of
+    this process's; those already running are left as they are."""
     folder = _dir(settings)
     folder.mkdir(parents=True, exist_ok=True)
     current = running(settings)
+    spawned: dict[int, subprocess.Popen] = {}
     for i in range(count):
         port = settings.worker_web_port + i
         if port in current:
             continue
-        env = dict(os.environ)
-        env["IRTMON_WORKER_WEB_PORT"] = str(port)
+        env = {**os.environ, **(environment or {}), "IRTMON_WORKER_WEB_PORT": str(port)}
         proc = spawn_detached(
             [sys.executable, "-m", "irtmon", "worker"], folder / f"worker-{port}.log", env=env
         )
         (folder / f"worker-{port}.pid").write_text(f"{proc.pid}\n")
         current[port] = proc.pid
+        spawned[port] = proc
     deadline = time.monotonic() + timeout
     for port, pid in current.items():
         while not _assigned(port):
-            if not pid_alive(pid, "irtmon"):
+            # a process just started may show an empty command line for a moment: ask the
+            # child we spawned whether it exited, and check the command line of the others
+            proc = spawned.get(port)
+            if (proc.poll() is not None) if proc is not None else not pid_alive(pid, "irtmon"):
                 raise StackError(
                     f"worker on port {port} exited:\n" + tail(folder / f"worker-{port}.log")
                 )

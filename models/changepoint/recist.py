@@ -6,7 +6,11 @@ from Seymour et al., Lancet Oncol 2017):
 
 * **Measurable** at baseline: long axis at least 10 mm; a lymph node at least 15 mm in short
   axis. A node of 10 to under 15 mm short axis is pathological but not measurable (non-target);
-  a node under 10 mm is normal (:attr:`LesionRole.NORMAL_NODE`, never counted).
+  a node under 10 mm is normal (:attr:`LesionRole.NORMAL_NODE`, never counted). A bone lesion is
+  not measurable (non-target): RECIST 1.1 (3.1.2) measures a lytic bone lesion only by an
+  identifiable soft-tissue component, which a segment in bone does not show, and never a
+  blastic one; ``RecistConfig(bone_measurable=True)`` measures bone segments like any lesion,
+  for readers who outline the soft-tissue component only.
 * **Target lesions**: at most 5, at most 2 per organ (all lymph nodes together count as one
   organ), "selected on the basis of their size ... representative of all involved organs":
   :func:`select_baseline` takes the largest lesion of each organ first (largest organs first),
@@ -69,6 +73,9 @@ class RecistConfig:
     progression_min_mm: float = 5.0
     nontarget_progression_volume_fraction: float = 0.73
     nontarget_progression_min_ml: float = 0.5
+    bone_measurable: bool = False
+    """Measure bone segments like soft-tissue lesions (their outline is the soft-tissue
+    component); by default a bone lesion is non-target (RECIST 1.1, 3.1.2)."""
 
     def __post_init__(self) -> None:
         if self.max_targets < 1 or self.max_targets_per_organ < 1:
@@ -165,13 +172,27 @@ class Timepoint:
 
 
 def is_measurable(
-    is_node: bool, long_axis_mm: float, short_axis_mm: float, config: RecistConfig | None = None
+    is_node: bool,
+    long_axis_mm: float,
+    short_axis_mm: float,
+    config: RecistConfig | None = None,
+    organ: Organ | None = None,
 ) -> bool:
-    """RECIST 1.1 measurability: long axis >= 10 mm; a node: short axis >= 15 mm."""
+    """RECIST 1.1 measurability: long axis >= 10 mm; a node: short axis >= 15 mm; a bone
+    lesion never (unless ``config.bone_measurable``)."""
     cfg = config or RecistConfig()
+    if organ is Organ.BONE and not is_node and not cfg.bone_measurable:
+        return False
     if is_node:
         return short_axis_mm >= cfg.node_measurable_mm
     return long_axis_mm >= cfg.measurable_mm
+
+
+def _measurable_now(m: LesionMeasure, cfg: RecistConfig) -> bool:
+    """Seen at this timepoint and measurable (:func:`is_measurable`)."""
+    return bool(m.seen) and is_measurable(
+        m.is_node, m.long_axis_mm or 0.0, m.short_axis_mm or 0.0, cfg, organ=m.organ
+    )
 
 
 def _diameter(m: LesionMeasure) -> float:
@@ -218,11 +239,7 @@ def select_baseline(
     ``role`` is ignored). Lymph nodes count as one organ, whatever ``organ`` says."""
     cfg = config or RecistConfig()
     nodes = [m if not m.is_node or m.organ is Organ.LYMPH_NODE else _as_node(m) for m in measures]
-    measurable = [
-        i
-        for i, m in enumerate(nodes)
-        if m.seen and is_measurable(m.is_node, m.long_axis_mm or 0.0, m.short_axis_mm or 0.0, cfg)
-    ]
+    measurable = [i for i, m in enumerate(nodes) if _measurable_now(m, cfg)]
     targets = set(_pick(measurable, nodes, cfg.max_targets, cfg.max_targets_per_organ, {}))
     return [
         LesionRole.TARGET if i in targets else baseline_role(m, cfg) for i, m in enumerate(nodes)
@@ -253,11 +270,7 @@ def new_lesion_roles(
             organ = Organ.LYMPH_NODE if m.is_node else m.organ
             taken[organ] = taken.get(organ, 0) + 1
     nodes = [_as_node(m) if m.is_node else m for m in new]
-    measurable = [
-        i
-        for i, m in enumerate(nodes)
-        if m.seen and is_measurable(m.is_node, m.long_axis_mm or 0.0, m.short_axis_mm or 0.0, cfg)
-    ]
+    measurable = [i for i, m in enumerate(nodes) if _measurable_now(m, cfg)]
     chosen = set(_pick(measurable, nodes, cfg.max_targets, cfg.max_targets_per_organ, taken))
     roles = []
     for i, m in enumerate(nodes):

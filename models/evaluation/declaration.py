@@ -22,6 +22,13 @@ from models.evaluation.targets import Direction, Target
 from models.exceptions import DeclarationError
 
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{2,80}$")
+VARIANT_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,40}$")
+BASE_VARIANT = "base"
+"""The story variant of a cohort generated without one (``cohort.json`` without
+``story_variant``)."""
+VARIANT_KEY = "@variant:"
+"""A metric key's suffix naming the non-base test cohort it was estimated on
+(``response.full.auc_fu1@variant:immune-none``)."""
 SHA_PATTERN = re.compile(r"^[0-9a-f]{7,40}$")
 
 
@@ -45,6 +52,9 @@ class CohortSpec:
     story_version: str = ""
     size: str = ""
     timepoints: int = 0
+    variant: str = BASE_VARIANT
+    """The clinic's story variant the cohort is generated with (``story_variant`` in its
+    ``cohort.json``); ``base`` unless declared."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +101,28 @@ class Declaration:
     @property
     def test_cohorts(self) -> list[CohortSpec]:
         return self.cohorts_of(CohortRole.TEST)
+
+    @property
+    def primary_test_cohort(self) -> CohortSpec:
+        """The base-story test cohort (its estimates' keys carry no ``@variant:`` suffix)."""
+        return next(c for c in self.test_cohorts if c.variant == BASE_VARIANT)
+
+    @property
+    def variant_test_cohorts(self) -> list[CohortSpec]:
+        """The test cohorts of other story variants, in declared order."""
+        return [c for c in self.test_cohorts if c.variant != BASE_VARIANT]
+
+
+def variant_key(key: str, variant: str) -> str:
+    """``key`` as estimated on a test cohort of story ``variant`` (unchanged for ``base``)."""
+    return key if variant == BASE_VARIANT else f"{key}{VARIANT_KEY}{variant}"
+
+
+def split_variant_key(key: str) -> tuple[str, str]:
+    """``(metric key, variant)``: ``"a.b@variant:x"`` -> ``("a.b", "x")``; a key without
+    the suffix is the base story's."""
+    base, sep, variant = key.partition(VARIANT_KEY)
+    return (base, variant) if sep else (key, BASE_VARIANT)
 
 
 def _need(data: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
@@ -151,6 +183,7 @@ def parse_declaration(data: Mapping[str, Any], path: Path | None = None) -> Decl
         problems.append(f"{where}: frozen_paths must be a list of repository paths")
         frozen = []
     _check_cohorts(cohorts, where, problems)
+    _check_variant_metrics(metrics, cohorts, where, problems)
     unknown = set(data) - {
         "id",
         "date",
@@ -219,6 +252,7 @@ _TABLE_KEYS = {
         "story_version",
         "size",
         "timepoints",
+        "variant",
     },
     "models": {"name", "command", "version"},
     "targets": {"metric", "direction", "value"},
@@ -280,8 +314,13 @@ def _cohorts(raw: Any, where: str, problems: list[str]) -> list[CohortSpec]:
                     story_version=str(c.get("story_version", "")),
                     size=str(c.get("size", "")),
                     timepoints=_need(c, "timepoints", int, w) if "timepoints" in c else 0,
+                    variant=_need(c, "variant", str, w) if "variant" in c else BASE_VARIANT,
                 )
             )
+            if not VARIANT_PATTERN.match(out[-1].variant):
+                problems.append(
+                    f"{w}: variant {out[-1].variant!r} must be lower-case letters, digits and -"
+                )
         except DeclarationError as err:
             problems.append(str(err))
         except ValueError:
@@ -345,11 +384,54 @@ def _check_cohorts(cohorts: Sequence[CohortSpec], where: str, problems: list[str
             problems.append(
                 f"{where}: test cohort {c.name} reuses seed {c.seed} of a training or tuning cohort"
             )
-    if len({c.seed for c in tests}) != len(tests):
-        problems.append(f"{where}: test cohorts must have different seeds")
+    # test cohorts may share a seed only as different story variants of it: the same patients,
+    # each cohort changed one way (a paired robustness design, clinic.story_v2.variants)
+    if len({(c.seed, c.variant) for c in tests}) != len(tests):
+        problems.append(
+            f"{where}: test cohorts must have different seeds, or be different story variants "
+            "of one seed"
+        )
     for c in cohorts:
         if c.patients < 1:
             problems.append(f"{where}: cohort {c.name} must have at least one patient")
+        if c.role is not CohortRole.TEST and c.variant != BASE_VARIANT:
+            problems.append(
+                f"{where}: {c.role} cohort {c.name} has variant {c.variant!r}: training and "
+                f"tuning cohorts must be of the base story ({BASE_VARIANT!r}) in this analysis "
+                "(the models are trained and tuned once; story variants are test cohorts)"
+            )
+    variants = [c.variant for c in tests]
+    if len(set(variants)) != len(variants):
+        problems.append(
+            f"{where}: test cohorts must be of distinct story variants (one test cohort per "
+            f"variant), got {variants}"
+        )
+    if tests and BASE_VARIANT not in variants:
+        problems.append(
+            f"{where}: one test cohort must be of the base story (variant {BASE_VARIANT!r}, "
+            "the default): it is the primary test cohort, the others are story variants"
+        )
+
+
+def _check_variant_metrics(
+    metrics: Sequence[str], cohorts: Sequence[CohortSpec], where: str, problems: list[str]
+) -> None:
+    """A metric key ``...@variant:<name>`` needs a test cohort of that variant (the base
+    story's keys carry no suffix)."""
+    declared = {c.variant for c in cohorts if c.role is CohortRole.TEST} - {BASE_VARIANT}
+    for key in metrics:
+        if VARIANT_KEY not in key:
+            continue
+        _, variant = split_variant_key(key)
+        if variant == BASE_VARIANT:
+            problems.append(
+                f"{where}: metric {key!r}: the base story's keys carry no {VARIANT_KEY} suffix"
+            )
+        elif variant not in declared:
+            problems.append(
+                f"{where}: metric {key!r} names variant {variant!r}, but no test cohort of "
+                f"that variant is declared (declared: {sorted(declared) or 'none'})"
+            )
 
 
 # ------------------------------------------------------------------------- clearance
@@ -365,6 +447,7 @@ class CohortStamp:
     story_version: str = ""
     size: str = ""
     timepoints: int = 0
+    story_variant: str = BASE_VARIANT
 
 
 @dataclass(frozen=True)
@@ -412,10 +495,10 @@ def clearance_problems(
 
     The rules of ``docs/evaluation/README.md``: the declaration is committed, unchanged since,
     and was committed before each test cohort was generated (``generated_at`` in its
-    ``cohort.json``), whose seed and size are the declared ones; its test seeds are new; the
-    frozen code has not changed since the declaration was written; it has no results yet;
-    and it has not been looked at before, unless ``repeat_reason`` says why (a crash), which
-    the look records.
+    ``cohort.json``), whose seed, size and story variant are the declared ones; its test
+    seeds are new; the frozen code has not changed since the declaration was written; it has
+    no results yet; and it has not been looked at before, unless ``repeat_reason`` says why
+    (a crash), which the look records.
     """
     out: list[str] = []
     d = declaration
@@ -482,9 +565,9 @@ def clearance_problems(
 
 def cohort_stamp_problems(spec: CohortSpec, stamp: CohortStamp | None, story: str) -> list[str]:
     """Why a training or tuning cohort is not the declared one: no ``cohort.json``, another
-    seed, size or story version (``story``: the declaration's, unless the cohort names its
-    own). Test cohorts are checked by :func:`clearance_problems`, which also needs the
-    declaration's commit time."""
+    seed, size, story version (``story``: the declaration's, unless the cohort names its
+    own) or story variant. Test cohorts are checked by :func:`clearance_problems`, which
+    also needs the declaration's commit time."""
     if stamp is None:
         return [f"{spec.role} cohort {spec.name}: no cohort.json found"]
     out = []
@@ -503,8 +586,13 @@ def cohort_stamp_problems(spec: CohortSpec, stamp: CohortStamp | None, story: st
 
 
 def _shape_problems(spec: CohortSpec, stamp: CohortStamp) -> list[str]:
-    """Image size and timepoints, where the declaration names them."""
+    """Story variant, and image size and timepoints where the declaration names them."""
     out = []
+    if stamp.story_variant != spec.variant:
+        out.append(
+            f"{spec.role} cohort {spec.name}: story variant {stamp.story_variant}, declared "
+            f"{spec.variant}"
+        )
     if spec.size and stamp.size != spec.size:
         out.append(
             f"{spec.role} cohort {spec.name}: size {stamp.size or 'unknown'}, declared {spec.size}"

@@ -27,7 +27,7 @@ from skimage.draw import polygon as draw_polygon
 
 from models.exceptions import UnreadableInputError
 from models.imaging.lesion import MaskSource
-from models.imaging.volume import Geometry, Volume
+from models.imaging.volume import Geometry, Volume, mask_bounds
 from schemas.enums import Organ
 
 __all__ = [
@@ -54,7 +54,9 @@ class LesionProblem(StrEnum):
     OUTSIDE_IMAGE = "outside_image"
     OFF_GRID = "off_grid"
     NOT_FOUND = "not_found"
-    """A baseline lesion propagated to a follow-up could not be found on it."""
+    """A baseline lesion carried by registration to a follow-up without annotation shows no
+    lesion at its site: it is recorded as not seen (0 mm), as a reader records a lesion that
+    has disappeared. (One carried outside the scan is :attr:`OUTSIDE_IMAGE`: not evaluable.)"""
     NOT_MEASURABLE = "not_measurable"
     UNREADABLE = "unreadable"
     """The whole annotation object could not be read (number 0, label its file name)."""
@@ -108,7 +110,12 @@ class Lesion:
 
     def centre_index(self) -> np.ndarray:
         """Centre of mass of the mask in continuous ``zyx`` voxel indices."""
-        return np.mean(np.nonzero(self.mask), axis=1)
+        bounds = mask_bounds(self.mask)
+        if bounds is None:
+            return np.full(3, np.nan)  # as the mean of no voxels
+        lo, hi = bounds
+        box = self.mask[lo[0] : hi[0] + 1, lo[1] : hi[1] + 1, lo[2] : hi[2] + 1]
+        return np.mean(np.nonzero(box), axis=1) + lo
 
     def centre_mm(self, geometry: Geometry) -> np.ndarray:
         """Centre of mass in patient coordinates (mm)."""

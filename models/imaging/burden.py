@@ -64,9 +64,16 @@ def _max_feret(points: np.ndarray) -> tuple[float, int, int]:
 
 
 def _outline(mask2d: np.ndarray) -> list[np.ndarray]:
-    """Outline polygons (row, col; padded pixel units) of a lightly smoothed 2-D mask."""
-    layer = ndimage.gaussian_filter(np.pad(mask2d.astype(np.float32), _PAD), _SMOOTH_PX)
-    return [c for c in measure.find_contours(layer, 0.5) if len(c) >= 2]
+    """Outline polygons (row, col; padded pixel units) of a lightly smoothed 2-D mask; of the
+    mask itself when the smoothing leaves nothing at the 0.5 level (a lesion one or two pixels
+    wide: its outline then runs through the pixel edges' midpoints, so a single pixel measures
+    about one pixel, not 0)."""
+    padded = np.pad(mask2d.astype(np.float32), _PAD)
+    layer = ndimage.gaussian_filter(padded, _SMOOTH_PX)
+    polys = [c for c in measure.find_contours(layer, 0.5) if len(c) >= 2]
+    if polys or not mask2d.any():
+        return polys
+    return [c for c in measure.find_contours(padded, 0.5) if len(c) >= 2]
 
 
 def _longest_perpendicular(

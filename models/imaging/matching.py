@@ -19,7 +19,10 @@ registration) and returns the new state with what happened to each lesion.
 * An unmatched lesion at a follow-up is a **new lesion**, categorised new target or new
   non-target (:func:`models.changepoint.recist.new_lesion_roles`). A tracked lesion left
   unmatched is **not seen** (it measures 0 mm), unless the study had lesions that could not be
-  read (then it is not evaluable: a failed read is no evidence that a lesion is gone).
+  read (then it is not evaluable: a failed read is no evidence that a lesion is gone). A
+  baseline lesion carried by registration to a follow-up without annotation and not found at
+  its site was looked for and is not seen, as a reader records a lesion that has disappeared
+  (:attr:`models.imaging.annotations.LesionProblem.NOT_FOUND`).
 * A normal node (under 10 mm short axis at baseline) that reaches 10 mm is recorded as a new
   lesion under its own tracking UID (EORTC RECIST FAQ: the criteria for malignancy are met).
 """

@@ -102,18 +102,24 @@ def propagate_lesions(
     found: list[tuple[Lesion, np.ndarray, np.ndarray]] = []
     for lesion, carried in zip(baseline_lesions, carried_all, strict=True):
 
-        def failure(what: str, lesion: Lesion = lesion) -> LesionFailure:
+        def failure(
+            what: str, lesion: Lesion = lesion, problem: LesionProblem = LesionProblem.NOT_FOUND
+        ) -> LesionFailure:
             return LesionFailure(
                 lesion.label,
                 lesion.number,
-                LesionProblem.NOT_FOUND,
+                problem,
                 f"baseline lesion {lesion.tracking_id or lesion.number} {lesion.label!r} {what}",
                 "",
                 lesion.tracking_uid,
             )
 
         if not carried.any():
-            result.failures.append(failure("fell outside this scan when propagated"))
+            result.failures.append(
+                failure(
+                    "fell outside this scan when propagated", problem=LesionProblem.OUTSIDE_IMAGE
+                )
+            )
             continue
         inside = baseline_volume.array[lesion.mask]
         try:
@@ -131,6 +137,17 @@ def propagate_lesions(
     _share_out(found, volume.geometry.spacing)
     for lesion, carried, refined in found:
         if not refined.any():
+            result.failures.append(
+                LesionFailure(
+                    lesion.label,
+                    lesion.number,
+                    LesionProblem.NOT_FOUND,
+                    f"baseline lesion {lesion.tracking_id or lesion.number} {lesion.label!r} "
+                    "was not found on this scan: its voxels went to a neighbouring lesion",
+                    "",
+                    lesion.tracking_uid,
+                )
+            )
             continue
         result.lesions.append(
             replace(lesion, mask=refined, source=MaskSource.PROPAGATED, reference_uid="")

@@ -29,7 +29,7 @@ from scipy import ndimage
 
 from models.exceptions import InsufficientDataError
 from models.imaging.features import Feature
-from models.imaging.volume import Volume
+from models.imaging.volume import Volume, mask_bounds
 
 __all__ = [
     "DEFAULT_RADIOMICS_CONFIG",
@@ -150,9 +150,9 @@ def crop_to_lesion(volume: Volume, mask: np.ndarray, margin_mm: float) -> tuple[
     g = volume.geometry
     sp = np.asarray(g.spacing)
     pad = np.ceil(margin_mm / sp).astype(int) + 1
-    nz = np.nonzero(mask)
-    lo = np.maximum([int(a.min()) for a in nz] - pad, 0)
-    hi = np.minimum(np.array([int(a.max()) for a in nz]) + pad + 1, g.shape)
+    first, last = mask_bounds(mask)  # type: ignore[misc]  # not empty: checked above
+    lo = np.maximum(first - pad, 0)
+    hi = np.minimum(last + pad + 1, g.shape)
     box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
     origin = g.index_to_patient(np.asarray(lo, float)[None])[0]
     sub = type(g)(

@@ -191,6 +191,19 @@ def _primary(results: Sequence[LesionResult]) -> LesionResult | None:
     return None
 
 
+def _primary_gone(results: Sequence[LesionResult]) -> LesionResult:
+    """The primary lesion of a study where every lesion has gone: the one in the radiotherapy
+    field, else the first target, else the first lesion (all measure 0 here)."""
+    for pick in (
+        [r for r in results if r.in_field],
+        [r for r in results if r.role is LesionRole.TARGET],
+        list(results),
+    ):
+        if pick:
+            return pick[0]
+    raise ValueError("a study without any tracked lesion has no primary lesion")
+
+
 def _study_features(update: TrackingUpdate, tag: dict[str, Any]) -> dict[str, Feature]:
     tp = update.timepoint
     assert tp is not None
@@ -292,7 +305,10 @@ def analyse_study(
     UnreadableInputError
         The series cannot be read.
     NoLesionMeasuredError
-        No lesion could be measured (each failure is in ``failures``).
+        No lesion could be measured (each failure is in ``failures``). Not raised when every
+        lesion carried from the baseline to a follow-up without annotation shows no lesion at
+        its site: they have all gone, each is not seen (0 mm), the primary lesion's burden is
+        0 and the assessment is made (a complete response when no other lesion remains).
     InsufficientDataError
         No annotation and no baseline.
     OSError
@@ -352,7 +368,22 @@ def analyse_study(
                     lesion.tracking_uid,
                 )
             )
-    if not measured:
+    known = state.by_uid() if state is not None else {}
+    # a carried lesion with no lesion at its site has gone (0 mm); any other failure is not
+    # evaluable: a failed read is no evidence that a lesion is gone
+    gone = {
+        f.tracking_uid
+        for f in failures
+        if f.problem is LesionProblem.NOT_FOUND and f.tracking_uid in known
+    }
+    every_lesion_gone = (
+        not measured
+        and is_follow_up
+        and registration is not None
+        and bool(gone)
+        and all(f.tracking_uid in gone for f in failures)
+    )
+    if not measured and not every_lesion_gone:
         raise NoLesionMeasuredError(
             f"series {ref.series_uid}: no lesion could be measured: "
             + "; ".join(f.message for f in failures),
@@ -387,7 +418,6 @@ def analyse_study(
         )
         for lesion, b in measured
     ]
-    known = state.by_uid() if state is not None else {}
     unattributed = sum(1 for f in failures if f.tracking_uid not in known)
     update = track(
         state,
@@ -396,7 +426,11 @@ def analyse_study(
         label=ref.study_uid,
         uid_root=f"{ref.study_uid}/{ref.series_uid}",
         overlap=overlap,
-        not_evaluable=[f.tracking_uid for f in failures if f.tracking_uid in known],
+        not_evaluable=[
+            f.tracking_uid
+            for f in failures
+            if f.tracking_uid in known and f.tracking_uid not in gone
+        ],
         unattributed_failures=unattributed if is_follow_up else 0,
         nontarget_unequivocal_progression=nontarget_unequivocal_progression,
         frame_of_reference_uid=(baseline.frame_of_reference_uid if baseline else "")
@@ -454,10 +488,18 @@ def analyse_study(
     results.sort(key=lambda r: int(r.tracking_id[1:]) if r.tracking_id[1:].isdigit() else 0)
 
     primary = _primary(results)
-    assert primary is not None and primary.burden is not None and primary.mask is not None
-    features = burden_features(primary.burden, ref)
-    features.update(primary.features)
-    features.update(spectral_for(loaded, primary.mask, enhancement=enhancement))
+    if primary is not None:
+        assert primary.burden is not None and primary.mask is not None
+        primary_burden, primary_mask = primary.burden, primary.mask
+        features = burden_features(primary_burden, ref)
+        features.update(primary.features)
+        features.update(spectral_for(loaded, primary_mask, enhancement=enhancement))
+    else:  # every lesion has gone (complete response): the primary measures 0
+        assert every_lesion_gone
+        primary = _primary_gone(results)
+        primary_burden = Burden(0.0, 0.0, 0, 0, 0.0)
+        primary_mask = np.zeros(geometry.shape, dtype=bool)
+        features = burden_features(primary_burden, ref)
     tag = {"series_uid": ref.series_uid, "kev": None}
     study_features = _study_features(update, tag)
 
@@ -471,7 +513,8 @@ def analyse_study(
         "series_uids": sorted(loaded.series),
         "multi_energy": loaded.pcct.is_pcct,
         "kernel": ref.kernel,
-        "mask_source": primary.source.value if primary.source else None,
+        # every lesion gone: the 0 mm come from looking at each propagated site
+        "mask_source": (primary.source or MaskSource.PROPAGATED).value,
         "mask_label": primary.label,
         "mask_reference_uid": primary.reference_uid,
         "primary_tracking_uid": primary.tracking_uid,
@@ -497,11 +540,11 @@ def analyse_study(
         study_uid=ref.study_uid,
         series_uid=ref.series_uid,
         modality="PCCT" if loaded.pcct.is_pcct else "CT",
-        burden=primary.burden,
+        burden=primary_burden,
         features=features,
         provenance=provenance,
         volume=volume,
-        mask=primary.mask,
+        mask=primary_mask,
         headers=ref.headers,
         lesions=results,
         failures=failures,

@@ -6,6 +6,10 @@ training cohort, tune on the tuning cohort, evaluate once on the test cohort.
 2. The response model and every baseline of :mod:`models.response.baselines` are trained on
    the training cohort, calibrated on the tuning cohort (its scans scored by that virtual
    biopsy, which never saw them) and evaluated on the test cohort.
+3. With test cohorts of other story variants of the virtual clinic (``variants``), the same
+   frozen models (both trained once, above) are evaluated on each of them too: the same
+   estimates, their keys suffixed ``@variant:<name>``
+   (:func:`models.evaluation.declaration.variant_key`), for the robustness table.
 
 The estimates (keys ``response.<model>.<metric>`` and ``ct_signature.<metric>``, see
 :func:`models.response.evaluate.response_estimates` and
@@ -20,19 +24,25 @@ results files) is :mod:`irtmon.protocol`'s, and the caller logs the look *before
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from models.evaluation.declaration import variant_key
 from models.evaluation.estimate import Estimate
 from models.evaluation.plan import EvaluationPlan
 from models.response.cohort import Progress
+from models.response.evaluate import estimates_to_json
 from models.response.response import ResponseConfig
 from models.response.signature import SignatureConfig
 from models.response.train import (
     Run,
     Selection,
     TrainingRequest,
+    evaluate_response,
+    evaluate_signature_on,
     train_ct_signature,
     train_response,
 )
@@ -40,11 +50,13 @@ from models.response.train import (
 
 @dataclass(frozen=True)
 class AnalysisCohorts:
-    """The three cohort folders of one declared analysis."""
+    """The cohort folders of one declared analysis: training, tuning, the (base story's)
+    test cohort, and story variant name -> the test cohort of that variant."""
 
     training: Path
     tuning: Path
     test: Path
+    variants: Mapping[str, Path] = field(default_factory=dict)
 
 
 @dataclass
@@ -78,7 +90,8 @@ def declared_analysis(
     Parameters
     ----------
     cohorts
-        Training, tuning and test cohort folders (no patient in two of them).
+        Training, tuning and test cohort folders (no patient in two of them), and the test
+        cohorts of other story variants (no patient of them in training or tuning either).
     out
         Run folder: ``ct-signature/`` and ``response/`` with their reports, metrics, plots.
     pathology
@@ -100,7 +113,8 @@ def declared_analysis(
     Returns
     -------
     Analysis
-        ``estimates``: every estimate of both runs (``ct_signature.*`` and ``response.*``).
+        ``estimates``: every estimate of both runs (``ct_signature.*`` and ``response.*``),
+        then the same on each variant's test cohort (keys ``...@variant:<name>``).
 
     Raises
     ------
@@ -141,6 +155,11 @@ def declared_analysis(
         for run in (sig, resp)
         for key, value in run.metrics.get("estimates", {}).items()
     }
+    variants: dict[str, Any] = {}
+    for name, folder in cohorts.variants.items():
+        variants[name] = _evaluate_variant(
+            request, sig, resp, name, folder, out / "variants", estimates
+        )
     m = resp.metrics
     summary = {
         "n_train_patients": m.get("n_train_patients"),
@@ -159,4 +178,38 @@ def declared_analysis(
             if run.artifact is not None
         },
     }
+    if variants:
+        summary["variants"] = variants
     return Analysis(estimates=estimates, signature=sig, response=resp, summary=summary)
+
+
+def _evaluate_variant(
+    request: TrainingRequest,
+    sig: Run,
+    resp: Run,
+    name: str,
+    folder: Path,
+    out: Path,
+    estimates: dict[str, Estimate],
+) -> dict[str, Any]:
+    """The frozen virtual biopsy and response models on the test cohort of story variant
+    ``name``: its estimates go into ``estimates`` (keys suffixed ``@variant:<name>``) and
+    ``out/<name>.json``; returns its summary. Fits nothing."""
+    data = request.load(folder, request.test_selection)
+    resp.model.check_unseen(data, f"{name} test")
+    sig_metrics = evaluate_signature_on(sig.model, data, request.plan)
+    evaluation = evaluate_response(resp.model, data, request.plan)
+    found = {**sig_metrics.get("estimates", {}), **estimates_to_json(evaluation.estimates)}
+    for key, value in found.items():
+        estimates[variant_key(key, name)] = Estimate.from_dict(value)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(
+        json.dumps({"cohort": str(folder), "estimates": found}, indent=1, default=str) + "\n"
+    )
+    return {
+        "cohort": str(folder),
+        "n_test_patients": evaluation.n_patients,
+        "ct_signature_pairs": sig_metrics.get("n_pairs"),
+        "story_versions": list(data.story_versions),
+        "estimates": str(out / f"{name}.json"),
+    }

@@ -46,6 +46,7 @@ from models.response.response import (
     WEIGHTS_FILE as RESPONSE_WEIGHTS,
 )
 from models.response.response import (
+    Prediction,
     ResponseConfig,
     ResponseModel,
     fit_response,
@@ -77,6 +78,10 @@ class Run:
     report: Path
     artifact: ModelArtifact | None = None
     files: dict[str, Path] = field(default_factory=dict)
+    model: Any = field(default=None, repr=False, compare=False)
+    """The fitted model(s) in memory, frozen, to evaluate on further cohorts: the
+    :class:`~models.response.signature.CtSignatureModel` of :func:`train_ct_signature`, the
+    :class:`ResponseModels` of :func:`train_response`."""
 
 
 def split_patients(
@@ -356,6 +361,14 @@ def evaluate_signature(
     return out
 
 
+def evaluate_signature_on(
+    model: CtSignatureModel, test: CohortData, plan: EvaluationPlan | None = None
+) -> dict[str, Any]:
+    """:func:`evaluate_signature` on every paired scan of a test cohort: the frozen virtual
+    biopsy against the teacher (and the true phenotype). Fits nothing."""
+    return evaluate_signature(model, pair_scans(test.histories), test.phenotype, plan)
+
+
 def train_ct_signature(
     request: TrainingRequest,
     *,
@@ -373,8 +386,7 @@ def train_ct_signature(
     train_pairs = pair_scans(train.histories)
     model = fit_signature(train_pairs, config, device=req.device)
     seconds["training"] = time.perf_counter() - t0
-    test_pairs = pair_scans(test.histories)
-    metrics = evaluate_signature(model, test_pairs, test.phenotype, req.plan)
+    metrics = evaluate_signature_on(model, test, req.plan)
     metrics["n_train_pairs"] = len(train_pairs)
     metrics["n_train_patients"] = len(train.histories)
     metrics["test"] = _test_words(req.test_cohort, req.test_fraction)
@@ -407,7 +419,7 @@ def train_ct_signature(
                 "config": {**asdict(config), "mlp": asdict(config.mlp)},
             },
         )
-    return Run(metrics, report, artifact, files)
+    return Run(metrics, report, artifact, files, model)
 
 
 def _signature_card(m: Mapping[str, Any], pathology: Path, config: SignatureConfig) -> str:
@@ -531,6 +543,212 @@ def _without_biopsies(data: CohortData) -> CohortData:
     )
 
 
+@dataclass
+class ResponseModels:
+    """The response model and every learned baseline, fitted and calibrated once
+    (:func:`fit_response_models`) and then frozen: :func:`evaluate_response` scores any
+    test cohort with them.
+
+    Attributes
+    ----------
+    fitted
+        Model name (:data:`models.response.baselines.MODELS`) -> the calibrated model.
+    signature
+        The virtual biopsy that scores the scans of the tuning and test cohorts.
+    seen
+        ``training`` (and ``tuning``) -> the patients the models were fitted or calibrated on.
+    n_fit_patients, n_calibration_patients
+        Patients the networks were fitted on, and those they were calibrated on.
+    """
+
+    fitted: dict[str, ResponseModel]
+    signature: CtSignatureModel
+    seen: dict[str, frozenset[str]] = field(default_factory=dict)
+    n_fit_patients: int = 0
+    n_calibration_patients: int = 0
+
+    def check_unseen(self, data: CohortData, name: str) -> None:
+        """Refuse a test cohort sharing a patient with the training or tuning patients.
+
+        Raises
+        ------
+        ValueError
+            A patient of ``data`` the models were fitted or calibrated on.
+        """
+        for role, patients in self.seen.items():
+            shared = sorted(set(data.histories) & patients)
+            if shared:
+                raise ValueError(
+                    f"{len(shared)} patients of the {name} cohort are in the {role} cohort too "
+                    f"(first: {shared[0]}): a test patient must never be seen in training or "
+                    "tuning"
+                )
+
+
+def fit_response_models(
+    train: CohortData,
+    signature_model: CtSignatureModel,
+    config: ResponseConfig,
+    *,
+    tuning: CohortData | None = None,
+    calibration_fraction: float | None = None,
+    device: str = "cpu",
+) -> ResponseModels:
+    """Fit the response model and every baseline on ``train`` (its scans scored by
+    out-of-fold virtual biopsies) and calibrate them: on ``tuning`` (its scans scored by
+    ``signature_model``, which never saw them), else on a held-out ``calibration_fraction``
+    of the training patients, else cross-fitted (see :func:`train_response`). Reads no test
+    data."""
+    oof = cross_fitted_signatures(train, signature_model.config, device=device)
+    fit_d, cal_d = train, tuning
+    if calibration_fraction:
+        fit_p, cal_p = split_patients(train.non_responder, calibration_fraction, config.seed + 1)
+        fit_d, cal_d = _subset(train, fit_p), _subset(train, cal_p)
+
+    def oof_sig(scan: Scan) -> Signature | None:
+        return oof.get(scan.key)
+
+    cache_sig: dict[str, Signature] = {}
+
+    def tuning_sig(scan: Scan) -> Signature:
+        if scan.key not in cache_sig:
+            cache_sig[scan.key] = signature_model.signature(scan)
+        return cache_sig[scan.key]
+
+    def cal_sig(scan: Scan) -> Signature | None:
+        # a tuning cohort's scans: the virtual biopsy never saw them; else out-of-fold
+        return tuning_sig(scan) if tuning is not None else oof_sig(scan)
+
+    fitted: dict[str, ResponseModel] = {}
+    for spec in bl.MODELS:
+        rows, y, pats, _ = _rows(fit_d, oof_sig, spec.first_biopsy_only)
+        if cal_d is None:
+            fitted[spec.name] = fit_response(
+                rows, y, pats, list(spec.inputs), config=config, device=device
+            )
+        else:
+            crows, cy, _, _ = _rows(cal_d, cal_sig, spec.first_biopsy_only)
+            fitted[spec.name] = fit_response(
+                rows, y, pats, list(spec.inputs), crows, cy, config, device=device
+            )
+    seen = {"training": frozenset(train.histories)}
+    if tuning is not None:
+        seen["tuning"] = frozenset(tuning.histories)
+    return ResponseModels(
+        fitted=fitted,
+        signature=signature_model,
+        seen=seen,
+        n_fit_patients=len(fit_d.histories),
+        n_calibration_patients=len(cal_d.histories) if cal_d else len(fit_d.histories),
+    )
+
+
+@dataclass
+class ResponseEvaluation:
+    """The frozen response models on one test cohort (:func:`evaluate_response`).
+
+    Attributes
+    ----------
+    results
+        Model name -> point metrics (AUC by scan, ECE, Brier...).
+    estimates
+        ``response.<model>.<metric>`` (and ``...@<subgroup>``) -> estimate with its interval.
+    extra
+        What :func:`models.response.evaluate.response_estimates` returns beside them
+        (``reliability_fu1``).
+    subgroups
+        Patients at the first follow-up in each subgroup.
+    curves
+        Model name -> (labels, scores) at the first follow-up, for the ROC plot.
+    full_pred
+        The full model's predictions on every test row.
+    n_patients
+        Test patients.
+    seconds
+        Time the intervals took.
+    """
+
+    results: dict[str, dict[str, Any]]
+    estimates: dict[str, Any]
+    extra: dict[str, Any]
+    subgroups: dict[str, dict[str, int]]
+    curves: dict[str, tuple[list[bool], list[float]]]
+    full_pred: Prediction
+    n_patients: int
+    seconds: float
+
+
+def evaluate_response(
+    models: ResponseModels, test: CohortData, plan: EvaluationPlan | None = None
+) -> ResponseEvaluation:
+    """Score ``test`` with the frozen models (every baseline, the RECIST 1.1 category rule
+    and the two counterfactuals: biopsy withheld, spectral withheld) and estimate every
+    metric with its interval (``plan``). Fits nothing; the same models and cohort give the
+    same numbers."""
+    signature_model = models.signature
+    fitted = models.fitted
+    specs = {m.name: m for m in bl.MODELS}
+    cache_sig: dict[str, Signature] = {}
+
+    def test_sig(scan: Scan) -> Signature:
+        if scan.key not in cache_sig:
+            cache_sig[scan.key] = signature_model.signature(scan)
+        return cache_sig[scan.key]
+
+    def test_sig_no_spectral(scan: Scan) -> Signature:
+        p, til, _ = signature_model.predict([scan], use_spectral=False)
+        return Signature(float(p[0, 0]), float(p[0, 1]), float(p[0, 2]), float(til[0]))
+
+    results: dict[str, dict[str, Any]] = {}
+    curves: dict[str, tuple[list[bool], list[float]]] = {}
+    scores: dict[str, np.ndarray] = {}
+    full_rows, y_test, t_patients, t_labels = _rows(test, test_sig)
+    full_pred = None
+    for name, model in fitted.items():
+        rows = full_rows if not specs[name].first_biopsy_only else _rows(test, test_sig, True)[0]
+        pred = model.predict(rows)
+        if name == bl.FULL:
+            full_pred = pred
+        scores[name] = pred.p
+    scores[bl.RULE] = np.asarray(recist_scores(test), dtype=float)
+    scores[bl.NO_BIOPSY] = fitted[bl.FULL].predict(_rows(_without_biopsies(test), test_sig)[0]).p
+    no_spectral = [dict(r, is_pcct=0.0) for r in _rows(test, test_sig_no_spectral)[0]]
+    scores[bl.NO_SPECTRAL] = fitted[bl.FULL].predict(no_spectral).p
+    fu1 = [i for i, lab in enumerate(t_labels) if lab == "fu1"]
+    for name, s_ in scores.items():
+        results[name] = _response_metrics(y_test, s_, t_labels)
+        curves[name] = ([y_test[i] for i in fu1], [float(s_[i]) for i in fu1])
+        if name == bl.RULE:  # a category, not a probability
+            results[name] = {k: results[name][k] for k in ("auc_fu1", "auc_followups", "n_fu1")}
+    probabilities = set(fitted) | set(bl.COUNTERFACTUALS)
+    t0 = time.perf_counter()
+    estimates, extra = ev.response_estimates(
+        y_test, t_labels, t_patients, scores, probabilities=probabilities, plan=plan
+    )
+    sub_est, sub_counts = bl.subgroup_estimates(
+        full_rows, y_test, t_labels, t_patients, scores, plan=plan
+    )
+    estimates.update(sub_est)
+    seconds = time.perf_counter() - t0
+    for name, r in results.items():
+        key = ev.model_key(name)
+        for tp in ev.TIMEPOINTS:
+            r.setdefault(f"auc_{tp}", ev.value(estimates, f"response.{key}.auc_{tp}"))
+        if name in probabilities:  # one row per patient, equal-mass bins (was equal-width)
+            r["ece_fu1"] = ev.value(estimates, f"response.{key}.ece_fu1")
+    assert full_pred is not None
+    return ResponseEvaluation(
+        results=results,
+        estimates=estimates,
+        extra=extra,
+        subgroups=sub_counts,
+        curves=curves,
+        full_pred=full_pred,
+        n_patients=len(test.histories),
+        seconds=seconds,
+    )
+
+
 def train_response(
     request: TrainingRequest,
     *,
@@ -568,85 +786,22 @@ def train_response(
     seconds = {"data": time.perf_counter() - t0}
 
     t0 = time.perf_counter()
-    oof = cross_fitted_signatures(train, signature_model.config, device=req.device)
-    fit_d, cal_d = train, tune
-    if calibration_fraction:
-        fit_p, cal_p = split_patients(train.non_responder, calibration_fraction, config.seed + 1)
-        fit_d, cal_d = _subset(train, fit_p), _subset(train, cal_p)
-
-    def oof_sig(scan: Scan) -> Signature | None:
-        return oof.get(scan.key)
-
-    cache_sig: dict[str, Signature] = {}
-
-    def test_sig(scan: Scan) -> Signature:
-        if scan.key not in cache_sig:
-            cache_sig[scan.key] = signature_model.signature(scan)
-        return cache_sig[scan.key]
-
-    def cal_sig(scan: Scan) -> Signature | None:
-        # a tuning cohort's scans: the virtual biopsy never saw them; else out-of-fold
-        return test_sig(scan) if tune is not None else oof_sig(scan)
-
-    specs = {m.name: m for m in bl.MODELS}
-    fitted: dict[str, ResponseModel] = {}
-    for name, spec in specs.items():
-        rows, y, pats, _ = _rows(fit_d, oof_sig, spec.first_biopsy_only)
-        if cal_d is None:
-            fitted[name] = fit_response(
-                rows, y, pats, list(spec.inputs), config=config, device=req.device
-            )
-        else:
-            crows, cy, _, _ = _rows(cal_d, cal_sig, spec.first_biopsy_only)
-            fitted[name] = fit_response(
-                rows, y, pats, list(spec.inputs), crows, cy, config, device=req.device
-            )
+    models = fit_response_models(
+        train,
+        signature_model,
+        config,
+        tuning=tune,
+        calibration_fraction=calibration_fraction,
+        device=req.device,
+    )
     seconds["training"] = time.perf_counter() - t0
-
-    def test_sig_no_spectral(scan: Scan) -> Signature:
-        p, til, _ = signature_model.predict([scan], use_spectral=False)
-        return Signature(float(p[0, 0]), float(p[0, 1]), float(p[0, 2]), float(til[0]))
-
-    results: dict[str, dict[str, Any]] = {}
-    curves: dict[str, tuple[list[bool], list[float]]] = {}
-    scores: dict[str, np.ndarray] = {}
-    full_rows, y_test, t_patients, t_labels = _rows(test, test_sig)
-    full_pred = None
-    for name, model in fitted.items():
-        rows = full_rows if not specs[name].first_biopsy_only else _rows(test, test_sig, True)[0]
-        pred = model.predict(rows)
-        if name == bl.FULL:
-            full_pred = pred
-        scores[name] = pred.p
-    scores[bl.RULE] = np.asarray(recist_scores(test), dtype=float)
-    scores[bl.NO_BIOPSY] = fitted[bl.FULL].predict(_rows(_without_biopsies(test), test_sig)[0]).p
-    no_spectral = [dict(r, is_pcct=0.0) for r in _rows(test, test_sig_no_spectral)[0]]
-    scores[bl.NO_SPECTRAL] = fitted[bl.FULL].predict(no_spectral).p
-    fu1 = [i for i, lab in enumerate(t_labels) if lab == "fu1"]
-    for name, s_ in scores.items():
-        results[name] = _response_metrics(y_test, s_, t_labels)
-        curves[name] = ([y_test[i] for i in fu1], [float(s_[i]) for i in fu1])
-        if name == bl.RULE:  # a category, not a probability
-            results[name] = {k: results[name][k] for k in ("auc_fu1", "auc_followups", "n_fu1")}
-    probabilities = set(fitted) | set(bl.COUNTERFACTUALS)
-    t0 = time.perf_counter()
-    estimates, extra = ev.response_estimates(
-        y_test, t_labels, t_patients, scores, probabilities=probabilities, plan=req.plan
-    )
-    sub_est, sub_counts = bl.subgroup_estimates(
-        full_rows, y_test, t_labels, t_patients, scores, plan=req.plan
-    )
-    estimates.update(sub_est)
-    seconds["intervals"] = time.perf_counter() - t0
-    for name, r in results.items():
-        key = ev.model_key(name)
-        for tp in ev.TIMEPOINTS:
-            r.setdefault(f"auc_{tp}", ev.value(estimates, f"response.{key}.auc_{tp}"))
-        if name in probabilities:  # one row per patient, equal-mass bins (was equal-width)
-            r["ece_fu1"] = ev.value(estimates, f"response.{key}.ece_fu1")
+    evaluation = evaluate_response(models, test, req.plan)
+    seconds["intervals"] = evaluation.seconds
+    results, estimates = evaluation.results, evaluation.estimates
+    extra, full_pred = evaluation.extra, evaluation.full_pred
+    fitted = models.fitted
     baselines = [k for k in results if k != bl.FULL and k not in bl.COUNTERFACTUALS]
     best = max(baselines, key=lambda k: results[k].get("auc_fu1") or 0.0)
-    assert full_pred is not None
     metrics: dict[str, Any] = {
         "models": results,
         "estimates": ev.estimates_to_json(estimates),
@@ -660,14 +815,14 @@ def train_response(
         "ece_followups_if_calibrated": results["full model"].get("ece_followups_if_calibrated"),
         "interval_mean_width": float(np.mean(full_pred.upper - full_pred.lower)),
         "n_test_patients": len(test.histories),
-        "n_train_patients": len(fit_d.histories),
-        "n_calibration_patients": len(cal_d.histories) if cal_d else len(fit_d.histories),
+        "n_train_patients": models.n_fit_patients,
+        "n_calibration_patients": models.n_calibration_patients,
         "calibration_method": config.calibration,
         "calibration": (
             f"tuning cohort {describe_cohorts(calibration_cohort)}"  # type: ignore[arg-type]
             if tune is not None
             else f"held-out {calibration_fraction:.0%} of training patients"
-            if cal_d
+            if calibration_fraction
             else f"cross-fitted over the training patients ({config.calibration_folds} folds)"
         ),
         "test": _test_words(req.test_cohort, req.test_fraction),
@@ -677,7 +832,7 @@ def train_response(
             for m in bl.MODELS
             if m.name != bl.FULL
         },
-        "subgroups": sub_counts,
+        "subgroups": evaluation.subgroups,
         "story_versions": sorted(
             {v for d in (data, test_data, tune) if d is not None for v in d.story_versions}
         ),
@@ -689,7 +844,9 @@ def train_response(
         "seconds": {k: round(v, 1) for k, v in seconds.items()},
     }
     files = {
-        "roc": ev.plot_roc(curves, req.out / "roc_fu1.png", "Non-response at the first follow-up"),
+        "roc": ev.plot_roc(
+            evaluation.curves, req.out / "roc_fu1.png", "Non-response at the first follow-up"
+        ),
     }
     if metrics["reliability_fu1"]:
         files["calibration"] = ev.plot_reliability_table(
@@ -723,7 +880,7 @@ def train_response(
                 "train_patients": sorted(train.histories),
             },
         )
-    return Run(metrics, report, artifact, files)
+    return Run(metrics, report, artifact, files, models)
 
 
 def _response_metrics(y: Sequence[bool], p: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:

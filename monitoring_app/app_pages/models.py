@@ -44,6 +44,8 @@ for name, versions in frame.groupby("name", sort=True):
         options = list(versions["version"])
         default = options.index(promoted.iloc[0]["version"]) if not promoted.empty else 0
         chosen = st.selectbox("Model card of version", options, index=default, key=f"card_{name}")
-        card = versions[versions["version"] == chosen].iloc[0]["card"]
+        body, evidence = ui.card_parts(versions[versions["version"] == chosen].iloc[0]["card"])
+        if evidence:  # what the model is shown to do, on view without opening the card
+            st.info(evidence, icon=":material/science:")
         with st.expander(f"Model card — {name} {chosen}", expanded=False):
-            st.markdown(card or "_No model card._")
+            st.markdown(body or "_No model card._")

@@ -66,31 +66,37 @@ def timeline(patient: str, chosen: list[str]) -> None:
             help="At the latest scan, over every tracked lesion: " + str(last["reason"]),
         )
         m[2].metric(
-            "Sum of diameters",
+            "Target sum",
             f"{last['sum_diameters_mm']:.0f} mm",
-            help="RECIST 1.1: target lesions, short axis for lymph nodes",
+            help="RECIST 1.1 sum of diameters of the target lesions (short axis for lymph "
+            "nodes); the in-field and out-of-field sums below cover every lesion",
         )
         m[3].metric("vs baseline", f"{last['pct_from_baseline']:+.0f} %")
         m[4].metric("vs nadir", f"{last['pct_from_nadir']:+.0f} %")
     elif not burden.empty:
         m[1].metric("iRECIST", ui.irecist(state.iloc[-1]["value"]) if not state.empty else NO_VALUE)
         last = burden.iloc[-1]
-        m[2].metric("Sum of diameters", f"{last['sum_diameters_mm']:.0f} mm")
+        m[2].metric("Target sum", f"{last['sum_diameters_mm']:.0f} mm")
         m[3].metric("vs baseline", f"{last['pct_from_baseline']:+.0f} %")
         m[4].metric("vs nadir", f"{last['pct_from_nadir']:+.0f} %")
     else:
         m[1].metric("iRECIST", ui.irecist(state.iloc[-1]["value"]) if not state.empty else NO_VALUE)
-        for i, label in ((2, "Sum of diameters"), (3, "vs baseline"), (4, "vs nadir")):
+        for i, label in ((2, "Target sum"), (3, "vs baseline"), (4, "vs nadir")):
             m[i].metric(label, NO_VALUE)
     m[5].metric("Active alerts", len(active))
     if not assessments.empty:
         last = assessments.iloc[-1]
         n = st.columns(6)
-        n[0].metric("In-field sum", f"{last['in_field_sum_mm']:.0f} mm", help="Irradiated lesions")
+        n[0].metric(
+            "In-field sum",
+            f"{last['in_field_sum_mm']:.0f} mm",
+            help="Every lesion in the radiotherapy field, target or not",
+        )
         n[1].metric(
             "Out-of-field sum",
             f"{last['out_of_field_sum_mm']:.0f} mm",
-            help="Lesions outside the radiotherapy field (the abscopal response)",
+            help="Every lesion outside the radiotherapy field, target or not (the abscopal "
+            "response)",
         )
         n[2].metric("New lesions", int(last["new_lesions"]))
         n[3].metric("Lesions seen", int(last["lesions_seen"]))

@@ -72,13 +72,15 @@ def _message(event: Any) -> Message:
     return Message(m.topic, m.partition, m.offset, event.key, event.value or b"")
 
 
-def _exit_unsettled(what: str, where: dict[str, Any]) -> None:
+def _exit_unsettled(ctx: WorkerContext, what: str, where: dict[str, Any]) -> None:
     log.critical(
         f"{what} could not be settled; exiting without acknowledging it",
         exc_info=True,
         extra=where,
     )
     logging.shutdown()
+    if ctx.pool is not None:  # os._exit runs no clean-up: its scoring processes would outlive it
+        ctx.pool.kill()
     os._exit(EXIT_UNSETTLED)
 
 
@@ -107,7 +109,9 @@ async def consume(
                     await handle(ctx, spec, msg, process)
         except BaseException:
             _exit_unsettled(
-                "message", {"topic": msg.topic, "partition": msg.partition, "offset": msg.offset}
+                ctx,
+                "message",
+                {"topic": msg.topic, "partition": msg.partition, "offset": msg.offset},
             )
 
 
@@ -135,6 +139,7 @@ async def consume_batches(
                 await stream.ack(event)
         except BaseException:
             _exit_unsettled(
+                ctx,
                 "batch",
                 {
                     "topic": spec.name,

@@ -21,6 +21,7 @@ from core.db import scores as queries
 from core.delivery import verify
 from core.publish import Publisher
 from core.settings import Settings
+from models.changepoint import DecisionConfig
 from monitoring_app import ui
 from schemas import TimepointScore, pseudonymise, score_event_id
 from tests.integration.conftest import Workers, wait_for
@@ -147,7 +148,7 @@ def test_non_responder_alerted_once_responder_never_replay_idempotent(
     assert [a[1] for a in open_alerts] == ["suspected_non_response"], alerts_of(settings, nr)
     assert alerts_of(settings, r) == []
     alert_id, _, _, probability, summary, _ = open_alerts[0]
-    assert probability >= 0.5 and "Suspected non-response" in summary
+    assert probability >= DecisionConfig().threshold and "Suspected non-response" in summary
     delivered = [(h, b) for h, b in Receiver.received if b["patient"] == nr]
     assert {b["event_id"] for _, b in delivered} == {str(alert_id)}
     assert all(b["kind"] == "suspected_non_response" for _, b in delivered)

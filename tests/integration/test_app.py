@@ -33,7 +33,10 @@ class Seeded:
 
 
 @pytest.fixture(scope="module")
-def seeded(settings: Settings, cohort: Path, cohort_v2: Path) -> Iterator[Seeded]:
+def seeded(app_settings: Settings, cohort: Path, cohort_v2: Path) -> Iterator[Seeded]:
+    """The clinic's cohorts seeded into the app tests' own database (``app_settings``), where
+    no worker writes."""
+    settings = app_settings
     with connect(settings) as conn:
         clinic = seed_cohort(conn, cohort, cohorts=("app-clinic",))
         lesions = seed_cohort(conn, cohort_v2, cohorts=("app-lesions",))
@@ -66,6 +69,15 @@ def seeded(settings: Settings, cohort: Path, cohort_v2: Path) -> Iterator[Seeded
         else:
             os.environ[k] = v
     data.settings.clear()
+
+
+@pytest.fixture
+def db(seeded: Seeded) -> Iterator[psycopg.Connection]:
+    """A connection to the seeded database (not the stack's, which the conftest's ``db``
+    gives)."""
+    with connect(seeded.settings) as conn:
+        yield conn
+        conn.rollback()
 
 
 def login(user: str, password: str = PASSWORD) -> AppTest:
@@ -158,7 +170,7 @@ def test_timeline_page(seeded: Seeded) -> None:
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["P(response)"] == f"{seeded.clinic.latest_probability[psn]:.2f}"
     assert metrics["Active alerts"] == str(len(seeded.clinic.alerts.get(psn, [])))
-    assert metrics["Sum of diameters"].endswith(" mm")
+    assert metrics["Target sum"].endswith(" mm")
     charts = at.get("plotly_chart")
     assert len(charts) == 1
     spec = charts[0].proto.spec
@@ -224,7 +236,7 @@ def test_timeline_shows_every_lesion(seeded: Seeded, db: psycopg.Connection) -> 
     ).fetchone()
     state = IRecistState(last[1]).label
     assert metrics["RECIST 1.1 · iRECIST"] == f"{last[0]} · {state}"
-    assert metrics["Sum of diameters"] == f"{last[2]:.0f} mm"
+    assert metrics["Target sum"] == f"{last[2]:.0f} mm"
     assert metrics["In-field sum"] == f"{last[3]:.0f} mm"
     assert metrics["Out-of-field sum"] == f"{last[4]:.0f} mm"
     assert metrics["New lesions"] == str(last[5])
@@ -341,6 +353,9 @@ def test_models_page_lists_versions_and_promotion(seeded: Seeded) -> None:
     )
     assert set(table["Version"]) == {"0.1", "0.2"}
     assert list(table[table["Promoted"]]["Version"]) == ["0.1"]
+    # each card's evidence on view, outside the card
+    evidence = [i.value for i in at.info if i.value.startswith("Evidence:")]
+    assert evidence and all("never evaluated" in e for e in evidence)
 
 
 PAGES = ("cohort", "timeline", "images", "alerts", "models")

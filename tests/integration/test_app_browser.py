@@ -22,7 +22,7 @@ from PIL import Image
 
 from irtmon.stack.private import free_port, settings_env
 from tests.conftest import REPO
-from tests.integration.test_app import PASSWORD, Seeded, seeded  # noqa: F401 - fixture
+from tests.integration.test_app import PASSWORD, Seeded, db, seeded  # noqa: F401 - fixtures
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -87,7 +87,7 @@ def shot(page, name: str) -> Path:
 def test_browser_login_timeline_and_acknowledge(
     served: str,
     seeded: Seeded,  # noqa: F811
-    db: psycopg.Connection,
+    db: psycopg.Connection,  # noqa: F811 - the seeded database (test_app)
 ) -> None:
     sync_api = pytest.importorskip("playwright.sync_api")
     from irtmon.seed import seed_users
@@ -159,7 +159,7 @@ def test_browser_login_timeline_and_acknowledge(
 def test_browser_five_lesion_patient(
     served: str,
     seeded: Seeded,  # noqa: F811
-    db: psycopg.Connection,
+    db: psycopg.Connection,  # noqa: F811 - the seeded database (test_app)
 ) -> None:
     """A story-v2 patient with five lesions at baseline and new ones: the timeline (one curve
     per lesion, sums in and out of the field, RECIST 1.1 and iRECIST per scan, the lesion
@@ -184,7 +184,10 @@ def test_browser_five_lesion_patient(
         picker = page.locator("[data-testid='stSelectbox']").first
         picker.click()
         page.keyboard.type(psn)
-        page.keyboard.press("Enter")
+        # click the filtered option itself: Enter right after typing can race the filter and
+        # pick the first patient in the list (CI, 2026-12-01)
+        page.get_by_role("option", name=psn, exact=True).click()
+        page.wait_for_url(f"**patient={psn}*")
         page.get_by_text("Lesions per scan").wait_for()
         page.locator(".js-plotly-plot").first.wait_for()
         page.wait_for_timeout(2500)

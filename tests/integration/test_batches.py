@@ -83,6 +83,36 @@ def test_batch_score_sink_matches_one_by_one(db: psycopg.Connection) -> None:
     assert [r[2] for r in rows(db, SCORE_ROWS, many)] == [0.4, -0.2]
 
 
+def test_batch_score_sink_keeps_every_column(db: psycopg.Connection) -> None:
+    """Bounds, units and inputs of different lengths (the batch goes as column arrays)."""
+    one, many = new_patient(), new_patient()
+
+    def series(patient: str) -> list[TimepointScore]:
+        src = uuid.uuid5(uuid.NAMESPACE_URL, f"{patient}/scan")
+        plain = score(patient, src, T0, "response_probability", 0.4)
+        return [
+            plain,
+            score(patient, src, T0, "tumour_volume_ml", 12.5).model_copy(
+                update={"lower": 11.0, "upper": 14.0, "unit": "ml", "inputs": ["1.2.3", "1.2.4"]}
+            ),
+            score(patient, src, T0, "longest_diameter_mm", 31.0).model_copy(
+                update={"unit": "mm", "inputs": ['a "quoted", {braced} uid', ""]}
+            ),
+            plain.model_copy(update={"value": 0.5}),
+        ]
+
+    for s in series(one):
+        scores.upsert_score(db, s)
+    scores.upsert_scores(db, series(many))
+    stored = rows(db, SCORE_ROWS, many)
+    assert stored == rows(db, SCORE_ROWS, one)
+    assert [(r[1], r[2], r[3], r[4], r[5], r[8]) for r in stored] == [
+        ("longest_diameter_mm", 31.0, None, None, "mm", ['a "quoted", {braced} uid', ""]),
+        ("response_probability", 0.5, None, None, None, []),
+        ("tumour_volume_ml", 12.5, 11.0, 14.0, "ml", ["1.2.3", "1.2.4"]),
+    ]
+
+
 def test_each_patient_evaluated_once_per_batch_as_one_by_one(db: psycopg.Connection) -> None:
     """Two non-responders' scores, one by one vs in one batch: the same iRECIST states and
     the same alerts open; a patient with no burden measured is skipped, as evaluate would."""

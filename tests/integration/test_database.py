@@ -274,3 +274,53 @@ def test_roles_have_least_privilege(
     finally:
         with psycopg.connect(settings.dsn, autocommit=True) as admin:
             admin.execute(f'DROP ROLE "{user}"')
+
+
+def test_committed_runs_a_rolled_back_transaction_again_and_nothing_else(
+    settings: Settings,
+) -> None:
+    """A deadlock reported by the server (SQLSTATE 40P01, as TimescaleDB's compression job can
+    cause) rolls the attempt back and runs it again; what the failed attempt wrote is gone, what
+    the next one wrote is committed once. Any other error is raised at once, not retried."""
+    from core.db.connect import committed
+
+    table = f"committed_{uuid.uuid4().hex[:8]}"
+    with connect(settings, autocommit=True) as admin:
+        admin.execute(f"CREATE TABLE {table} (attempt int PRIMARY KEY)")
+    try:
+        calls: list[int] = []
+        with connect(settings) as conn:
+
+            def work() -> int:
+                calls.append(len(calls) + 1)
+                with conn.pipeline():  # as the seed writes
+                    conn.execute(f"INSERT INTO {table} VALUES (%s)", (calls[-1],))
+                    if len(calls) < 3:  # the server itself reports a deadlock, twice
+                        conn.execute(
+                            "DO $$ BEGIN RAISE EXCEPTION 'deadlock detected' "
+                            "USING ERRCODE = '40P01'; END $$"
+                        )
+                    conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+                return calls[-1]
+
+            assert committed(conn, work, backoff_s=0.01) == 3
+            assert conn.execute(f"SELECT array_agg(attempt) FROM {table}").fetchone()[0] == [3]
+
+            def fails_otherwise() -> None:
+                calls.append(0)
+                conn.execute("SELECT 1 / 0")
+
+            before = len(calls)
+            with pytest.raises(psycopg.errors.DivisionByZero):
+                committed(conn, fails_otherwise, backoff_s=0.01)
+            assert len(calls) == before + 1
+            conn.rollback()
+
+            def always_deadlocks() -> None:
+                conn.execute("DO $$ BEGIN RAISE EXCEPTION 'x' USING ERRCODE = '40P01'; END $$")
+
+            with pytest.raises(psycopg.errors.DeadlockDetected):
+                committed(conn, always_deadlocks, attempts=2, backoff_s=0.01)
+    finally:
+        with connect(settings, autocommit=True) as admin:
+            admin.execute(f"DROP TABLE {table}")

@@ -21,9 +21,11 @@ from kafka import KafkaConsumer, TopicPartition
 from core import dead_letters
 from core.db import events
 from core.db.dead_letters import DeadLetterFilter, find
+from core.publish import Publisher
 from core.settings import Settings
+from core.topic_reader import read_whole_topic
 from irtmon.stack.private import settings_env
-from schemas.topics import TREATMENT_EVENTS
+from schemas.topics import DEADLETTER, TREATMENT_EVENTS
 from streams.failures import OutageOutlastedRetriesError
 from streams.handling import Message, build_dead_letter
 from tests.conftest import REPO
@@ -202,3 +204,41 @@ def test_list_show_replay_with_filters_idempotent_and_audited(
     assert treatments_of(settings, [mine]) == 2
     with psycopg.connect(settings.dsn) as conn:  # and no replay failed into a new dead letter
         assert len(find(conn, DeadLetterFilter(patient=mine))) == 3
+
+
+def test_the_deadletter_topic_is_read_whole_filtered_and_oldest_first(settings: Settings) -> None:
+    """``deadletters list --from-topic`` (:func:`core.dead_letters.read_topic` over
+    :func:`core.topic_reader.read_whole_topic`): a patient's letters, oldest first, up to the
+    limit; a message on the topic that is no dead letter is skipped."""
+    (mine,) = new_patients(1, "topic-read")
+    newest = datetime(2026, 2, 1, tzinfo=UTC)
+    letters = []
+    for i, event in enumerate(fractions(mine, 4)):  # published newest first
+        msg = Message(TREATMENT_EVENTS.name, 0, 20_000_000 + i, event.key, event.to_json_bytes())
+        letter = build_dead_letter(msg, ValueError("refused"), event)
+        letters.append(letter.model_copy(update={"occurred_at": newest - timedelta(days=i)}))
+    with Publisher(settings) as pub:
+        pub.send_raw(DEADLETTER.name, b"not a dead letter", key=mine.encode())
+        for letter in letters:
+            pub.send(letter)
+        pub.flush()
+    found = dead_letters.read_topic(settings, DeadLetterFilter(patient=mine))
+    assert [d.event_id for d in found] == [d.event_id for d in reversed(letters)]
+    assert found[0].reason == "refused" and found[0].offset == 20_000_003
+    limited = dead_letters.read_topic(settings, DeadLetterFilter(patient=mine, limit=2))
+    assert [d.event_id for d in limited] == [d.event_id for d in found[:2]]
+    records = [r for r in read_whole_topic(settings, DEADLETTER) if r.key == mine.encode()]
+    assert len(records) == 5  # the foreign message too: the reader reads everything
+
+
+def test_a_whole_topic_is_read_over_every_partition(settings: Settings) -> None:
+    patients = new_patients(6, "topic-read")
+    with Publisher(settings) as pub:
+        pub.publish([e for p in patients for e in fractions(p, 3)])
+    keys = {p.encode() for p in patients}
+    records = [r for r in read_whole_topic(settings, TREATMENT_EVENTS) if r.key in keys]
+    assert len(records) == 18
+    assert len({r.partition for r in records}) > 1
+    for partition in {r.partition for r in records}:  # each partition's in offset order
+        offsets = [r.offset for r in records if r.partition == partition]
+        assert offsets == sorted(offsets)

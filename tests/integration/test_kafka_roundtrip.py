@@ -92,3 +92,37 @@ def test_round_trip_on_every_topic_with_the_registry_key(settings: Settings) -> 
     assert set(received) == set(TOPICS)
     for name, event in events.items():
         assert received[name] == event
+
+
+def test_unconsumed_counts_what_a_group_has_not_committed(settings: Settings) -> None:
+    """The demo's end condition: a consumer group's uncommitted messages on a topic."""
+    from kafka import KafkaProducer
+    from kafka.structs import OffsetAndMetadata
+
+    from irtmon.stack.topics import ensure_topics, unconsumed
+    from schemas.topics import SCORES_TIMEPOINT, TopicSpec
+
+    name = f"unconsumed-{uuid.uuid4().hex[:8]}"
+    spec = TopicSpec(name, SCORES_TIMEPOINT.record, "patient", 2, 3_600_000, "test topic")
+    assert ensure_topics(settings, [spec]) == [name]
+    group = f"unconsumed-{uuid.uuid4()}"
+    assert unconsumed(settings, name, group) == (0, 0)
+    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers)
+    for i in range(5):
+        producer.send(name, key=b"k", value=str(i).encode(), partition=i % 2)
+    producer.flush()
+    producer.close()
+    assert unconsumed(settings, name, group) == (5, 5)  # never committed: all of it
+
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers, group_id=group, enable_auto_commit=False
+    )
+    first, second = TopicPartition(name, 0), TopicPartition(name, 1)
+    try:
+        consumer.assign([first, second])
+        consumer.commit({first: OffsetAndMetadata(2, "", -1)})
+        assert unconsumed(settings, name, group) == (3, 5)  # 1 left on 0, 2 never committed
+        consumer.commit({first: OffsetAndMetadata(3, "", -1), second: OffsetAndMetadata(2, "", -1)})
+        assert unconsumed(settings, name, group) == (0, 5)
+    finally:
+        consumer.close()

@@ -86,11 +86,13 @@ def replayed(settings: Settings, cohort_v2: Path, tmp_path_factory: pytest.TempP
     try:
         with Publisher(settings) as pub:
             pub.publish(events)
+
+        def settled() -> bool:  # one read: two could see the last rows appear in between
+            status = _status(settings, ids)
+            return len(status) == len(ids) and set(status.values()) <= {"scored", "failed"}
+
         wait_for(
-            lambda: (
-                set(_status(settings, ids).values()) <= {"scored", "failed"}
-                and len(_status(settings, ids)) == len(ids)
-            ),
+            settled,
             timeout=1500,
             what="every imaging acquisition of the v2 cohort settled",
         )

@@ -96,16 +96,21 @@ def test_up_status_down_twice(cli_env: dict[str, str]) -> None:
         assert again["kafka"]["pid"] == first["kafka"]["pid"]
         assert again["postgres"]["pid"] == first["postgres"]["pid"]
 
+        if round_ == 1:  # the models folder deleted, the database kept (as root, elsewhere)
+            shutil.rmtree(state / "models")
         migrated = irtmon(cli_env, "db", "migrate")
         assert f"database flavour: {flavour}" in migrated
         # a fresh registry gets the reference models, copied into the models folder; the
-        # second migrate keeps what is promoted
+        # second migrate keeps what is promoted, and copies a missing reference folder back
+        kept = irtmon(cli_env, "db", "migrate") if round_ == 1 else ""
         for name in ("pathology-mil", "ct-signature", "response"):
             if round_ == 0:
                 assert f"model {name}: reference ref-v2-" in migrated
                 assert "registered and promoted" in migrated
             else:
-                assert f"model {name}: ref-v2-" in migrated and "(promoted)" in migrated
+                assert f"model {name}: reference ref-v2-" in migrated
+                assert "(promoted) copied back into its registered folder" in migrated
+                assert f"model {name}: ref-v2-" in kept and "(promoted)" in kept
             card = next((state / "models" / name).glob("*/model.json"))
             assert "not for clinical use" in json.loads(card.read_text())["card"]
         listed = irtmon(cli_env, "models", "list")

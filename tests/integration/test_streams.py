@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import signal
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import psycopg
 import pytest
@@ -18,9 +18,10 @@ from kafka import KafkaConsumer, TopicPartition
 from core.publish import Publisher
 from core.reconcile import reconcile
 from core.settings import Settings
-from schemas import RtFraction, TreatmentEvent, pseudonymise
+from schemas import pseudonymise
 from schemas.topics import TOPICS
 from tests.integration.conftest import Workers, wait_for
+from tests.integration.faults import PacedReplay, count, fractions, treatments_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -29,30 +30,6 @@ KEY = "stream-test-key-0123456789abcdef"
 
 def patient() -> str:
     return pseudonymise(str(uuid.uuid4()), KEY)
-
-
-def fractions(p: str, n: int) -> list[TreatmentEvent]:
-    t0 = datetime(2026, 1, 5, 8, tzinfo=UTC)
-    return [
-        TreatmentEvent(
-            event_id=uuid.uuid5(uuid.NAMESPACE_URL, f"{p}/{i}"),
-            patient=p,
-            occurred_at=t0 + timedelta(days=i),
-            treatment=RtFraction(course_id="C1", fraction_number=i + 1, dose_gy=2.0),
-        )
-        for i in range(n)
-    ]
-
-
-def count(settings: Settings, sql: str, params: tuple) -> int:
-    with psycopg.connect(settings.dsn, autocommit=True) as conn:
-        return conn.execute(sql, params).fetchone()[0]
-
-
-def treatments_of(settings: Settings, patients: list[str]) -> int:
-    return count(
-        settings, "SELECT count(*) FROM treatment_events WHERE patient = ANY(%s)", (patients,)
-    )
 
 
 def test_each_bad_event_is_dead_lettered_and_the_next_good_one_processed(
@@ -187,16 +164,22 @@ def test_publishing_twice_gives_the_same_rows(settings: Settings, workers: Worke
 
 
 def test_sigkill_mid_stream_loses_and_doubles_nothing(settings: Settings, workers: Workers) -> None:
+    # The events arrive paced, as from a replay, while the worker runs: the kill lands while the
+    # stream is still flowing whatever the worker's speed (a backlog published up front was
+    # drained before the kill once light events were batched).
     patients = [patient() for _ in range(20)]
     events = [e for p in patients for e in fractions(p, 100)]  # 2,000 events
-    with Publisher(settings) as pub:
-        pub.publish(events)
     first = workers.start()
+    replay = PacedReplay(
+        settings, [("treatment.events", e.key, e.to_json_bytes()) for e in events], rate=100
+    )
+    replay.start()
     wait_for(lambda: treatments_of(settings, patients) >= 100, what="some progress")
     workers.stop(first, signal.SIGKILL)
     done_at_kill = treatments_of(settings, patients)
-    assert done_at_kill < 2000, "the kill must land mid-stream"
+    assert replay.is_alive() and done_at_kill < 2000, "the kill must land mid-stream"
     workers.start()
+    replay.finish()
     wait_for(lambda: treatments_of(settings, patients) == 2000, timeout=120, what="all 2000 rows")
     assert (
         count(

@@ -1,4 +1,5 @@
-"""A content digest of a generated cohort, to prove that story v1 still writes the same files.
+"""A content digest of a generated cohort, to prove that story v1, and story v2's base story,
+still write the same files.
 
 Every file is hashed (SHA-256) by its path relative to the cohort. Three kinds of file are
 normalised first, and only in the ways listed:
@@ -36,8 +37,10 @@ import pandas as pd
 import pydicom
 
 FIXTURE = Path(__file__).parent / "fixtures" / "clinic_v1_digest.json"
+FIXTURE_V2 = Path(__file__).parent / "fixtures" / "clinic_v2_digest.json"
 SEED, PATIENTS, TIMEPOINTS = 7, 1, 2
-"""The cohort the fixture describes: ``generate_cohort(out, 1, 7, n_timepoints=2)`` (test size)."""
+"""The cohort the fixtures describe: ``generate_cohort(out, 1, 7, n_timepoints=2)`` (test size),
+story v1 and story v2 (its base story)."""
 
 
 _WALL_CLOCK = frozenset(
@@ -132,15 +135,19 @@ def cohort_digest(cohort: Path) -> dict[str, str]:
     return out
 
 
-def main(out_dir: str) -> None:
-    """Generate the fixture cohort into ``out_dir`` and write its digest to :data:`FIXTURE`."""
+def main(out_dir: str, story: str = "v1") -> None:
+    """Generate the fixture cohort of ``story`` into ``out_dir`` and write its digest to
+    :data:`FIXTURE` (v1) or :data:`FIXTURE_V2` (v2)."""
     from clinic import generate_cohort
 
-    cohort = generate_cohort(Path(out_dir), PATIENTS, SEED, n_timepoints=TIMEPOINTS)
-    FIXTURE.parent.mkdir(parents=True, exist_ok=True)
-    FIXTURE.write_text(json.dumps(cohort_digest(cohort), indent=1, sort_keys=True) + "\n")
-    print(f"wrote {FIXTURE} ({len(cohort_digest(cohort))} files)")
+    fixture = FIXTURE if story == "v1" else FIXTURE_V2
+    cohort = generate_cohort(Path(out_dir), PATIENTS, SEED, n_timepoints=TIMEPOINTS, story=story)
+    fixture.parent.mkdir(parents=True, exist_ok=True)
+    fixture.write_text(json.dumps(cohort_digest(cohort), indent=1, sort_keys=True) + "\n")
+    print(f"wrote {fixture} ({len(cohort_digest(cohort))} files)")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "/tmp/clinic-v1-digest")
+    # python -m tests.unit.clinic_digest [OUT_DIR [v1|v2]], numpy at the fixtures' SIMD level
+    # (test_clinic_determinism.FIXTURE_SIMD)
+    main(*(sys.argv[1:] or ["/tmp/clinic-digest"]))

@@ -82,6 +82,7 @@ def test_parts_of_another_run_are_discarded(tmp_path: Path) -> None:
         _run_fingerprint("v2", SEED, "small", "k" * 16, TIMEPOINTS),
         _run_fingerprint("v2", SEED, "test", "j" * 16, TIMEPOINTS),
         _run_fingerprint("v2", SEED, "test", "k" * 16, TIMEPOINTS + 1),
+        _run_fingerprint("v2", SEED, "test", "k" * 16, TIMEPOINTS, "no-pcct"),
     ):
         assert other != ours
     _open_parts(parts, _run_fingerprint("v2", SEED + 1, "test", "k" * 16, TIMEPOINTS))

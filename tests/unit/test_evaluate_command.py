@@ -8,17 +8,17 @@ in the log, and the next attempt needs a reason), then the one analysis: trained
 training cohort, calibrated on the tuning cohort, evaluated on the test cohort, with results
 that cite the declaration and carry intervals; a second evaluation is refused.
 
-Test size (128 x 128 x 40), 2 scans a patient: 10 training, 6 tuning, 6 test patients
-(seeds of this test only, chosen so that each cohort has both outcomes; plumbing, no accuracy
-is asserted). Several minutes on two cores: marked slow.
+Test size (128 x 128 x 40): trained on the story-v2 training cohort of
+``test_response_cohort_v2.py`` (14 patients, 3 scans each; built once per session with its
+feature cache and teacher, :mod:`tests.unit.story_v2_cohort`), tuned and tested on 6 and 6
+patients with 2 scans each (seeds of this test only, chosen so that each cohort has both
+outcomes; plumbing, no accuracy is asserted). Several minutes on two cores: marked slow.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,12 +28,15 @@ from typer.testing import CliRunner
 
 from clinic import generate_cohort
 from models.exceptions import ProtocolError
-from tests.unit.test_response_cohort_v2 import _teacher
+from tests.unit import story_v2_cohort
+from tests.unit.story_v2_cohort import TrainingCohort
+from tests.unit.test_protocol import _commit, protocol_repo
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]  # 12-16 min on a loaded 2-core machine
 
-TIMEPOINTS = 2
-TRAIN, TUNE, TEST = (22903, 10), (22905, 6), (22907, 6)
+TIMEPOINTS = 2  # of the tuning and test cohorts
+TRAIN = (story_v2_cohort.SEED, story_v2_cohort.PATIENTS, story_v2_cohort.TIMEPOINTS)
+TUNE, TEST = (22905, 6), (22907, 6)
 METRICS = [
     "response.full.auc_planning",
     "response.full.auc_fu1",
@@ -42,6 +45,7 @@ METRICS = [
     "response.full.calibration_slope_fu1",
     "response.full.ece_fu1",
     "ct_signature.balanced_accuracy_vs_teacher",
+    "response.full.auc_fu1@variant:reader-noisier",
 ]
 DECLARATION = """\
 id = "tiny-v2"
@@ -65,7 +69,7 @@ name = "train-x"
 seed = {train[0]}
 patients = {train[1]}
 size = "test"
-timepoints = 2
+timepoints = {train[2]}
 
 [[cohorts]]
 role = "tuning"
@@ -82,6 +86,15 @@ seed = {test[0]}
 patients = {test[1]}
 size = "test"
 timepoints = 2
+
+[[cohorts]]
+role = "test"
+name = "test-y"
+seed = {test[0]}
+patients = {test[1]}
+size = "test"
+timepoints = 2
+variant = "reader-noisier"
 
 [[models]]
 name = "response"
@@ -105,28 +118,11 @@ value = 0.99
 """
 
 
-def _git(repo: Path, *args: str, when: datetime | None = None) -> str:
-    env = dict(os.environ)
-    if when is not None:
-        env["GIT_COMMITTER_DATE"] = env["GIT_AUTHOR_DATE"] = when.isoformat()
-    return subprocess.run(
-        ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.org", *args],
-        check=True,
-        capture_output=True,
-        text=True,
-        env=env,
-    ).stdout
-
-
-def _commit(repo: Path, message: str, when: datetime | None = None) -> str:
-    _git(repo, "add", "-A")
-    _git(repo, "commit", "-q", "-m", message, when=when)
-    return _git(repo, "rev-parse", "HEAD").strip()
-
-
-def _generate(folder: Path, seed_size: tuple[int, int]) -> Path:
+def _generate(folder: Path, seed_size: tuple[int, int], variant: str = "base") -> Path:
     seed, n = seed_size
-    return generate_cohort(folder, n, seed, "test", n_timepoints=TIMEPOINTS, story="v2")
+    return generate_cohort(
+        folder, n, seed, "test", n_timepoints=TIMEPOINTS, story="v2", variant=variant
+    )
 
 
 def _looks(repo: Path) -> list[dict]:
@@ -135,31 +131,29 @@ def _looks(repo: Path) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def world(
+    story_v2_training_cohort: TrainingCohort, tmp_path_factory: pytest.TempPathFactory
+) -> dict:
     from models.response.nets import MlpConfig
     from models.response.response import ResponseConfig
     from models.response.signature import SignatureConfig
 
     root = tmp_path_factory.mktemp("evaluate")
     repo = root / "repo"
-    (repo / "models").mkdir(parents=True)
-    (repo / "models" / "science.py").write_text("X = 1\n")
-    (repo / "docs" / "evaluation" / "declarations").mkdir(parents=True)
-    (repo / "docs" / "evaluation" / "looks.jsonl").write_text("")
-    _git(repo, "init", "-q")
-    code = _commit(repo, "code", datetime.now(UTC) - timedelta(hours=2))
+    code = protocol_repo(repo, datetime.now(UTC) - timedelta(hours=2))
     cohorts = root / "c"
-    train = _generate(cohorts / "train", TRAIN)
     tune = _generate(cohorts / "tune", TUNE)
     fast = MlpConfig(hidden=8, dropout=0.0, max_epochs=40, patience=10)
     return {
         "root": root,
         "repo": repo,
         "code": code,
-        "train": train,
+        "train": story_v2_training_cohort.cohort,  # read only
         "tune": tune,
         "test": cohorts / "test",
-        "teacher": _teacher(train, root / "teacher"),
+        "test-y": cohorts / "test-y",  # the test cohort's patients, read by a noisier reader
+        "cache": story_v2_training_cohort.cache,  # the training cohort's features are there
+        "teacher": story_v2_training_cohort.teacher,
         "configs": {
             "signature_config": SignatureConfig(members=2, mlp=fast),
             "response_config": ResponseConfig(members=2, calibration_folds=2, mlp=fast),
@@ -170,12 +164,17 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
 def _run(world: dict, declaration: Path, **changes: object):
     from irtmon.cli_evaluate import run_evaluation
 
-    cohorts = {"train": world["train"], "tune": world["tune"], "test": world["test"]}
+    cohorts = {
+        "train": world["train"],
+        "tune": world["tune"],
+        "test": world["test"],
+        "test-y": world["test-y"],
+    }
     cohorts.update(changes.pop("cohorts", {}))  # type: ignore[arg-type]
     options = {
         "out": world["root"] / "runs",
         "models_dir": world["root"] / "models",
-        "cache_dir": world["root"] / "cache",
+        "cache_dir": world["cache"],
         "pathology": world["teacher"],
         "who": "test",
         "command": "irtmon evaluate tiny-v2",
@@ -210,8 +209,10 @@ def test_refusals_then_one_declared_analysis(world: dict) -> None:
     with pytest.raises(ProtocolError, match="not after the declaration was committed"):
         _run(world, declaration)
 
-    # a test cohort generated after the declaration (same seed: same patients, new stamp)
+    # a test cohort generated after the declaration (same seed: same patients, new stamp),
+    # and its story variant (the same patients again, a noisier reader)
     _generate(world["test"], TEST)
+    _generate(world["test-y"], TEST, "reader-noisier")
 
     # 3. frozen code changed since written_at_commit
     science = repo / "models" / "science.py"
@@ -237,7 +238,7 @@ def test_refusals_then_one_declared_analysis(world: dict) -> None:
     shutil.move(parquet.with_suffix(".away2"), parquet)
     looks = _looks(repo)
     assert len(looks) == 1 and looks[0]["declaration"] == "tiny-v2"
-    assert looks[0]["test_cohorts"] == ["test-x"] and looks[0]["reason"] == ""
+    assert looks[0]["test_cohorts"] == ["test-x", "test-y"] and looks[0]["reason"] == ""
     with pytest.raises(ProtocolError, match="look\\(s\\) logged already"):
         _run(world, declaration)
 
@@ -251,7 +252,10 @@ def test_refusals_then_one_declared_analysis(world: dict) -> None:
     assert payload["declaration"]["path"] == "docs/evaluation/declarations/tiny-v2.toml"
     assert payload["declaration"]["commit"] == declared
     assert payload["declaration"]["written_at_commit"] == world["code"]
-    assert payload["test_cohorts"] == [{"name": "test-x", "seed": TEST[0], "patients": TEST[1]}]
+    assert payload["test_cohorts"] == [
+        {"name": "test-x", "seed": TEST[0], "patients": TEST[1]},
+        {"name": "test-y", "seed": TEST[0], "patients": TEST[1], "variant": "reader-noisier"},
+    ]
     assert datetime.fromisoformat(looks[1]["at"]) <= datetime.fromisoformat(payload["evaluated_at"])
     est = payload["estimates"]
     assert set(METRICS) <= set(est)
@@ -280,7 +284,21 @@ def test_refusals_then_one_declared_analysis(world: dict) -> None:
     assert "`docs/evaluation/declarations/tiny-v2.toml`" in text
     assert "## Targets" in text and "[" in text  # intervals printed
     assert (done.run_folder / "response" / "report.md").is_file()
+    # the same frozen models on the variant's cohort: its estimates, and the robustness table
+    noisy = est["response.full.auc_fu1@variant:reader-noisier"]
+    assert noisy["method"] == "DeLong" and noisy["n"] == TEST[1]
+    assert "## Robustness across story variants" in text
+    table = text.split("## Robustness across story variants")[1]
+    assert "reader-noisier" in table and "response.full.auc_fu1" in table
     assert (world["root"] / "models" / "response" / "tiny-r").is_dir()
+    # the models it trained carry the evaluation on their cards, read from the results
+    from models.evaluation.evidence import evidence_note
+    from models.registry import load_artifact
+
+    for name, version in (("response", "tiny-r"), ("ct-signature", "tiny-s")):
+        card = load_artifact(world["root"] / "models" / name / version).card
+        assert card.endswith(evidence_note(name, payload, instance=True)), name
+        assert "evaluated once under declaration tiny-v2" in card
 
     # 7. evaluated once: the CLI refuses a second evaluation, and logs nothing
     from irtmon.cli import app
@@ -292,6 +310,7 @@ def test_refusals_then_one_declared_analysis(world: dict) -> None:
             "--cohort", f"train={world['train']}",
             "--cohort", f"tune={world['tune']}",
             "--cohort", f"test={world['test']}",
+            "--cohort", f"test-y={world['test-y']}",
             "--pathology-model", str(world["teacher"]),
             "--repeat-reason", "again",
         ],
@@ -299,3 +318,17 @@ def test_refusals_then_one_declared_analysis(world: dict) -> None:
     assert res.exit_code == 1
     assert "already" in res.output and "results" in res.output
     assert len(_looks(repo)) == 2
+
+
+def test_the_recorded_command_names_every_option_given() -> None:
+    from irtmon.cli_evaluate import recorded_command
+
+    decl = Path("docs/evaluation/declarations/x.toml")
+    cohorts = {"train": Path("c/train"), "test": Path("c/my test")}
+    plain = recorded_command(decl, cohorts)
+    assert plain == (
+        "irtmon evaluate docs/evaluation/declarations/x.toml "
+        "--cohort train=c/train --cohort 'test=c/my test'"
+    )
+    full = recorded_command(decl, cohorts, workers=2, pathology_model="v2-d", device="cpu")
+    assert full == plain + " --workers 2 --pathology-model v2-d --device cpu"

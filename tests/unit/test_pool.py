@@ -87,3 +87,47 @@ def test_a_fast_task_is_not_limited_and_a_bad_limit_refused() -> None:
     assert CpuPool(1, time_limit_s=None).time_limit_s is None
     with pytest.raises(ValueError, match="time_limit_s must be positive"):
         CpuPool(1, time_limit_s=0)
+
+
+def own_pid() -> int:
+    return os.getpid()
+
+
+def test_warm_starts_every_process_before_the_first_event(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import multiprocessing
+
+    monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))
+    before = {p.pid for p in multiprocessing.active_children()}
+    pool = CpuPool(2)
+    try:
+        pids = asyncio.run(pool.warm(own_pid))
+        started = {p.pid for p in multiprocessing.active_children()} - before
+        assert len(pids) == 2 and set(pids) <= started and os.getpid() not in pids
+        assert len(started) == 2  # both processes run now, ahead of any event
+        assert asyncio.run(pool.run(pid, None)) in started  # and score in the warm processes
+        assert pool.replaced == 0
+    finally:
+        pool.shutdown()
+
+
+def test_kill_ends_every_process_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before a worker leaves by ``os._exit`` (an outage past the retry window) it kills its
+    scoring processes, which would otherwise outlive it, orphaned."""
+    monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))
+    pool = CpuPool(2)
+    pids = asyncio.run(pool.warm(own_pid))
+    assert len(set(pids)) == 2
+    pool.kill()
+    deadline = time.monotonic() + 10
+    alive = set(pids)
+    while alive and time.monotonic() < deadline:
+        for p in list(alive):
+            try:
+                os.kill(p, 0)
+            except ProcessLookupError:
+                alive.discard(p)
+        time.sleep(0.1)
+    assert not alive
+    pool.shutdown()  # nothing left to shut down: no error

@@ -4,6 +4,7 @@ test cohort is evaluated once, every look is logged, and each broken rule is ref
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 from datetime import UTC, datetime, timedelta
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from irtmon import protocol
-from models.evaluation.declaration import load_declaration, parse_declaration
+from models.evaluation.declaration import CohortRole, load_declaration, parse_declaration
 from models.evaluation.estimate import Estimate, IntervalMethod
 from models.exceptions import DeclarationError, ProtocolError
 
@@ -74,21 +75,27 @@ def _git(repo: Path, *args: str, when: datetime | None = None) -> str:
     ).stdout
 
 
-def _commit(repo: Path, message: str, when: datetime) -> str:
+def _commit(repo: Path, message: str, when: datetime | None = None) -> str:
     _git(repo, "add", "-A")
     _git(repo, "commit", "-q", "-m", message, when=when)
     return _git(repo, "rev-parse", "HEAD").strip()
 
 
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    repo = tmp_path / "repo"
+def protocol_repo(repo: Path, when: datetime) -> str:
+    """A throwaway repository at ``repo`` with frozen code (``models/``) and the evaluation
+    folders, its code committed at ``when``; returns that commit."""
     (repo / "models").mkdir(parents=True)
     (repo / "models" / "science.py").write_text("X = 1\n")
     (repo / "docs" / "evaluation" / "declarations").mkdir(parents=True)
     (repo / "docs" / "evaluation" / "looks.jsonl").write_text("")
     _git(repo, "init", "-q")
-    _commit(repo, "code", T0 - timedelta(days=1))
+    return _commit(repo, "code", when)
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    repo = tmp_path / "repo"
+    protocol_repo(repo, T0 - timedelta(days=1))
     return repo
 
 
@@ -280,3 +287,211 @@ def test_declared_size_and_timepoints_are_checked() -> None:
 
     d = parse_declaration(tomllib.loads(text))
     assert (d.cohorts[0].size, d.cohorts[0].timepoints) == ("test", 6)
+
+
+# ------------------------------------------------------------------------- story variants
+
+VARIANT_COHORT = """
+[[cohorts]]
+role = "test"
+name = "test-immune-none"
+seed = 9002
+patients = 400
+variant = "immune-none"
+"""
+
+
+def _variant_declaration(extra_cohorts: str = VARIANT_COHORT, metrics: str = "") -> str:
+    text = DECLARATION.format(id="robust-a", commit="abcdef1", test_seed=9001)
+    if metrics:
+        text = text.replace(
+            'metrics = ["response.full.auc_fu1", "response.full.ece_fu1"]',
+            f'metrics = ["response.full.auc_fu1", "response.full.ece_fu1", {metrics}]',
+        )
+    return text.replace("\n[[models]]", extra_cohorts + "\n[[models]]", 1)
+
+
+def test_every_declaration_in_the_repository_still_parses() -> None:
+    folder = Path(__file__).parents[2] / "docs" / "evaluation" / "declarations"
+    paths = sorted(folder.glob("*.toml"))
+    assert {p.stem for p in paths} >= {"response-v2-d", "lesions-v2-e", "changepoint-v2-f"}
+    variants = {}
+    for path in paths:
+        d = load_declaration(path)
+        assert {c.variant for c in d.cohorts if c.role is not CohortRole.TEST} <= {"base"}, path
+        assert d.primary_test_cohort.variant == "base", path
+        variants[d.id] = [c.variant for c in d.variant_test_cohorts]
+    assert variants["response-v2-d"] == variants["changepoint-v2-f"] == []
+    assert variants["robustness-v2-g"] == [
+        "immune-none", "immune-weaker", "immune-stronger", "reader-noisier", "no-pcct"
+    ]  # fmt: skip
+
+
+def test_test_cohorts_of_story_variants_are_declared() -> None:
+    import tomllib
+
+    from models.evaluation.declaration import split_variant_key, variant_key
+
+    key = '"response.full.auc_fu1@variant:immune-none"'
+    d = parse_declaration(tomllib.loads(_variant_declaration(metrics=key)))
+    assert [c.variant for c in d.cohorts] == ["base", "base", "immune-none"]
+    assert d.primary_test_cohort.name == "test"
+    assert [c.name for c in d.variant_test_cohorts] == ["test-immune-none"]
+    assert "response.full.auc_fu1@variant:immune-none" in d.metrics
+    # a paired design: the variant drawn from the base test cohort's own seed
+    paired = parse_declaration(
+        tomllib.loads(_variant_declaration(VARIANT_COHORT.replace("9002", "9001"), key))
+    )
+    assert {c.seed for c in paired.test_cohorts} == {9001}
+    assert variant_key("a.b", "immune-none") == "a.b@variant:immune-none"
+    assert variant_key("a.b", "base") == "a.b"
+    assert split_variant_key("a.b@pcct@variant:no-pcct") == ("a.b@pcct", "no-pcct")
+    assert split_variant_key("a.b@pcct") == ("a.b@pcct", "base")
+
+
+@pytest.mark.parametrize(
+    ("extra", "metrics", "words"),
+    [
+        # a second base test cohort
+        (VARIANT_COHORT.replace('variant = "immune-none"', ""), "", "distinct story variants"),
+        # ... with the seed of the first: one seed, one cohort per variant
+        (
+            VARIANT_COHORT.replace('variant = "immune-none"', "").replace("9002", "9001"),
+            "",
+            "different story variants of one seed",
+        ),
+        # two test cohorts of one variant
+        (
+            VARIANT_COHORT + VARIANT_COHORT.replace("9002", "9003").replace('-none"', '-x"', 1),
+            "",
+            "distinct story variants",
+        ),
+        # a variant on the training cohort
+        (
+            VARIANT_COHORT.replace('role = "test"', 'role = "training"').replace("9002", "102"),
+            "",
+            "training and tuning cohorts must be of the base story",
+        ),
+        # not a variant name
+        (VARIANT_COHORT.replace('"immune-none"', '"Immune None"'), "", "lower-case letters"),
+        # a metric of a variant no test cohort has
+        ("", '"response.full.auc_fu1@variant:no-pcct"', "no test cohort of that variant"),
+        (VARIANT_COHORT, '"response.full.auc_fu1@variant:no-pcct"', "variant 'no-pcct'"),
+        # the base story's keys carry no suffix
+        (VARIANT_COHORT, '"response.full.auc_fu1@variant:base"', "carry no @variant: suffix"),
+    ],
+)
+def test_bad_variant_declarations_are_refused(extra: str, metrics: str, words: str) -> None:
+    import tomllib
+
+    with pytest.raises(DeclarationError, match=words):
+        parse_declaration(tomllib.loads(_variant_declaration(extra, metrics)))
+
+
+def test_the_only_test_cohort_is_the_base_story() -> None:
+    import tomllib
+
+    text = DECLARATION.format(id="robust-b", commit="abcdef1", test_seed=9001).replace(
+        "seed = 9001\npatients = 400", 'seed = 9001\npatients = 400\nvariant = "no-pcct"'
+    )
+    with pytest.raises(DeclarationError, match="one test cohort must be of the base story"):
+        parse_declaration(tomllib.loads(text))
+
+
+def test_the_stamp_names_the_story_variant(tmp_path: Path) -> None:
+    from models.evaluation.declaration import (
+        CohortRole,
+        CohortSpec,
+        CohortStamp,
+        cohort_stamp_problems,
+    )
+
+    base = _cohort(tmp_path, at=T0)
+    assert protocol.read_cohort_stamp(base).story_variant == "base"  # no key: the base story
+    variant = _cohort(tmp_path, seed=9002, at=T0)
+    meta = json.loads((variant / "cohort.json").read_text())
+    (variant / "cohort.json").write_text(json.dumps(meta | {"story_variant": "immune-none"}))
+    assert protocol.read_cohort_stamp(variant).story_variant == "immune-none"
+
+    spec = CohortSpec(CohortRole.TEST, "t", 9002, 400, variant="immune-none")
+    stamp = CohortStamp(9002, 400, T0, "2", story_variant="immune-none")
+    assert cohort_stamp_problems(spec, stamp, "2") == []
+    wrong = CohortStamp(9002, 400, T0, "2")
+    assert cohort_stamp_problems(spec, wrong, "2") == [
+        "test cohort t: story variant base, declared immune-none"
+    ]
+    train = CohortSpec(CohortRole.TRAINING, "train", 5, 30)
+    assert "story variant no-pcct, declared base" in "".join(
+        cohort_stamp_problems(train, CohortStamp(5, 30, T0, "2", story_variant="no-pcct"), "2")
+    )
+
+
+def test_variant_test_cohorts_are_cleared_together(repo: Path, tmp_path: Path) -> None:
+    code = _git(repo, "rev-parse", "HEAD").strip()
+    path = repo / "docs" / "evaluation" / "declarations" / "robust-a.toml"
+    text = _variant_declaration().replace("abcdef1", code)
+    path.write_text(text)
+    _commit(repo, "declare robust-a", T0)
+    base = _cohort(tmp_path, at=T0 + timedelta(hours=1))
+    variant = _cohort(tmp_path, seed=9002, at=T0 + timedelta(hours=1))
+    folders = {"test": base, "test-immune-none": variant}
+    # generated without the variant: refused before anything is logged
+    with pytest.raises(ProtocolError, match="story variant base, declared immune-none"):
+        protocol.open_evaluation(repo, path, folders)
+    with pytest.raises(ProtocolError, match="not the declared"):
+        protocol.open_evaluation(repo, path, {"test": base})
+    meta = json.loads((variant / "cohort.json").read_text())
+    (variant / "cohort.json").write_text(json.dumps(meta | {"story_variant": "immune-none"}))
+    clearance = protocol.open_evaluation(repo, path, folders)
+    look = protocol.record_look(clearance, who="lead", command="c", computed="declared")
+    assert look.test_cohorts == ["test", "test-immune-none"]
+    estimates = _estimates() | {
+        f"{k}@variant:immune-none": Estimate(0.61, 0.55, 0.67, 0.95, IntervalMethod.DELONG, 400)
+        for k in _estimates()
+    }
+    md, js = protocol.write_results(clearance, estimates, command="c")
+    payload = json.loads(js.read_text())
+    assert payload["test_cohorts"] == [
+        {"name": "test", "seed": 9001, "patients": 400},
+        {"name": "test-immune-none", "seed": 9002, "patients": 400, "variant": "immune-none"},
+    ]
+    text = md.read_text()
+    assert "## Robustness across story variants" in text
+    assert "| metric | base | immune-none |" in text
+    assert "| response.full.auc_fu1 | 0.880 [0.860, 0.900] | 0.610 [0.550, 0.670] |" in text
+    assert "story variant immune-none" in text
+    assert "on the story variants' test cohorts (not declared, not judged): 2 estimates" in text
+
+
+def test_the_robustness_table() -> None:
+    from models.evaluation.results import ROBUSTNESS_METRICS, robustness_table
+
+    def est(v: float) -> Estimate:
+        return Estimate(v, v - 0.1, v + 0.1, 0.95, IntervalMethod.DELONG, 50)
+
+    estimates = {
+        "response.full.auc_fu1": est(0.8),
+        "response.full.auc_fu1@pcct": est(0.9),  # a subgroup: not a headline row
+        "response.full.auc_fu1@variant:no-pcct": est(0.7),
+        "response.full.auc_fu1@variant:immune-none": est(0.6),
+        "ct_signature.balanced_accuracy_vs_teacher@variant:immune-none": est(0.5),
+        "response.full.ece_fu1": Estimate(
+            0.04, math.nan, math.nan, 0.95, IntervalMethod.BOOTSTRAP_BCA, 50
+        ),
+        "response.recist.auc_fu1@variant:no-pcct": est(0.65),  # not a headline metric
+    }
+    header, rows = robustness_table(estimates)
+    assert header == ["metric", "base", "no-pcct", "immune-none"]  # base first, then as found
+    assert rows == [
+        ["response.full.auc_fu1", "0.800 [0.700, 0.900]", "0.700 [0.600, 0.800]",
+         "0.600 [0.500, 0.700]"],
+        ["response.full.ece_fu1", "0.040 [n/a, n/a]", "n/a", "n/a"],
+        ["ct_signature.balanced_accuracy_vs_teacher", "n/a", "n/a", "0.500 [0.400, 0.600]"],
+    ]  # fmt: skip
+    # the declared order of the variants, a declared variant without estimates too
+    header, rows = robustness_table(estimates, ["immune-none", "no-biopsies", "no-pcct"])
+    assert header == ["metric", "base", "immune-none", "no-biopsies", "no-pcct"]
+    assert rows[0][1:] == ["0.800 [0.700, 0.900]", "0.600 [0.500, 0.700]", "n/a",
+                           "0.700 [0.600, 0.800]"]  # fmt: skip
+    assert robustness_table({}) == (["metric", "base"], [])
+    assert ROBUSTNESS_METRICS[0] == "response.full.auc_planning" and len(ROBUSTNESS_METRICS) == 9

@@ -2,91 +2,34 @@
 cohort extraction (through ``irtmon cohort features``), then the virtual biopsy and the
 response model trained with every baseline and the subgroup tables.
 
-Test size (128 x 128 x 40), 14 patients, 3 scans each (seed 4242, a seed of this test only:
-plumbing, no accuracy is asserted of the models). About five minutes on two idle cores, far
-more on a loaded machine: marked slow.
+The cohort (test size, 14 patients, 3 scans each, seed 4242; plumbing, no accuracy is asserted
+of the models), its extraction and the teacher are built once per session and shared with
+``test_evaluate_command.py`` (:mod:`tests.unit.story_v2_cohort`). About five minutes on two
+idle cores, far more on a loaded machine: marked slow.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
-from clinic import generate_cohort
+from tests.unit.story_v2_cohort import PATIENTS, TIMEPOINTS, TrainingCohort
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]  # minutes on a loaded 2-core machine
 
-PATIENTS = 14
-TIMEPOINTS = 3
-SEED = 4242
-
-
-def _teacher(cohort: Path, models_dir: Path) -> Path:
-    """A pathology-mil artefact fitted for a few epochs on the cohort's own slides (the teacher
-    of the virtual biopsy; its accuracy is not the point here)."""
-    from models.pathology import HandcraftedEncoder, TileSpec, TrainConfig, fit_mil
-    from models.pathology.train import (
-        MODEL_NAME,
-        WEIGHTS_FILE,
-        class_prior,
-        encode_slide,
-        ood_reference,
-        save_checkpoint,
-        slides_from_manifest,
-    )
-    from models.registry import save_artifact
-
-    spec = HandcraftedEncoder().spec()
-    bags = [encode_slide(r, spec, TileSpec()) for r in slides_from_manifest(cohort)]
-    fit = fit_mil(bags, bags[::3], TrainConfig(seed=3, max_epochs=6, patience=6))
-    folder = models_dir / "teacher"
-    weights = save_checkpoint(
-        folder / WEIGHTS_FILE,
-        fit.model,
-        HandcraftedEncoder(),
-        TileSpec(),
-        ood=ood_reference(bags),
-        prior=class_prior(bags),
-    )
-    artifact = save_artifact(folder, MODEL_NAME, "0.0.1-test", weights)
-    assert artifact.folder is not None
-    return artifact.folder
-
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    from irtmon.cli import app
-
-    root = tmp_path_factory.mktemp("v2")
-    cohort = generate_cohort(
-        root / "cohort", PATIENTS, SEED, "test", n_timepoints=TIMEPOINTS, workers=2, story="v2"
-    )
-    cache = root / "cache"
-    res = CliRunner().invoke(
-        app,
-        [
-            "cohort",
-            "features",
-            "--cohort", str(cohort),
-            "--workers", "2",
-            "--no-radiomics",
-            "--cache-dir", str(cache),
-            "--report", str(root / "throughput.json"),
-        ],
-    )  # fmt: skip
-    assert res.exit_code == 0, res.output
+def world(story_v2_training_cohort: TrainingCohort, tmp_path_factory: pytest.TempPathFactory):
+    shared = story_v2_training_cohort
     return {
-        "root": root,
-        "cohort": cohort,
-        "cache": cache,
-        "throughput": json.loads((root / "throughput.json").read_text()),
-        "teacher": _teacher(cohort, root / "models"),
+        "root": tmp_path_factory.mktemp("v2"),  # this module's models and runs
+        "cohort": shared.cohort,
+        "cache": shared.cache,
+        "throughput": shared.throughput,
+        "teacher": shared.teacher,
     }
 
 

@@ -269,3 +269,105 @@ def test_manifest_studies_group_series_and_find_the_contour(tmp_path: Path) -> N
     assert studies[1].folder == tmp_path / "patients/psn-a/tp1"
     assert len(select(manifest, None, 0)) == 2
     assert select(manifest, 0 + 1, None).patient.unique().tolist() == ["psn-a"]
+
+
+@pytest.fixture
+def variant_loader(fake_loader, monkeypatch):
+    """The fake cohorts plus a fourth, of other patients (a story variant's test cohort)."""
+    cohorts = dict(fake_loader, variant=fake_cohort(4, 24))
+    monkeypatch.setattr(
+        train_mod, "load_cohort", lambda cohort, *a, **k: cohorts[Path(cohort).name]
+    )
+    return cohorts
+
+
+def _json(estimates) -> str:
+    return json.dumps(estimates, sort_keys=True)  # nan-safe equality
+
+
+def test_frozen_models_evaluate_any_test_cohort_as_a_run_on_it_would(
+    tmp_path: Path, variant_loader
+) -> None:
+    """Fitting and evaluation are separate: the frozen models give, on a cohort, exactly the
+    estimates of a run trained the same way with that cohort as its test cohort."""
+    from models.evaluation.plan import EvaluationPlan
+
+    plan = EvaluationPlan(resamples=1000, seed=3)
+    teacher, models_dir = tmp_path / "teacher", tmp_path / "models"
+    sig_config = SignatureConfig(members=2, mlp=FAST)
+    resp_config = ResponseConfig(members=2, mlp=FAST)
+
+    def runs(test: str, tag: str):
+        sig = train_mod.train_ct_signature(
+            request(
+                Path("train"), tmp_path / f"ct-{tag}", pathology=teacher,
+                test_cohort=Path(test), models_dir=models_dir, version=tag, plan=plan,
+            ),
+            config=sig_config,
+        )  # fmt: skip
+        resp = train_mod.train_response(
+            request(
+                Path("train"), tmp_path / f"r-{tag}", pathology=teacher,
+                test_cohort=Path(test), plan=plan,
+            ),
+            ct_signature=sig.artifact.folder,
+            config=resp_config,
+            calibration_cohort=Path("site"),
+        )  # fmt: skip
+        return sig, resp
+
+    sig, resp = runs("test", "a")
+    assert isinstance(resp.model, train_mod.ResponseModels) and sig.model is not None
+    # the same cohort again: the same numbers
+    again = train_mod.evaluate_response(resp.model, variant_loader["test"], plan)
+    assert _json(train_mod.ev.estimates_to_json(again.estimates)) == _json(
+        resp.metrics["estimates"]
+    )
+    sig_again = train_mod.evaluate_signature_on(sig.model, variant_loader["test"], plan)
+    assert _json(sig_again["estimates"]) == _json(sig.metrics["estimates"])
+    # another cohort: what a run with it as the test cohort reports
+    on_variant = train_mod.evaluate_response(resp.model, variant_loader["variant"], plan)
+    sig_on_variant = train_mod.evaluate_signature_on(sig.model, variant_loader["variant"], plan)
+    sig_v, resp_v = runs("variant", "b")
+    assert _json(train_mod.ev.estimates_to_json(on_variant.estimates)) == _json(
+        resp_v.metrics["estimates"]
+    )
+    assert _json(sig_on_variant["estimates"]) == _json(sig_v.metrics["estimates"])
+    assert on_variant.n_patients == 24 and on_variant.results == resp_v.metrics["models"]
+    # a cohort the models were fitted or calibrated on is no test cohort
+    resp.model.check_unseen(variant_loader["variant"], "variant test")
+    for cohort, role in (("train", "training"), ("site", "tuning")):
+        with pytest.raises(ValueError, match=f"variant test cohort are in the {role} cohort"):
+            resp.model.check_unseen(variant_loader[cohort], "variant test")
+
+
+def test_the_declared_analysis_evaluates_each_variant(tmp_path: Path, variant_loader) -> None:
+    from models.evaluation.plan import EvaluationPlan
+    from models.response.analysis import AnalysisCohorts, declared_analysis
+
+    analysis = declared_analysis(
+        AnalysisCohorts(
+            training=Path("train"),
+            tuning=Path("site"),
+            test=Path("test"),
+            variants={"immune-none": Path("variant")},
+        ),
+        tmp_path / "run",
+        pathology=tmp_path / "teacher",
+        plan=EvaluationPlan(resamples=1000, seed=3),
+        models_dir=tmp_path / "models",
+        versions=("s1", "r1"),
+        signature_config=SignatureConfig(members=2, mlp=FAST),
+        response_config=ResponseConfig(members=2, mlp=FAST),
+    )
+    est = analysis.estimates
+    base = [k for k in est if "@variant:" not in k]
+    on_variant = [k for k in est if k.endswith("@variant:immune-none")]
+    assert "response.full.auc_fu1" in base and "ct_signature.balanced_accuracy_vs_teacher" in base
+    assert sorted(on_variant) == sorted(f"{k}@variant:immune-none" for k in base)
+    assert est["response.full.auc_fu1@variant:immune-none"].n == 24
+    assert est["response.full.auc_fu1"].n == 30
+    summary = analysis.summary["variants"]["immune-none"]
+    assert summary["n_test_patients"] == 24 and summary["ct_signature_pairs"] == 24
+    saved = json.loads((tmp_path / "run" / "variants" / "immune-none.json").read_text())
+    assert "response.full.auc_fu1_minus_burden_all" in saved["estimates"]

@@ -101,16 +101,21 @@ def test_the_baseline_has_a_row_per_lesion_and_its_sums(scored: dict) -> None:
     assert [r.tracking_id for r in rows] == ["L1", "L2", "L3", "L4", "L5"]
     assert {r.status for r in rows} == {LesionStatus.SEEN}
     assert {r.origin for r in rows} == {LesionOrigin.ANNOTATED}
-    assert all(r.role is LesionRole.TARGET for r in rows)
+    # the bone lesion is non-target (RECIST 1.1, 3.1.2), the other four are targets
+    assert {r.label: r.role for r in rows if r.role is not LesionRole.TARGET} == {
+        "rib": LesionRole.NON_TARGET
+    }
     assert all(r.segment_number for r in rows) and all(r.features for r in rows)
     gtv = next(r for r in rows if r.label == "GTV lung")
     assert gtv.in_field is True
     a = base.assessment
     assert a is not None and a.timepoint == 0 and a.recist is None
-    expected = sum(r.diameter_mm for r in rows)
+    expected = sum(r.diameter_mm for r in rows if r.role is LesionRole.TARGET)
     assert a.sum_mm == pytest.approx(expected, abs=0.01)
     assert a.in_field_sum_mm == pytest.approx(gtv.diameter_mm, abs=0.01)
-    assert a.in_field_sum_mm + a.out_of_field_sum_mm == pytest.approx(expected, abs=0.01)
+    # the in-field and out-of-field sums are over every lesion measured
+    everything = sum(r.diameter_mm for r in rows)
+    assert a.in_field_sum_mm + a.out_of_field_sum_mm == pytest.approx(everything, abs=0.01)
     values = _scores(base)
     assert values[SUM_DIAMETERS_SCORE] == pytest.approx(a.sum_mm)
     assert values[IN_FIELD_SUM_SCORE] == pytest.approx(a.in_field_sum_mm)

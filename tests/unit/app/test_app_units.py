@@ -57,6 +57,41 @@ def test_timeline_figure_draws_each_model_version() -> None:
     assert "m 2" in names and "m 1" not in names
 
 
+def test_the_immune_panel_shows_only_immune_signatures() -> None:
+    """The lesion scores a worker stores per scan (sums in mm, the new-lesion count) are not
+    drawn on the immune panel's 0-1 axis (they were, beside the virtual biopsy, one line
+    leaving the panel); the burden and lesion panels draw them from the lesion tables."""
+    from schemas.results import LESION_SCORES
+
+    names = ["ct_immune_score", *LESION_SCORES]
+    n = len(names)
+    scores = pd.DataFrame(
+        {
+            "observed_at": [_t(0)] * n,
+            "score_name": names,
+            "value": [0.6, 75.0, 38.0, 37.0, 2.0],
+            "lower": [None] * n,
+            "upper": [None] * n,
+            "model_name": ["ct-signature", *["irtmon-lesions"] * (n - 1)],
+            "model_version": ["1"] * n,
+            "source_kind": ["imaging"] * n,
+            "source_modality": ["CT"] * n,
+            "source_series": [["1.2.3"]] * n,
+            "specimen_id": [None] * n,
+            "inputs": [[]] * n,
+        }
+    )
+    empty = pd.DataFrame()
+    data = {"scores": scores, "burden": empty, "treatments": empty, "alerts": empty}
+    names_drawn = {t.name for t in charts.timeline_figure({**data, "actions": empty}).data}
+    assert "ct immune score (ct-signature 1)" in names_drawn
+    # the panel says the virtual biopsy has not been shown to work (response-v2-d)
+    titles = [a.text for a in charts.timeline_figure({**data, "actions": empty}).layout.annotations]
+    assert any("CT virtual biopsy" in t and "not shown to work" in t for t in titles), titles
+    for name in LESION_SCORES:
+        assert not any(name.replace("_", " ") in drawn for drawn in names_drawn), name
+
+
 def test_passwords_are_argon2_hashes() -> None:
     h = hash_password("long enough pw")
     assert h.startswith("$argon2id$") and "long enough pw" not in h
@@ -268,3 +303,12 @@ def test_the_last_scan_filter_left_at_its_full_range_keeps_every_patient() -> No
     assert list(last_scan_between(frame, (full[0],), full)["patient"]) == list(frame["patient"])
     narrowed = (date(2026, 1, 20), _t(30).date())
     assert list(last_scan_between(frame, narrowed, full)["patient"]) == ["b"]
+
+
+def test_a_card_is_split_into_its_description_and_its_evidence() -> None:
+    from monitoring_app.ui import card_parts
+
+    assert card_parts(None) == ("", "")
+    assert card_parts("A model. ") == ("A model.", "")
+    body, evidence = card_parts("A model. Evidence: evaluated once under declaration x-1.")
+    assert body == "A model." and evidence == "Evidence: evaluated once under declaration x-1."

@@ -86,10 +86,21 @@ def test_min_timepoints_and_repeat_confirmation_hold_the_flag() -> None:
     assert none.flag("suspected_non_response") is None
 
 
-def test_early_jump_needs_confirmation() -> None:
+def test_early_jump_is_held_with_early_confirmation() -> None:
     # a pseudo-progression-like jump at the first follow-up, then shrinkage
     s = series([50, 64, 45, 40], rp=[0.7, 0.5, 0.7, 0.8], immune=[1.0, 1.0, 1.1, 1.0])
+    held = DecisionRule(config=DecisionConfig(confirm_early=True)).fit(s).predict()
+    assert not held.flagged
+    # the shipped policy does not hold it (early growth may be hyperprogression) ...
+    assert DecisionRule().fit(s).predict().flag("suspected_non_response").index == 1
+
+
+def test_an_early_jump_the_response_model_trusts_is_not_flagged() -> None:
+    # ... it lets a high response probability spare a pseudo-progression instead
+    s = series([50, 64, 45, 40], rp=[0.7, 0.9, 0.9, 0.9], immune=[1.0, 1.0, 1.1, 1.0])
     assert not DecisionRule().fit(s).predict().flagged
+    fast = series([50, 64, 90, 120], rp=[0.5, 0.2, 0.1, 0.05])  # hyperprogression-like
+    assert DecisionRule().fit(fast).predict().flag("suspected_non_response").index == 1
 
 
 def test_confirmed_progression_flag_at_icpd() -> None:
@@ -129,3 +140,20 @@ def test_rule_on_virtual_clinic_patients_separates_classes() -> None:
         flagged[s.response].append(d.flag("suspected_non_response") is not None)
     assert np.mean(flagged[ResponseClass.NON_RESPONDER]) > 0.8
     assert np.mean(flagged[ResponseClass.RESPONDER]) < 0.2
+
+
+def test_the_shipped_policy_is_the_fitted_one() -> None:
+    """DecisionConfig's defaults are the policy `bench.changepoint_pipeline fit` chose on the
+    tuning cohort and wrote beside the evaluation protocol: one source, no drift."""
+    import json
+    from pathlib import Path
+
+    fitted = json.loads(
+        (Path(__file__).parents[3] / "docs/evaluation/changepoint-policy-v2.json").read_text()
+    )["decision"]
+    shipped = DecisionConfig()
+    assert shipped.threshold == fitted["threshold"]
+    assert shipped.confirm_early == fitted["confirm_early"]
+    assert shipped.early_window_weeks == fitted["early_window_weeks"]
+    c = fitted["coefficients"]
+    assert shipped.coefficients == Coefficients(c["intercept"], c["weights"], c["version"])

@@ -75,6 +75,18 @@ def test_measurability_and_node_categories_at_baseline() -> None:
     assert roles == [NT, T, T, NT, NN]
 
 
+def test_a_bone_lesion_is_non_target_unless_its_segment_is_the_soft_tissue_component() -> None:
+    measures = [
+        lesion("bone-40", 40.0, organ=Organ.BONE),  # the largest, but bone: non-measurable
+        lesion("lung-20", 20.0),
+        lesion("liver-15", 15.0, organ=Organ.LIVER),
+    ]
+    assert select_baseline(measures) == [NT, T, T]
+    assert select_baseline(measures, RecistConfig(bone_measurable=True)) == [T, T, T]
+    new = [lesion("bone-new", 30.0, organ=Organ.BONE), lesion("lung-new", 12.0)]
+    assert new_lesion_roles(new) == [NLNT, NLT]
+
+
 def test_at_most_five_targets_two_per_organ_nodes_one_organ() -> None:
     measures = [
         lesion("lung-50", 50),
@@ -115,13 +127,14 @@ def test_new_lesion_categories() -> None:
         lesion("node-15", 20.0, 15.0, Organ.LYMPH_NODE),
         lesion("node-12", 20.0, 12.0, Organ.LYMPH_NODE),
         lesion("node-7", 10.0, 7.0, Organ.LYMPH_NODE),
-        lesion("bone-new", 25.0, organ=Organ.BONE),
-        lesion("adrenal-new", 11.0, organ=Organ.ADRENAL),  # sixth would-be target: over 5
+        lesion("bone-new", 25.0, organ=Organ.BONE),  # bone: non-measurable
+        lesion("adrenal-new", 11.0, organ=Organ.ADRENAL),
+        lesion("kidney-new", 10.5, organ=Organ.KIDNEY),  # sixth would-be target: over 5
     ]
     roles = new_lesion_roles(new, earlier)
     # 2 earlier new targets + at most 3 now; the largest of each organ first
-    assert roles == [NLNT, NLT, NLNT, NLT, NLNT, NN, NLT, NLNT]
-    assert roles[6] is NLT  # bone (25 mm) is larger than the adrenal (11 mm)
+    assert roles == [NLNT, NLT, NLNT, NLT, NLNT, NN, NLNT, NLT, NLNT]
+    assert roles[6] is NLNT and roles[7] is NLT  # the bone (25 mm) is not measurable
 
 
 # ------------------------------------------------------------------------- responses

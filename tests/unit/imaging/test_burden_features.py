@@ -67,6 +67,24 @@ def test_short_axis_is_perpendicular_to_the_long_axis_on_its_slice(angle: float)
     assert cos < 0.01  # perpendicular (isotropic pixels here)
 
 
+@pytest.mark.parametrize(
+    ("pixels", "low", "high"),
+    [([(5, 5)], 2.0, 3.0), ([(5, 5), (5, 6)], 4.0, 6.0)],
+)
+def test_a_lesion_of_one_or_two_pixels_measures_about_their_width(
+    pixels: list[tuple[int, int]], low: float, high: float
+) -> None:
+    """The smoothing that removes a voxel outline's staircase leaves nothing of a lesion one
+    pixel wide: it is measured on its own outline, never 0 mm (0 mm means gone)."""
+    spacing = (2.5, 2.7, 2.7)
+    mask = np.zeros((3, 12, 12), bool)
+    for r, c in pixels:
+        mask[1, r, c] = True
+    burden = measure_burden(mask, _geometry(mask.shape, spacing))
+    assert low < burden.longest_diameter_mm < high
+    assert burden.short_axis_mm > 0.0
+
+
 def test_empty_mask_has_no_burden() -> None:
     with pytest.raises(InsufficientDataError):
         measure_burden(np.zeros((3, 4, 4), bool), _geometry((3, 4, 4), (1.0, 1.0, 1.0)))

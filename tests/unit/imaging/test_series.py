@@ -283,3 +283,20 @@ def test_limits_are_validated() -> None:
         ReadLimits(slide_min_mpp=5.0, slide_max_mpp=1.0)
     with pytest.raises(ValueError, match="slide_max_mpp must be a positive number"):
         ReadLimits(slide_max_mpp=float("inf"))
+
+
+def test_slice_headers_keep_every_element_but_the_pixels() -> None:
+    from pydicom.dataset import Dataset
+
+    datasets = ct_datasets(phantom((4, 16, 16))[0])
+    series = volume_from_datasets(datasets)
+    assert len(series.headers) == 4
+    for header in series.headers:
+        assert "PixelData" not in header
+        original = next(d for d in datasets if d.SOPInstanceUID == header.SOPInstanceUID)
+        assert "PixelData" in original  # the read slice keeps its pixels
+        expected = Dataset()
+        for elem in original:
+            if elem.tag != 0x7FE00010:
+                expected.add(elem)
+        assert header == expected and header.file_meta == original.file_meta

@@ -44,11 +44,12 @@ def test_baseline_reads_measures_and_selects_every_lesion(
         "GTV lung",
         "liver met",
         "LN subcarinal",
-        "rib",
         "adrenal",
+        "rib",
     ]
     assert [r.tracking_id for r in result.lesions] == ["L1", "L2", "L3", "L4", "L5"]
-    assert all(r.role is LesionRole.TARGET for r in result.lesions)  # 5 organs, all measurable
+    # 5 organs, all large enough; a bone lesion is non-target (RECIST 1.1, 3.1.2), listed last
+    assert [r.role for r in result.lesions] == [LesionRole.TARGET] * 4 + [LesionRole.NON_TARGET]
     assert all(r.status is MatchStatus.BASELINE for r in result.lesions)
     truth = {e.label: e for e in ls.LESIONS}
     for r in result.lesions:
@@ -63,7 +64,7 @@ def test_baseline_reads_measures_and_selects_every_lesion(
     node = next(r for r in result.lesions if r.organ is Organ.LYMPH_NODE)
     assert node.is_node
     # sum of diameters: long axes, and the node's short axis
-    expected_sum = sum(r.diameter_mm for r in result.lesions)
+    expected_sum = sum(r.diameter_mm for r in result.lesions if r.role is LesionRole.TARGET)
     assert result.assessment.sum_mm == pytest.approx(expected_sum)
     assert result.study_features["lesions_sum_diameters_mm"].value == pytest.approx(expected_sum)
     assert result.assessment.state is IRecistState.ISD
@@ -95,6 +96,20 @@ def test_tracking_uids_are_reproducible(baseline: tuple[Path, StudyResult]) -> N
     assert [r.tracking_uid for r in again.lesions] == [r.tracking_uid for r in result.lesions]
 
 
+def _follow_up(folder: Path, base: StudyResult, time: float, **options: object) -> StudyResult:
+    """A follow-up read against the baseline, features off (they change nothing measured)."""
+    return analyse_study(
+        folder,
+        baseline=base.as_baseline(),
+        state=base.tracking,
+        time=time,
+        radiomics=False,
+        peritumoural=False,
+        enhancement=False,
+        **options,  # type: ignore[arg-type]
+    )
+
+
 def _follow_up_lesions() -> list[ls.Ellipsoid]:
     gtv, _liver, node, rib, adrenal = ls.LESIONS
     return [
@@ -124,16 +139,7 @@ def test_follow_up_from_its_own_seg_is_matched(
         [lesions[i].mask() for i in order],
         [lesions[i] for i in order],
     )
-    result = analyse_study(
-        tmp_path / "fu",
-        baseline=base.as_baseline(),
-        state=base.tracking,
-        time=42.0,
-        radiomics=False,
-        peritumoural=False,
-        enhancement=False,
-        output_dir=tmp_path / "out",
-    )
+    result = _follow_up(tmp_path / "fu", base, 42.0, output_dir=tmp_path / "out")
     before = {r.label: r.tracking_uid for r in base.lesions}
     after = {r.tracking_uid: r for r in result.lesions}
     for label in ("GTV lung", "LN subcarinal", "rib", "adrenal"):
@@ -148,9 +154,9 @@ def test_follow_up_from_its_own_seg_is_matched(
     a = result.assessment
     assert a.state is IRecistState.IUPD and a.recist is RecistResponse.PD
     assert a.new_lesions == 1 and a.target is RecistResponse.SD
-    # the vanished target counts 0 mm in the sum
+    # the vanished target counts 0 mm in the sum; the rib is non-target
     assert a.sum_mm == pytest.approx(
-        sum(after[before[k]].diameter_mm for k in ("GTV lung", "LN subcarinal", "rib", "adrenal"))
+        sum(after[before[k]].diameter_mm for k in ("GTV lung", "LN subcarinal", "adrenal"))
     )
     assert len(pydicom.dcmread(result.outputs["seg"]).SegmentSequence) == 5
     assert result.tracking is not None and len(result.tracking.timepoints) == 2
@@ -175,15 +181,7 @@ def test_follow_up_without_annotation_propagates_every_lesion_with_one_registrat
         ls.image(grown, seed=5, shift_mm=SHIFT),
         study_uid=generate_uid(),
     )
-    result = analyse_study(
-        tmp_path / "fu",
-        baseline=base.as_baseline(),
-        state=base.tracking,
-        time=42.0,
-        radiomics=False,
-        peritumoural=False,
-        enhancement=False,
-    )
+    result = _follow_up(tmp_path / "fu", base, 42.0)
     assert len(calls) == 1
     assert result.failures == []
     assert [r.status for r in result.lesions] == [MatchStatus.BY_UID] * 5
@@ -193,6 +191,49 @@ def test_follow_up_without_annotation_propagates_every_lesion_with_one_registrat
         assert r.burden.longest_diameter_mm == pytest.approx(truth[r.label].long_mm, rel=0.1)
         assert r.quality["dice_propagated_refined"] > 0.7
     assert result.assessment.state is IRecistState.ISD
+
+
+@pytest.mark.slow
+def test_follow_up_without_annotation_where_every_lesion_has_gone_is_a_complete_response(
+    baseline: tuple[Path, StudyResult], tmp_path: Path
+) -> None:
+    """No SEG at a follow-up (the reader drew nothing) and nothing at any lesion's registered
+    site: the study is assessed, not refused; every lesion is not seen (0 mm)."""
+    _, base = baseline
+    ls.write_ct_with_simpleitk(
+        tmp_path / "fu" / "CT", ls.image([], seed=7, shift_mm=SHIFT), study_uid=generate_uid()
+    )
+    result = _follow_up(tmp_path / "fu", base, 84.0, output_dir=tmp_path / "out")
+    assert len(result.failures) == 5
+    assert all(f.problem is LesionProblem.NOT_FOUND for f in result.failures)
+    assert [r.status for r in result.lesions] == [MatchStatus.NOT_SEEN] * 5
+    assert all(r.burden is None and r.diameter_mm == 0.0 for r in result.lesions)
+    a = result.assessment
+    assert a.recist is RecistResponse.CR and a.state is IRecistState.ICR
+    assert a.sum_mm == 0.0
+    assert result.burden.volume_ml == 0.0 and result.burden.longest_diameter_mm == 0.0
+    assert result.primary_uid == next(r.tracking_uid for r in base.lesions if r.label == "GTV lung")
+    assert result.features["burden_volume_ml"].value == 0.0
+    assert "seg" not in result.outputs  # nothing to outline; the SR says what was assessed
+    assert pydicom.dcmread(result.outputs["sr"]).Modality == "SR"
+
+
+@pytest.mark.slow
+def test_a_carried_lesion_that_has_gone_is_not_seen_one_outside_the_scan_not_evaluable(
+    baseline: tuple[Path, StudyResult], tmp_path: Path
+) -> None:
+    _, base = baseline
+    gtv, _liver, node, rib, adrenal = ls.LESIONS
+    present = [e.moved(SHIFT) for e in (gtv, node, rib, adrenal)]  # the liver lesion has gone
+    ls.write_ct_with_simpleitk(
+        tmp_path / "fu" / "CT", ls.image(present, seed=9, shift_mm=SHIFT), study_uid=generate_uid()
+    )
+    result = _follow_up(tmp_path / "fu", base, 42.0)
+    by_label = {r.label: r for r in result.lesions}
+    assert by_label["liver met"].status is MatchStatus.NOT_SEEN
+    assert [f.problem for f in result.failures] == [LesionProblem.NOT_FOUND]
+    assert all(by_label[e.label].status is MatchStatus.BY_UID for e in present)
+    assert result.assessment.recist is not None  # evaluable: the gone lesion counts 0 mm
 
 
 def test_bad_segments_cost_one_lesion_each_not_the_study(
@@ -206,15 +247,7 @@ def test_bad_segments_cost_one_lesion_each_not_the_study(
     masks[1] = np.zeros_like(masks[1])  # liver: empty segment
     masks[4] = masks[4] | np.roll(masks[3], 6, axis=1)  # adrenal spills onto the rib
     ls.write_seg_with_highdicom(tmp_path / "fu" / "seg.dcm", images, masks)
-    result = analyse_study(
-        tmp_path / "fu",
-        baseline=base.as_baseline(),
-        state=base.tracking,
-        time=42.0,
-        radiomics=False,
-        peritumoural=False,
-        enhancement=False,
-    )
+    result = _follow_up(tmp_path / "fu", base, 42.0)
     problems = {f.label: f.problem for f in result.failures}
     assert problems == {
         "liver met": LesionProblem.EMPTY,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -66,16 +67,22 @@ def test_irtmon_config_masks_secrets_and_url_passwords(monkeypatch: pytest.Monke
     monkeypatch.setenv("IRTMON_DATABASE_URL", "postgresql://irtmon:Db-S3cret-77@db:5432/irtmon")
     monkeypatch.setenv("IRTMON_PSEUDONYM_KEY", "Key-S3cret-0123456789")
     monkeypatch.setenv("IRTMON_PACS_PASSWORD", "Pacs-S3cret-0123")
-    monkeypatch.setenv("COLUMNS", "250")
     get_settings.cache_clear()
     try:
-        result = CliRunner().invoke(app, ["config"])
+        table = CliRunner().invoke(app, ["config"])
+        listed = CliRunner().invoke(app, ["config", "--json"])
     finally:
         get_settings.cache_clear()
-    assert result.exit_code == 0, result.output
-    for secret in ("Db-S3cret-77", "Key-S3cret-0123456789", "Pacs-S3cret-0123"):
-        assert secret not in result.output
-    assert "irtmon:***@db:5432" in result.output
+    # the table wraps long values at the console's width (80 columns without a terminal):
+    # the secrets are looked for in both outputs, the exact masked values in the JSON
+    for result in (table, listed):
+        assert result.exit_code == 0, result.output
+        for secret in ("Db-S3cret-77", "Key-S3cret-0123456789", "Pacs-S3cret-0123"):
+            assert secret not in result.output
+    shown = json.loads(listed.output)
+    assert shown["IRTMON_DATABASE_URL"] == "postgresql://irtmon:***@db:5432/irtmon"
+    assert shown["IRTMON_PSEUDONYM_KEY"] == shown["IRTMON_PACS_PASSWORD"] == "********"
+    assert "IRTMON_DATABASE_URL" in table.output
 
 
 # ----------------------------------------------------------------------------- DICOMweb
