@@ -181,11 +181,10 @@ def test_browser_five_lesion_patient(
         page.get_by_role("heading", name="Cohort").wait_for()
         page.get_by_role("link", name="Patient timeline").click()
         page.get_by_role("heading", name="Patient timeline").wait_for()
-        picker = page.locator("[data-testid='stSelectbox']").first
-        picker.click()
-        page.keyboard.type(psn)
-        # click the filtered option itself: Enter right after typing can race the filter and
-        # pick the first patient in the list (CI, 2026-12-01)
+        # app-lena sees the lesion cohort's few patients: open the list and click the one
+        # wanted. No typing: keys typed before the list's input has the focus are lost, the
+        # filter then shows "No results" and the option never appears (CI, 2026-12-02).
+        page.locator("[data-testid='stSelectbox']").first.click()
         page.get_by_role("option", name=psn, exact=True).click()
         page.wait_for_url(f"**patient={psn}*")
         page.get_by_text("Lesions per scan").wait_for()
