@@ -11,11 +11,12 @@ demo: bootstrap
 
 # The suite in PYTEST_WORKERS processes (pytest-xdist): each module runs whole in one of them
 # (tests/conftest.py groups them, slowest first); a process that runs integration tests starts
-# its own Kafka and PostgreSQL. PYTEST_WORKERS=0 runs everything in this one process.
+# its own Kafka and PostgreSQL. PYTEST_WORKERS=0 runs everything in this one process. The 20
+# slowest tests are listed at the end, to keep CI's time in view.
 PYTEST_WORKERS ?= 2
 
 test: bootstrap
-	.venv/bin/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
+	.venv/bin/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=20
 
 lint: bootstrap
 	.venv/bin/ruff check .
