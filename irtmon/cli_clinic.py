@@ -46,7 +46,8 @@ def generate(
         str,
         typer.Option(
             help="Story-v2 variant for robustness tests (immune-none, immune-weaker, "
-            "immune-stronger, reader-noisier, no-pcct: clinic/story_v2/variants.py).",
+            "immune-stronger, reader-noisier, no-pcct, pseudo-half, pseudo-double, hyper-half, "
+            "hyper-double: clinic/story_v2/variants.py).",
         ),
     ] = "base",
 ) -> None:

@@ -245,16 +245,21 @@ def _course(rng: np.random.Generator, latents: Latents, variant: StoryVariant) -
     p = 1.0 / (1.0 + math.exp(-(intercept + slope * latents.immune_drive)))
     u = rng.uniform(size=2)
     if u[0] < p:
-        pp = params.PSEUDO_PROGRESSION_RATE / params.OBJECTIVE_RESPONSE_RATE
-        late = (params.LATE_RESPONSE_SHARE - pp) / (1.0 - pp)
+        pp = variant.pseudo_progression_rate / params.OBJECTIVE_RESPONSE_RATE
+        late = max((params.LATE_RESPONSE_SHARE - pp) / (1.0 - pp), 0.0)
         if u[1] < pp:
             return Course.PSEUDO_PROGRESSION
         return Course.LATE_RESPONDER if u[1] < pp + (1.0 - pp) * late else Course.RESPONDER
     non = 1.0 - params.OBJECTIVE_RESPONSE_RATE
     hyper = params.HYPERPROGRESSION_RATE / non
     stable = params.DURABLE_STABLE_DISEASE_RATE / non
-    if u[1] < hyper:
+    # a variant's extra hyperprogressions come from the top of the plain progressions' range,
+    # fewer go back to plain progression: no stable disease changes course
+    extra = variant.hyperprogression_rate / non - hyper
+    if u[1] < hyper + min(extra, 0.0) or u[1] >= 1.0 - max(extra, 0.0):
         return Course.HYPERPROGRESSION
+    if u[1] < hyper:
+        return Course.PROGRESSION
     return Course.STABLE_DISEASE if u[1] < hyper + stable else Course.PROGRESSION
 
 

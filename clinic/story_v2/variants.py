@@ -23,6 +23,15 @@ published in :mod:`clinic.story_v2.params`, byte for byte.
   ("2 to 8 % plus 2 to 5 mm"). Truth tables are unchanged; the planning RTSTRUCT is not redrawn.
 * ``no-pcct``: every follow-up on the conventional CT (no photon-counting sessions, so no
   virtual monoenergetic images or iodine maps).
+* ``pseudo-half`` / ``pseudo-double``: pseudo-progression in 3 % or 12 % of patients instead of
+  the pooled 6.0 % (:data:`~clinic.story_v2.params.PSEUDO_PROGRESSION_RATE`);
+  ``hyper-half`` / ``hyper-double``: hyperprogression in 6.6 % or 26.4 % instead of the pooled
+  13.2 % (:data:`~clinic.story_v2.params.HYPERPROGRESSION_RATE`). The stress on pseudo- and
+  hyperprogression rates of issue #22 item 5. The response rate stays 36 %: a pseudo-progression
+  is a responder whose lesions first grow, taken from the late responders first (with 12 % none
+  are left, and a few early responders become pseudo-progressions too); a hyperprogression is a
+  non-responder, taken from or given back to the plain progressions (durable stable disease is
+  left as it is).
 
 Without biopsies is not a generated variant: the analysis withholds the biopsies of the base test
 cohort (``full_no_biopsy`` in :mod:`models.response.baselines`), which is the same question.
@@ -55,6 +64,20 @@ class StoryVariant:
     """SD of the margin (mm) by which the reader's outline of a lesion misses its edge."""
     pcct: bool = True
     """Whether follow-ups may be photon-counting CT sessions (half of them in story v2)."""
+    pseudo_progression_factor: float = 1.0
+    """Factor on the share of patients with pseudo-progression."""
+    hyperprogression_factor: float = 1.0
+    """Factor on the share of patients with hyperprogression."""
+
+    @property
+    def pseudo_progression_rate(self) -> float:
+        """Share of all patients whose response starts as a pseudo-progression."""
+        return params.PSEUDO_PROGRESSION_RATE * self.pseudo_progression_factor
+
+    @property
+    def hyperprogression_rate(self) -> float:
+        """Share of all patients with hyperprogression."""
+        return params.HYPERPROGRESSION_RATE * self.hyperprogression_factor
 
     def response_link(self) -> tuple[float, float]:
         """(intercept, slope) of ``logit P(response) = b0 + b * immune_drive``."""
@@ -73,6 +96,10 @@ VARIANTS: dict[str, StoryVariant] = {
         StoryVariant("immune-stronger", immune_effect=2.0),
         StoryVariant("reader-noisier", reader_margin_sd_mm=2.5),
         StoryVariant("no-pcct", pcct=False),
+        StoryVariant("pseudo-half", pseudo_progression_factor=0.5),
+        StoryVariant("pseudo-double", pseudo_progression_factor=2.0),
+        StoryVariant("hyper-half", hyperprogression_factor=0.5),
+        StoryVariant("hyper-double", hyperprogression_factor=2.0),
     )
 }
 """The variants a cohort can be generated with (``irtmon clinic generate --variant``)."""

@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from clinic import generate_cohort
 from clinic.story_v2 import params
 from clinic.story_v2.annotations import misdraw
-from clinic.story_v2.patient import PatientV2, sample_patient
+from clinic.story_v2.patient import Course, PatientV2, sample_patient
 from clinic.story_v2.variants import VARIANTS, StoryVariant, inflamed_odds_ratio, variant
 from irtmon.cli import app
 
@@ -85,6 +85,38 @@ def test_a_variant_draws_the_same_patients(cohorts: dict[str, list[PatientV2]]) 
     for a, b in zip(base[:200], no_pcct, strict=True):
         assert b.timepoints == tuple(replace(tp, pcct=False) for tp in a.timepoints)
         assert (a.course, a.lesions, a.latents) == (b.course, b.lesions, b.latents)
+
+
+@pytest.mark.parametrize(
+    ("name", "course", "published"),
+    [
+        ("pseudo-half", Course.PSEUDO_PROGRESSION, params.PSEUDO_PROGRESSION_RATE),
+        ("pseudo-double", Course.PSEUDO_PROGRESSION, params.PSEUDO_PROGRESSION_RATE),
+        ("hyper-half", Course.HYPERPROGRESSION, params.HYPERPROGRESSION_RATE),
+        ("hyper-double", Course.HYPERPROGRESSION, params.HYPERPROGRESSION_RATE),
+    ],
+)
+def test_rate_variants_move_one_course_and_keep_the_response_rate(
+    cohorts: dict[str, list[PatientV2]], name: str, course: Course, published: float
+) -> None:
+    v = VARIANTS[name]
+    patients = _draw(v)
+    courses = np.array([p.course for p in patients])
+    want = published * (2.0 if name.endswith("double") else 0.5)
+    se = np.sqrt(want * (1 - want) / N)
+    assert abs((courses == course).mean() - want) < 4 * se, name
+    base = np.array([p.course for p in cohorts["base"]])
+    assert abs((base == course).mean() - published) < 4 * np.sqrt(published * 0.9 / N)
+    responders = np.mean([p.responder for p in patients])
+    assert abs(responders - params.OBJECTIVE_RESPONSE_RATE) < 0.035, name  # 4 SE at n=3000
+    if name == "pseudo-double":  # 12 % of patients is a third of the responders: no late ones
+        assert not (courses == Course.LATE_RESPONDER).any()
+    # the same patients: the latents and, where the course is the base one, everything
+    assert [p.latents for p in patients] == [p.latents for p in cohorts["base"]]
+    same = [(a, b) for a, b in zip(cohorts["base"], patients, strict=True) if a.course == b.course]
+    assert N * 3 // 4 < len(same) < N
+    for a, b in same[:300]:
+        assert (a.lesions, a.timepoints) == (b.lesions, b.timepoints)
 
 
 def _discs() -> np.ndarray:
