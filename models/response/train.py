@@ -855,17 +855,18 @@ def train_response(
             "Full model, first follow-up (one scan per patient)",
             estimates.get("response.full.ece_fu1"),
         )
+    sig = load_artifact(ct_signature)
+    # the virtual biopsy by name, version and hash, not by path: the same training writes the
+    # same weights file wherever its models folder is
+    pinned = {"name": sig.name, "version": sig.version, "sha256": sig.sha256}
     weights = save_response(
-        fitted["full model"],
-        req.out / RESPONSE_WEIGHTS,
-        extra={"ct_signature": str(ct_signature)},
+        fitted["full model"], req.out / RESPONSE_WEIGHTS, extra={"ct_signature": pinned}
     )
     files["weights"] = weights
     report = _response_report(req.out, metrics, req.cohort, req.test_cohort)
     (req.out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str) + "\n")
     artifact = None
     if req.models_dir is not None and req.version is not None:
-        sig = load_artifact(ct_signature)
         artifact = save_artifact(
             req.models_dir,
             RESPONSE_NAME,
@@ -875,7 +876,7 @@ def train_response(
             metrics=metrics,
             card=_response_card(metrics, sig.version),
             extra={
-                "ct_signature": {"name": sig.name, "version": sig.version, "sha256": sig.sha256},
+                "ct_signature": pinned,
                 "inputs": fitted["full model"].inputs,
                 "train_patients": sorted(train.histories),
             },
