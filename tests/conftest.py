@@ -86,8 +86,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--retrain-reference",
         action="store_true",
         default=False,
-        help="Also retrain the reference models with their one command (about an hour on 2 "
-        "cores) and compare them with the committed ones (tests/integration/"
+        help="Also retrain the reference models with their one command (about ten minutes on 2 "
+        "idle cores) and compare them with the committed ones (tests/integration/"
         "test_reference_models.py).",
     )
     parser.addoption(

@@ -1,8 +1,8 @@
 """`irtmon models reference` reproduces the committed reference models.
 
 Opt-in (``pytest --retrain-reference``): it generates the 60-patient story-v2 cohort and
-trains the three models, about an hour on 2 cores shared with other jobs, too long for every CI
-run. The fast checks that the committed models load, are marked and score are
+trains the three models: 7 to 10 minutes on the idle 2-core machine (443 s and 608 s,
+2026-12-02; longer on a busy one), too long for every CI run. The fast checks that the committed models load, are marked and score are
 tests/unit/test_reference_models.py.
 
 What must match exactly: the cohort (the hash of its events) and each model's training-data
@@ -42,7 +42,7 @@ def test_the_command_reproduces_the_committed_models(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     if not request.config.getoption("--retrain-reference"):
-        pytest.skip("retrains for about an hour: run with --retrain-reference")
+        pytest.skip("retrains for about ten minutes: run with --retrain-reference")
     committed = json.loads((REPO / "reference_models" / INDEX).read_text())
     work = request.config.getoption("--reference-work") or str(tmp_path / "work")
     out = tmp_path / "reference_models"
