@@ -6,7 +6,8 @@ numbers of that one evaluation with their 95 % intervals, read from the results 
 cases:
 
 * the model **is** the evaluated instance (the artefacts ``irtmon evaluate`` trained);
-* the model shares the evaluated **recipe** (the same code and default configuration) but was
+* the model shares the evaluated **recipe** (the same training method and default
+  configuration; the code of the evaluated commit, which may have changed since) but was
   trained on other data, as the repository's reference models are (60 virtual patients, not
   the 300 of the evaluation): it is not itself evaluated, and the card says so.
 
@@ -89,7 +90,8 @@ def evidence_note(name: str, results: Mapping[str, Any], *, instance: bool) -> s
             trained += f" and calibrated on {n_tune} others"
         head = (
             f"{SECTION} this model is not itself evaluated under a declaration. Its recipe (the "
-            f"same code and default configuration{trained}) was evaluated once under "
+            f"same training method and default configuration, with the code of the commit "
+            f"evaluated there{trained}) was evaluated once under "
             f"declaration {ident} ({path}){held_out}"
         )
     keys = HEADLINES.get(name, ())
