@@ -34,7 +34,7 @@ from core.publish import Publisher
 from core.settings import Settings
 from irtmon import stack
 from irtmon.stack.private import private_settings
-from schemas import TimepointScore, parse_event, pseudonymise, score_event_id
+from schemas import TimepointScore, parse_event, pseudonymise
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -47,11 +47,10 @@ def score_events(n: int, n_patients: int, tag: str) -> tuple[list[TimepointScore
         p = patients[i % n_patients]
         src = uuid.uuid5(uuid.NAMESPACE_URL, f"{tag}/{i}")
         events.append(
-            TimepointScore(
-                event_id=score_event_id(src, "response_probability", "bench", "1"),
+            TimepointScore.for_source(
+                source_event_id=src,
                 patient=p,
                 occurred_at=t0 + timedelta(hours=i),
-                source_event_id=src,
                 score_name="response_probability",
                 value=(i % 100) / 100,
                 model_name="bench",

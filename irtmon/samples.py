@@ -22,7 +22,6 @@ from schemas import (
     TimepointScore,
     TreatmentEvent,
     pseudonymise,
-    score_event_id,
 )
 from schemas.events import Record
 
@@ -101,17 +100,16 @@ def sample_events(start: datetime | None = None) -> list[Record]:
         events.append(fu)
         for acq, volume in ((ct, 30.0), (fu, 24.0 if n == 0 else 41.0)):
             events.append(
-                TimepointScore(
-                    event_id=score_event_id(acq.event_id, "tumour_volume_ml", "sample", "0"),
+                TimepointScore.for_source(
+                    source_event_id=acq.event_id,
                     patient=p,
                     occurred_at=acq.occurred_at,
-                    source_event_id=acq.event_id,
                     score_name="tumour_volume_ml",
                     value=volume,
                     unit="ml",
                     model_name="sample",
                     model_version="0",
-                    inputs=list(acq.series_uids),
+                    inputs=acq.series_uids,
                 )
             )
     return events
