@@ -2,8 +2,8 @@
 
 Opt-in (``pytest --retrain-reference``): it generates the 60-patient story-v2 cohort and
 trains the three models: 7 to 10 minutes on the idle 2-core machine (443 s and 608 s,
-2026-12-02; longer on a busy one), too long for every CI run. The fast checks that the committed models load, are marked and score are
-tests/unit/test_reference_models.py.
+2026-12-02; longer on a busy one), too long for every CI run. The fast checks that the
+committed models load, are marked and score are tests/unit/test_reference_models.py.
 
 What must match exactly: the cohort (the hash of its events) and each model's training-data
 hash. The weights must match bit for bit where torch computes the same (same torch build, CPU,
