@@ -35,7 +35,7 @@ REFERENCE_NAMES: tuple[ModelName, ...] = (
 """In the order they are trained and registered (the response model names its virtual biopsy,
 which must be registered first)."""
 ACTOR = "reference-models"
-RECIPE_DECLARATION = "response-v2-d"
+RECIPE_DECLARATION = "response-v2-h"
 """The declared evaluation of the reference models' recipe (the same code and default
 configuration, trained on more patients) whose numbers their cards quote
 (:mod:`models.evaluation.evidence`). After a newer declared evaluation of the recipe, change it
