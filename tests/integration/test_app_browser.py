@@ -181,11 +181,22 @@ def test_browser_five_lesion_patient(
         page.get_by_role("heading", name="Cohort").wait_for()
         page.get_by_role("link", name="Patient timeline").click()
         page.get_by_role("heading", name="Patient timeline").wait_for()
-        # app-lena sees the lesion cohort's few patients: open the list and click the one
-        # wanted. No typing: keys typed before the list's input has the focus are lost, the
-        # filter then shows "No results" and the option never appears (CI, 2026-12-02).
-        page.locator("[data-testid='stSelectbox']").first.click()
-        page.get_by_role("option", name=psn, exact=True).click()
+        # Pick the patient by filtering the list, as a clinician types a pseudonym: open it,
+        # fill the picker's own input (fill focuses it first; keys typed before the input had
+        # the focus were lost, CI 2026-12-02) and click the one option left. Clicking without
+        # filtering failed too (CI, 2026-12-02). The page refreshes every 5 s, which can close
+        # an open list: a pick that finds no option in 5 s is tried again, up to 5 times.
+        picker = page.locator("[data-testid='stSelectbox']").first
+        for attempt in range(5):
+            try:
+                picker.click()
+                picker.locator("input").fill(psn)
+                page.get_by_role("option", name=psn, exact=True).click(timeout=5_000)
+                break
+            except sync_api.TimeoutError:
+                page.keyboard.press("Escape")
+                if attempt == 4:
+                    raise
         page.wait_for_url(f"**patient={psn}*")
         page.get_by_text("Lesions per scan").wait_for()
         page.locator(".js-plotly-plot").first.wait_for()
