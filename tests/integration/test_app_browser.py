@@ -14,6 +14,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import psycopg
@@ -38,8 +39,18 @@ ARGS = [
 ]
 
 
+# The first run of the app's script imports the pages and the core layer: seconds when idle, more
+# than the 30 s default on a CI machine busy with other test workers (stop 30 failed there).
+FIRST_RENDER_MS = 180_000
+
+
+class Served(NamedTuple):
+    url: str
+    log: Path
+
+
 @pytest.fixture(scope="module")
-def served(seeded: Seeded, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:  # noqa: F811
+def served(seeded: Seeded, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:  # noqa: F811
     port = free_port()
     log = tmp_path_factory.mktemp("app") / "streamlit.log"
     env = settings_env(seeded.settings)
@@ -65,13 +76,31 @@ def served(seeded: Seeded, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("the app did not start:\n" + log.read_text()[-3000:])
             time.sleep(0.3)
-        yield url
+        yield Served(url, log)
     finally:
         proc.terminate()
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def open_sign_in(page, served: Served) -> None:
+    """Open the app and wait for its sign-in form; when it never shows, fail with what the page
+    and the app's log say instead of a bare timeout."""
+    page.goto(served.url)
+    try:
+        page.get_by_label("User name").wait_for(timeout=FIRST_RENDER_MS)
+    except Exception as err:  # playwright's TimeoutError: report the page and the app's log
+        text = page.locator("body").inner_text(timeout=5_000)[-2000:]
+        shot_path = SHOTS / "00-sign-in-never-shown.png"
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(shot_path), full_page=True)
+        raise AssertionError(
+            f"no sign-in form after {FIRST_RENDER_MS / 1000:.0f} s ({err.__class__.__name__}); "
+            f"screenshot {shot_path}\npage text:\n{text}\napp log:\n"
+            + served.log.read_text(errors="replace")[-3000:]
+        ) from err
 
 
 def shot(page, name: str) -> Path:
@@ -85,7 +114,7 @@ def shot(page, name: str) -> Path:
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="apt-get install chromium")
 def test_browser_login_timeline_and_acknowledge(
-    served: str,
+    served: Served,
     seeded: Seeded,  # noqa: F811
     db: psycopg.Connection,  # noqa: F811 - the seeded database (test_app)
 ) -> None:
@@ -101,7 +130,7 @@ def test_browser_login_timeline_and_acknowledge(
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
         page = browser.new_page(viewport={"width": 1440, "height": 1500})
         page.set_default_timeout(30_000)
-        page.goto(served)
+        open_sign_in(page, served)
         page.get_by_label("User name").fill("app-bea")
         page.get_by_label("Password", exact=True).fill(PASSWORD)
         shot(page, "01-login")
@@ -157,7 +186,7 @@ def test_browser_login_timeline_and_acknowledge(
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="apt-get install chromium")
 def test_browser_five_lesion_patient(
-    served: str,
+    served: Served,
     seeded: Seeded,  # noqa: F811
     db: psycopg.Connection,  # noqa: F811 - the seeded database (test_app)
 ) -> None:
@@ -174,7 +203,7 @@ def test_browser_five_lesion_patient(
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
         page = browser.new_page(viewport={"width": 1440, "height": 1700})
         page.set_default_timeout(30_000)
-        page.goto(served)
+        open_sign_in(page, served)
         page.get_by_label("User name").fill("app-lena")
         page.get_by_label("Password", exact=True).fill(PASSWORD)
         page.get_by_role("button", name="Sign in").click()
