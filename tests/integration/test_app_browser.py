@@ -213,8 +213,9 @@ def test_browser_five_lesion_patient(
         # Pick the patient by filtering the list, as a clinician types a pseudonym: open it,
         # fill the picker's own input (fill focuses it first; keys typed before the input had
         # the focus were lost, CI 2026-12-02) and click the one option left. Clicking without
-        # filtering failed too (CI, 2026-12-02). The page refreshes every 5 s, which can close
-        # an open list: a pick that finds no option in 5 s is tried again, up to 5 times.
+        # filtering failed too (CI, 2026-12-02). A pick that finds no option in 5 s is tried
+        # again, up to 5 times. Not the 5 s refresh: an open list stayed open for 16 s through
+        # three refreshes (probe on a served app, 2026-12-02); the cause on CI is not known.
         picker = page.locator("[data-testid='stSelectbox']").first
         for attempt in range(5):
             try:
