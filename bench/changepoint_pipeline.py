@@ -39,8 +39,12 @@ Two steps, on different cohorts:
     * ``progression_delay_vs_recist_scans``: the same over every patient whose true
       progression falls within follow-up (non-responders and hyperprogressions) -- at most 0.
 
-    With ``--declaration`` the cohort is a pre-declared test cohort, run once through
-    :mod:`irtmon.protocol` (checks, the look logged first, results written once).
+    With ``--declaration`` the cohorts are the pre-declared test cohorts, run once through
+    :mod:`irtmon.protocol` (checks, the look logged first, results written once). A declaration
+    may name several test cohorts (``--cohort NAME=DIR`` each), for example story variants with
+    more pseudo- or hyperprogression (:mod:`clinic.story_v2.variants`); each cohort's metrics
+    are computed on it alone and those of a variant other than ``base`` are named
+    ``changepoint.<stress>.<metric>@variant:<name>``, as ``irtmon evaluate`` names its own.
 
 What changes between variants: ``reader`` multiplies every diameter of a scan by one factor
 (``1 + cv z``, plus ``mm z'`` on the sum of diameters; volumes by its cube) on top of the
@@ -58,6 +62,8 @@ Run::
         --out docs/evaluation/changepoint-policy-v2.json
     python -m bench.changepoint_pipeline evaluate --cohort DIR \\
         --policy docs/evaluation/changepoint-policy-v2.json [--declaration FILE]
+    python -m bench.changepoint_pipeline evaluate --cohort NAME=DIR --cohort NAME2=DIR2 \\
+        --policy FILE --declaration FILE
 """
 
 from __future__ import annotations
@@ -573,9 +579,11 @@ def _models(models_dir: Path, version: str) -> LoadedModels:
     )
 
 
-def _cases(args: argparse.Namespace, models: LoadedModels, variant: Variant) -> list[Case]:
+def _cases(
+    args: argparse.Namespace, models: LoadedModels, variant: Variant, cohort: Path | None = None
+) -> list[Case]:
     return load_cases(
-        args.cohort,
+        cohort if cohort is not None else args.cohort,
         models,
         cache_dir=args.cache,
         pathology=args.pathology,
@@ -630,6 +638,7 @@ def fit(args: argparse.Namespace) -> int:
 def evaluate_variants(
     args: argparse.Namespace,
     config: DecisionConfig,
+    cohort: Path,
     *,
     resamples: int = RESAMPLES,
     seed: int = SEED,
@@ -637,7 +646,7 @@ def evaluate_variants(
     models = _models(args.models_dir, args.version)
     estimates, tallies = {}, {}
     for variant in VARIANTS:
-        cases = _cases(args, models, variant)
+        cases = _cases(args, models, variant, cohort)
         flags = flags_of(cases, config)
         estimates[variant.name] = alert_estimates(cases, flags, resamples=resamples, seed=seed)
         tallies[variant.name] = counts(cases, flags)
@@ -674,11 +683,53 @@ def _table(
     return "\n".join(lines)
 
 
+def cohort_arguments(values: Sequence[str]) -> dict[str, Path]:
+    """``--cohort`` values: ``DIR`` (one cohort, named by its folder) or ``NAME=DIR`` each.
+
+    Raises
+    ------
+    ValueError
+        Two cohorts share a name, or a bare ``DIR`` is mixed with others.
+    """
+    named: dict[str, Path] = {}
+    for value in values:
+        name, sep, folder = value.partition("=")
+        if not sep:
+            if len(values) != 1:
+                raise ValueError(f"--cohort {value}: name each of several cohorts (NAME=DIR)")
+            return {Path(value).name: Path(value)}
+        if name in named:
+            raise ValueError(f"--cohort {name} given twice")
+        named[name] = Path(folder)
+    return named
+
+
+def metric_keys(
+    estimates: Mapping[str, Mapping[str, Estimate]], story_variant: str
+) -> dict[str, Estimate]:
+    """Declared metric names of one test cohort's estimates: ``changepoint.<stress>.<metric>``,
+    with ``@variant:<story variant>`` for a cohort of a story variant other than ``base``
+    (:func:`models.evaluation.declaration.variant_key`)."""
+    from models.evaluation.declaration import variant_key
+
+    return {
+        variant_key(f"changepoint.{_slug(stress)}.{key}", story_variant): e
+        for stress, est in estimates.items()
+        for key, e in est.items()
+    }
+
+
 def evaluate(args: argparse.Namespace) -> int:
     config = policy_from_json(args.policy)
+    try:
+        given = cohort_arguments(args.cohort)
+    except ValueError as err:
+        print(err, file=sys.stderr)
+        return 2
     if args.declaration is None:
-        estimates, tallies = evaluate_variants(args, config)
-        print(_table(estimates, tallies))
+        for name, folder in given.items():
+            estimates, tallies = evaluate_variants(args, config, folder)
+            print(f"## {name}\n\n{_table(estimates, tallies)}\n")
         return 0
     from irtmon.protocol import open_evaluation, record_look, write_results
     from models.evaluation.declaration import load_declaration
@@ -688,26 +739,32 @@ def evaluate(args: argparse.Namespace) -> int:
         return 2
     declaration = load_declaration(args.declaration)
     tests = declaration.test_cohorts
-    if len(tests) != 1:
-        print(f"{args.declaration}: declare exactly one test cohort", file=sys.stderr)
-        return 2
-    clearance = open_evaluation(REPO, args.declaration, {tests[0].name: args.cohort})
+    if len(tests) == 1 and len(given) == 1:  # DIR alone names the one declared test cohort
+        given = {tests[0].name: next(iter(given.values()))}
+    clearance = open_evaluation(REPO, args.declaration, given)
     command = " ".join(["python -m bench.changepoint_pipeline", *sys.argv[1:]])
     look = record_look(
         clearance,
         who=args.who,
         command=command,
         computed="the declared analysis: every test study read from its cached features, every "
-        "scan scored by the fitted models, RECIST 1.1, iRECIST and the fitted rule on the cohort "
-        "as generated and under each stress variant; the declared metrics with their intervals",
+        "scan scored by the fitted models, RECIST 1.1, iRECIST and the fitted rule on each test "
+        "cohort as generated and under each stress variant; the declared metrics with their "
+        "intervals, each on its own cohort",
     )
     boot = declaration.bootstrap
-    estimates, tallies = evaluate_variants(args, config, resamples=boot.resamples, seed=boot.seed)
-    flat = {
-        f"changepoint.{_slug(variant)}.{key}": e
-        for variant, est in estimates.items()
-        for key, e in est.items()
-    }
+    flat: dict[str, Estimate] = {}
+    tables, all_tallies = [], {}
+    for spec in tests:  # declared order; no interval spans two cohorts
+        estimates, tallies = evaluate_variants(
+            args, config, given[spec.name], resamples=boot.resamples, seed=boot.seed
+        )
+        flat.update(metric_keys(estimates, spec.variant))
+        all_tallies[spec.name] = tallies
+        tables.append(
+            f"### {spec.name} (story variant {spec.variant})\n\n" + _table(estimates, tallies)
+        )
+    table = "\n\n".join(tables) if len(tests) > 1 else _table(estimates, tallies)
     results = write_results(
         clearance,
         {m: flat[m] for m in declaration.metrics},
@@ -715,11 +772,11 @@ def evaluate(args: argparse.Namespace) -> int:
         extra={
             "look_logged_at": look.at,
             "policy": json.loads(args.policy.read_text())["decision"],
-            "counts": tallies,
-            "table": _table(estimates, tallies),
+            "counts": all_tallies if len(tests) > 1 else tallies,
+            "table": table,
         },
     )
-    print(_table(estimates, tallies))
+    print(table)
     print(f"results: {results}")
     return 0
 
@@ -734,7 +791,16 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="step", required=True)
     for name in ("fit", "evaluate"):
         p = sub.add_parser(name)
-        p.add_argument("--cohort", type=Path, required=True, help="A story-v2 cohort folder.")
+        if name == "fit":
+            p.add_argument("--cohort", type=Path, required=True, help="A story-v2 cohort folder.")
+        else:
+            p.add_argument(
+                "--cohort",
+                action="append",
+                required=True,
+                help="A story-v2 cohort folder, or NAME=DIR for each declared test cohort "
+                "(repeat; the names a declaration gives them).",
+            )
         p.add_argument(
             "--models-dir", type=Path, default=REPO / ".irtmon" / "models", help="Artefacts."
         )

@@ -4,6 +4,7 @@ the four alert metrics against RECIST 1.1."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,12 +15,15 @@ from bench.changepoint_pipeline import (
     Truth,
     Variant,
     alert_estimates,
+    cohort_arguments,
     icpd_flag,
+    metric_keys,
     perturb,
     recist_flag,
     variant_rng,
 )
 from models.changepoint.series import PatientSeries
+from models.evaluation.estimate import Estimate
 from models.response.history import History, LesionReadout, Scan
 from schemas.enums import IRecistState as I
 
@@ -116,3 +120,25 @@ def test_each_variant_draws_its_own_noise() -> None:
     second = variant_rng(Variant("reader +8 % +5 mm")).standard_normal(4)  # same name length
     again = variant_rng(Variant("reader +2 % +2 mm")).standard_normal(4)
     assert not np.allclose(first, second) and np.array_equal(first, again)
+
+
+def test_cohorts_are_one_folder_or_each_named() -> None:
+    assert cohort_arguments(["/x/cp-test"]) == {"cp-test": Path("/x/cp-test")}
+    assert cohort_arguments(["a=/x/a", "b=/x/b"]) == {"a": Path("/x/a"), "b": Path("/x/b")}
+    with pytest.raises(ValueError, match="name each"):
+        cohort_arguments(["/x/a", "b=/x/b"])
+    with pytest.raises(ValueError, match="twice"):
+        cohort_arguments(["a=/x/a", "a=/x/b"])
+
+
+def test_a_story_variant_cohort_names_its_metrics_apart() -> None:
+    e = Estimate(value=-0.1, lower=-0.2, upper=0.0, level=0.95, method="m", n=10)
+    est = {"as generated": {"responder_fa_minus_recist": e}, "reader +2 % +2 mm": {"x": e}}
+    assert set(metric_keys(est, "base")) == {
+        "changepoint.as_generated.responder_fa_minus_recist",
+        "changepoint.reader_2_2_mm.x",
+    }
+    assert set(metric_keys(est, "pseudo-double")) == {
+        "changepoint.as_generated.responder_fa_minus_recist@variant:pseudo-double",
+        "changepoint.reader_2_2_mm.x@variant:pseudo-double",
+    }
