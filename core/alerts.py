@@ -99,6 +99,30 @@ def _pct(value: float, nadir: float) -> str:
     return "none measured at their nadir" if value > 0 else "none so far"
 
 
+def _progressed(values: np.ndarray | None, t: int) -> bool | None:
+    """RECIST 1.1's progression of a sum (20 % and 5 mm over its nadir before ``t``); None
+    when the sum is not known at ``t``."""
+    if values is None or t == 0 or not np.isfinite(values[t]):
+        return None
+    value, nadir, _ = _change(values, t)
+    return value - nadir >= 5.0 and value >= 1.2 * nadir
+
+
+def in_field_only(series: PatientSeries, t: int) -> bool:
+    """Whether the lesions in the radiotherapy field have grown by RECIST 1.1's 20 % and 5 mm
+    at ``t`` while those outside it have not (or there are none).
+
+    Radiation changes around an irradiated lung lesion (pneumonitis, fibrosis) are often taken
+    into its outline and read as growth: in the virtual clinic's training cohort, the two gross
+    false progressions of 200 follow-ups were such outlines (docs/lesions.md). RECIST 1.1
+    (Eisenhauer 2009, 3.1.2) counts lesions in a previously irradiated area as usually not
+    measurable for this reason; the alert says so rather than leaving it to be noticed.
+    """
+    inside = _progressed(series.in_field_sum_mm, t)
+    outside = _progressed(series.out_of_field_sum_mm, t)
+    return bool(inside) and not outside
+
+
 def describe(
     series: PatientSeries,
     decision: Decision,
@@ -154,6 +178,13 @@ def describe(
                 fields.append(f"{name} {v:.0f} mm ({_pct(v, n)})")
         if fields:
             parts.append(f"Sums of diameters on {_when(series.times[t])}: {'; '.join(fields)}.")
+        if in_field_only(series, t) and not any(n[0] <= series.times[t] for n in new_lesions):
+            parts.append(
+                "The growth is in the radiotherapy field alone, with no new lesion: radiation "
+                "pneumonitis or fibrosis around an irradiated lesion can be outlined as tumour "
+                "and mimic progression (RECIST 1.1 counts a lesion in an irradiated area as "
+                "usually not measurable), so check its outline on the images before acting."
+            )
     v = series.volume_ml
     if v is not None:
         vn = float(np.min(v[:t])) if t > 0 else float(v[0])
@@ -514,6 +545,7 @@ __all__ = [
     "describe",
     "dismiss",
     "evaluate",
+    "in_field_only",
     "new_lesions_of",
     "open_alert",
     "resolve",

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
+from core import alerts
 from core.alerts import describe
 from models.changepoint import DecisionRule, PatientSeries
 from models.changepoint.decision import features
@@ -87,9 +88,51 @@ def test_the_summary_names_the_new_lesions_and_the_fields() -> None:
     assert "in-field lesions 20 mm (-17% from their nadir of 24 mm)" in text
     assert "target lesion " not in text  # never "the target lesion" alone
     assert "iCPD" in text
+    assert "radiotherapy field alone" not in text  # the growth is outside the field
     # a burden series without lesions keeps the words of a single sum
     plain = PatientSeries(times=s.times, sum_diameters_mm=np.asarray([50.0, 40, 50, 56]))
     dp = DecisionRule().fit(plain).predict()
     fp = dp.flag("confirmed_progression")
     assert fp is not None
     assert "sum of longest diameters" in describe(plain, dp, fp)
+
+
+def test_growth_in_the_radiotherapy_field_alone_is_called_into_question() -> None:
+    # the irradiated lesion's outline takes in radiation change at the third scan (6.9 mm of
+    # tumour outlined as 32 mm): RECIST 1.1 progression of the target sum, driven by it alone
+    s = PatientSeries(
+        times=tuple(_t(49 * i) for i in range(4)),
+        sum_diameters_mm=np.asarray([60.0, 40.0, 62.0, 63.0]),
+        new_lesions=np.asarray([0, 0, 0, 0]),
+        irecist_states=(I.ISD, I.IPR, I.IUPD, I.ICPD),
+        in_field_sum_mm=np.asarray([30.0, 10.0, 32.0, 33.0]),
+        out_of_field_sum_mm=np.asarray([30.0, 30.0, 30.0, 30.0]),
+    )
+    assert not alerts.in_field_only(s, 1) and alerts.in_field_only(s, 2)
+    d = DecisionRule().fit(s).predict()
+    flag = d.flag("confirmed_progression")
+    assert flag is not None
+    text = describe(s, d, flag)
+    assert "in-field lesions 33 mm (+230% from their nadir of 10 mm)" in text
+    assert "radiotherapy field alone" in text and "check its outline" in text
+    # a new lesion makes it progression whatever the outline: no such caution
+    new = [(_t(98), "L4", "liver")]
+    assert "radiotherapy field alone" not in describe(s, d, flag, new)
+    # the lesions outside the field grew by RECIST's 20 % and 5 mm too: no caution either
+    both = PatientSeries(
+        times=s.times,
+        sum_diameters_mm=s.sum_diameters_mm,
+        new_lesions=s.new_lesions,
+        irecist_states=s.irecist_states,
+        in_field_sum_mm=s.in_field_sum_mm,
+        out_of_field_sum_mm=np.asarray([30.0, 30.0, 36.0, 37.0]),
+    )
+    assert not alerts.in_field_only(both, 3)
+    # 4 mm of growth outside the field is not RECIST progression (5 mm at least)
+    small = PatientSeries(
+        times=s.times,
+        sum_diameters_mm=s.sum_diameters_mm,
+        in_field_sum_mm=s.in_field_sum_mm,
+        out_of_field_sum_mm=np.asarray([20.0, 18.0, 22.0, 22.0]),
+    )
+    assert alerts.in_field_only(small, 3)
