@@ -10,7 +10,7 @@ At every assessment ``t`` the rule computes features from what is known at ``t``
 ``bocpd``          BOCPD's probability of an upward change within the last two assessments
                    (log burden and log volume, Normal-Gamma / Student-t, hazard 1/10)
 ``cusum``          1 - p of the statsmodels CUSUM test on log burden, when the break is upward
-``immune``         mean CT immune score so far (0 when not measured)
+``immune``         mean CT immune score so far (0.5, the neutral score, when not measured)
 ``response``       logit of the latest response probability (0 when not measured)
 ``early_rise``     ``rise`` when t is within ``early_window_weeks`` of the first assessment
                    (where pseudo-progression concentrates)
@@ -236,6 +236,16 @@ def _last_finite(a: np.ndarray | None, t: int) -> float | None:
     return float(vals[-1]) if len(vals) else None
 
 
+NEUTRAL_IMMUNE = 0.5
+"""The ``immune`` feature of a patient with no CT immune score yet: the middle of the score's
+0-to-1 range, as the response model reads a missing score (:mod:`models.response.history`) and
+as a missing response probability enters ``response`` (logit 0). Until 2026-12-02 it was 0, the
+low end: a burden-only series read as an immune-cold patient. Harmless with the shipped immune
+weight (0.47); the policy fitted with the v2-h models weights the score at 3.95
+(docs/evaluation/changepoint-policy-v2-h.json), and with 0 for a missing score it flagged
+steady growth without scores a scan later than RECIST 1.1."""
+
+
 def features(
     series: PatientSeries, early_window_weeks: float = 12.0, irecist: IrecistConfig | None = None
 ) -> np.ndarray:
@@ -279,9 +289,8 @@ def features(
             if c.shifts.get("x0", 0.0) > 0:
                 f[col["cusum"]] = c.strength
         imm = series.immune_score
-        if imm is not None:
-            vals = imm[: t + 1][np.isfinite(imm[: t + 1])]
-            f[col["immune"]] = float(vals.mean()) if len(vals) else 0.0
+        vals = np.array([]) if imm is None else imm[: t + 1][np.isfinite(imm[: t + 1])]
+        f[col["immune"]] = float(vals.mean()) if len(vals) else NEUTRAL_IMMUNE
         rp = _last_finite(series.response_probability, t)
         f[col["response"]] = _logit(rp) if rp is not None else 0.0
         if days[t] <= early_window_weeks * 7:
