@@ -430,6 +430,13 @@ class Settings(BaseSettings):
         description="Store the lesion SEG and burden SR back to the PACS (STOW-RS) when an "
         "acquisition came from a DICOMweb location.",
     )
+    deformable_registration: bool = Field(
+        default=False,
+        description="When a follow-up has no annotation and its lesions are carried from the "
+        "baseline, add a B-spline stage after the rigid registration (about 6 to 16 times the "
+        "cost; it changed no measurement on the virtual clinic or the benchmark phantom, whose "
+        "anatomy moves rigidly: docs/lesions.md). Turn on where anatomy deforms between scans.",
+    )
 
     derived_dir: Path = Field(
         default=Path(".irtmon/derived"),

@@ -48,6 +48,14 @@ def features(
         Path | None, typer.Option("--out", help="Write lesion-seg.dcm and burden-sr.dcm here.")
     ] = None,
     no_radiomics: Annotated[bool, typer.Option("--no-radiomics", help="Burden only.")] = False,
+    deformable: Annotated[
+        bool,
+        typer.Option(
+            "--deformable",
+            help="With --baseline: a B-spline stage after the rigid registration (off by "
+            "default, see docs/lesions.md).",
+        ),
+    ] = False,
 ) -> None:
     """Print the burden, features and provenance of a series as JSON."""
     from models.imaging import analyse_acquisition
@@ -63,6 +71,7 @@ def features(
             lesion_label=label,
             baseline=base,
             radiomics=not no_radiomics,
+            deformable=deformable,
             output_dir=out,
         )
     except (IrtmonError, OSError) as err:

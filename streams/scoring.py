@@ -89,6 +89,7 @@ class ImagingRequest:
     dicomweb_allowed: tuple[str, ...] = ()  # the DICOMweb roots it may fetch from / store to
     dicomweb_headers: dict[str, str] | None = None  # authentication to them (HTTP Basic)
     tracking_state: dict | None = None  # after the patient's previous assessed acquisition
+    deformable: bool = False  # B-spline stage when propagating (Settings.deformable_registration)
 
 
 @dataclass
@@ -118,13 +119,16 @@ def imaging_request(
     write_back: bool = False,
     dicomweb_allowed: Sequence[str] = (),
     dicomweb_headers: dict[str, str] | None = None,
+    deformable: bool = False,
 ) -> ImagingRequest:
     """Check the event's files (inside the data roots, present) and its DICOMweb server (one
     of ``dicomweb_allowed``, see :attr:`Settings.dicomweb_allowed`) before anything runs.
 
     A DICOMweb acquisition is fetched into ``<derived_dir>/dicomweb/<study UID>/<event id>``
     (kept: it is the baseline of later follow-ups); with ``write_back`` its SEG and SR go back
-    by STOW-RS. ``dicomweb_headers`` authenticate to the server.
+    by STOW-RS. ``dicomweb_headers`` authenticate to the server. ``deformable``: the B-spline
+    stage when a follow-up's lesions are carried from the baseline
+    (:attr:`Settings.deformable_registration`).
 
     Raises
     ------
@@ -153,6 +157,7 @@ def imaging_request(
         write_back=write_back and event.location.kind == "dicomweb",
         dicomweb_allowed=tuple(dicomweb_allowed),
         dicomweb_headers=dict(dicomweb_headers or {}),
+        deformable=deformable,
     )
 
 
@@ -296,6 +301,7 @@ def _score_fetched(
             state=state,
             time=event.occurred_at,
             output_dir=output_dir,
+            deformable=request.deformable,
         )
     if result.outputs:
         write_back = request.write_back and event.location.kind == "dicomweb"

@@ -183,7 +183,7 @@ def analyse_acquisition(
     radiomics: bool = True,
     peritumoural: bool = True,
     enhancement: bool = True,
-    deformable: bool = True,
+    deformable: bool = False,
     output_dir: str | Path | None = None,
     dicomweb_client: SeriesRetriever | None = None,
 ) -> ImagingResult:

@@ -79,7 +79,7 @@ def propagate_lesions(
     baseline_volume: Volume,
     baseline_lesions: Sequence[Lesion],
     *,
-    deformable: bool = True,
+    deformable: bool = False,
     registration: RegistrationResult | None = None,
 ) -> Propagation:
     """Carry every baseline lesion onto ``volume`` with one registration, refine each.

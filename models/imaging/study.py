@@ -266,7 +266,7 @@ def analyse_study(
     radiomics: bool = True,
     peritumoural: bool = True,
     enhancement: bool = True,
-    deformable: bool = True,
+    deformable: bool = False,
     output_dir: str | Path | None = None,
     dicomweb_client: SeriesRetriever | None = None,
     irecist: IrecistConfig | None = None,

@@ -46,6 +46,7 @@ async def process_imaging(ctx: WorkerContext, event: ImagingAcquired) -> None:
         write_back=settings.pacs_write_back,
         dicomweb_allowed=settings.dicomweb_allowed,
         dicomweb_headers=settings.pacs_headers(),
+        deformable=settings.deformable_registration,
     )
     await score_and_publish(
         ctx, event, request, events.upsert_imaging, scoring.with_history, scoring.score_imaging
