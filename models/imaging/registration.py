@@ -20,7 +20,7 @@ what the stage is for (breathing, positioning); and its acceptance test (local c
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import SimpleITK as sitk  # noqa: N813
@@ -45,6 +45,8 @@ class RegistrationResult:
     ncc_rigid: float
     ncc_final: float
     """After the kept stages; 1 is a perfect match."""
+    bspline_tried: bool = False
+    """The B-spline stage was run (``deformable``), whether or not it was kept."""
 
     def quality(self) -> dict[str, float | str]:
         """The registration quality measures for provenance."""
@@ -53,6 +55,7 @@ class RegistrationResult:
             "registration_ncc_before": round(self.ncc_before, 4),
             "registration_ncc_rigid": round(self.ncc_rigid, 4),
             "registration_ncc": round(self.ncc_final, 4),
+            "registration_bspline_tried": self.bspline_tried,
         }
 
 
@@ -262,8 +265,10 @@ def _register(
     composite = sitk.CompositeTransform([rigid, bspline])
     ncc_def = _ncc(f_box, m_box, composite, roi)
     if np.isfinite(ncc_def) and ncc_def > ncc_rigid + 0.005:
-        return RegistrationResult(composite, "rigid+bspline", ncc_before, ncc_rigid, ncc_def)
-    return result
+        return RegistrationResult(
+            composite, "rigid+bspline", ncc_before, ncc_rigid, ncc_def, bspline_tried=True
+        )
+    return replace(result, bspline_tried=True)
 
 
 def propagate_mask(

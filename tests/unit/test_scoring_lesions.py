@@ -207,3 +207,36 @@ def test_a_bad_segment_costs_one_lesion_and_is_named(scored: dict) -> None:
     assert {r.status for k, r in rows.items() if k != "liver met"} == {LesionStatus.SEEN}
     assert out.features.provenance["failures"][0]["label"] == "liver met"  # type: ignore[index]
     assert out.assessment.irecist is IRecistState.INE  # a target could not be evaluated
+
+
+def test_the_deformable_setting_reaches_the_registration(
+    scored: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A follow-up without annotation is carried rigidly unless the site turns the B-spline
+    stage on (IRTMON_DEFORMABLE_REGISTRATION): the setting goes from Settings through the
+    request to the study's one registration."""
+    from core.settings import Settings
+
+    root: Path = scored["root"]
+    base: Outcome = scored["baseline"]
+    fu = root / "unannotated"  # the follow-up's CT without the reader's SEG
+    shutil.copytree(root / "follow-up" / "CT", fu / "CT", dirs_exist_ok=True)
+    images = [pydicom.dcmread(p) for p in sorted((fu / "CT").glob("*.dcm"))]
+    event = _event(fu, fu / "seg.dcm", images, T0 + timedelta(days=42))
+    event = event.model_copy(update={"lesion": None})
+    tried = {}
+    for value in ("false", "true"):
+        monkeypatch.setenv("IRTMON_DEFORMABLE_REGISTRATION", value)
+        on = Settings().deformable_registration
+        request = scoring.imaging_request(event, [root], deformable=on)
+        request.baseline = scoring.Baseline(
+            base.source_event_id, root / "baseline", root / "baseline" / "seg.dcm", occurred_at=T0
+        )
+        assert base.assessment is not None
+        request.tracking_state = base.assessment.tracking_state
+        out = scoring.score_imaging(request)
+        assert out.features is not None
+        provenance = out.features.provenance
+        assert provenance["mask_source"] == "propagated"
+        tried[on] = provenance["registration"]["registration_bspline_tried"]
+    assert tried == {False: False, True: True}
