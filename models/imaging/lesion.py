@@ -16,7 +16,7 @@ from scipy import ndimage
 from skimage.draw import polygon as draw_polygon
 
 from models.exceptions import InsufficientDataError, UnreadableInputError
-from models.imaging.volume import Volume
+from models.imaging.volume import Volume, mask_bounds
 
 __all__ = [
     "LesionMask",
@@ -223,10 +223,10 @@ def refine_mask(
         raise InsufficientDataError("propagated lesion mask is empty")
     sp = np.asarray(volume.geometry.spacing)
     reach = growth_mm + 12.0
-    zz, yy, xx = np.nonzero(propagated)
+    first, last = mask_bounds(propagated)  # type: ignore[misc]  # not empty: checked above
     pad = np.ceil(reach / sp).astype(int) + 1
-    lo = np.maximum([zz.min(), yy.min(), xx.min()] - pad, 0)
-    hi = np.minimum(np.array([zz.max(), yy.max(), xx.max()]) + pad + 1, volume.geometry.shape)
+    lo = np.maximum(first - pad, 0)
+    hi = np.minimum(last + pad + 1, volume.geometry.shape)
     box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
     img = volume.array[box]
     prop = propagated[box]
@@ -264,6 +264,6 @@ def refine_mask(
         seeds = np.array([int(np.argmax(sizes)) + 1])
     refined = np.isin(labels, seeds)
     refined = ndimage.binary_fill_holes(refined)
-    out = np.zeros_like(propagated, dtype=bool)
+    out = np.zeros(propagated.shape, bool)  # untouched pages stay unallocated
     out[box] = refined
     return out
