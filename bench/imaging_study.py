@@ -10,9 +10,11 @@ grown or shrunk) into a temporary folder, then measures in the same run:
 * ``read_series`` alone (pydicom, ordering and checks, HU);
 * one lesion (:func:`~models.imaging.analyse_acquisition`): the planning study read from its
   SEG, and the follow-up propagated by registration;
-* five lesions (:func:`~models.imaging.study.analyse_study`): the planning study from its SEG,
-  and the follow-up with every lesion propagated by the study's one registration, with and
-  without writing the SEG and SR (the worker writes them; a cohort does not need them).
+* five lesions (:func:`~models.imaging.study.analyse_study`): the planning study from its SEG;
+  the follow-up from the reader's SEG, its lesions matched to the baseline's (one rigid
+  registration: a research cohort's usual follow-up); and the follow-up with every lesion
+  propagated by the study's one registration, with and without writing the SEG and SR (the
+  worker writes them; a cohort does not need them).
 
 Each is the median wall time of ``--repeat`` runs after one warm-up (files in the page cache),
 with the CPU seconds of the process (all threads) beside it. The follow-up's diameters are
@@ -236,12 +238,15 @@ axis."""
 def write_study(
     root: Path, shape: tuple[int, int, int], spacing: tuple[float, float, float]
 ) -> tuple[Path, Path, Path, Path]:
-    """Write the planning CT, its SEGs (the GTV alone; all five lesions) and the follow-up CT
-    under ``root`` (kept when ``root/done`` says they are there already); their paths."""
+    """Write the planning CT, its SEGs (the GTV alone; all five lesions), the follow-up CT and
+    the reader's SEG of its five lesions (``annotations/followup-seg.dcm``, outside the study
+    folder so the propagated measures do not find it) under ``root`` (kept when ``root/done``
+    says they are there already); the first four paths."""
     planning, followup = root / "planning" / "CT", root / "followup" / "CT"
     seg1, seg5 = root / "annotations" / "gtv-seg.dcm", root / "annotations" / "lesions-seg.dcm"
     done = root / "done"
-    if done.is_file() and done.read_text() == repr((shape, spacing)):
+    stamp = repr((shape, spacing, "followup-seg"))
+    if done.is_file() and done.read_text() == stamp:
         return planning, followup, seg1, seg5
     print(f"writing a {shape[2]} x {shape[1]} x {shape[0]} planning CT and follow-up...")
     hu0, masks0 = phantom(shape, spacing, (0.0, 0.0, 0.0), 0.0, LESIONS, False, 1)
@@ -254,9 +259,16 @@ def write_study(
     ]
     build_lesions_seg(images, outputs).save_as(seg5, enforce_file_format=True)
     del hu0, images, masks0, outputs
-    hu1, _ = phantom(shape, spacing, MOVE_MM, YAW_DEG, LESIONS, True, 2)
-    write_series(followup, hu1, spacing, 2)
-    done.write_text(repr((shape, spacing)))
+    hu1, masks1 = phantom(shape, spacing, MOVE_MM, YAW_DEG, LESIONS, True, 2)
+    images = write_series(followup, hu1, spacing, 2)
+    outputs = [
+        LesionOutput("", "", e.label, m, MaskSource.SEG, organ=e.organ)
+        for e, m in zip(LESIONS, masks1, strict=True)
+    ]
+    build_lesions_seg(images, outputs).save_as(
+        root / "annotations" / "followup-seg.dcm", enforce_file_format=True
+    )
+    done.write_text(stamp)
     return planning, followup, seg1, seg5
 
 
@@ -355,6 +367,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 output_dir=output_dir,
             )
 
+        fu_seg = timed(
+            "five_contours_followup",
+            lambda: analyse_study(
+                followup,
+                lesion_paths=[root / "annotations" / "followup-seg.dcm"],
+                baseline=base.as_baseline(),
+                state=base.tracking,
+                time=42.0,
+            ),
+        )
         fu = timed("five_propagated", five_followup)
         timed("five_propagated_outputs", lambda: five_followup(root / "out"))
         again = five_followup()
@@ -370,10 +392,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     found = [e for e in LESIONS if e.label in by_label]
     results["five_errors"] = _errors(found, [by_label[e.label] for e in found], True)
     results["one_errors"] = _errors(LESIONS[:1], [one_fu.burden], True)
+    by_label = {r.label: r.burden for r in fu_seg.lesions if r.burden is not None}
+    results["five_followup_seg_errors"] = _errors(
+        [e for e in LESIONS if e.label in by_label],
+        [by_label[e.label] for e in LESIONS if e.label in by_label],
+        True,
+    )
     results["five_registration"] = fu.provenance["registration"]
     results["deterministic"] = _numbers(fu) == _numbers(again)
     cores = os.cpu_count() or 1
-    for key in ("five_contours", "five_propagated"):
+    for key in ("five_contours", "five_contours_followup", "five_propagated"):
         results[f"{key}_studies_per_hour"] = round(3600 * cores / timings[key][1])
 
     print(f"\n{'measure':34s} {'wall s':>8s} {'CPU s':>8s} {'x SimpleITK read':>17s}")
@@ -383,6 +411,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "one_contours": "1 lesion, from its SEG",
         "one_propagated": "1 lesion, propagated",
         "five_contours": "5 lesions, from their SEG",
+        "five_contours_followup": "5 lesions, SEG, matched (follow-up)",
         "five_propagated": "5 lesions, propagated",
         "five_propagated_outputs": "5 lesions, propagated, SEG+SR",
     }
@@ -403,7 +432,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(
         f"cohort throughput ({cores} cores, CPU s per study): "
         f"{results['five_contours_studies_per_hour']} baseline / "
-        f"{results['five_propagated_studies_per_hour']} follow-up studies an hour"
+        f"{results['five_contours_followup_studies_per_hour']} annotated follow-up / "
+        f"{results['five_propagated_studies_per_hour']} propagated follow-up studies an hour"
     )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str))
