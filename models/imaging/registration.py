@@ -59,8 +59,11 @@ class RegistrationResult:
         }
 
 
-def _clamp(image: sitk.Image) -> sitk.Image:
-    return sitk.Clamp(sitk.Cast(image, sitk.sitkFloat32), sitk.sitkFloat32, -1000.0, 1500.0)
+def _clamped(volume: Volume) -> sitk.Image:
+    """The volume as a float image with its values clamped to [-1000, 1500] HU: one copy
+    (numpy's clip into the image's buffer) where casting and clamping in SimpleITK made three
+    full-size copies; the same values."""
+    return volume.to_sitk(np.clip(volume.array, -1000.0, 1500.0, dtype=np.float32))
 
 
 def _ncc(
@@ -98,6 +101,19 @@ def _shrink(image: sitk.Image, mm: float) -> sitk.Image:
 
 def _crop(image: sitk.Image, mask_image: sitk.Image, margin_mm: float) -> sitk.Image:
     index, size = _roi_box(mask_image, margin_mm)
+    return sitk.RegionOfInterest(image, size, index)
+
+
+def _crop_around(image: sitk.Image, mask: np.ndarray, margin_mm: float) -> sitk.Image:
+    """:func:`_crop` with the mask given as an array on ``image``'s grid."""
+    bounds = mask_bounds(mask)
+    if bounds is None:
+        raise ValueError("empty mask: no region to register")
+    sp = np.asarray(image.GetSpacing())[::-1]
+    pad = np.ceil(margin_mm / sp).astype(int)
+    lo = np.maximum(bounds[0] - pad, 0)
+    hi = np.minimum(bounds[1] + pad + 1, mask.shape)
+    index, size = [int(v) for v in lo[::-1]], [int(v) for v in (hi - lo)[::-1]]
     return sitk.RegionOfInterest(image, size, index)
 
 
@@ -201,9 +217,9 @@ def register(
 def _register(
     fixed: Volume, moving: Volume, moving_mask: np.ndarray, deformable: bool, margin_mm: float
 ) -> RegistrationResult:
-    f_full = _clamp(fixed.to_sitk())
-    m_full = _clamp(moving.to_sitk())
-    m_mask = moving.to_sitk(moving_mask.astype(np.uint8))
+    f_full = _clamped(fixed)
+    m_full = _clamped(moving)
+    m_mask = _mask_image(moving_mask, moving, np.uint8)  # cropped: zero outside, as before
 
     # 1. global rigid, 4 mm voxels
     f4, m4 = _shrink(f_full, 4.0), _shrink(m_full, 4.0)
@@ -224,7 +240,7 @@ def _register(
     if not sitk.GetArrayViewFromImage(landed).any():
         landed = sitk.Resample(m_mask, f_full, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
     f_box = _shrink(_crop(f_full, landed, margin_mm), 2.0)
-    m_box = _shrink(_crop(m_full, m_mask, margin_mm + 20.0), 2.0)
+    m_box = _shrink(_crop_around(m_full, moving_mask, margin_mm + 20.0), 2.0)
     roi_full = _crop(landed, landed, margin_mm)
     roi = sitk.Resample(roi_full, f_box, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
     roi = sitk.BinaryDilate(roi > 0, [max(1, int(10 / s)) for s in f_box.GetSpacing()])
@@ -297,18 +313,18 @@ def propagate_mask(
     return sitk.GetArrayFromImage(out) >= 0.5
 
 
-def _mask_image(mask: np.ndarray, source: Volume) -> sitk.Image:
-    """``mask`` as a float image on ``source``'s grid, cropped to its voxels plus two empty
-    voxels each side: linear resampling reads the same values as from the whole grid (zero
-    outside), without a full-size float copy per lesion (a quarter of a five-lesion
-    full-size follow-up's propagation went there, 2026-12-02)."""
+def _mask_image(mask: np.ndarray, source: Volume, dtype: type = np.float32) -> sitk.Image:
+    """``mask`` as an image of ``dtype`` on ``source``'s grid, cropped to its voxels plus two
+    empty voxels each side: linear or nearest-neighbour resampling reads the same values as
+    from the whole grid (zero outside), without a full-size copy per lesion (a quarter of a
+    five-lesion full-size follow-up's propagation went there, 2026-12-02)."""
     bounds = mask_bounds(mask)
     if bounds is None:
-        return source.to_sitk(mask.astype(np.float32))
+        return source.to_sitk(mask.astype(dtype))
     lo = np.maximum(bounds[0] - 2, 0)
     hi = np.minimum(bounds[1] + 3, mask.shape)
     image = sitk.GetImageFromArray(
-        mask[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]].astype(np.float32)
+        mask[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]].astype(dtype)
     )
     image.SetOrigin(tuple(float(v) for v in source.geometry.index_to_patient(lo)[0]))
     image.SetSpacing(tuple(float(s) for s in source.geometry.spacing[::-1]))
