@@ -323,9 +323,7 @@ def _mask_image(mask: np.ndarray, source: Volume, dtype: type = np.float32) -> s
         return source.to_sitk(mask.astype(dtype))
     lo = np.maximum(bounds[0] - 2, 0)
     hi = np.minimum(bounds[1] + 3, mask.shape)
-    image = sitk.GetImageFromArray(
-        mask[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]].astype(dtype)
-    )
+    image = sitk.GetImageFromArray(mask[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]].astype(dtype))
     image.SetOrigin(tuple(float(v) for v in source.geometry.index_to_patient(lo)[0]))
     image.SetSpacing(tuple(float(s) for s in source.geometry.spacing[::-1]))
     image.SetDirection(tuple(float(v) for v in source.geometry.direction_matrix().ravel()))
