@@ -82,14 +82,21 @@ def _ncc(
 
 
 def _roi_box(mask_image: sitk.Image, margin_mm: float) -> tuple[list[int], list[int]]:
-    arr = sitk.GetArrayViewFromImage(mask_image)
-    bounds = mask_bounds(arr)  # any nonzero label
+    return _box(sitk.GetArrayViewFromImage(mask_image), mask_image.GetSpacing(), margin_mm)
+
+
+def _box(
+    mask: np.ndarray, spacing_xyz: tuple[float, ...], margin_mm: float
+) -> tuple[list[int], list[int]]:
+    """Index and size (x, y, z) of ``mask``'s voxels (any nonzero label) plus ``margin_mm``,
+    within the array."""
+    bounds = mask_bounds(mask)
     if bounds is None:
         raise ValueError("empty mask: no region to register")
-    sp = np.asarray(mask_image.GetSpacing())[::-1]
+    sp = np.asarray(spacing_xyz)[::-1]
     pad = np.ceil(margin_mm / sp).astype(int)
     lo = np.maximum(bounds[0] - pad, 0)
-    hi = np.minimum(bounds[1] + pad + 1, arr.shape)
+    hi = np.minimum(bounds[1] + pad + 1, mask.shape)
     return [int(v) for v in lo[::-1]], [int(v) for v in (hi - lo)[::-1]]
 
 
@@ -106,14 +113,7 @@ def _crop(image: sitk.Image, mask_image: sitk.Image, margin_mm: float) -> sitk.I
 
 def _crop_around(image: sitk.Image, mask: np.ndarray, margin_mm: float) -> sitk.Image:
     """:func:`_crop` with the mask given as an array on ``image``'s grid."""
-    bounds = mask_bounds(mask)
-    if bounds is None:
-        raise ValueError("empty mask: no region to register")
-    sp = np.asarray(image.GetSpacing())[::-1]
-    pad = np.ceil(margin_mm / sp).astype(int)
-    lo = np.maximum(bounds[0] - pad, 0)
-    hi = np.minimum(bounds[1] + pad + 1, mask.shape)
-    index, size = [int(v) for v in lo[::-1]], [int(v) for v in (hi - lo)[::-1]]
+    index, size = _box(mask, image.GetSpacing(), margin_mm)
     return sitk.RegionOfInterest(image, size, index)
 
 
