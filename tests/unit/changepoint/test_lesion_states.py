@@ -4,6 +4,7 @@ alert summary speaks of lesions."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -119,14 +120,7 @@ def test_growth_in_the_radiotherapy_field_alone_is_called_into_question() -> Non
     new = [(_t(98), "L4", "liver")]
     assert "radiotherapy field alone" not in describe(s, d, flag, new)
     # the lesions outside the field grew by RECIST's 20 % and 5 mm too: no caution either
-    both = PatientSeries(
-        times=s.times,
-        sum_diameters_mm=s.sum_diameters_mm,
-        new_lesions=s.new_lesions,
-        irecist_states=s.irecist_states,
-        in_field_sum_mm=s.in_field_sum_mm,
-        out_of_field_sum_mm=np.asarray([30.0, 30.0, 36.0, 37.0]),
-    )
+    both = replace(s, out_of_field_sum_mm=np.asarray([30.0, 30.0, 36.0, 37.0]))
     assert not alerts.in_field_only(both, 3)
     # 4 mm of growth outside the field is not RECIST progression (5 mm at least)
     small = PatientSeries(
