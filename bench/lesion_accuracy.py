@@ -12,13 +12,19 @@ compared with ``ground_truth/<pseudonym>.json``:
   ``labels.npz``, the true label map); error = measured / true long axis - 1 (median of the
   absolute values, %);
 * **matching**: every decision at a follow-up is checked: a lesion continued on a tracked one
-  (matched, or the same tracking UID) is right when both are the same truth lesion; a lesion
-  called new is right when its truth lesion was not drawn in any earlier study of the patient;
-  a tracked lesion called not seen is right when the reader did not draw it;
-* **new lesions**: sensitivity over the truth's new lesions (``new``) at the first study that
-  draws them (detected when called new there); false new lesions: lesions called new whose
-  truth lesion was drawn before (or that cover no truth lesion), as a share of the lesions
-  called new and of every lesion seen at a follow-up;
+  (matched, or the same tracking UID) is right when both are the same truth lesion; a new
+  track is right when its truth lesion was not drawn in any earlier study of the patient; a
+  tracked normal node grown to 10 mm (a new lesion under its own UID) is right when it is
+  still the same truth lesion; a tracked lesion called not seen is right when the reader did
+  not draw it;
+* **new lesions** in iRECIST's sense (a new node under 10 mm short axis is normal, not a new
+  lesion; a normal node becomes one when it reaches 10 mm: :func:`truth_new_lesions` applies
+  the pipeline's rules to the true sizes): sensitivity over the truth's new lesions at the
+  study where the truth makes them new (detected when the pipeline calls that lesion new
+  there); false new lesions: lesions the pipeline calls new (a new target or new non-target)
+  that are not a new lesion of the truth by then, that it had called new before, or that
+  cover no truth lesion, as a share of the lesions called new and of every lesion seen at a
+  follow-up;
 * **RECIST 1.1 category** per follow-up against the category computed from the truth (true
   diameters and volumes of every lesion present, each lesion followed without error) by the
   same rules (:class:`models.changepoint.irecist.Irecist`). Two truths are reported: with the
@@ -119,19 +125,36 @@ def _for_selection(m: LesionMeasure, row: dict[str, Any], rule: str) -> LesionMe
     return m
 
 
-def truth_categories(timepoints: list[dict[str, Any]], rule: str) -> list[dict[str, Any]]:
-    """RECIST 1.1 and iRECIST per timepoint from the truth: every lesion present, its true
-    size, followed without error; roles by RECIST 1.1 (``rule``: ``clinic`` measurability or
-    the pipeline's ``pipeline`` selection)."""
+def truth_roles(timepoints: list[dict[str, Any]], rule: str) -> list[dict[str, LesionRole]]:
+    """Each lesion's RECIST 1.1 / iRECIST role after each timepoint, from the truth (its true
+    sizes, every lesion followed without error), by the pipeline's rules: baseline selection at
+    the first timepoint; a lesion first drawn later is categorised as new (a node under 10 mm
+    short axis is normal); a normal node whose true short axis reaches 10 mm is a new lesion
+    from then on, categorised with that timepoint's new lesions (as
+    :func:`models.imaging.matching.match_lesions` does). ``rule``: ``clinic`` measurability or
+    the pipeline's ``pipeline`` selection."""
+    node_mm = RecistConfig().node_pathological_mm
     roles: dict[str, LesionRole] = {}
     organ_of: dict[str, Organ] = {}
-    out_tps: list[Timepoint] = []
+    out: list[dict[str, LesionRole]] = []
     for i, tp in enumerate(timepoints):
         rows = {str(r["track_id"]): r for r in tp["lesions"]}
         for k, r in rows.items():
             organ_of.setdefault(k, Organ(r["organ"]))
-        fresh = [r for k, r in rows.items() if k not in roles and r["visible"]]
-        sel = [_for_selection(_measure(r, LesionRole.NON_TARGET, rule), r, rule) for r in fresh]
+        grown = [
+            k
+            for k, role in roles.items()
+            if role is LesionRole.NORMAL_NODE
+            and k in rows
+            and rows[k]["visible"]
+            and float(rows[k]["short_axis_mm"]) >= node_mm
+        ]
+        fresh = [k for k, r in rows.items() if k not in roles and r["visible"]]
+        candidates = [*grown, *fresh] if i else fresh
+        sel = [
+            _for_selection(_measure(rows[k], LesionRole.NON_TARGET, rule), rows[k], rule)
+            for k in candidates
+        ]
         if i == 0:
             chosen = select_baseline(sel)
         else:
@@ -141,14 +164,25 @@ def truth_categories(timepoints: list[dict[str, Any]], rule: str) -> list[dict[s
                 if role.is_new
             ]
             chosen = new_lesion_roles(sel, earlier)
-        for r, role in zip(fresh, chosen, strict=True):
-            roles[str(r["track_id"])] = role
+        for k, role in zip(candidates, chosen, strict=True):
+            roles[k] = role
+        out.append(dict(roles))
+    return out
+
+
+def truth_categories(timepoints: list[dict[str, Any]], rule: str) -> list[dict[str, Any]]:
+    """RECIST 1.1 and iRECIST per timepoint from the truth: every lesion present, its true
+    size, followed without error, with the roles of :func:`truth_roles`."""
+    out_tps: list[Timepoint] = []
+    for tp, roles in zip(timepoints, truth_roles(timepoints, rule), strict=True):
+        rows = {str(r["track_id"]): r for r in tp["lesions"]}
         measures = []
         for k, role in roles.items():
             r = rows.get(k)
             if r is None:  # no longer in the truth table: gone
-                node = organ_of[k] is Organ.LYMPH_NODE
-                measures.append(LesionMeasure(k, role, organ_of[k], node, seen=False))
+                organ = _organ_of(timepoints, k)
+                node = organ is Organ.LYMPH_NODE
+                measures.append(LesionMeasure(k, role, organ, node, seen=False))
             else:
                 measures.append(_measure(r, role, rule))
         out_tps.append(Timepoint(float(tp["days_from_rt_start"]), tuple(measures)))
@@ -161,6 +195,29 @@ def truth_categories(timepoints: list[dict[str, Any]], rule: str) -> list[dict[s
         }
         for a in machine.assessments_
     ]
+
+
+def _organ_of(timepoints: list[dict[str, Any]], track: str) -> Organ:
+    """The organ of a truth lesion (from the first timepoint that lists it)."""
+    for tp in timepoints:
+        for r in tp["lesions"]:
+            if str(r["track_id"]) == track:
+                return Organ(r["organ"])
+    raise KeyError(track)
+
+
+def truth_new_lesions(timepoints: list[dict[str, Any]]) -> dict[int, int]:
+    """Truth lesion -> the follow-up at which it becomes a new lesion the reader has drawn
+    (iRECIST, the clinic's measurability): the first follow-up that draws it, or, for a node
+    first seen under 10 mm short axis (normal), the first that draws it at 10 mm or more."""
+    out: dict[int, int] = {}
+    roles_by_tp = truth_roles(timepoints, "clinic")
+    for i, (tp, roles) in enumerate(zip(timepoints, roles_by_tp, strict=True)):
+        drawn = {int(r["track_id"]) for r in tp["lesions"] if r["seg_segment_number"] is not None}
+        for k, role in roles.items():
+            if i > 0 and role.is_new and int(k) in drawn:
+                out.setdefault(int(k), i)
+    return out
 
 
 # ----------------------------------------------------------------------------- one patient
@@ -201,12 +258,8 @@ def evaluate_patient(
     state: TrackingState | None = None
     track_of: dict[str, int | None] = {}  # tracking UID -> truth lesion at first observation
     drawn_before: set[int] = set()
-    truth_new = {int(les["track"]) for les in truth["lesions"] if les["new"]}
-    first_drawn: dict[int, int] = {}
-    for i, tp in enumerate(tps):
-        for r in tp["lesions"]:
-            if r["seg_segment_number"] is not None:
-                first_drawn.setdefault(int(r["track_id"]), i)
+    new_at = truth_new_lesions(tps)  # truth lesion -> follow-up at which it becomes new
+    called_new: set[int] = set()  # truth lesions the pipeline has called new so far
     for i, (tp, ev) in enumerate(zip(tps, events, strict=True)):
         folder = Path(ev["path"])
         labels = np.load(folder / "labels.npz")["labels"]
@@ -271,6 +324,7 @@ def evaluate_patient(
                 "timepoint": i,
                 "tracking_id": r.tracking_id,
                 "status": r.status.value,
+                "role": r.role.value,
                 "truth_track": track,
             }
             if r.status in (MatchStatus.MATCHED, MatchStatus.BY_UID):
@@ -282,9 +336,28 @@ def evaluate_patient(
                 if track_of.get(r.tracking_uid) is None:
                     track_of[r.tracking_uid] = track
             elif r.status is MatchStatus.NEW:
-                d["correct"] = track is not None and track not in drawn_before
-                d["false_new"] = not d["correct"]
+                # identity: a new track is right when the reader had not drawn its lesion
+                # before; a tracked normal node grown pathological keeps its UID (same lesion)
+                promoted = r.tracking_uid in track_of
+                d["promoted"] = promoted
+                d["correct"] = (
+                    track is not None and track == track_of[r.tracking_uid]
+                    if promoted
+                    else track is not None and track not in drawn_before
+                )
                 d["already_tracked"] = track in tracked_tracks
+                # a new lesion (iRECIST; a normal node is not one): right when the truth has
+                # made its lesion new by now and the pipeline has not called it new before
+                d["new_lesion"] = r.role.is_new
+                if r.role.is_new:
+                    d["false_new"] = not (
+                        d["correct"]
+                        and track is not None
+                        and new_at.get(track, len(tps)) <= i
+                        and track not in called_new
+                    )
+                    if track is not None:
+                        called_new.add(track)
                 track_of[r.tracking_uid] = track
             elif r.status is MatchStatus.NOT_SEEN:
                 expected = track_of.get(r.tracking_uid)
@@ -297,13 +370,13 @@ def evaluate_patient(
             else:  # not evaluable: no decision
                 d["correct"] = None
             decisions.append(d)
-        # new lesions of the truth first drawn here
-        for track, first in first_drawn.items():
-            if first == i and track in truth_new and i > 0:
+        # lesions the truth makes new here
+        for track, first in new_at.items():
+            if first == i:
                 called = [
                     d
                     for d in decisions
-                    if d["timepoint"] == i and d["status"] == "new" and d["truth_track"] == track
+                    if d["timepoint"] == i and d.get("new_lesion") and d["truth_track"] == track
                 ]
                 new_truth.append(
                     {"patient": patient, "timepoint": i, "track": track, "detected": bool(called)}
@@ -398,7 +471,7 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
     decisions = [d for p in results for d in p["decisions"] if d["correct"] is not None]
     by_status = Counter((d["status"], bool(d["correct"])) for d in decisions)
     new_truth = [n for p in results for n in p["new_truth"]]
-    called_new = [d for d in decisions if d["status"] == "new"]
+    called_new = [d for d in decisions if d.get("new_lesion")]
     false_new = [d for d in called_new if d["false_new"]]
     seen_fu = [d for d in decisions if d["status"] in ("matched", "by_uid", "new")]
     # a follow-up the pipeline could not assess (an error) counts as a disagreement
@@ -482,7 +555,7 @@ def target_rows(results: list[dict[str, Any]]) -> dict[str, tuple[np.ndarray, np
             if d["correct"] is None:
                 continue
             add("matching_correct_pct", bool(d["correct"]), psn)
-            if d["status"] == "new":
+            if d.get("new_lesion"):
                 add("false_new_lesion_pct", bool(d["false_new"]), psn)
         for n in p["new_truth"]:
             add("new_lesion_sensitivity_pct", bool(n["detected"]), psn)

@@ -22,7 +22,8 @@ def _patient(name: str, agree: list[bool], *, failed_at: int | None = None) -> d
         "lesions": [{"long_axis_mm": 10.3, "truth_long_axis_mm": 10.0}],
         "decisions": [
             {"status": "matched", "correct": True},
-            {"status": "new", "correct": True, "false_new": False},
+            {"status": "new", "correct": True, "new_lesion": True, "false_new": False},
+            {"status": "new", "correct": True, "new_lesion": False},  # a normal node: not one
         ],
         "new_truth": [{"detected": True}],
         "timepoints": tps,

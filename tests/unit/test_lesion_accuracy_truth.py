@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from bench.lesion_accuracy import truth_categories
+from bench.lesion_accuracy import truth_categories, truth_new_lesions
 
 
 def _lesion(track: int, organ: str, long: float, short: float, ml: float, measurable: bool):
@@ -65,3 +65,34 @@ def test_a_bone_lesion_the_clinic_calls_not_measurable_is_never_a_target() -> No
     ]
     for rule in ("clinic", "pipeline"):
         assert truth_categories(tps, rule)[1]["sum_mm"] == pytest.approx(20.0)
+
+
+def _with_node(short_mm: list[float | None]) -> list[dict[str, Any]]:
+    """A stable 30 mm lung target; a lymph node drawn from the first follow-up (None: absent)."""
+    tps = []
+    for i, short in enumerate(short_mm):
+        lesions = [_lesion(1, "lung", 30.0, 21.0, 10.0, True) | {"seg_segment_number": 1}]
+        if short is not None:
+            node = _lesion(2, "lymph_node", short * 1.3, short, 0.5, short >= 15.0)
+            lesions.append(node | {"seg_segment_number": 2})
+        tps.append({"days_from_rt_start": 42.0 * i, "lesions": lesions})
+    return tps
+
+
+def test_a_new_node_is_new_when_it_reaches_10_mm_not_when_first_drawn() -> None:
+    # iRECIST: a new node under 10 mm short axis is normal; the pipeline makes a tracked
+    # normal node a new lesion when it reaches 10 mm, and so must the truth it is judged by
+    tps = _with_node([None, 8.0, 9.5, 11.0, 12.0])
+    assert truth_new_lesions(tps) == {2: 3}
+    cats = truth_categories(tps, "clinic")
+    assert [c["irecist"] for c in cats[1:]] == ["iSD", "iSD", "iUPD", "iUPD"]
+
+
+def test_a_new_node_of_10_mm_or_more_is_new_where_first_drawn() -> None:
+    assert truth_new_lesions(_with_node([None, 12.0, 13.0])) == {2: 1}
+
+
+def test_a_node_that_stays_under_10_mm_is_never_new() -> None:
+    tps = _with_node([None, 6.0, 8.0, 9.9])
+    assert truth_new_lesions(tps) == {}
+    assert [c["recist"] for c in truth_categories(tps, "clinic")[1:]] == ["SD", "SD", "SD"]
