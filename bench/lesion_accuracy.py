@@ -20,8 +20,9 @@ compared with ``ground_truth/<pseudonym>.json``:
 * **new lesions** in iRECIST's sense (a new node under 10 mm short axis is normal, not a new
   lesion; a normal node becomes one when it reaches 10 mm: :func:`truth_new_lesions` applies
   the pipeline's rules to the true sizes): sensitivity over the truth's new lesions at the
-  study where the truth makes them new (detected when the pipeline calls that lesion new
-  there); false new lesions: lesions the pipeline calls new (a new target or new non-target)
+  study where the truth makes them new (detected when the pipeline has called that lesion new
+  by that study: a call one study early is counted once, as a false new lesion where it was
+  made); false new lesions: lesions the pipeline calls new (a new target or new non-target)
   that are not a new lesion of the truth by then, that it had called new before, or that
   cover no truth lesion, as a share of the lesions called new and of every lesion seen at a
   follow-up;
@@ -259,7 +260,7 @@ def evaluate_patient(
     track_of: dict[str, int | None] = {}  # tracking UID -> truth lesion at first observation
     drawn_before: set[int] = set()
     new_at = truth_new_lesions(tps)  # truth lesion -> follow-up at which it becomes new
-    called_new: set[int] = set()  # truth lesions the pipeline has called new so far
+    called_new: dict[int, int] = {}  # truth lesion -> follow-up the pipeline first called it new
     for i, (tp, ev) in enumerate(zip(tps, events, strict=True)):
         folder = Path(ev["path"])
         labels = np.load(folder / "labels.npz")["labels"]
@@ -357,7 +358,7 @@ def evaluate_patient(
                         and track not in called_new
                     )
                     if track is not None:
-                        called_new.add(track)
+                        called_new.setdefault(track, i)
                 track_of[r.tracking_uid] = track
             elif r.status is MatchStatus.NOT_SEEN:
                 expected = track_of.get(r.tracking_uid)
@@ -370,17 +371,6 @@ def evaluate_patient(
             else:  # not evaluable: no decision
                 d["correct"] = None
             decisions.append(d)
-        # lesions the truth makes new here
-        for track, first in new_at.items():
-            if first == i:
-                called = [
-                    d
-                    for d in decisions
-                    if d["timepoint"] == i and d.get("new_lesion") and d["truth_track"] == track
-                ]
-                new_truth.append(
-                    {"patient": patient, "timepoint": i, "track": track, "detected": bool(called)}
-                )
         for r in tp["lesions"]:
             if r["seg_segment_number"] is not None:
                 drawn_before.add(int(r["track_id"]))
@@ -394,6 +384,13 @@ def evaluate_patient(
                 "sum_mm": a.sum_mm if a else None,
                 "failures": [f.message for f in result.failures],
             }
+        )
+    # the truth's new lesions: found when the pipeline has called them new by then (a call one
+    # study early is a false new lesion there, not a second error here; a failed study, a miss)
+    for track, first in sorted(new_at.items()):
+        detected = called_new.get(track, len(tps)) <= first
+        new_truth.append(
+            {"patient": patient, "timepoint": first, "track": track, "detected": detected}
         )
     for rule in ("clinic", "pipeline"):
         cats = truth_categories(tps, rule)
