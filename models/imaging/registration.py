@@ -81,22 +81,25 @@ def _ncc(
     return float((a * b).sum() / den) if den > 0 else 0.0
 
 
-def _roi_box(mask_image: sitk.Image, margin_mm: float) -> tuple[list[int], list[int]]:
-    return _box(sitk.GetArrayViewFromImage(mask_image), mask_image.GetSpacing(), margin_mm)
-
-
 def _box(
-    mask: np.ndarray, spacing_xyz: tuple[float, ...], margin_mm: float
+    mask: np.ndarray,
+    spacing_xyz: tuple[float, ...],
+    margin_mm: float,
+    at_xyz: list[int] | None = None,
+    size_xyz: tuple[int, ...] | None = None,
 ) -> tuple[list[int], list[int]]:
     """Index and size (x, y, z) of ``mask``'s voxels (any nonzero label) plus ``margin_mm``,
-    within the array."""
+    within the array; or, where ``mask`` is a part of a larger grid (its first voxel at index
+    ``at_xyz`` of a grid of ``size_xyz``), on that grid and within it."""
     bounds = mask_bounds(mask)
     if bounds is None:
         raise ValueError("empty mask: no region to register")
+    shift = np.asarray(at_xyz[::-1]) if at_xyz is not None else 0
+    shape = np.asarray(size_xyz[::-1]) if size_xyz is not None else np.asarray(mask.shape)
     sp = np.asarray(spacing_xyz)[::-1]
     pad = np.ceil(margin_mm / sp).astype(int)
-    lo = np.maximum(bounds[0] - pad, 0)
-    hi = np.minimum(bounds[1] + pad + 1, mask.shape)
+    lo = np.maximum(bounds[0] + shift - pad, 0)
+    hi = np.minimum(bounds[1] + shift + pad + 1, shape)
     return [int(v) for v in lo[::-1]], [int(v) for v in (hi - lo)[::-1]]
 
 
@@ -106,9 +109,57 @@ def _shrink(image: sitk.Image, mm: float) -> sitk.Image:
     return sitk.BinShrink(image, factors) if max(factors) > 1 else image
 
 
-def _crop(image: sitk.Image, mask_image: sitk.Image, margin_mm: float) -> sitk.Image:
-    index, size = _roi_box(mask_image, margin_mm)
-    return sitk.RegionOfInterest(image, size, index)
+def _landing(
+    m_mask: sitk.Image,
+    moving_mask: np.ndarray,
+    moving: Volume,
+    f_full: sitk.Image,
+    coarse: sitk.Euler3DTransform,
+) -> tuple[np.ndarray, list[int]]:
+    """Where the baseline lesion lands on the follow-up (nearest neighbour, ``coarse``; the
+    identity where ``coarse`` puts it outside the follow-up), as an array and the index (x, y, z)
+    of its first voxel on ``f_full``'s grid.
+
+    Resampled on the part of the follow-up the lesion's box lands in
+    (:func:`_landing_region`) wherever that part holds it whole: the voxels the whole grid
+    would give there, and zero outside, without a full-size resample (7 % of a five-lesion
+    full-size follow-up's propagation went to it, 2026-12-02). On the whole grid otherwise.
+    """
+    region = _landing_region(moving_mask, moving, f_full, coarse)
+    if region is not None:
+        index, size = region
+        part = sitk.RegionOfInterest(f_full, size, index)
+        landed = sitk.GetArrayFromImage(
+            sitk.Resample(m_mask, part, coarse, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+        )
+        if landed.any() and not _touches_border(landed):
+            return landed, index
+    whole = sitk.Resample(m_mask, f_full, coarse, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    if not sitk.GetArrayViewFromImage(whole).any():
+        whole = sitk.Resample(m_mask, f_full, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+    return sitk.GetArrayFromImage(whole), [0, 0, 0]
+
+
+def _paste(
+    landed: np.ndarray, at: list[int], grid: sitk.Image, index: list[int], size: list[int]
+) -> sitk.Image:
+    """The box (``index``, ``size``, x y z) of ``grid`` as a uint8 image holding ``landed``
+    (its first voxel at ``at``) and zero elsewhere: what cropping a whole-grid ``landed`` to the
+    box gives, metadata included (every nonzero voxel of ``landed`` lies in the box)."""
+    out = np.zeros(size[::-1], np.uint8)
+    lo = np.maximum(np.asarray(at[::-1]), np.asarray(index[::-1]))
+    hi = np.minimum(
+        np.asarray(at[::-1]) + landed.shape, np.asarray(index[::-1]) + np.asarray(size[::-1])
+    )
+    if np.all(hi > lo):
+        dst = tuple(slice(a - i, b - i) for a, b, i in zip(lo, hi, index[::-1], strict=True))
+        src = tuple(slice(a - t, b - t) for a, b, t in zip(lo, hi, at[::-1], strict=True))
+        out[dst] = landed[src]
+    image = sitk.GetImageFromArray(out)
+    image.SetOrigin(grid.TransformIndexToPhysicalPoint([int(v) for v in index]))
+    image.SetSpacing(grid.GetSpacing())
+    image.SetDirection(grid.GetDirection())
+    return image
 
 
 def _crop_around(image: sitk.Image, mask: np.ndarray, margin_mm: float) -> sitk.Image:
@@ -236,12 +287,11 @@ def _register(
     coarse = sitk.Euler3DTransform(init)
 
     # where the lesion lands on the follow-up
-    landed = sitk.Resample(m_mask, f_full, coarse, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
-    if not sitk.GetArrayViewFromImage(landed).any():
-        landed = sitk.Resample(m_mask, f_full, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
-    f_box = _shrink(_crop(f_full, landed, margin_mm), 2.0)
+    landed, at = _landing(m_mask, moving_mask, moving, f_full, coarse)
+    index, size = _box(landed, f_full.GetSpacing(), margin_mm, at, f_full.GetSize())
+    f_box = _shrink(sitk.RegionOfInterest(f_full, size, index), 2.0)
     m_box = _shrink(_crop_around(m_full, moving_mask, margin_mm + 20.0), 2.0)
-    roi_full = _crop(landed, landed, margin_mm)
+    roi_full = _paste(landed, at, f_full, index, size)
     roi = sitk.Resample(roi_full, f_box, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
     roi = sitk.BinaryDilate(roi > 0, [max(1, int(10 / s)) for s in f_box.GetSpacing()])
 

@@ -1,0 +1,66 @@
+"""Where a baseline lesion lands on the follow-up is resampled only on the part of the grid it
+lands in, with the same voxels, boxes and region of interest as resampling the whole grid."""
+
+from __future__ import annotations
+
+import numpy as np
+import SimpleITK as sitk  # noqa: N813
+
+from models.imaging.registration import _box, _landing, _mask_image, _paste
+from models.imaging.volume import Geometry, Volume
+
+
+def _volume(shape: tuple[int, int, int], spacing: tuple[float, float, float], seed: int) -> Volume:
+    geometry = Geometry(
+        origin=(-120.0, -120.0, -60.0),
+        row_direction=(1.0, 0.0, 0.0),
+        column_direction=(0.0, 1.0, 0.0),
+        normal=(0.0, 0.0, 1.0),
+        spacing=spacing,
+        shape=shape,
+    )
+    values = np.random.default_rng(seed).normal(0.0, 100.0, shape).astype(np.float32)
+    return Volume(values, geometry)
+
+
+def _case(transform: sitk.Transform):
+    source = _volume((40, 160, 160), (3.0, 1.5, 1.5), 1)
+    target = _volume((48, 200, 200), (2.5, 1.2, 1.2), 2)
+    zz, yy, xx = np.mgrid[:40, :160, :160]
+    mask = ((zz - 18) / 4.0) ** 2 + ((yy - 70) / 7.0) ** 2 + ((xx - 90) / 5.0) ** 2 <= 1.0
+    m_mask = _mask_image(mask, source, np.uint8)
+    f_full = target.to_sitk(target.array)
+    return _landing(m_mask, mask, source, f_full, transform), m_mask, f_full
+
+
+def test_the_landed_part_is_the_whole_grid_resample() -> None:
+    coarse = sitk.Euler3DTransform((0.0, 0.0, 0.0), 0.05, -0.03, 0.2, (6.0, -9.0, 4.0))
+    (landed, at), m_mask, f_full = _case(coarse)
+    whole = sitk.Resample(m_mask, f_full, coarse, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    everywhere = sitk.GetArrayFromImage(whole)
+    assert everywhere.any()
+    # only a part was resampled, and it holds every voxel the whole grid lands
+    assert at != [0, 0, 0]
+    assert landed.size < 0.1 * everywhere.size
+    part = everywhere[tuple(slice(a, a + n) for a, n in zip(at[::-1], landed.shape, strict=True))]
+    assert np.array_equal(landed, part)
+    assert landed.sum() == everywhere.sum()
+    # the follow-up box and the region of interest are those of the whole-grid resample
+    spacing, size_all = f_full.GetSpacing(), f_full.GetSize()
+    index, size = _box(landed, spacing, 40.0, at, size_all)
+    assert (index, size) == _box(everywhere, spacing, 40.0)
+    roi = _paste(landed, at, f_full, index, size)
+    expected = sitk.RegionOfInterest(whole, size, index)
+    assert np.array_equal(sitk.GetArrayFromImage(roi), sitk.GetArrayFromImage(expected))
+    assert roi.GetOrigin() == expected.GetOrigin()
+    assert roi.GetSpacing() == expected.GetSpacing()
+    assert roi.GetDirection() == expected.GetDirection()
+
+
+def test_a_lesion_carried_off_the_follow_up_lands_where_it_was() -> None:
+    far = sitk.Euler3DTransform((0.0, 0.0, 0.0), 0.0, 0.0, 0.0, (900.0, 0.0, 0.0))
+    (landed, at), m_mask, f_full = _case(far)
+    identity = sitk.Resample(m_mask, f_full, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+    assert at == [0, 0, 0]
+    assert landed.any()
+    assert np.array_equal(landed, sitk.GetArrayFromImage(identity))
