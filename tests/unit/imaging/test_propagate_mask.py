@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk  # noqa: N813
 
-from models.imaging.registration import _landing_region, propagate_mask
+from models.imaging.registration import _grid, _landing_region, propagate_mask
 from models.imaging.volume import Geometry, Volume
 
 
@@ -49,6 +49,8 @@ def test_the_carried_mask_is_the_whole_grid_resample(kind: str) -> None:
     carried = propagate_mask(mask, source, target, transform)
     assert carried.any()
     # only a part of the grid was resampled
-    _index, size = _landing_region(mask, source, target.to_sitk(), transform)
+    _index, size = _landing_region(
+        mask, source, _grid(target), list(target.geometry.shape[::-1]), transform
+    )
     assert np.prod(size) < 0.1 * np.prod(target.geometry.shape)
     assert np.array_equal(carried, _everywhere(mask, source, target, transform))

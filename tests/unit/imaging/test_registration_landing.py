@@ -1,12 +1,24 @@
-"""Where a baseline lesion lands on the follow-up is resampled only on the part of the grid it
-lands in, with the same voxels, boxes and region of interest as resampling the whole grid."""
+"""The registration's images are made from the parts of the scans it needs, with the same
+values and geometry as from whole clamped copies: where a baseline lesion lands on the
+follow-up (resampled only on the part of the grid it lands in), the boxes around the lesions,
+and the block-averaged whole scans."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import SimpleITK as sitk  # noqa: N813
 
-from models.imaging.registration import _box, _landing, _mask_image, _paste
+from models.imaging import registration
+from models.imaging.registration import (
+    _box,
+    _clamped_box,
+    _landing,
+    _mask_image,
+    _paste,
+    _shrink,
+    _shrunk,
+)
 from models.imaging.volume import Geometry, Volume
 
 
@@ -30,7 +42,7 @@ def _case(transform: sitk.Transform):
     mask = ((zz - 18) / 4.0) ** 2 + ((yy - 70) / 7.0) ** 2 + ((xx - 90) / 5.0) ** 2 <= 1.0
     m_mask = _mask_image(mask, source, np.uint8)
     f_full = target.to_sitk(target.array)
-    return _landing(m_mask, mask, source, f_full, transform), m_mask, f_full
+    return _landing(m_mask, mask, source, target, transform), m_mask, f_full
 
 
 def test_the_landed_part_is_the_whole_grid_resample() -> None:
@@ -64,3 +76,40 @@ def test_a_lesion_carried_off_the_follow_up_lands_where_it_was() -> None:
     assert at == [0, 0, 0]
     assert landed.any()
     assert np.array_equal(landed, sitk.GetArrayFromImage(identity))
+
+
+def _clamped_whole(volume: Volume) -> sitk.Image:
+    return volume.to_sitk(np.clip(volume.array, -1000.0, 1500.0, dtype=np.float32))
+
+
+def _same_image(got: sitk.Image, expected: sitk.Image) -> None:
+    assert np.array_equal(sitk.GetArrayFromImage(got), sitk.GetArrayFromImage(expected))
+    assert got.GetOrigin() == expected.GetOrigin()
+    assert got.GetSpacing() == expected.GetSpacing()
+    assert got.GetDirection() == expected.GetDirection()
+
+
+@pytest.mark.parametrize("slab_bytes", [1, 1_000_000, 8 << 20])
+def test_the_shrunk_scan_is_the_whole_clamped_scan_shrunk(monkeypatch, slab_bytes: int) -> None:
+    # 41 slices of 1.5 mm and 157 x 150 pixels of 0.7 mm: none divides into 4 mm blocks
+    volume = _volume((41, 150, 157), (1.5, 0.7, 0.7), 3)
+    volume.array[:] *= 15.0  # values beyond both clamps
+    monkeypatch.setattr(registration, "_SLAB_BYTES", slab_bytes)
+    for mm in (4.0, 2.0):
+        _same_image(_shrunk(volume, mm), _shrink(_clamped_whole(volume), mm))
+        index, size = [11, 7, 5], [101, 93, 30]
+        expected = sitk.RegionOfInterest(_clamped_whole(volume), size, index)
+        _same_image(_shrunk(volume, mm, index, size), _shrink(expected, mm))
+
+
+def test_a_scan_too_coarse_to_shrink_is_the_whole_clamped_scan() -> None:
+    volume = _volume((12, 40, 40), (5.0, 2.7, 2.7), 4)
+    _same_image(_shrunk(volume, 4.0), _shrink(_clamped_whole(volume), 4.0))
+
+
+def test_a_box_of_the_scan_is_that_box_of_the_whole_clamped_scan() -> None:
+    volume = _volume((40, 160, 160), (3.0, 1.5, 1.5), 5)
+    volume.array[:] *= 15.0
+    index, size = [17, 3, 9], [60, 41, 22]
+    expected = sitk.RegionOfInterest(_clamped_whole(volume), size, index)
+    _same_image(_clamped_box(volume, index, size), expected)
