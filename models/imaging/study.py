@@ -69,6 +69,7 @@ from models.imaging.pipeline import (
 from models.imaging.propagation import carry_masks, propagate_lesions, register_study
 from models.imaging.radiomics import DEFAULT_RADIOMICS_CONFIG, RadiomicsConfig
 from models.imaging.registration import RegistrationResult
+from models.imaging.volume import mask_bounds
 from models.imaging.writers import (
     ALGORITHM_NAME,
     ALGORITHM_VERSION,
@@ -153,20 +154,27 @@ def _study_time(headers: Sequence[Dataset]) -> datetime | None:
 def _overlaps(
     carried: list[np.ndarray], baseline_lesions: Sequence[Lesion], found: Sequence[Lesion]
 ) -> dict[tuple[str, str], float]:
-    """Dice of each carried baseline mask with each found lesion (non-zero pairs only)."""
+    """Dice of each carried baseline mask with each found lesion (non-zero pairs only; a voxel
+    two found lesions share counts for the later one). Counted inside each carried mask's
+    bounding box, which holds all its voxels: the same counts as over the whole grid without a
+    full-size label image (a twentieth of a five-lesion full-size follow-up, 2026-12-03)."""
     if not found:
         return {}
-    labels = np.zeros(found[0].mask.shape, np.int32)
-    for j, lesion in enumerate(found, start=1):
-        labels[lesion.mask] = j
-    sizes = [int(lesion.mask.sum()) for lesion in found]
+    sizes = [int(np.count_nonzero(lesion.mask)) for lesion in found]
     out: dict[tuple[str, str], float] = {}
     for lesion, mask in zip(baseline_lesions, carried, strict=True):
-        if not lesion.tracking_uid or not mask.any():
+        bounds = mask_bounds(mask) if lesion.tracking_uid else None
+        if bounds is None:
             continue
-        counts = np.bincount(labels[mask], minlength=len(found) + 1)
+        box = tuple(slice(lo, hi + 1) for lo, hi in zip(bounds[0], bounds[1], strict=True))
+        inside = mask[box]
+        labels = np.zeros(inside.shape, np.int32)
+        for j, other in enumerate(found, start=1):
+            labels[other.mask[box]] = j
+        counts = np.bincount(labels[inside], minlength=len(found) + 1)
+        n = int(np.count_nonzero(inside))
         for j in np.nonzero(counts[1:])[0]:
-            dice = 2 * counts[j + 1] / (int(mask.sum()) + sizes[j])
+            dice = 2 * counts[j + 1] / (n + sizes[j])
             out[(lesion.tracking_uid, _key(found[j]))] = float(dice)
     return out
 
