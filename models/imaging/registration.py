@@ -125,7 +125,8 @@ def _shrunk(
         z1, z2 = z0 + b * fz, z0 + min(nz // fz, b + per) * fz
         voxels = _clip(volume.array[z1:z2, y0 : y0 + ny, x0 : x0 + nx])
         out = sitk.BinShrink(_on_grid(sitk.GetImageFromArray(voxels), grid, [x0, y0, z1]), factors)
-        first = first or out
+        if first is None:
+            first = out
         parts.append(sitk.GetArrayFromImage(out))
     assert first is not None  # nz >= fz: one slab at least
     image = sitk.GetImageFromArray(np.concatenate(parts))
