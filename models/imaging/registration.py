@@ -227,11 +227,7 @@ def _paste(
         dst = tuple(slice(a - i, b - i) for a, b, i in zip(lo, hi, index[::-1], strict=True))
         src = tuple(slice(a - t, b - t) for a, b, t in zip(lo, hi, at[::-1], strict=True))
         out[dst] = landed[src]
-    image = sitk.GetImageFromArray(out)
-    image.SetOrigin(grid.TransformIndexToPhysicalPoint([int(v) for v in index]))
-    image.SetSpacing(grid.GetSpacing())
-    image.SetDirection(grid.GetDirection())
-    return image
+    return _on_grid(sitk.GetImageFromArray(out), grid, index)
 
 
 _GLOBAL_SAMPLES = 10_000
