@@ -23,7 +23,7 @@ from models.exceptions import InsufficientDataError
 from models.imaging.annotations import Lesion, LesionFailure, LesionProblem
 from models.imaging.lesion import MaskSource, refine_mask
 from models.imaging.registration import RegistrationResult, propagate_mask, register
-from models.imaging.volume import Volume, mask_bounds
+from models.imaging.volume import Volume, mask_bounds, mask_box
 
 __all__ = ["Propagation", "carry_masks", "propagate_lesions", "register_study"]
 
@@ -164,10 +164,9 @@ def propagate_lesions(
 
 def _shared_voxels(a: np.ndarray, b: np.ndarray) -> int:
     """Voxels in both masks, counted inside ``b``'s bounding box (``a & b`` is empty outside)."""
-    bounds = mask_bounds(b)
-    if bounds is None:
+    box = mask_box(b)
+    if box is None:
         return 0
-    box = tuple(slice(lo, hi + 1) for lo, hi in zip(bounds[0], bounds[1], strict=True))
     return int(np.count_nonzero(a[box] & b[box]))
 
 
@@ -197,17 +196,16 @@ def _share_out(
     claimants = [
         i for i, (_, _, refined) in enumerate(found) if (refined[every] & shared_every).any()
     ]
-    zz, yy, xx = np.nonzero(shared_every)
-    lo = np.array([zz.min(), yy.min(), xx.min()]) + start
-    hi = np.array([zz.max(), yy.max(), xx.max()]) + 1 + start
+    inner = mask_box(shared_every)  # not empty: checked above
+    shared = shared_every[inner]  # type: ignore[index]
+    lo = np.array([s.start for s in inner]) + start  # type: ignore[union-attr]
+    hi = np.array([s.stop for s in inner]) + start  # type: ignore[union-attr]
     box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
     distances = np.stack([_distance_to(found[i][1], lo, hi, spacing) for i in claimants])
     winner = np.argmin(distances, axis=0)
-    shared = np.zeros(found[0][2].shape, bool)
-    shared[every] = shared_every
     for rank, i in enumerate(claimants):
         refined = found[i][2]
-        lose = shared[box] & refined[box] & (winner != rank)
+        lose = shared & refined[box] & (winner != rank)
         refined[box][lose] = False
 
 

@@ -69,7 +69,7 @@ from models.imaging.pipeline import (
 from models.imaging.propagation import carry_masks, propagate_lesions, register_study
 from models.imaging.radiomics import DEFAULT_RADIOMICS_CONFIG, RadiomicsConfig
 from models.imaging.registration import RegistrationResult
-from models.imaging.volume import mask_bounds
+from models.imaging.volume import mask_box
 from models.imaging.writers import (
     ALGORITHM_NAME,
     ALGORITHM_VERSION,
@@ -163,10 +163,9 @@ def _overlaps(
     sizes = [int(np.count_nonzero(lesion.mask)) for lesion in found]
     out: dict[tuple[str, str], float] = {}
     for lesion, mask in zip(baseline_lesions, carried, strict=True):
-        bounds = mask_bounds(mask) if lesion.tracking_uid else None
-        if bounds is None:
+        box = mask_box(mask) if lesion.tracking_uid else None
+        if box is None:
             continue
-        box = tuple(slice(lo, hi + 1) for lo, hi in zip(bounds[0], bounds[1], strict=True))
         inside = mask[box]
         labels = np.zeros(inside.shape, np.int32)
         for j, other in enumerate(found, start=1):

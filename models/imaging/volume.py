@@ -108,3 +108,12 @@ def mask_bounds(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     rows = mask[z[0] : z[-1] + 1].any(axis=0)
     y, x = np.flatnonzero(rows.any(axis=1)), np.flatnonzero(rows.any(axis=0))
     return np.array([z[0], y[0], x[0]]), np.array([z[-1], y[-1], x[-1]])
+
+
+def mask_box(mask: np.ndarray) -> tuple[slice, ...] | None:
+    """The slices (``zyx``) of ``mask``'s bounding box (:func:`mask_bounds`), or None when it is
+    empty: every voxel of ``mask`` lies in ``mask[mask_box(mask)]``."""
+    bounds = mask_bounds(mask)
+    if bounds is None:
+        return None
+    return tuple(slice(int(lo), int(hi) + 1) for lo, hi in zip(bounds[0], bounds[1], strict=True))
