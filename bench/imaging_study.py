@@ -14,7 +14,10 @@ grown or shrunk) into a temporary folder, then measures in the same run:
   the follow-up from the reader's SEG, its lesions matched to the baseline's (one rigid
   registration: a research cohort's usual follow-up); and the follow-up with every lesion
   propagated by the study's one registration, with and without writing the SEG and SR (the
-  worker writes them; a cohort does not need them).
+  worker writes them; a cohort does not need them);
+* as the worker scores them (``IRTMON_RADIOMICS=auto`` and a virtual biopsy that reads no
+  radiomics, as the shipped one): one and five lesions propagated, the SEG and SR written, no
+  radiomics or peritumoural ring; their lesions checked identical to the full run's.
 
 Each is the median wall time of ``--repeat`` runs after one warm-up (files in the page cache),
 with the CPU seconds of the process (all threads) beside it. The follow-up's diameters are
@@ -302,6 +305,12 @@ def _numbers(result: Any) -> list[Any]:
     return out
 
 
+def _numbers_of_lesions(result: Any) -> list[Any]:
+    """Each lesion's tracking, burden and registration quality: what features do not change."""
+    out: list[Any] = [(r.tracking_uid, r.burden, r.quality) for r in result.lesions]
+    return [*out, result.provenance.get("registration")]
+
+
 def _errors(lesions, results, scale: bool) -> dict[str, dict[str, float]]:
     """Per lesion: measured and true long / short axis and the relative errors (%)."""
     out = {}
@@ -358,13 +367,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
         base = timed("five_contours", lambda: analyse_study(planning, lesion_paths=[seg5]))
 
-        def five_followup(output_dir: Path | None = None):
+        def five_followup(output_dir: Path | None = None, radiomics: bool = True):
             return analyse_study(
                 followup,
                 baseline=base.as_baseline(),
                 state=base.tracking,
                 time=42.0,
                 output_dir=output_dir,
+                radiomics=radiomics,
+                peritumoural=radiomics,
             )
 
         fu_seg = timed(
@@ -379,6 +390,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
         fu = timed("five_propagated", five_followup)
         timed("five_propagated_outputs", lambda: five_followup(root / "out"))
+        # as the worker scores with IRTMON_RADIOMICS=auto and a virtual biopsy that reads no
+        # radiomics (the shipped one): the SEG and SR written, no radiomics or ring
+        timed(
+            "one_propagated_worker",
+            lambda: analyse_acquisition(
+                followup, baseline=one_base.as_baseline(), radiomics=False, peritumoural=False
+            ),
+        )
+        fu_worker = timed(
+            "five_propagated_worker", lambda: five_followup(root / "out", radiomics=False)
+        )
         again = five_followup()
 
     sitk_wall = timings["sitk_read"][0]
@@ -399,9 +421,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         True,
     )
     results["five_registration"] = fu.provenance["registration"]
+    results["worker_same_lesions"] = _numbers_of_lesions(fu) == _numbers_of_lesions(fu_worker)
     results["deterministic"] = _numbers(fu) == _numbers(again)
     cores = os.cpu_count() or 1
-    for key in ("five_contours", "five_contours_followup", "five_propagated"):
+    for key in (
+        "five_contours",
+        "five_contours_followup",
+        "five_propagated",
+        "five_propagated_worker",
+    ):
         results[f"{key}_studies_per_hour"] = round(3600 * cores / timings[key][1])
 
     print(f"\n{'measure':34s} {'wall s':>8s} {'CPU s':>8s} {'x SimpleITK read':>17s}")
@@ -414,6 +442,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "five_contours_followup": "5 lesions, SEG, matched (follow-up)",
         "five_propagated": "5 lesions, propagated",
         "five_propagated_outputs": "5 lesions, propagated, SEG+SR",
+        "one_propagated_worker": "1 lesion, propagated, no radiomics",
+        "five_propagated_worker": "5 lesions, as the worker (auto)",
     }
     for key, label in labels.items():
         wall, cpu = timings[key]
@@ -429,6 +459,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
     print(f"registration: {results['five_registration']}")
     print(f"re-run identical: {results['deterministic']}")
+    print(f"the worker's lesions (no radiomics) identical: {results['worker_same_lesions']}")
     print(
         f"cohort throughput ({cores} cores, CPU s per study): "
         f"{results['five_contours_studies_per_hour']} baseline / "

@@ -11,7 +11,7 @@ import base64
 import ipaddress
 import ssl
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import SplitResult, quote, urlsplit, urlunsplit
 
 from pydantic import AwareDatetime, Field, SecretStr, field_validator, model_validator
@@ -429,6 +429,14 @@ class Settings(BaseSettings):
         default=True,
         description="Store the lesion SEG and burden SR back to the PACS (STOW-RS) when an "
         "acquisition came from a DICOMweb location.",
+    )
+    radiomics: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="The radiomics (MIRP, IBSI) and peritumoural features of every lesion: "
+        "'auto' computes them only when a promoted virtual biopsy reads them (the shipped one "
+        "reads the burden, enhancement and spectral features only), 'on' always (for research "
+        "use of the stored features), 'off' never. They are about a third of a follow-up's CPU "
+        "(docs/deployers.md).",
     )
     deformable_registration: bool = Field(
         default=False,

@@ -43,7 +43,7 @@ from models.imaging.study import LESION_ALGORITHM
 from models.imaging.writers import DERIVED_MANUFACTURER
 from models.limits import DEFAULT_LIMITS, ReadLimits
 from models.response.history import History, Scan
-from models.response.inference import load_models, score_timepoint
+from models.response.inference import LoadedModels, load_models, score_timepoint
 from schemas import BiopsyAcquired, ImagingAcquired, ModelName, TimepointScore
 from schemas.enums import IRECIST_SCORE, LesionOrigin
 from schemas.results import (
@@ -90,6 +90,7 @@ class ImagingRequest:
     dicomweb_headers: dict[str, str] | None = None  # authentication to them (HTTP Basic)
     tracking_state: dict | None = None  # after the patient's previous assessed acquisition
     deformable: bool = False  # B-spline stage when propagating (Settings.deformable_registration)
+    radiomics: str = "auto"  # radiomics and peritumoural features (Settings.radiomics)
 
 
 @dataclass
@@ -120,6 +121,7 @@ def imaging_request(
     dicomweb_allowed: Sequence[str] = (),
     dicomweb_headers: dict[str, str] | None = None,
     deformable: bool = False,
+    radiomics: str = "auto",
 ) -> ImagingRequest:
     """Check the event's files (inside the data roots, present) and its DICOMweb server (one
     of ``dicomweb_allowed``, see :attr:`Settings.dicomweb_allowed`) before anything runs.
@@ -128,7 +130,8 @@ def imaging_request(
     (kept: it is the baseline of later follow-ups); with ``write_back`` its SEG and SR go back
     by STOW-RS. ``dicomweb_headers`` authenticate to the server. ``deformable``: the B-spline
     stage when a follow-up's lesions are carried from the baseline
-    (:attr:`Settings.deformable_registration`).
+    (:attr:`Settings.deformable_registration`). ``radiomics``: 'auto', 'on' or 'off'
+    (:attr:`Settings.radiomics`, :func:`wants_radiomics`).
 
     Raises
     ------
@@ -158,6 +161,7 @@ def imaging_request(
         dicomweb_allowed=tuple(dicomweb_allowed),
         dicomweb_headers=dict(dicomweb_headers or {}),
         deformable=deformable,
+        radiomics=radiomics,
     )
 
 
@@ -289,6 +293,7 @@ def _score_fetched(
     output_dir = None
     if request.derived_dir is not None:
         output_dir = request.derived_dir / "dicom" / event.patient / str(event.event_id)
+    radiomics = wants_radiomics(request)
     with _named_on_a_full_disk(output_dir):
         result = imaging.analyse_study(
             request.series_dir,
@@ -302,6 +307,8 @@ def _score_fetched(
             time=event.occurred_at,
             output_dir=output_dir,
             deformable=request.deformable,
+            radiomics=radiomics,
+            peritumoural=radiomics,
         )
     if result.outputs:
         write_back = request.write_back and event.location.kind == "dicomweb"
@@ -452,14 +459,47 @@ def lesion_scores(
     ]
 
 
+RADIOMICS_PREFIXES = ("rad_", "peri_")
+"""The names of the features that ``radiomics`` and ``peritumoural`` compute."""
+
+
+def wants_radiomics(request: ImagingRequest) -> bool:
+    """Whether this study's radiomics and peritumoural features are computed: always with
+    'on', never with 'off'; with 'auto', when a promoted virtual biopsy (or the one the
+    promoted response model was trained with) reads any of them (``rad_*``, ``peri_*``)."""
+    if request.radiomics in ("on", "off"):
+        return request.radiomics == "on"
+    if request.radiomics != "auto":
+        raise ValueError(f"radiomics must be 'auto', 'on' or 'off', not {request.radiomics!r}")
+    loaded = _loaded_models(request)
+    if loaded is None:
+        return False
+    readers = (loaded.signature, loaded.response_signature)
+    return any(
+        name.startswith(RADIOMICS_PREFIXES) for m in readers if m is not None for name in m.names
+    )
+
+
+def _loaded_models(request: ImagingRequest) -> LoadedModels | None:
+    """The promoted models of a request, loaded (once per process), or None."""
+    models = request.models
+    if models is None or (models.signature is None and models.response is None):
+        return None
+    return load_models(
+        models.signature.as_tuple() if models.signature else None,
+        models.response.as_tuple() if models.response else None,
+        models.response_signature.as_tuple()[:2] if models.response_signature else None,
+    )
+
+
 def _response_scores(
     request: ImagingRequest, burden: imaging.Burden, features: dict, inputs: list[str]
 ) -> list[TimepointScore]:
     """The virtual biopsy and the response probability of this scan, with the promoted models
     (none when no model is promoted), from what is known at the scan's time."""
 
-    models = request.models
-    if models is None or (models.signature is None and models.response is None):
+    loaded = _loaded_models(request)
+    if loaded is None:
         return []
     event = request.event
     scan = Scan(
@@ -472,11 +512,6 @@ def _response_scores(
     )
     prior = request.history or History(())
     history = History((*prior.scans, scan), prior.biopsies, prior.treatment)
-    loaded = load_models(
-        models.signature.as_tuple() if models.signature else None,
-        models.response.as_tuple() if models.response else None,
-        models.response_signature.as_tuple()[:2] if models.response_signature else None,
-    )
     out = []
     for value in score_timepoint(history, event.occurred_at, loaded):
         used = inputs if value.model_name != ModelName.RESPONSE else [s.key for s in history.scans]

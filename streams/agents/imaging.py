@@ -47,6 +47,7 @@ async def process_imaging(ctx: WorkerContext, event: ImagingAcquired) -> None:
         dicomweb_allowed=settings.dicomweb_allowed,
         dicomweb_headers=settings.pacs_headers(),
         deformable=settings.deformable_registration,
+        radiomics=settings.radiomics,
     )
     await score_and_publish(
         ctx, event, request, events.upsert_imaging, scoring.with_history, scoring.score_imaging

@@ -6,6 +6,7 @@ dciodvfy."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from datetime import UTC, datetime, timedelta
@@ -240,3 +241,49 @@ def test_the_deformable_setting_reaches_the_registration(
         assert provenance["mask_source"] == "propagated"
         tried[on] = provenance["registration"]["registration_bspline_tried"]
     assert tried == {False: False, True: True}
+
+
+def test_the_radiomics_are_computed_when_the_site_or_a_model_asks(
+    scored: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """IRTMON_RADIOMICS: 'auto' (the default) computes the radiomics and peritumoural features
+    only when a promoted virtual biopsy reads them; the shipped one does not, so a study scored
+    with it, or with no model, has none; 'on' computes them for every lesion."""
+    import dataclasses
+
+    from core.db.registry import ModelRef, ResponseModels
+    from core.settings import Settings
+    from models.registry import save_artifact
+    from models.response.signature import load_signature, save_signature
+
+    def radiomics_names(outcome: Outcome) -> set[str]:
+        names = {k for r in outcome.lesions for k in (r.features or {})}
+        return {n for n in names if n.startswith(scoring.RADIOMICS_PREFIXES)}
+
+    assert radiomics_names(scored["baseline"]) == set()  # 'auto', no model promoted
+    root: Path = scored["root"]
+    images = [pydicom.dcmread(p) for p in sorted((root / "baseline" / "CT").glob("*.dcm"))]
+    event = _event(root / "baseline", root / "baseline" / "seg.dcm", images, T0)
+    monkeypatch.setenv("IRTMON_RADIOMICS", "on")
+    request = scoring.imaging_request(event, [root], radiomics=Settings().radiomics)
+    names = radiomics_names(scoring.score_imaging(request))
+    assert any(n.startswith("rad_") for n in names) and any(n.startswith("peri_") for n in names)
+
+    shipped = Path(__file__).resolve().parents[2] / "reference_models" / "ct-signature"
+    folder = next(shipped.iterdir())
+    card = json.loads((folder / "model.json").read_text())
+    model = load_signature(folder, card["sha256"])
+    names = [*model.names[:-1], "rad_morph_volume"]  # a site's model reading one radiomic
+    model.standardiser = dataclasses.replace(model.standardiser, names=names)
+    weights = save_signature(model, tmp_path / "ct-signature.pt")
+    reading = save_artifact(tmp_path / "models", "ct-signature", "rad-1", weights)
+    for ref, expected in (
+        (ModelRef("ct-signature", card["version"], folder, card["sha256"]), False),
+        (ModelRef("ct-signature", "rad-1", reading.folder, reading.sha256), True),
+    ):
+        request = scoring.imaging_request(event, [root])  # 'auto'
+        request.models = ResponseModels(signature=ref, response=None, response_signature=None)
+        assert scoring.wants_radiomics(request) is expected
+    request.radiomics = "sometimes"
+    with pytest.raises(ValueError, match="'auto', 'on' or 'off'"):
+        scoring.wants_radiomics(request)
