@@ -304,9 +304,17 @@ def build_lesions_seg(
                 anatomic_regions=[site] if site is not None else None,
             )
         )
-    pixels = np.stack([lesion.mask for lesion in shown], axis=-1).astype(bool)  # type: ignore[misc]
+    # only the slices that hold a lesion go to highdicom: the SEG omits empty frames anyway, and
+    # checking and casting a full-size array per lesion was most of its cost
+    masks = [np.asarray(lesion.mask, dtype=bool) for lesion in shown]
+    if any(m.shape[0] != len(source_images) for m in masks):
+        raise ValueError(
+            f"a lesion mask does not have one slice per source image ({len(source_images)})"
+        )
+    keep = np.flatnonzero(np.any([m.any(axis=(1, 2)) for m in masks], axis=0))
+    pixels = np.stack([m[keep] for m in masks], axis=-1)
     return hd.seg.Segmentation(
-        source_images=list(source_images),
+        source_images=[source_images[int(i)] for i in keep],
         pixel_array=pixels,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=descriptions,
