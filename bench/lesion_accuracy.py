@@ -14,18 +14,19 @@ compared with ``ground_truth/<pseudonym>.json``:
 * **matching**: every decision at a follow-up is checked: a lesion continued on a tracked one
   (matched, or the same tracking UID) is right when both are the same truth lesion; a new
   track is right when its truth lesion was not drawn in any earlier study of the patient; a
-  tracked normal node grown to 10 mm (a new lesion under its own UID) is right when it is
-  still the same truth lesion; a tracked lesion called not seen is right when the reader did
+  tracked normal node grown into a new lesion (under its own UID) is right when it is still
+  the same truth lesion; a tracked lesion called not seen is right when the reader did
   not draw it;
 * **new lesions** in iRECIST's sense (a new node under 10 mm short axis is normal, not a new
-  lesion; a normal node becomes one when it reaches 10 mm: :func:`truth_new_lesions` applies
-  the pipeline's rules to the true sizes): sensitivity over the truth's new lesions at the
-  study where the truth makes them new (detected when the pipeline has called that lesion new
-  by that study: a call one study early is counted once, as a false new lesion where it was
-  made); false new lesions: lesions the pipeline calls new (a new target or new non-target)
-  that are not a new lesion of the truth by then, that it had called new before, or that
-  cover no truth lesion, as a share of the lesions called new and of every lesion seen at a
-  follow-up;
+  lesion, as is an equivocal one of 10 to 15 mm; a normal node becomes one when it is
+  unequivocal, :func:`models.changepoint.recist.node_unequivocally_new`;
+  :func:`truth_new_lesions` applies the pipeline's rules to the true sizes): sensitivity over
+  the truth's new lesions at the study where the truth makes them new (detected when the
+  pipeline has called that lesion new by that study: a call one study early is counted once,
+  as a false new lesion where it was made); false new lesions: lesions the pipeline calls
+  new (a new target or new non-target) that are not a new lesion of the truth by then, that
+  it had called new before, or that cover no truth lesion, as a share of the lesions called
+  new and of every lesion seen at a follow-up;
 * **RECIST 1.1 category** per follow-up against the category computed from the truth (true
   diameters and volumes of every lesion present, each lesion followed without error) by the
   same rules (:class:`models.changepoint.irecist.Irecist`). Two truths are reported: with the
@@ -130,13 +131,15 @@ def truth_roles(timepoints: list[dict[str, Any]], rule: str) -> list[dict[str, L
     """Each lesion's RECIST 1.1 / iRECIST role after each timepoint, from the truth (its true
     sizes, every lesion followed without error), by the pipeline's rules: baseline selection at
     the first timepoint; a lesion first drawn later is categorised as new (a node under 10 mm
-    short axis is normal); a normal node whose true short axis reaches 10 mm is a new lesion
-    from then on, categorised with that timepoint's new lesions (as
-    :func:`models.imaging.matching.match_lesions` does). ``rule``: ``clinic`` measurability or
-    the pipeline's ``pipeline`` selection."""
+    short axis, or an equivocal one of 10 to 15 mm, is normal); a normal node whose true short
+    axis makes it an unequivocal new lesion (:func:`models.changepoint.recist.
+    node_unequivocally_new`, from its smallest true short axis so far) is a new lesion from then
+    on, categorised with that timepoint's new lesions (as :func:`models.imaging.matching.track`
+    does). ``rule``: ``clinic`` measurability or the pipeline's ``pipeline`` selection."""
     node_mm = RecistConfig().node_pathological_mm
     roles: dict[str, LesionRole] = {}
     organ_of: dict[str, Organ] = {}
+    smallest: dict[str, float] = {}  # each lesion's smallest true short axis so far, where seen
     out: list[dict[str, LesionRole]] = []
     for i, tp in enumerate(timepoints):
         rows = {str(r["track_id"]): r for r in tp["lesions"]}
@@ -164,9 +167,13 @@ def truth_roles(timepoints: list[dict[str, Any]], rule: str) -> list[dict[str, L
                 for k, role in roles.items()
                 if role.is_new
             ]
-            chosen = new_lesion_roles(sel, earlier)
+            chosen = new_lesion_roles(sel, earlier, None, [smallest.get(k) for k in candidates])
         for k, role in zip(candidates, chosen, strict=True):
             roles[k] = role
+        for k, r in rows.items():
+            if r["visible"]:
+                sa = float(r["short_axis_mm"])
+                smallest[k] = min(sa, smallest.get(k, sa))
         out.append(dict(roles))
     return out
 
@@ -210,7 +217,8 @@ def _organ_of(timepoints: list[dict[str, Any]], track: str) -> Organ:
 def truth_new_lesions(timepoints: list[dict[str, Any]]) -> dict[int, int]:
     """Truth lesion -> the follow-up at which it becomes a new lesion the reader has drawn
     (iRECIST, the clinic's measurability): the first follow-up that draws it, or, for a node
-    first seen under 10 mm short axis (normal), the first that draws it at 10 mm or more."""
+    first seen normal (under 10 mm short axis, or equivocal), the first that draws it as an
+    unequivocal new lesion (:func:`truth_roles`)."""
     out: dict[int, int] = {}
     roles_by_tp = truth_roles(timepoints, "clinic")
     for i, (tp, roles) in enumerate(zip(timepoints, roles_by_tp, strict=True)):

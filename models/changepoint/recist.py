@@ -34,6 +34,20 @@ from Seymour et al., Lancet Oncol 2017):
   only); any new lesion is PD.
 * **New lesions** (iRECIST): measurable ones (as above) are new target lesions, up to 5 in all
   and 2 per organ; the others new non-target; a new node under 10 mm short axis is normal.
+* **Equivocal new nodes.** A new lesion must be unequivocal (Eisenhauer 2009, 4.3.2: an
+  equivocal one, "for example because of its small size", is left to follow-up to clarify). For
+  lymph nodes the RECIST working group's FAQ ("New lymph node lesions", recist.eortc.org)
+  says a node that grows from, say, 9 to 11 mm short axis "may not represent true disease
+  progression" and, where its size is the only evidence, should be evaluated at the next
+  assessment, "especially when the short axis ... is < 15 mm". So a node first pathological
+  (10 mm or more) at a follow-up, newly seen or recorded normal before, is a new lesion only
+  when :func:`node_unequivocally_new`: at least 15 mm short axis (measurable), or at least
+  5 mm above its smallest earlier short axis (the 5 mm RECIST 1.1 asks of any progression,
+  4.3.1, taken as growth beyond measurement error). Until then it stays a normal node and is
+  assessed again at the next timepoint. ``RecistConfig(equivocal_new_nodes=False)`` makes
+  every node of 10 mm or more new at once. Progression is not back-dated to the first scan
+  that showed the node (4.3.2 asks for that): a monitoring service reports each assessment as
+  it is made.
 """
 
 from __future__ import annotations
@@ -51,6 +65,7 @@ __all__ = [
     "baseline_role",
     "is_measurable",
     "new_lesion_roles",
+    "node_unequivocally_new",
     "nontarget_response",
     "overall_response",
     "select_baseline",
@@ -76,6 +91,10 @@ class RecistConfig:
     bone_measurable: bool = False
     """Measure bone segments like soft-tissue lesions (their outline is the soft-tissue
     component); by default a bone lesion is non-target (RECIST 1.1, 3.1.2)."""
+    equivocal_new_nodes: bool = True
+    """A node newly pathological under 15 mm short axis, grown less than
+    ``node_unequivocal_growth_mm``, is equivocal and not yet new (module docstring)."""
+    node_unequivocal_growth_mm: float = 5.0
 
     def __post_init__(self) -> None:
         if self.max_targets < 1 or self.max_targets_per_organ < 1:
@@ -252,18 +271,48 @@ def _as_node(m: LesionMeasure) -> LesionMeasure:
     return replace(m, organ=Organ.LYMPH_NODE)
 
 
+def node_unequivocally_new(
+    short_axis_mm: float,
+    smallest_short_axis_mm: float | None = None,
+    config: RecistConfig | None = None,
+) -> bool:
+    """Whether a node not pathological before (newly seen, or recorded normal) is an
+    unequivocal new lesion at this short axis (module docstring, "Equivocal new nodes").
+
+    ``smallest_short_axis_mm``: its smallest short axis at earlier timepoints, None when it was
+    not seen before.
+    """
+    cfg = config or RecistConfig()
+    if short_axis_mm < cfg.node_pathological_mm:
+        return False
+    if not cfg.equivocal_new_nodes or short_axis_mm >= cfg.node_measurable_mm:
+        return True
+    return (
+        smallest_short_axis_mm is not None
+        and short_axis_mm - smallest_short_axis_mm >= cfg.node_unequivocal_growth_mm
+    )
+
+
 def new_lesion_roles(
     new: Sequence[LesionMeasure],
     earlier_new: Iterable[LesionMeasure] = (),
     config: RecistConfig | None = None,
+    smallest_short_axis_mm: Sequence[float | None] | None = None,
 ) -> list[LesionRole]:
-    """iRECIST categories of lesions first seen at this timepoint (same order as ``new``).
+    """iRECIST categories of lesions first seen at this timepoint, or of normal nodes grown
+    pathological (same order as ``new``).
 
     Measurable new lesions become new target lesions while fewer than 5 new targets (2 per
     organ) exist, counting those of ``earlier_new`` (new lesions of earlier timepoints, with
-    their roles); the others are new non-target. A new node under 10 mm short axis is normal.
+    their roles); the others are new non-target. A node that is not an unequivocal new lesion
+    (:func:`node_unequivocally_new`; under 10 mm short axis, or an equivocal 10 to 15 mm) is
+    normal. ``smallest_short_axis_mm`` gives each node's smallest earlier short axis (None,
+    or no sequence: not seen before).
     """
     cfg = config or RecistConfig()
+    smallest = list(smallest_short_axis_mm or [None] * len(new))
+    if len(smallest) != len(new):
+        raise ValueError("smallest_short_axis_mm must give one value per new lesion")
     taken: dict[Organ, int] = {}
     for m in earlier_new:
         if m.role is LesionRole.NEW_TARGET:
@@ -276,7 +325,7 @@ def new_lesion_roles(
     for i, m in enumerate(nodes):
         if i in chosen:
             roles.append(LesionRole.NEW_TARGET)
-        elif m.is_node and (m.short_axis_mm or 0.0) < cfg.node_pathological_mm:
+        elif m.is_node and not node_unequivocally_new(m.short_axis_mm or 0.0, smallest[i], cfg):
             roles.append(LesionRole.NORMAL_NODE)
         else:
             roles.append(LesionRole.NEW_NON_TARGET)

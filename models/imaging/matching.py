@@ -23,8 +23,11 @@ registration) and returns the new state with what happened to each lesion.
   baseline lesion carried by registration to a follow-up without annotation and not found at
   its site was looked for and is not seen, as a reader records a lesion that has disappeared
   (:attr:`models.imaging.annotations.LesionProblem.NOT_FOUND`).
-* A normal node (under 10 mm short axis at baseline) that reaches 10 mm is recorded as a new
-  lesion under its own tracking UID (EORTC RECIST FAQ: the criteria for malignancy are met).
+* A normal node (under 10 mm short axis at baseline) that becomes an unequivocal new lesion
+  (:func:`models.changepoint.recist.node_unequivocally_new`: 15 mm short axis, or 5 mm above
+  its smallest earlier short axis) is recorded as a new lesion under its own tracking UID; one
+  of 10 to 15 mm that has grown less is equivocal and stays a normal node for now (EORTC RECIST
+  FAQ, "New lymph node lesions"), as does a newly seen node of that size.
 """
 
 from __future__ import annotations
@@ -308,6 +311,17 @@ def _measure(o: Observation, uid: str, role: LesionRole, t: TrackedLesion | None
     )
 
 
+def _smallest_short_axis(state: TrackingState, uid: str) -> float | None:
+    """The smallest short axis a tracked lesion was seen with so far; None when never."""
+    sizes = [
+        float(m.short_axis_mm)
+        for tp in state.timepoints
+        for m in tp.lesions
+        if m.tracking_uid == uid and m.seen and m.short_axis_mm is not None
+    ]
+    return min(sizes, default=None)
+
+
 def _uid(uid_root: str, key: str) -> str:
     return generate_uid(entropy_srcs=[uid_root, key])
 
@@ -435,12 +449,14 @@ def track(
         [_measure(o, "", LesionRole.NEW_NON_TARGET, t) for o, t in candidates],
         latest_new.values(),
         cfg_recist,
+        [None if t is None else _smallest_short_axis(state, t.tracking_uid) for _, t in candidates],
     )
     next_number = len(state.lesions) + 1
     for (o, t), role in zip(candidates, roles, strict=True):
-        if t is not None:  # a normal node now pathological: same UID, new lesion from now on
-            uid, tid, first, status = t.tracking_uid, t.tracking_id, t.first_seen, MatchStatus.NEW
-            d, w, _ = pairs[uid]
+        if t is not None:  # a normal node now pathological: same UID; new once unequivocal
+            uid, tid, first = t.tracking_uid, t.tracking_id, t.first_seen
+            d, w, matched_as = pairs[uid]
+            status = MatchStatus.NEW if role.is_new else matched_as
         else:
             uid = o.tracking_uid if o.tracking_uid and o.tracking_uid not in known else ""
             uid = uid or _uid(uid_root, o.key)

@@ -26,7 +26,7 @@ import pytest
 from pydicom.pixels import pack_bits
 from pydicom.uid import generate_uid
 
-from bench.lesion_accuracy import truth_categories
+from bench.lesion_accuracy import truth_categories, truth_new_lesions
 from clinic import load_events
 from core.db import connect, history, lesions
 from core.publish import Publisher
@@ -154,6 +154,7 @@ def test_every_lesion_is_stored_once_tracked_and_assessed(
         uid_of_track: dict[int, set[str]] = defaultdict(set)
         track_of_uid: dict[str, set[int]] = defaultdict(set)
         tracked_so_far: set[str] = set()
+        newly = truth_new_lesions(truth["timepoints"])
         for tp, ev in zip(truth["timepoints"], mine, strict=True):
             here = by_event[ev.event_id]
             assert {r["tracking_uid"] for r in here} >= tracked_so_far  # no lesion dropped
@@ -165,18 +166,9 @@ def test_every_lesion_is_stored_once_tracked_and_assessed(
                 r = by_segment[t["seg_segment_number"]]
                 uid_of_track[t["track_id"]].add(r["tracking_uid"])
                 track_of_uid[r["tracking_uid"]].add(t["track_id"])
-                if (
-                    tp["timepoint"] > 0
-                    and t["new"]
-                    and t["track_id"]
-                    not in {
-                        u["track_id"]
-                        for earlier in truth["timepoints"][: tp["timepoint"]]
-                        for u in earlier["lesions"]
-                        if u["seg_segment_number"] is not None
-                    }
-                ):
-                    # the new lesion, found at the scan that first shows it
+                if newly.get(int(t["track_id"])) == tp["timepoint"]:
+                    # the new lesion (iRECIST, an equivocal node only once unequivocal), found
+                    # at the scan where the truth makes it new
                     assert r["role"] in ("new_target", "new_non_target"), r
                     assert r["match"] == "new", r
         assert all(len(u) == 1 for u in uid_of_track.values()), uid_of_track

@@ -79,17 +79,24 @@ def _with_node(short_mm: list[float | None]) -> list[dict[str, Any]]:
     return tps
 
 
-def test_a_new_node_is_new_when_it_reaches_10_mm_not_when_first_drawn() -> None:
-    # iRECIST: a new node under 10 mm short axis is normal; the pipeline makes a tracked
-    # normal node a new lesion when it reaches 10 mm, and so must the truth it is judged by
-    tps = _with_node([None, 8.0, 9.5, 11.0, 12.0])
-    assert truth_new_lesions(tps) == {2: 3}
+def test_a_new_node_is_new_when_unequivocal_not_when_first_drawn() -> None:
+    # iRECIST: a new node under 10 mm short axis is normal; one of 10 to 15 mm is equivocal
+    # until 5 mm above its smallest (EORTC RECIST FAQ); the pipeline tracks it so, and so must
+    # the truth it is judged by
+    tps = _with_node([None, 8.0, 9.5, 11.0, 13.0])
+    assert truth_new_lesions(tps) == {2: 4}
     cats = truth_categories(tps, "clinic")
-    assert [c["irecist"] for c in cats[1:]] == ["iSD", "iSD", "iUPD", "iUPD"]
+    assert [c["irecist"] for c in cats[1:]] == ["iSD", "iSD", "iSD", "iUPD"]
 
 
-def test_a_new_node_of_10_mm_or_more_is_new_where_first_drawn() -> None:
-    assert truth_new_lesions(_with_node([None, 12.0, 13.0])) == {2: 1}
+def test_a_new_node_of_15_mm_or_more_is_new_where_first_drawn() -> None:
+    assert truth_new_lesions(_with_node([None, 16.0, 17.0])) == {2: 1}
+
+
+def test_a_new_node_of_10_to_15_mm_that_stays_so_is_never_new() -> None:
+    tps = _with_node([None, 12.0, 13.0, 12.5])
+    assert truth_new_lesions(tps) == {}
+    assert [c["recist"] for c in truth_categories(tps, "clinic")[1:]] == ["SD", "SD", "SD"]
 
 
 def test_a_node_that_stays_under_10_mm_is_never_new() -> None:

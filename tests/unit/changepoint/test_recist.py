@@ -11,6 +11,7 @@ from models.changepoint.recist import (
     RecistConfig,
     Timepoint,
     new_lesion_roles,
+    node_unequivocally_new,
     nontarget_response,
     overall_response,
     select_baseline,
@@ -125,7 +126,7 @@ def test_new_lesion_categories() -> None:
         lesion("lung-new", 12.0),
         lesion("lung-small", 6.0),  # not measurable
         lesion("node-15", 20.0, 15.0, Organ.LYMPH_NODE),
-        lesion("node-12", 20.0, 12.0, Organ.LYMPH_NODE),
+        lesion("node-12", 20.0, 12.0, Organ.LYMPH_NODE),  # equivocal (10 to 15 mm): normal
         lesion("node-7", 10.0, 7.0, Organ.LYMPH_NODE),
         lesion("bone-new", 25.0, organ=Organ.BONE),  # bone: non-measurable
         lesion("adrenal-new", 11.0, organ=Organ.ADRENAL),
@@ -133,8 +134,25 @@ def test_new_lesion_categories() -> None:
     ]
     roles = new_lesion_roles(new, earlier)
     # 2 earlier new targets + at most 3 now; the largest of each organ first
-    assert roles == [NLNT, NLT, NLNT, NLT, NLNT, NN, NLNT, NLT, NLNT]
+    assert roles == [NLNT, NLT, NLNT, NLT, NN, NN, NLNT, NLT, NLNT]
     assert roles[6] is NLNT and roles[7] is NLT  # the bone (25 mm) is not measurable
+    literal = RecistConfig(equivocal_new_nodes=False)
+    assert new_lesion_roles(new, earlier, literal)[4] is NLNT  # every node of 10 mm is new
+
+
+def test_a_node_grown_across_10_mm_is_new_only_when_unequivocal() -> None:
+    # EORTC RECIST FAQ: 9 -> 11 mm may not be true progression; under 15 mm, look again
+    assert not node_unequivocally_new(9.9, None)
+    assert not node_unequivocally_new(11.0, 9.0)  # grown 2 mm: equivocal
+    assert not node_unequivocally_new(14.9, None)  # newly seen, under 15 mm: equivocal
+    assert node_unequivocally_new(14.0, 9.0)  # grown 5 mm: beyond measurement error
+    assert node_unequivocally_new(15.0, None)  # measurable: unequivocal
+    assert node_unequivocally_new(10.0, 9.0, RecistConfig(equivocal_new_nodes=False))
+    nodes = [lesion("a", 20.0, 11.0, Organ.LYMPH_NODE), lesion("b", 20.0, 14.0, Organ.LYMPH_NODE)]
+    assert new_lesion_roles(nodes, (), None, [9.0, 9.0]) == [NN, NLNT]
+    assert new_lesion_roles(nodes, (), None, [None, None]) == [NN, NN]
+    with pytest.raises(ValueError, match="one value per new lesion"):
+        new_lesion_roles(nodes, (), None, [9.0])
 
 
 # ------------------------------------------------------------------------- responses

@@ -200,3 +200,21 @@ def test_a_normal_node_grown_pathological_is_a_new_lesion(baseline) -> None:
     a = update.by_key()["g"]
     assert a.tracking_uid == small.tracking_uid and a.status is MatchStatus.NEW
     assert a.role is LesionRole.NEW_TARGET
+
+
+def test_a_normal_node_just_across_10_mm_stays_normal_until_unequivocal(baseline) -> None:
+    # baseline 7 mm; 11 mm is equivocal (EORTC RECIST FAQ), 12.5 mm is 5.5 mm above its
+    # smallest: a new non-target lesion from then on, under the same tracking UID
+    small = baseline.by_key()["small-node"]
+    state = baseline.state
+    for short, role, status in [
+        (11.0, LesionRole.NORMAL_NODE, MatchStatus.MATCHED),
+        (12.5, LesionRole.NEW_NON_TARGET, MatchStatus.NEW),
+    ]:
+        node = obs("n", (-30.0, 30.0, 10.0), 16.0, short, Organ.LYMPH_NODE)
+        update = track(state, [node], time=42, uid_root=f"s{short}")
+        a = update.by_key()["n"]
+        assert (a.tracking_uid, a.role, a.status) == (small.tracking_uid, role, status)
+        state = update.state
+    lesion = next(t for t in state.lesions if t.tracking_uid == small.tracking_uid)
+    assert lesion.role is LesionRole.NEW_NON_TARGET and lesion.tracking_id == small.tracking_id
