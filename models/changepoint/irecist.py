@@ -178,6 +178,8 @@ class _Nadirs:
     baseline_sum: float = 0.0
     target_sum: float = np.inf
     nontarget_volume: float | None = None
+    overall_volume: float | None = None
+    """Smallest volume of every target and non-target lesion together."""
     new_target_sum: float | None = None
     new_nontarget_volume: float | None = None
     new_ever: set[str] = field(default_factory=set)
@@ -268,7 +270,12 @@ class Irecist:
         targets = tp.of(LesionRole.TARGET)
         total, _ = sum_of_diameters(targets)
         nt_volume = nontarget_volume(tp.of(LesionRole.NON_TARGET))
-        self._nadir = _Nadirs(baseline_sum=total, target_sum=total, nontarget_volume=nt_volume)
+        self._nadir = _Nadirs(
+            baseline_sum=total,
+            target_sum=total,
+            nontarget_volume=nt_volume,
+            overall_volume=nontarget_volume(tp.of(LesionRole.TARGET, LesionRole.NON_TARGET)),
+        )
         # no response is defined at baseline: reported as iSD (iCR for a zero target sum)
         state = IRecistState.ICR if targets and total == 0 else IRecistState.ISD
         self.assessments_.append(
@@ -287,8 +294,13 @@ class Irecist:
         t_resp, t_sum = target_response(targets, nadir.baseline_sum, nadir.target_sum, rules)
         nontargets = tp.of(LesionRole.NON_TARGET)
         nt_volume = nontarget_volume(nontargets)
+        overall_volume = nontarget_volume([*targets, *nontargets])  # the sum of their volumes
         nt_resp = nontarget_response(
-            nontargets, nadir.nontarget_volume, tp.nontarget_unequivocal_progression, rules
+            nontargets,
+            nadir.nontarget_volume,
+            tp.nontarget_unequivocal_progression,
+            rules,
+            overall=(overall_volume, nadir.overall_volume) if targets else None,
         )
         new = [m for m in tp.lesions if m.role.is_new and m.seen]
         new_uids = frozenset(m.tracking_uid for m in new)
@@ -390,6 +402,7 @@ class Irecist:
         if t_resp is not RecistResponse.NE and targets:
             nadir.target_sum = min(nadir.target_sum, t_sum)
         nadir.nontarget_volume = _min(nadir.nontarget_volume, nt_volume)
+        nadir.overall_volume = _min(nadir.overall_volume, overall_volume)
         if nadir.new_ever or new_uids:
             nadir.new_target_sum = _min(nadir.new_target_sum, nlt_sum)
             nadir.new_nontarget_volume = _min(nadir.new_nontarget_volume, nlnt_volume or 0.0)

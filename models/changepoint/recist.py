@@ -29,7 +29,15 @@ from Seymour et al., Lancet Oncol 2017):
   RECIST working group gives as a test (Eisenhauer 2009, 4.3.3): an increase of the non-target
   tumour burden comparable to what makes PD in measurable disease, a 73 per cent increase in
   volume (a 20 per cent increase in diameter), here over the non-target volume's nadir and by
-  at least ``nontarget_progression_min_ml`` so a tiny lesion's noise cannot make it.
+  at least ``nontarget_progression_min_ml`` so a tiny lesion's noise cannot make it. When the
+  patient also has target disease, RECIST 1.1 asks more (4.3.3, "when the patient also has
+  measurable disease"): a worsening of the non-target disease such that, "even in presence of
+  SD or PR in target disease, the overall tumour burden has increased sufficiently"; "a modest
+  increase in the size of one or more non-target lesions is usually not sufficient". So the
+  overall tumour volume (every target and non-target lesion) must also have grown by the same
+  73 per cent over its own nadir (the RECIST FAQ's "73% overall increase in tumour burden"),
+  ``RecistConfig(nontarget_overall_burden=False)`` drops that second test (the rule until
+  2026-12-03).
 * **Overall response**: Eisenhauer 2009 table 1 (target disease) and table 2 (non-target disease
   only); any new lesion is PD.
 * **New lesions** (iRECIST): measurable ones (as above) are new target lesions, up to 5 in all
@@ -95,6 +103,9 @@ class RecistConfig:
     """A node newly pathological under 15 mm short axis, grown less than
     ``node_unequivocal_growth_mm``, is equivocal and not yet new (module docstring)."""
     node_unequivocal_growth_mm: float = 5.0
+    nontarget_overall_burden: bool = True
+    """With target disease, unequivocal non-target progression also needs the overall tumour
+    volume 73 % over its nadir (module docstring)."""
 
     def __post_init__(self) -> None:
         if self.max_targets < 1 or self.max_targets_per_organ < 1:
@@ -399,29 +410,47 @@ def nontarget_volume(lesions: Iterable[LesionMeasure]) -> float | None:
     return total
 
 
+def _grown(volume: float | None, nadir: float | None, cfg: RecistConfig) -> bool:
+    """A volume 73 % (and ``nontarget_progression_min_ml``) over its nadir."""
+    return (
+        volume is not None
+        and nadir is not None
+        and volume >= nadir * (1 + cfg.nontarget_progression_volume_fraction)
+        and volume - nadir >= cfg.nontarget_progression_min_ml
+    )
+
+
 def nontarget_response(
     nontargets: Sequence[LesionMeasure],
     nadir_volume_ml: float | None,
     unequivocal_progression: bool | None = None,
     config: RecistConfig | None = None,
+    *,
+    overall: tuple[float | None, float | None] | None = None,
 ) -> RecistResponse | None:
     """Non-target response; None without non-target lesions.
 
     ``nadir_volume_ml`` is the smallest non-target volume before this timepoint (baseline
     included), None when unknown; ``unequivocal_progression`` the reader's call, when made.
+    ``overall``: for a patient with target disease, the overall tumour volume (target and
+    non-target lesions, ml) now and its smallest before; the volume test then needs both to
+    have grown (module docstring). None (no target disease), or a volume not known (a lesion
+    without one): the non-target test alone.
     """
     cfg = config or RecistConfig()
     if not nontargets:
         return None
     if unequivocal_progression is True:
         return RecistResponse.PD
-    volume = nontarget_volume(nontargets)
     if (
         unequivocal_progression is None
-        and volume is not None
-        and nadir_volume_ml is not None
-        and volume >= nadir_volume_ml * (1 + cfg.nontarget_progression_volume_fraction)
-        and volume - nadir_volume_ml >= cfg.nontarget_progression_min_ml
+        and _grown(nontarget_volume(nontargets), nadir_volume_ml, cfg)
+        and (
+            overall is None
+            or None in overall
+            or not cfg.nontarget_overall_burden
+            or _grown(*overall, cfg)
+        )
     ):
         return RecistResponse.PD
     if any(m.seen is None for m in nontargets):

@@ -209,6 +209,36 @@ def test_nontarget_response(volumes, nadir, flag, expected) -> None:
     assert nontarget_response(nts, nadir, flag) is expected
 
 
+def test_with_target_disease_the_overall_burden_must_grow_too() -> None:
+    # RECIST 1.1, 4.3.3: with measurable disease, a modest increase of one non-target lesion is
+    # not unequivocal progression; the overall tumour burden must have grown as PD requires
+    nts = [lesion("nt", 8.0, role=NT, volume=4.0)]  # from a nadir of 2 ml: +100 %
+    assert nontarget_response(nts, 2.0) is PD  # non-target disease only (table 2)
+    assert nontarget_response(nts, 2.0, overall=(14.0, 12.0)) is NN_  # targets hold 10 ml
+    assert nontarget_response(nts, 2.0, overall=(24.0, 12.0)) is PD  # overall +100 %
+    assert nontarget_response(nts, 2.0, overall=(None, 12.0)) is PD  # not known: as table 2
+    old_rule = RecistConfig(nontarget_overall_burden=False)
+    assert nontarget_response(nts, 2.0, None, old_rule, overall=(14.0, 12.0)) is PD
+
+
+def test_the_irecist_machine_weighs_a_growing_node_against_every_lesion() -> None:
+    def tp(day: float, node_ml: float) -> Timepoint:
+        return Timepoint(
+            day,
+            (
+                lesion("lung", 30.0, role=T, volume=14.0),
+                lesion("liver", 25.0, role=T, organ=Organ.LIVER, volume=8.0),
+                lesion("node", 20.0, 14.0, Organ.LYMPH_NODE, NT, node_ml),
+            ),
+        )
+
+    machine = Irecist().fit_timepoints([tp(0, 1.5), tp(42, 3.0), tp(84, 5.0)])
+    # the node triples (non-target +233 %) while the overall burden grows 15 %: not PD
+    assert [a.recist for a in machine.assessments_[1:]] == [SD, SD]
+    machine = Irecist().fit_timepoints([tp(0, 1.5), tp(42, 30.0)])
+    assert machine.assessments_[1].recist is PD  # overall +122 %
+
+
 def test_nontarget_complete_response() -> None:
     nts = [lesion("a", role=NT, seen=False), lesion("n", 12, 8, Organ.LYMPH_NODE, NT, 0.3)]
     assert nontarget_response(nts, 1.0) is CR
