@@ -40,7 +40,11 @@ bootstrap, proportions widened to at least the Wilson score interval) and judged
 of every report (:func:`models.evaluation.judge`: met only when the interval clears the target).
 With ``--declaration``, the cohort is a pre-declared test cohort: the protocol's checks run
 first, the look is logged before anything is read, and the results are written once to
-``docs/evaluation/results/`` (``docs/evaluation/README.md``).
+``docs/evaluation/results/`` (``docs/evaluation/README.md``). A declaration in parts (several
+test cohorts, each too long to generate and read with the others in one sitting on this
+machine) is read one ``--part`` at a time: each part's per-patient rows are kept in
+``docs/evaluation/results/<id>.part-<name>.json.gz`` and nothing is computed from them until
+the run that reads the last part pools every part's patients into the one analysis.
 
 Features (radiomics, peritumoural ring, enhancement) are switched off: they do not change what
 is measured or matched. This checks the imaging pipeline against the clinic's truth; it is not
@@ -66,7 +70,13 @@ from typing import Any
 import numpy as np
 
 from clinic import load_events
-from irtmon.protocol import open_evaluation, record_look, write_results
+from irtmon.protocol import (
+    open_evaluation,
+    read_parts,
+    record_look,
+    write_part,
+    write_results,
+)
 from models.changepoint.irecist import Irecist
 from models.changepoint.recist import (
     LesionMeasure,
@@ -652,12 +662,21 @@ def main(argv: list[str] | None = None) -> int:
         "the cohort is its one test cohort; the look is logged before any of it is read, and "
         "the results go to docs/evaluation/results/ (see docs/evaluation/README.md).",
     )
+    parser.add_argument(
+        "--part",
+        default=None,
+        help="With --declaration of a declaration in parts: the test cohort (part) this run "
+        "reads; its rows are kept in docs/evaluation/results/, and the run that reads the last "
+        "part computes the declared analysis over every part's patients.",
+    )
     args = parser.parse_args(argv)
     command = "python -m bench.lesion_accuracy " + " ".join(sys.argv[1:] if argv is None else argv)
     cohort = args.cohort.resolve()
     plan = {"resamples": 2000, "seed": 20261201, "method": IntervalMethod.BOOTSTRAP_BCA}
     level = 0.95
     clearance = None
+    if args.part is not None and args.declaration is None:
+        raise SystemExit("--part reads a part of a declaration: give --declaration too")
     if args.declaration is not None:
         if args.limit or args.propagate:
             raise SystemExit(
@@ -666,18 +685,24 @@ def main(argv: list[str] | None = None) -> int:
             )
         declaration = load_declaration(args.declaration)
         tests = declaration.test_cohorts
-        if len(tests) != 1:
+        if args.part is None and len(tests) != 1:
             raise SystemExit(
-                f"{args.declaration}: declare exactly one test cohort, got {len(tests)}"
+                f"{args.declaration}: declare exactly one test cohort, or declare it in parts "
+                f"and read one --part at a time; got {len(tests)} test cohorts"
             )
-        clearance = open_evaluation(REPO, args.declaration, {tests[0].name: cohort})
-        record_look(
-            clearance,
-            who=getpass.getuser(),
-            command=command,
-            computed="the declared analysis: every test patient's studies read as the worker "
-            "does and compared with the truth; the five targets with patient-bootstrap intervals",
+        name = args.part if args.part is not None else tests[0].name
+        clearance = open_evaluation(REPO, args.declaration, {name: cohort}, part=args.part)
+        computed = (
+            "the declared analysis: every test patient's studies read as the worker does and "
+            "compared with the truth; the five targets with patient-bootstrap intervals"
         )
+        if args.part is not None:
+            computed = (
+                f"part {args.part} of the declared analysis: its patients' studies read as the "
+                "worker does and compared with the truth, the rows kept; the five targets with "
+                "patient-bootstrap intervals over every part once the last part is read"
+            )
+        record_look(clearance, who=getpass.getuser(), command=command, computed=computed)
         boot = declaration.bootstrap
         plan = {"resamples": boot.resamples, "seed": boot.seed, "method": boot.method}
         level = declaration.level
@@ -700,6 +725,19 @@ def main(argv: list[str] | None = None) -> int:
     print()
     wall = time.perf_counter() - started
     results.sort(key=lambda r: r["patient"])
+    parts: dict[str, Any] | None = None
+    if clearance is not None and args.part is not None:
+        kept = write_part(clearance, args.part, results)
+        parts = read_parts(REPO, clearance.declaration)
+        if parts is None:
+            print(
+                f"part {args.part}: {len(results)} patients read and kept in {kept}; nothing is "
+                "computed from them until every part is read"
+            )
+            return 0
+        results = sorted((r for rows in parts.values() for r in rows), key=lambda r: r["patient"])
+        if len({r["patient"] for r in results}) != len(results):
+            raise SystemExit("the parts share a patient: they are not independent test cohorts")
     summary = summarise(results)
     estimates = target_estimates(results, level=level, **plan)  # type: ignore[arg-type]
     summary["targets"] = {
@@ -714,6 +752,8 @@ def main(argv: list[str] | None = None) -> int:
         }
         for name, est in estimates.items()
     }
+    if parts is not None:
+        summary["parts"] = {name: len(rows) for name, rows in parts.items()}
     summary.update(
         cohort=str(cohort),
         seed=meta.get("seed"),

@@ -16,6 +16,7 @@ The CLI's sequence (``irtmon evaluate``, to be wired by the lead)::
 
 from __future__ import annotations
 
+import gzip
 import json
 import subprocess
 from collections.abc import Mapping
@@ -221,10 +222,51 @@ def _results_paths(repo: Path, declaration_id: str) -> tuple[Path, Path]:
     return base.with_suffix(".md"), base.with_suffix(".json")
 
 
+def part_path(repo: Path, declaration_id: str, part: str) -> Path:
+    """Where the read of one part of a declaration in parts is kept (gzip-compressed JSON,
+    committed with the looks log): ``docs/evaluation/results/<id>.part-<part>.json.gz``."""
+    return repo / RESULTS_DIR / f"{declaration_id}.part-{part}.json.gz"
+
+
+def write_part(clearance: Clearance, part: str, rows: Any) -> Path:
+    """Keep the read of ``part`` (never over an existing one): the per-patient rows the
+    pooled analysis needs.
+
+    Raises
+    ------
+    ProtocolError
+        That part was read already.
+    """
+    path = part_path(clearance.repo, clearance.declaration.id, part)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = gzip.compress(json.dumps(rows, default=str).encode(), mtime=0)
+    try:
+        with path.open("xb") as fh:
+            fh.write(data)
+    except FileExistsError as err:
+        raise ProtocolError(f"part {part} of {clearance.declaration.id} was read already") from err
+    return path
+
+
+def read_parts(repo: Path, declaration: Declaration) -> dict[str, Any] | None:
+    """Every part's kept read, by part name; None while a part is still unread."""
+    out = {}
+    for c in declaration.test_cohorts:
+        path = part_path(repo, declaration.id, c.name)
+        if not path.is_file():
+            return None
+        out[c.name] = json.loads(gzip.decompress(path.read_bytes()))
+    return out
+
+
 def gather_facts(
-    repo: Path, declaration: Declaration, cohort_folders: Mapping[str, Path]
+    repo: Path,
+    declaration: Declaration,
+    cohort_folders: Mapping[str, Path],
+    part: str | None = None,
 ) -> ProtocolFacts:
-    """What git and the file system say about ``declaration`` (see :class:`ProtocolFacts`)."""
+    """What git and the file system say about ``declaration`` (see :class:`ProtocolFacts`);
+    with ``part``, the looks and results are those of that part."""
     assert declaration.path is not None
     history = file_history(repo, declaration.path)
     earlier: dict[int, str] = {}
@@ -253,9 +295,12 @@ def gather_facts(
             if known
             else ()
         ),
-        results_exist=md.exists() or js.exists(),
+        results_exist=md.exists()
+        or js.exists()
+        or (part is not None and part_path(repo, declaration.id, part).exists()),
         earlier_looks=sum(
-            look.declaration == declaration.id for look in read_looks(repo / LOOKS_LOG)
+            look.declaration == declaration.id and (part is None or part in look.test_cohorts)
+            for look in read_looks(repo / LOOKS_LOG)
         ),
         stamps={
             name: stamp
@@ -273,6 +318,7 @@ def open_evaluation(
     cohort_folders: Mapping[str, Path],
     *,
     repeat_reason: str | None = None,
+    part: str | None = None,
 ) -> Clearance:
     """Check everything the protocol requires before test data is touched.
 
@@ -286,6 +332,9 @@ def open_evaluation(
         Test cohort name (as declared) -> its folder.
     repeat_reason
         Why a declaration that was already looked at is looked at again (recorded).
+    part
+        For a declaration in parts: the one test cohort this run reads (``cohort_folders``
+        then names it alone).
 
     Raises
     ------
@@ -297,12 +346,14 @@ def open_evaluation(
     repo = Path(repo)
     declaration = load_declaration(declaration_path)
     declared = {c.name for c in declaration.test_cohorts}
+    if part is not None:
+        declared = {part}
     if set(cohort_folders) != declared:
         raise ProtocolError(
             f"test cohorts given {sorted(cohort_folders)} are not the declared {sorted(declared)}"
         )
-    facts = gather_facts(repo, declaration, cohort_folders)
-    problems = clearance_problems(declaration, facts, repeat_reason=repeat_reason)
+    facts = gather_facts(repo, declaration, cohort_folders, part)
+    problems = clearance_problems(declaration, facts, repeat_reason=repeat_reason, part=part)
     problems += log_rewrites(repo, repo / LOOKS_LOG)
     if problems:
         raise ProtocolError(f"evaluation of {declaration.id} refused:\n- " + "\n- ".join(problems))

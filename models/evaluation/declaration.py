@@ -93,6 +93,9 @@ class Declaration:
     targets: tuple[Target, ...]
     frozen_paths: tuple[str, ...] = ()
     notes: str = ""
+    parts: bool = False
+    """Its base-story test cohorts are parts of one test set, each generated and read in a
+    run of its own (one look each); the one analysis pools them once every part is read."""
     path: Path | None = field(default=None, compare=False)
 
     def cohorts_of(self, role: CohortRole) -> list[CohortSpec]:
@@ -182,7 +185,11 @@ def parse_declaration(data: Mapping[str, Any], path: Path | None = None) -> Decl
     if not isinstance(frozen, list) or not all(isinstance(p, str) for p in frozen):
         problems.append(f"{where}: frozen_paths must be a list of repository paths")
         frozen = []
-    _check_cohorts(cohorts, where, problems)
+    parts = data.get("parts", False)
+    if not isinstance(parts, bool):
+        problems.append(f"{where}: parts must be true or false, got {parts!r}")
+        parts = False
+    _check_cohorts(cohorts, where, problems, parts)
     _check_variant_metrics(metrics, cohorts, where, problems)
     unknown = set(data) - {
         "id",
@@ -199,6 +206,7 @@ def parse_declaration(data: Mapping[str, Any], path: Path | None = None) -> Decl
         "targets",
         "frozen_paths",
         "notes",
+        "parts",
     }
     if unknown:
         problems.append(f"{where}: unknown keys {sorted(unknown)}")
@@ -219,6 +227,7 @@ def parse_declaration(data: Mapping[str, Any], path: Path | None = None) -> Decl
         targets=targets,
         frozen_paths=tuple(frozen),
         notes=str(data.get("notes", "")),
+        parts=parts,
         path=path,
     )
 
@@ -371,7 +380,9 @@ def _targets(raw: Any, metrics: set[str], where: str, problems: list[str]) -> li
     return out
 
 
-def _check_cohorts(cohorts: Sequence[CohortSpec], where: str, problems: list[str]) -> None:
+def _check_cohorts(
+    cohorts: Sequence[CohortSpec], where: str, problems: list[str], parts: bool = False
+) -> None:
     tests = [c for c in cohorts if c.role is CohortRole.TEST]
     if not tests:
         problems.append(f"{where}: at least one cohort with role = 'test' is needed")
@@ -401,7 +412,13 @@ def _check_cohorts(cohorts: Sequence[CohortSpec], where: str, problems: list[str
                 "(the models are trained and tuned once; story variants are test cohorts)"
             )
     variants = [c.variant for c in tests]
-    if len(set(variants)) != len(variants):
+    if parts:
+        if len(tests) < 2 or set(variants) != {BASE_VARIANT}:
+            problems.append(
+                f"{where}: a declaration in parts has two or more test cohorts, all of the "
+                f"base story (its parts), got {variants}"
+            )
+    elif len(set(variants)) != len(variants):
         problems.append(
             f"{where}: test cohorts must be of distinct story variants (one test cohort per "
             f"variant), got {variants}"
@@ -489,7 +506,11 @@ class ProtocolFacts:
 
 
 def clearance_problems(
-    declaration: Declaration, facts: ProtocolFacts, *, repeat_reason: str | None = None
+    declaration: Declaration,
+    facts: ProtocolFacts,
+    *,
+    repeat_reason: str | None = None,
+    part: str | None = None,
 ) -> list[str]:
     """Why the evaluation of ``declaration`` may not run (an empty list: it may).
 
@@ -498,10 +519,24 @@ def clearance_problems(
     ``cohort.json``), whose seed, size and story variant are the declared ones; its test
     seeds are new; the frozen code has not changed since the declaration was written; it has
     no results yet; and it has not been looked at before, unless ``repeat_reason`` says why
-    (a crash), which the look records.
+    (a crash), which the look records. With ``part`` (a declaration in parts), the same for
+    that one test cohort: ``facts`` then count the looks at that part, and its read as
+    results.
     """
     out: list[str] = []
     d = declaration
+    tests = d.test_cohorts
+    if part is not None:
+        if not d.parts:
+            out.append(
+                f"declaration {d.id} is not declared in parts: its test cohorts are read together"
+            )
+        names = [c.name for c in tests]
+        if part not in names:
+            out.append(f"{part!r} is not a test cohort of {d.id} (its parts: {', '.join(names)})")
+        tests = [c for c in tests if c.name == part]
+    elif d.parts:
+        out.append(f"declaration {d.id} is declared in parts: read one part at a time")
     if facts.declared_at is None:
         out.append(f"declaration {d.id} is not committed: commit it before the test cohort exists")
     if facts.uncommitted:
@@ -534,7 +569,7 @@ def clearance_problems(
         )
     for seed, other in facts.seeds_declared_before.items():
         out.append(f"test seed {seed} was already declared by {other}: a test seed is used once")
-    for c in d.test_cohorts:
+    for c in tests:
         stamp = facts.stamps.get(c.name)
         if stamp is None:
             out.append(f"test cohort {c.name}: no cohort.json found (generate it, then evaluate)")

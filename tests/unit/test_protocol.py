@@ -495,3 +495,57 @@ def test_the_robustness_table() -> None:
                            "0.700 [0.600, 0.800]"]  # fmt: skip
     assert robustness_table({}) == (["metric", "base"], [])
     assert ROBUSTNESS_METRICS[0] == "response.full.auc_planning" and len(ROBUSTNESS_METRICS) == 9
+
+
+def _parts_declaration(repo: Path, ident: str = "lesions-p", parts: str = "true") -> Path:
+    code = _git(repo, "rev-parse", "HEAD").strip()
+    text = DECLARATION.format(id=ident, commit=code, test_seed=9001).replace(
+        'frozen_paths = ["models"]', f'frozen_paths = ["models"]\nparts = {parts}'
+    )
+    text += '\n[[cohorts]]\nrole = "test"\nname = "test-b"\nseed = 9002\npatients = 400\n'
+    path = repo / "docs" / "evaluation" / "declarations" / f"{ident}.toml"
+    path.write_text(text)
+    _commit(repo, f"declare {ident}", T0)
+    return path
+
+
+def test_a_declaration_in_parts_reads_each_part_once_and_pools_them(
+    repo: Path, tmp_path: Path
+) -> None:
+    path = _parts_declaration(repo)
+    a = _cohort(tmp_path, at=T0 + timedelta(hours=1))
+    b = _cohort(tmp_path, seed=9002, at=T0 + timedelta(days=1))
+    # read one part at a time, never together, and only as declared
+    with pytest.raises(ProtocolError, match="declared in parts"):
+        protocol.open_evaluation(repo, path, {"test": a, "test-b": b})
+    with pytest.raises(ProtocolError, match="not a test cohort"):
+        protocol.open_evaluation(repo, path, {"test-c": a}, part="test-c")
+    first = protocol.open_evaluation(repo, path, {"test": a}, part="test")
+    look = protocol.record_look(first, who="lead", command="c", computed="part test")
+    assert look.test_cohorts == ["test"]
+    protocol.write_part(first, "test", [{"patient": "p1"}])
+    assert protocol.read_parts(repo, first.declaration) is None  # nothing pooled yet
+    with pytest.raises(ProtocolError, match="already has results|look"):
+        protocol.open_evaluation(repo, path, {"test": a}, part="test")
+    with pytest.raises(ProtocolError, match="read already"):
+        protocol.write_part(first, "test", [])
+    # the other part was not looked at: it may be read, once
+    second = protocol.open_evaluation(repo, path, {"test-b": b}, part="test-b")
+    protocol.record_look(second, who="lead", command="c", computed="part test-b")
+    protocol.write_part(second, "test-b", [{"patient": "p2"}])
+    assert protocol.read_parts(repo, second.declaration) == {
+        "test": [{"patient": "p1"}],
+        "test-b": [{"patient": "p2"}],
+    }
+    protocol.write_results(second, _estimates(), command="c")
+    with pytest.raises(ProtocolError, match="already has results"):
+        protocol.open_evaluation(repo, path, {"test-b": b}, part="test-b", repeat_reason="x")
+
+
+def test_only_a_declaration_in_parts_is_read_in_parts(repo: Path, tmp_path: Path) -> None:
+    path = _declare(repo)
+    cohort = _cohort(tmp_path, at=T0 + timedelta(hours=1))
+    with pytest.raises(ProtocolError, match="not declared in parts"):
+        protocol.open_evaluation(repo, path, {"test": cohort}, part="test")
+    with pytest.raises(DeclarationError, match="parts must be true or false"):
+        load_declaration(_parts_declaration(repo, "lesions-q", parts='"yes"'))
