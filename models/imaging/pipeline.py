@@ -123,6 +123,9 @@ def _merge_indexes(locations: Sequence[str | Path]) -> SeriesIndex:
             merged.contours.setdefault(uid, []).extend(paths)
         merged.modality.update({k: v for k, v in idx.modality.items() if k not in merged.modality})
         merged.headers.update({k: v for k, v in idx.headers.items() if k not in merged.headers})
+        merged.instances.update(idx.instances)
+        for uid, size in idx.decoded_bytes.items():
+            merged.decoded_bytes[uid] = merged.decoded_bytes.get(uid, 0) + size
     assert merged is not None
     return merged
 

@@ -19,14 +19,17 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pydicom
-from pydicom.dataset import Dataset
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset, FileDataset
 from pydicom.errors import InvalidDicomError
+from pydicom.filereader import read_deferred_data_element
 
 from models.exceptions import LimitExceededError, UnreadableInputError
 from models.imaging.volume import Geometry, Volume
@@ -87,6 +90,9 @@ class SeriesIndex:
     """First header (no pixel data) of each series."""
     decoded_bytes: dict[str, int] = field(default_factory=dict)
     """Decoded pixel bytes of each series, from its headers."""
+    instances: dict[Path, Dataset] = field(default_factory=dict, repr=False)
+    """Each file's dataset as :func:`index_folder` parsed it, its pixel data left in the file
+    (deferred): :func:`read_series` reads only the pixel data, not every header a second time."""
 
 
 def _is_dicom_file(path: Path) -> bool:
@@ -178,9 +184,10 @@ def index_folder(folder: str | Path, *, limits: ReadLimits | None = None) -> Ser
     """Group the DICOM files under ``folder`` (recursively) by Series Instance UID.
 
     Files without the DICOM preamble (a manifest, a README) are skipped; a file with the
-    preamble that cannot be parsed is refused. Only headers are read; the folder's file count,
-    each instance's size and the decoded bytes of the whole folder are checked against
-    ``limits`` (default :class:`~models.limits.ReadLimits`).
+    preamble that cannot be parsed is refused. Only headers are read (values over
+    ``_DEFER_BYTES``, the pixel data, stay in the file until :func:`read_series` needs them);
+    the folder's file count, each instance's size and the decoded bytes of the whole folder
+    are checked against ``limits`` (default :class:`~models.limits.ReadLimits`).
 
     Raises
     ------
@@ -206,7 +213,7 @@ def index_folder(folder: str | Path, *, limits: ReadLimits | None = None) -> Ser
                 f"(limit dicom_max_files); refused before reading them"
             )
         try:
-            ds = pydicom.dcmread(path, stop_before_pixels=True)
+            ds = pydicom.dcmread(path, defer_size=_DEFER_BYTES)
         except (InvalidDicomError, OSError, EOFError, ValueError, KeyError, TypeError) as err:
             raise UnreadableInputError(f"corrupt DICOM file {path}: {err}") from err
         uid = str(ds.get("SeriesInstanceUID", ""))
@@ -217,6 +224,7 @@ def index_folder(folder: str | Path, *, limits: ReadLimits | None = None) -> Ser
         target.setdefault(uid, []).append(path)
         index.modality.setdefault(uid, modality)
         index.headers.setdefault(uid, ds)
+        index.instances[path] = ds
         size = check_instance(ds, f"series {uid} ({path}): ", limits)
         index.decoded_bytes[uid] = index.decoded_bytes.get(uid, 0) + size
         total += size
@@ -282,12 +290,42 @@ def read_series(
     datasets = []
     for path in index.images[series_uid]:
         try:
-            datasets.append(pydicom.dcmread(path))
+            indexed = index.instances.get(path)
+            datasets.append(
+                pydicom.dcmread(path) if indexed is None else _with_pixel_data(indexed, path)
+            )
         except (InvalidDicomError, OSError, EOFError, ValueError, KeyError, TypeError) as err:
             raise UnreadableInputError(
                 f"series {series_uid}: corrupt DICOM file {path}: {err}"
             ) from err
     return volume_from_datasets(datasets, source=str(index.root), limits=limits)
+
+
+_DEFER_BYTES = 4096
+"""Values longer than this stay in the file when a folder is indexed (in practice only the
+pixel data), so indexing reads headers only and reading a series parses nothing twice."""
+
+
+def _with_pixel_data(indexed: Dataset, path: Path) -> Dataset:
+    """``indexed``'s elements with its deferred values (the pixel data) read from ``path``, as a
+    new dataset: the index keeps no pixel data.
+
+    pydicom's own deferred read (``read_deferred_data_element``) re-opens the file and reads the
+    one value. A file modified since it was indexed (another modification time) is read again
+    whole instead, as if it had not been indexed."""
+    if not isinstance(indexed, FileDataset) or os.stat(path).st_mtime != indexed.timestamp:
+        return pydicom.dcmread(path)
+    keys = indexed.keys()  # iterating the Dataset itself would decode every element
+    elements = {tag: indexed.get_item(tag, keep_deferred=True) for tag in keys}
+    for tag, raw in elements.items():
+        if isinstance(raw, RawDataElement) and raw.value is None and raw.length:
+            elements[tag] = read_deferred_data_element(
+                indexed.fileobj_type, indexed.filename, indexed.timestamp, raw
+            )
+    ds = Dataset(elements)
+    if hasattr(indexed, "file_meta"):
+        ds.file_meta = indexed.file_meta
+    return ds
 
 
 def _vec(ds: Dataset, keyword: str, n: int) -> np.ndarray | None:
@@ -297,8 +335,9 @@ def _vec(ds: Dataset, keyword: str, n: int) -> np.ndarray | None:
     return np.asarray([float(v) for v in value], float)
 
 
-def _hu(ds: Dataset, series: str) -> np.ndarray:
-    """One slice in HU; its header was checked against the limits before (``check_instance``)."""
+def _hu(ds: Dataset, series: str, out: np.ndarray) -> None:
+    """One slice in HU, written into ``out`` (no temporary slices); its header was checked
+    against the limits before (``check_instance``)."""
     if "PixelData" not in ds and "FloatPixelData" not in ds:
         raise UnreadableInputError(
             f"series {series}: instance {ds.get('SOPInstanceUID')} has no pixel data"
@@ -323,16 +362,16 @@ def _hu(ds: Dataset, series: str) -> np.ndarray:
         )
     slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
     intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
-    values = stored.astype(np.float32) * np.float32(slope) + np.float32(intercept)
+    np.multiply(stored, np.float32(slope), out=out, dtype=np.float32, casting="unsafe")
+    out += np.float32(intercept)
     rtype = str(ds.get("RescaleType", "HU") or "HU").upper()
     if rtype in ("HU", "US"):
         # outside the reconstruction field of view (Pixel Padding Value, or the artefacts of
         # lossy compression around it) lies below air: read it as air
         padding = ds.get("PixelPaddingValue")
         if padding is not None:
-            values[stored == padding] = AIR_HU
-        np.maximum(values, AIR_HU, out=values)
-    return values
+            out[stored == padding] = AIR_HU
+        np.maximum(out, AIR_HU, out=out)
 
 
 def volume_from_datasets(
@@ -445,7 +484,7 @@ def volume_from_datasets(
             )
     array = np.empty((len(datasets), int(size[0]), int(size[1])), dtype=np.float32)
     for k, ds in enumerate(datasets):
-        array[k] = _hu(ds, series)
+        _hu(ds, series, array[k])
     origin = _vec(datasets[0], "ImagePositionPatient", 3)
     geometry = Geometry(
         origin=tuple(float(v) for v in origin),  # type: ignore[union-attr]

@@ -168,6 +168,39 @@ def test_corrupt_file_is_refused_with_its_name(tmp_path: Path) -> None:
         read_series(folder)
 
 
+def test_a_series_is_parsed_once_and_its_pixels_read_from_the_files(tmp_path: Path) -> None:
+    """Indexing leaves the pixel data in the files; reading takes it from there and keeps none
+    of it in the index; a file rewritten since it was indexed is read again whole."""
+    import os
+
+    hu, _ = phantom()
+    folder = write_series(tmp_path / "ct", ct_datasets(hu))
+    index = index_folder(folder)
+
+    def pixels_left_in_files() -> bool:
+        return all(
+            ds.get_item(0x7FE00010, keep_deferred=True).value is None
+            for ds in index.instances.values()
+        )
+
+    assert pixels_left_in_files()
+    series = read_series(folder, index=index)
+    assert np.allclose(series.volume.array, np.round(hu), atol=0.51)
+    assert pixels_left_in_files()
+    victim = sorted(folder.iterdir())[1]
+    ds = pydicom.dcmread(victim)
+    ds.ImageComments = "corrected and sent again: " + "x" * 200  # moves the pixel data
+    ds.PixelData = np.full_like(ds.pixel_array, 40).tobytes()
+    stat = victim.stat()
+    ds.save_as(victim)
+    os.utime(victim, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    again = read_series(folder, index=index)
+    changed = np.flatnonzero(np.any(again.volume.array != series.volume.array, axis=(1, 2)))
+    assert len(changed) == 1
+    expected = 40 * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+    assert np.all(again.volume.array[changed[0]] == np.float32(expected))
+
+
 def test_folder_errors(tmp_path: Path) -> None:
     with pytest.raises(UnreadableInputError, match="does not exist"):
         index_folder(tmp_path / "nope")
