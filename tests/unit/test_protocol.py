@@ -525,7 +525,7 @@ def test_a_declaration_in_parts_reads_each_part_once_and_pools_them(
     assert look.test_cohorts == ["test"]
     protocol.write_part(first, "test", [{"patient": "p1"}])
     assert protocol.read_parts(repo, first.declaration) is None  # nothing pooled yet
-    with pytest.raises(ProtocolError, match="already has results|look"):
+    with pytest.raises(ProtocolError, match=r"already has results|look"):
         protocol.open_evaluation(repo, path, {"test": a}, part="test")
     with pytest.raises(ProtocolError, match="read already"):
         protocol.write_part(first, "test", [])
