@@ -335,6 +335,34 @@ def _vec(ds: Dataset, keyword: str, n: int) -> np.ndarray | None:
     return np.asarray([float(v) for v in value], float)
 
 
+_NATIVE_LITTLE_ENDIAN = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"})
+"""Implicit and Explicit VR Little Endian: pixel data stored uncompressed, as CT is written."""
+
+
+def _native_pixels(ds: Dataset) -> np.ndarray | None:
+    """The stored values of an uncompressed 16-bit greyscale single-frame slice, as a view on
+    its Pixel Data; ``None`` for anything else (compressed, another bit depth, several frames
+    or samples, a dataset without file meta), which pydicom's ``pixel_array`` decodes.
+
+    The same values as ``pixel_array``, which for native data also takes the buffer as it is
+    (its ``correct_unused_bits`` is off by default), without its decoder's per-call set-up:
+    about 1 ms a slice, a fifth of a second for a 200-slice series."""
+    meta = getattr(ds, "file_meta", None)
+    syntax = None if meta is None else meta.get("TransferSyntaxUID")
+    if syntax not in _NATIVE_LITTLE_ENDIAN:
+        return None
+    if ds.get("BitsAllocated") != 16 or ds.get("SamplesPerPixel", 1) != 1:
+        return None
+    if int(ds.get("NumberOfFrames", 1) or 1) != 1 or ds.get("PixelRepresentation") not in (0, 1):
+        return None
+    data = ds.get("PixelData")
+    rows, cols = int(ds.Rows), int(ds.Columns)
+    if not isinstance(data, bytes) or len(data) != rows * cols * 2:
+        return None
+    dtype = "<i2" if ds.PixelRepresentation == 1 else "<u2"
+    return np.frombuffer(data, dtype=dtype).reshape(rows, cols)
+
+
 def _hu(ds: Dataset, series: str, out: np.ndarray) -> None:
     """One slice in HU, written into ``out`` (no temporary slices); its header was checked
     against the limits before (``check_instance``)."""
@@ -343,7 +371,9 @@ def _hu(ds: Dataset, series: str, out: np.ndarray) -> None:
             f"series {series}: instance {ds.get('SOPInstanceUID')} has no pixel data"
         )
     try:
-        stored = ds.pixel_array
+        stored = _native_pixels(ds)
+        if stored is None:
+            stored = ds.pixel_array
     except (ValueError, RuntimeError, NotImplementedError, AttributeError, TypeError) as err:
         syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "unknown")
         raise UnreadableInputError(

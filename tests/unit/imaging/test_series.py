@@ -12,7 +12,7 @@ from pydicom.data import get_testdata_file
 
 from models.exceptions import IrtmonError, LimitExceededError, UnreadableInputError
 from models.imaging import index_folder, read_series, volume_from_datasets
-from models.imaging.series import decoded_bytes
+from models.imaging.series import _native_pixels, decoded_bytes
 from models.limits import GIB, ReadLimits
 from tests.unit.imaging.synth import ct_datasets, phantom, write_series
 
@@ -75,6 +75,45 @@ def test_pydicom_examples_ct_matches_manual_rescale() -> None:
     manual = ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
     manual = np.maximum(manual, -1024.0)  # air floor; CT_small has no value below it anyway
     assert np.allclose(series.volume.array[0], manual)
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_uncompressed_slices_are_taken_from_their_buffer_as_pydicom_decodes_them(
+    signed: bool,
+) -> None:
+    hu, _ = phantom()
+
+    def edit(k: int, ds: pydicom.Dataset) -> None:
+        if signed:  # stored = HU, 12 bits in 16, as many scanners write
+            ds.PixelRepresentation, ds.BitsStored, ds.HighBit = 1, 12, 11
+            ds.RescaleIntercept = 0
+            ds.PixelData = np.round(hu[k]).astype("<i2").tobytes()
+
+    datasets = ct_datasets(hu, edit=edit)
+    for ds in datasets:
+        fast = _native_pixels(ds)
+        assert fast is not None
+        assert fast.dtype == ds.pixel_array.dtype
+        assert np.array_equal(fast, ds.pixel_array)
+    assert np.allclose(volume_from_datasets(datasets).volume.array, np.round(hu), atol=0.51)
+
+
+@pytest.mark.parametrize("name", ["693_J2KI.dcm", "MR_small_bigendian.dcm"])
+def test_compressed_or_big_endian_slices_are_left_to_pydicom(name: str) -> None:
+    assert _native_pixels(pydicom.dcmread(_local(name))) is None
+
+
+def test_a_slice_without_file_meta_or_of_another_depth_is_left_to_pydicom() -> None:
+    hu, _ = phantom()
+    ds = ct_datasets(hu[:1])[0]
+    assert _native_pixels(ds) is not None
+    del ds.file_meta
+    assert _native_pixels(ds) is None
+    ds = ct_datasets(hu[:1])[0]
+    ds.PixelData = ds.PixelData[:-2]  # shorter than Rows x Columns: pydicom says why
+    assert _native_pixels(ds) is None
+    with pytest.raises(UnreadableInputError, match="cannot be decoded"):
+        volume_from_datasets([ds])
 
 
 def test_pydicom_dicomdir_series_read_or_refused_with_reason() -> None:
