@@ -35,7 +35,7 @@ from models.imaging.radiomics import (
 from models.imaging.registration import propagate_mask, register
 from models.imaging.series import CtSeries, SeriesIndex, index_folder, read_series
 from models.imaging.spectral import mask_on_grid, spectral_features
-from models.imaging.volume import Volume
+from models.imaging.volume import Volume, dice
 from models.imaging.writers import ALGORITHM_NAME, ALGORITHM_VERSION, write_outputs
 
 __all__ = ["Baseline", "ImagingResult", "analyse_acquisition"]
@@ -260,10 +260,10 @@ def analyse_acquisition(
         registration = {
             **reg.quality(),
             "baseline_series_uid": baseline.series_uid,
-            "propagated_volume_ml": round(float(carried.sum()) * volume.geometry.voxel_ml, 4),
-            "dice_propagated_refined": round(
-                float(2 * (carried & refined).sum() / (carried.sum() + refined.sum())), 4
+            "propagated_volume_ml": round(
+                float(np.count_nonzero(carried)) * volume.geometry.voxel_ml, 4
             ),
+            "dice_propagated_refined": round(dice(carried, refined), 4),
         }
         lesion = LesionMask(refined, MaskSource.PROPAGATED, "propagated target lesion")
     mask = lesion.mask

@@ -23,7 +23,7 @@ from models.exceptions import InsufficientDataError
 from models.imaging.annotations import Lesion, LesionFailure, LesionProblem
 from models.imaging.lesion import MaskSource, refine_mask
 from models.imaging.registration import RegistrationResult, propagate_mask, register
-from models.imaging.volume import Volume, mask_bounds, mask_box
+from models.imaging.volume import Volume, dice, mask_bounds, mask_box
 
 __all__ = ["Propagation", "carry_masks", "propagate_lesions", "register_study"]
 
@@ -152,22 +152,13 @@ def propagate_lesions(
         result.lesions.append(
             replace(lesion, mask=refined, source=MaskSource.PROPAGATED, reference_uid="")
         )
-        n_carried, n_refined = np.count_nonzero(carried), np.count_nonzero(refined)
         result.quality[_key(lesion)] = {
-            "propagated_volume_ml": round(float(n_carried) * volume.geometry.voxel_ml, 4),
-            "dice_propagated_refined": round(
-                float(2 * _shared_voxels(carried, refined) / (n_carried + n_refined)), 4
+            "propagated_volume_ml": round(
+                float(np.count_nonzero(carried)) * volume.geometry.voxel_ml, 4
             ),
+            "dice_propagated_refined": round(dice(carried, refined), 4),
         }
     return result
-
-
-def _shared_voxels(a: np.ndarray, b: np.ndarray) -> int:
-    """Voxels in both masks, counted inside ``b``'s bounding box (``a & b`` is empty outside)."""
-    box = mask_box(b)
-    if box is None:
-        return 0
-    return int(np.count_nonzero(a[box] & b[box]))
 
 
 def _share_out(

@@ -117,3 +117,19 @@ def mask_box(mask: np.ndarray) -> tuple[slice, ...] | None:
     if bounds is None:
         return None
     return tuple(slice(int(lo), int(hi) + 1) for lo, hi in zip(bounds[0], bounds[1], strict=True))
+
+
+def shared_voxels(a: np.ndarray, b: np.ndarray) -> int:
+    """Voxels in both masks, counted inside ``b``'s bounding box (``a & b`` is empty outside):
+    no full-size pass over the grid."""
+    box = mask_box(b)
+    if box is None:
+        return 0
+    return int(np.count_nonzero(a[box] & b[box]))
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    """The Dice overlap of two masks on one grid (0 when both are empty), without a full-size
+    ``a & b``."""
+    n = np.count_nonzero(a) + np.count_nonzero(b)
+    return float(2 * shared_voxels(a, b) / n) if n else 0.0

@@ -4,11 +4,13 @@ with the result of whole-grid distance maps."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from scipy import ndimage
 
 from models.imaging.annotations import Lesion
 from models.imaging.lesion import MaskSource
-from models.imaging.propagation import _share_out, _shared_voxels
+from models.imaging.propagation import _share_out
+from models.imaging.volume import dice, shared_voxels
 
 
 def _ball(shape, centre, radius) -> np.ndarray:
@@ -61,5 +63,8 @@ def test_shared_voxels_go_where_whole_grid_distances_send_them() -> None:
 def test_shared_voxels_are_counted_in_the_box() -> None:
     shape = (30, 64, 64)
     a, b = _ball(shape, (12, 20, 20), 8), _ball(shape, (14, 30, 28), 9)
-    assert _shared_voxels(a, b) == int((a & b).sum()) > 0
-    assert _shared_voxels(a, np.zeros(shape, bool)) == 0
+    assert shared_voxels(a, b) == int((a & b).sum()) > 0
+    assert shared_voxels(a, np.zeros(shape, bool)) == 0
+    assert dice(a, b) == pytest.approx(2 * (a & b).sum() / (a.sum() + b.sum()))
+    assert dice(a, a) == 1.0
+    assert dice(np.zeros(shape, bool), np.zeros(shape, bool)) == 0.0
