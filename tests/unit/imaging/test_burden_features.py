@@ -67,6 +67,29 @@ def test_short_axis_is_perpendicular_to_the_long_axis_on_its_slice(angle: float)
     assert cos < 0.01  # perpendicular (isotropic pixels here)
 
 
+@pytest.mark.parametrize("shift", [(0, 0), (37, 30), (-61, 48)])
+def test_a_lesion_measures_the_same_wherever_it_lies_on_the_slice(
+    shift: tuple[int, int],
+) -> None:
+    """Each slice is outlined on its lesion's box only: a lesion moved across the slice, to
+    its edges included, keeps its axes (to rounding) and its ends move with it."""
+    n = 140
+    yy, xx = np.mgrid[:n, :n]
+    ellipse = ((xx - 70) / 21.3) ** 2 + ((yy - 70) / 9.6) ** 2 + 0.02 * (xx - 70) / 21.3 <= 1
+    here = np.zeros((3, n, n), bool)
+    here[1] = ellipse
+    there = np.roll(here, shift, axis=(1, 2))
+    assert np.count_nonzero(there[1, 60:, :]) == 0 or shift != (-61, 48)  # no wrap-around
+    geometry = _geometry(here.shape, (2.0, 0.8, 0.8))
+    a, b = axial_axes(here, geometry), axial_axes(there, geometry)
+    assert b.slice == a.slice
+    assert (b.long_mm, b.short_mm) == pytest.approx((a.long_mm, a.short_mm), rel=1e-12)
+    moved = np.asarray(b.long_ends) - np.asarray(a.long_ends)
+    assert np.allclose(moved, [shift, shift])
+    if shift == (-61, 48):  # the lesion now touches two of the slice's edges
+        assert there[1, 0].any() and there[1, :, -1].any()
+
+
 @pytest.mark.parametrize(
     ("pixels", "low", "high"),
     [([(5, 5)], 2.0, 3.0), ([(5, 5), (5, 6)], 4.0, 6.0)],
