@@ -27,6 +27,7 @@ from pydicom.uid import generate_uid
 
 from models.imaging.burden import Burden
 from models.imaging.lesion import MaskSource
+from models.imaging.volume import mask_box
 from schemas.enums import LesionRole, Organ, RecistResponse
 
 __all__ = [
@@ -312,7 +313,7 @@ def build_lesions_seg(
             f"a lesion mask does not have one slice per source image ({len(source_images)})"
         )
     keep = np.flatnonzero(np.any([m.any(axis=(1, 2)) for m in masks], axis=0))
-    pixels = np.stack([m[keep] for m in masks], axis=-1)
+    pixels = _segment_pixels([m[keep] for m in masks])
     return hd.seg.Segmentation(
         source_images=[source_images[int(i)] for i in keep],
         pixel_array=pixels,
@@ -330,6 +331,26 @@ def build_lesions_seg(
         content_description=f"{len(shown)} lesions, one segment each",
         omit_empty_frames=True,
     )
+
+
+def _segment_pixels(masks: Sequence[np.ndarray]) -> np.ndarray:
+    """The masks as highdicom's pixel array: a label map (segment ``k`` where mask ``k`` is)
+    when no two overlap, else the masks stacked on a last axis.
+
+    Both give the same BINARY SEG (one frame per segment and slice); from a stack highdicom
+    first sums it over the segments to learn whether they overlap, which on a five-lesion
+    full-size follow-up cost more than the rest of the SEG (2026-12-04). Overlap is found here
+    on each mask's box."""
+    labels = np.zeros(masks[0].shape, np.uint8 if len(masks) < 256 else np.uint16)
+    for number, mask in enumerate(masks, start=1):
+        box = mask_box(mask)
+        if box is None:
+            continue
+        region, inside = labels[box], mask[box]
+        if region[inside].any():
+            return np.stack(masks, axis=-1)
+        region[inside] = number
+    return labels
 
 
 def _timepoint_evaluations(tp: TimepointOutput) -> list[hd.sr.QualitativeEvaluation]:

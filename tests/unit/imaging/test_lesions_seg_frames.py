@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from models.imaging import writers
 from models.imaging.annotations import lesions_from_seg
 from models.imaging.lesion import MaskSource
 from models.imaging.series import read_series
@@ -51,3 +52,48 @@ def test_a_mask_off_the_series_is_refused(tmp_path: Path) -> None:
     mask = ls.LESIONS[0].mask()[:-1]
     with pytest.raises(ValueError, match="one slice per source image"):
         build_lesions_seg(images, [LesionOutput("L1", "", "GTV", mask)])
+
+
+def test_a_label_map_gives_the_seg_a_stack_of_masks_gives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """highdicom is handed the lesions as one label map when none overlap (it then skips a
+    full-size sum over the segments): the SEG's frames and their references are those of the
+    masks stacked one per segment."""
+    images = ls.write_ct_with_simpleitk(tmp_path / "CT", ls.image())
+    lesions = [
+        LesionOutput(f"L{i}", "1.2.3.4", e.label, e.mask(), MaskSource.PROPAGATED)
+        for i, e in enumerate(ls.LESIONS, start=1)
+    ]
+    assert writers._segment_pixels([x.mask for x in lesions]).ndim == 3
+    labelled = build_lesions_seg(images, lesions)
+    monkeypatch.setattr(writers, "_segment_pixels", lambda masks: np.stack(masks, axis=-1))
+    stacked = build_lesions_seg(images, lesions)
+    assert labelled.NumberOfFrames == stacked.NumberOfFrames > len(lesions)
+    assert labelled.PixelData == stacked.PixelData
+
+    def frames(seg):  # (segment, referenced image) of each frame, in order
+        return [
+            (
+                f.SegmentIdentificationSequence[0].ReferencedSegmentNumber,
+                f.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID,
+            )
+            for f in seg.PerFrameFunctionalGroupsSequence
+        ]
+
+    assert frames(labelled) == frames(stacked)
+
+
+def test_overlapping_masks_are_handed_over_stacked() -> None:
+    a = np.zeros((4, 10, 10), bool)
+    b = np.zeros_like(a)
+    a[1:3, 2:5, 2:5] = True
+    b[2:4, 5:9, 5:9] = True
+    labels = writers._segment_pixels([a, b])
+    assert labels.shape == a.shape
+    assert np.array_equal(labels == 1, a) and np.array_equal(labels == 2, b)
+    b[2, 5, 5] = True
+    a[2, 5, 5] = True  # one shared voxel
+    stacked = writers._segment_pixels([a, b])
+    assert stacked.shape == (*a.shape, 2)
+    assert np.array_equal(stacked[..., 0], a) and np.array_equal(stacked[..., 1], b)
