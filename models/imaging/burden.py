@@ -128,17 +128,17 @@ def axial_axes(mask: np.ndarray, geometry: Geometry) -> AxialAxes:
     best, best_k, ends = 0.0, -1, None
     polys_k: list[np.ndarray] = []
     bounds = mask_bounds(mask)
-    slices = () if bounds is None else range(int(bounds[0][0]), int(bounds[1][0]) + 1)
-    for k in slices:
-        # the slice's lesion box: the outline of the whole slice, without smoothing and
-        # tracing its empty rest (2026-12-04: a sixth of a five-lesion full-size follow-up)
-        plane = mask[k]
-        rows, cols = np.flatnonzero(plane.any(axis=1)), np.flatnonzero(plane.any(axis=0))
-        if rows.size == 0:
+    if bounds is None:
+        bounds = (np.zeros(3, int), np.full(3, -1))  # no slice to outline
+    (z0, r0, c0), (z1, r1, c1) = (int(v) for v in bounds[0]), (int(v) for v in bounds[1])
+    offset = np.array([r0, c0], float)
+    for k in range(z0, z1 + 1):
+        # each slice outlined on the lesion's box: the outline of the whole slice (its empty
+        # rest adds nothing), without smoothing and tracing that rest (2026-12-04: a sixth of
+        # a five-lesion full-size follow-up)
+        box = mask[k, r0 : r1 + 1, c0 : c1 + 1]
+        if not box.any():
             continue
-        r0, c0 = int(rows[0]), int(cols[0])
-        box = plane[r0 : int(rows[-1]) + 1, c0 : int(cols[-1]) + 1]
-        offset = np.array([r0, c0], float)
         polys = [p + offset for p in _outline(box)]
         if not polys:
             continue
