@@ -51,10 +51,8 @@ def register_study(
     """
     if not baseline_lesions:
         raise InsufficientDataError("the baseline has no lesion to register around")
-    union = np.zeros(baseline_volume.geometry.shape, bool)
-    for lesion in baseline_lesions:
-        union |= lesion.mask
-    return register(volume, baseline_volume, union, deformable=deformable)
+    masks = [lesion.mask for lesion in baseline_lesions]
+    return register(volume, baseline_volume, masks, deformable=deformable)
 
 
 def carry_masks(

@@ -20,6 +20,7 @@ what the stage is for (breathing, positioning); and its acceptance test (local c
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -31,6 +32,7 @@ from models.imaging.volume import Volume, mask_bounds
 __all__ = ["RegistrationResult", "propagate_mask", "register"]
 
 _SEED = 20261124
+_THREADS = 1
 
 
 @dataclass
@@ -152,24 +154,28 @@ def _ncc(
 
 
 def _box(
-    mask: np.ndarray,
+    parts: Sequence[tuple[np.ndarray, list[int]]],
     spacing_xyz: tuple[float, ...],
     margin_mm: float,
-    at_xyz: list[int] | None = None,
-    size_xyz: tuple[int, ...] | None = None,
+    size_xyz: tuple[int, ...],
 ) -> tuple[list[int], list[int]]:
-    """Index and size (x, y, z) of ``mask``'s voxels (any nonzero label) plus ``margin_mm``,
-    within the array; or, where ``mask`` is a part of a larger grid (its first voxel at index
-    ``at_xyz`` of a grid of ``size_xyz``), on that grid and within it."""
-    bounds = mask_bounds(mask)
-    if bounds is None:
+    """Index and size (x, y, z) of the voxels (any nonzero label) of ``parts`` plus
+    ``margin_mm``, within a grid of ``size_xyz``: each part an array and the index (x, y, z) on
+    the grid of its first voxel."""
+    found = [
+        (b[0] + np.asarray(at[::-1]), b[1] + np.asarray(at[::-1]))
+        for b, at in ((mask_bounds(mask), at) for mask, at in parts)
+        if b is not None
+    ]
+    if not found:
         raise ValueError("empty mask: no region to register")
-    shift = np.asarray(at_xyz[::-1]) if at_xyz is not None else 0
-    shape = np.asarray(size_xyz[::-1]) if size_xyz is not None else np.asarray(mask.shape)
+    first = np.min([f for f, _ in found], axis=0)
+    last = np.max([la for _, la in found], axis=0)
+    shape = np.asarray(size_xyz[::-1])
     sp = np.asarray(spacing_xyz)[::-1]
     pad = np.ceil(margin_mm / sp).astype(int)
-    lo = np.maximum(bounds[0] + shift - pad, 0)
-    hi = np.minimum(bounds[1] + shift + pad + 1, shape)
+    lo = np.maximum(first - pad, 0)
+    hi = np.minimum(last + pad + 1, shape)
     return [int(v) for v in lo[::-1]], [int(v) for v in (hi - lo)[::-1]]
 
 
@@ -180,53 +186,79 @@ def _shrink(image: sitk.Image, mm: float) -> sitk.Image:
 
 
 def _landing(
-    m_mask: sitk.Image,
-    moving_mask: np.ndarray,
+    moving_masks: Sequence[np.ndarray],
     moving: Volume,
     fixed: Volume,
     coarse: sitk.Euler3DTransform,
-) -> tuple[np.ndarray, list[int]]:
-    """Where the baseline lesion lands on the follow-up (nearest neighbour, ``coarse``; the
-    identity where ``coarse`` puts it outside the follow-up), as an array and the index (x, y, z)
-    of its first voxel on ``fixed``'s grid.
+) -> list[tuple[np.ndarray, list[int]]]:
+    """Where the baseline lesions land on the follow-up (nearest neighbour, ``coarse``; the
+    identity where ``coarse`` puts every one outside the follow-up), each as an array and the
+    index (x, y, z) of its first voxel on ``fixed``'s grid; their union is where the union of
+    the masks lands (nearest neighbour resampling reads each voxel from one voxel).
 
-    Resampled on the part of the follow-up the lesion's box lands in
+    Each is resampled on the part of the follow-up its box lands in
     (:func:`_landing_region`) wherever that part holds it whole: the voxels the whole grid
     would give there, and zero outside, without a full-size resample (7 % of a five-lesion
-    full-size follow-up's propagation went to it, 2026-12-02). On the whole grid otherwise.
+    full-size follow-up's propagation went to it, 2026-12-02; the union of lesions spread over
+    the body lands nearly everywhere, so each lesion on its own part since 2026-12-04). On the
+    whole grid otherwise.
     """
     grid, size_all = _grid(fixed), list(fixed.geometry.shape[::-1])
-    region = _landing_region(moving_mask, moving, grid, size_all, coarse)
-    if region is not None:
-        index, size = region
-        part = _blank(grid, index, size)
-        landed = sitk.GetArrayFromImage(
-            sitk.Resample(m_mask, part, coarse, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
-        )
-        if landed.any() and not _touches_border(landed):
-            return landed, index
     reference = _blank(grid, [0, 0, 0], size_all)
-    whole = sitk.Resample(m_mask, reference, coarse, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
-    if not sitk.GetArrayViewFromImage(whole).any():
-        whole = sitk.Resample(m_mask, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
-    return sitk.GetArrayFromImage(whole), [0, 0, 0]
+    out: list[tuple[np.ndarray, list[int]]] = []
+    for mask in moving_masks:
+        m_mask = _mask_image(mask, moving, np.uint8)  # cropped: zero outside, as before
+        region = _landing_region(mask, moving, grid, size_all, coarse)
+        if region is not None:
+            index, size = region
+            part = _blank(grid, index, size)
+            landed = sitk.GetArrayFromImage(
+                sitk.Resample(m_mask, part, coarse, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+            )
+            if landed.any() and not _touches_border(landed):
+                out.append((landed, index))
+                continue
+        whole = sitk.Resample(
+            m_mask, reference, coarse, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8
+        )
+        out.append((sitk.GetArrayFromImage(whole), [0, 0, 0]))
+    if any(landed.any() for landed, _ in out):
+        return [(landed, at) for landed, at in out if landed.any()]
+    union = [
+        sitk.GetArrayFromImage(
+            sitk.Resample(
+                _mask_image(mask, moving, np.uint8),
+                reference,
+                sitk.Transform(),
+                sitk.sitkNearestNeighbor,
+                0,
+            )
+        )
+        for mask in moving_masks
+    ]
+    return [(np.any(union, axis=0).astype(np.uint8), [0, 0, 0])]
 
 
 def _paste(
-    landed: np.ndarray, at: list[int], grid: sitk.Image, index: list[int], size: list[int]
+    parts: Sequence[tuple[np.ndarray, list[int]]],
+    grid: sitk.Image,
+    index: list[int],
+    size: list[int],
 ) -> sitk.Image:
-    """The box (``index``, ``size``, x y z) of ``grid`` as a uint8 image holding ``landed``
-    (its first voxel at ``at``) and zero elsewhere: what cropping a whole-grid ``landed`` to the
-    box gives, metadata included (every nonzero voxel of ``landed`` lies in the box)."""
+    """The box (``index``, ``size``, x y z) of ``grid`` as a uint8 image holding the union of
+    ``parts`` (each an array and the index, x y z, of its first voxel) and zero elsewhere: what
+    cropping a whole-grid union to the box gives, metadata included (every nonzero voxel of the
+    parts lies in the box)."""
     out = np.zeros(size[::-1], np.uint8)
-    lo = np.maximum(np.asarray(at[::-1]), np.asarray(index[::-1]))
-    hi = np.minimum(
-        np.asarray(at[::-1]) + landed.shape, np.asarray(index[::-1]) + np.asarray(size[::-1])
-    )
-    if np.all(hi > lo):
-        dst = tuple(slice(a - i, b - i) for a, b, i in zip(lo, hi, index[::-1], strict=True))
-        src = tuple(slice(a - t, b - t) for a, b, t in zip(lo, hi, at[::-1], strict=True))
-        out[dst] = landed[src]
+    for landed, at in parts:
+        lo = np.maximum(np.asarray(at[::-1]), np.asarray(index[::-1]))
+        hi = np.minimum(
+            np.asarray(at[::-1]) + landed.shape, np.asarray(index[::-1]) + np.asarray(size[::-1])
+        )
+        if np.all(hi > lo):
+            dst = tuple(slice(a - i, b - i) for a, b, i in zip(lo, hi, index[::-1], strict=True))
+            src = tuple(slice(a - t, b - t) for a, b, t in zip(lo, hi, at[::-1], strict=True))
+            np.maximum(out[dst], landed[src], out=out[dst])
     return _on_grid(sitk.GetImageFromArray(out), grid, index)
 
 
@@ -293,12 +325,13 @@ def _method(sampling: float, iterations: int) -> sitk.ImageRegistrationMethod:
 def register(
     fixed: Volume,
     moving: Volume,
-    moving_mask: np.ndarray,
+    moving_mask: np.ndarray | Sequence[np.ndarray],
     *,
     deformable: bool = False,
     margin_mm: float = 40.0,
 ) -> RegistrationResult:
-    """Register ``moving`` (baseline) to ``fixed`` (follow-up) around ``moving_mask``.
+    """Register ``moving`` (baseline) to ``fixed`` (follow-up) around ``moving_mask`` (one
+    mask, or several: around their union, without making it).
 
     Up to three stages, each on block-averaged images so a 512 x 512 x 200 study takes seconds:
     a global rigid stage (Mattes mutual information, 4 mm voxels, whole field of view, about
@@ -325,20 +358,24 @@ def register(
     InsufficientDataError
         The baseline mask is empty.
     """
-    if not moving_mask.any():
+    masks = [moving_mask] if isinstance(moving_mask, np.ndarray) else list(moving_mask)
+    if not any(mask.any() for mask in masks):
         raise InsufficientDataError("baseline lesion mask is empty; nothing to propagate")
     threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)  # reproducible sums
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(_THREADS)  # reproducible sums
     try:
-        return _register(fixed, moving, moving_mask, deformable, margin_mm)
+        return _register(fixed, moving, masks, deformable, margin_mm)
     finally:
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
 
 
 def _register(
-    fixed: Volume, moving: Volume, moving_mask: np.ndarray, deformable: bool, margin_mm: float
+    fixed: Volume,
+    moving: Volume,
+    moving_masks: Sequence[np.ndarray],
+    deformable: bool,
+    margin_mm: float,
 ) -> RegistrationResult:
-    m_mask = _mask_image(moving_mask, moving, np.uint8)  # cropped: zero outside, as before
 
     # 1. global rigid, 4 mm voxels
     f4, m4 = _shrunk(fixed, 4.0), _shrunk(moving, 4.0)
@@ -355,13 +392,16 @@ def _register(
     coarse = sitk.Euler3DTransform(init)
 
     # where the lesion lands on the follow-up
-    landed, at = _landing(m_mask, moving_mask, moving, fixed, coarse)
+    landed = _landing(moving_masks, moving, fixed, coarse)
     f_spacing = tuple(float(s) for s in fixed.geometry.spacing[::-1])
-    index, size = _box(landed, f_spacing, margin_mm, at, fixed.geometry.shape[::-1])
+    index, size = _box(landed, f_spacing, margin_mm, fixed.geometry.shape[::-1])
     f_box = _shrunk(fixed, 2.0, index, size)
     m_spacing = tuple(float(s) for s in moving.geometry.spacing[::-1])
-    m_box = _shrunk(moving, 2.0, *_box(moving_mask, m_spacing, margin_mm + 20.0))
-    roi_full = _paste(landed, at, _grid(fixed), index, size)
+    at_origin = [(mask, [0, 0, 0]) for mask in moving_masks]
+    m_box = _shrunk(
+        moving, 2.0, *_box(at_origin, m_spacing, margin_mm + 20.0, moving.geometry.shape[::-1])
+    )
+    roi_full = _paste(landed, _grid(fixed), index, size)
     roi = sitk.Resample(roi_full, f_box, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
     roi = sitk.BinaryDilate(roi > 0, [max(1, int(10 / s)) for s in f_box.GetSpacing()])
 

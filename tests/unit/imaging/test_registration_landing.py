@@ -35,33 +35,41 @@ def _volume(shape: tuple[int, int, int], spacing: tuple[float, float, float], se
     return Volume(values, geometry)
 
 
-def _case(transform: sitk.Transform):
+def _ellipsoid(shape, centre, semi) -> np.ndarray:
+    zz, yy, xx = np.mgrid[: shape[0], : shape[1], : shape[2]]
+    return sum(((g - c) / a) ** 2 for g, c, a in zip((zz, yy, xx), centre, semi, strict=True)) <= 1
+
+
+def _case(transform: sitk.Transform, centres=((18, 70, 90),)):
     source = _volume((40, 160, 160), (3.0, 1.5, 1.5), 1)
     target = _volume((48, 200, 200), (2.5, 1.2, 1.2), 2)
-    zz, yy, xx = np.mgrid[:40, :160, :160]
-    mask = ((zz - 18) / 4.0) ** 2 + ((yy - 70) / 7.0) ** 2 + ((xx - 90) / 5.0) ** 2 <= 1.0
-    m_mask = _mask_image(mask, source, np.uint8)
+    masks = [_ellipsoid((40, 160, 160), c, (4.0, 7.0, 5.0)) for c in centres]
+    union = np.any(masks, axis=0)
+    m_mask = _mask_image(union, source, np.uint8)
     f_full = target.to_sitk(target.array)
-    return _landing(m_mask, mask, source, target, transform), m_mask, f_full
+    return _landing(masks, source, target, transform), m_mask, f_full
 
 
-def test_the_landed_part_is_the_whole_grid_resample() -> None:
+@pytest.mark.parametrize("centres", [((18, 70, 90),), ((8, 20, 25), (30, 130, 135))])
+def test_the_landed_parts_are_the_whole_grid_resample(centres) -> None:
     coarse = sitk.Euler3DTransform((0.0, 0.0, 0.0), 0.05, -0.03, 0.2, (6.0, -9.0, 4.0))
-    (landed, at), m_mask, f_full = _case(coarse)
+    parts, m_mask, f_full = _case(coarse, centres)
     whole = sitk.Resample(m_mask, f_full, coarse, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
     everywhere = sitk.GetArrayFromImage(whole)
     assert everywhere.any()
-    # only a part was resampled, and it holds every voxel the whole grid lands
-    assert at != [0, 0, 0]
-    assert landed.size < 0.1 * everywhere.size
-    part = everywhere[tuple(slice(a, a + n) for a, n in zip(at[::-1], landed.shape, strict=True))]
-    assert np.array_equal(landed, part)
-    assert landed.sum() == everywhere.sum()
+    # only parts were resampled, one per lesion, and they hold every voxel the whole grid lands
+    assert len(parts) == len(centres)
+    assert sum(landed.size for landed, _ in parts) < 0.13 * len(parts) * everywhere.size
+    for landed, at in parts:
+        assert at != [0, 0, 0]
+        box = tuple(slice(a, a + n) for a, n in zip(at[::-1], landed.shape, strict=True))
+        assert np.array_equal(landed, everywhere[box] & landed)
+    assert sum(int(landed.sum()) for landed, _ in parts) == everywhere.sum()
     # the follow-up box and the region of interest are those of the whole-grid resample
     spacing, size_all = f_full.GetSpacing(), f_full.GetSize()
-    index, size = _box(landed, spacing, 40.0, at, size_all)
-    assert (index, size) == _box(everywhere, spacing, 40.0)
-    roi = _paste(landed, at, f_full, index, size)
+    index, size = _box(parts, spacing, 40.0, size_all)
+    assert (index, size) == _box([(everywhere, [0, 0, 0])], spacing, 40.0, size_all)
+    roi = _paste(parts, f_full, index, size)
     expected = sitk.RegionOfInterest(whole, size, index)
     assert np.array_equal(sitk.GetArrayFromImage(roi), sitk.GetArrayFromImage(expected))
     assert roi.GetOrigin() == expected.GetOrigin()
@@ -71,10 +79,18 @@ def test_the_landed_part_is_the_whole_grid_resample() -> None:
 
 def test_a_lesion_carried_off_the_follow_up_lands_where_it_was() -> None:
     far = sitk.Euler3DTransform((0.0, 0.0, 0.0), 0.0, 0.0, 0.0, (900.0, 0.0, 0.0))
-    (landed, at), m_mask, f_full = _case(far)
+    [(landed, at)], m_mask, f_full = _case(far)
     identity = sitk.Resample(m_mask, f_full, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
     assert at == [0, 0, 0]
     assert landed.any()
+    assert np.array_equal(landed, sitk.GetArrayFromImage(identity))
+
+
+def test_lesions_carried_off_the_follow_up_land_where_they_were() -> None:
+    far = sitk.Euler3DTransform((0.0, 0.0, 0.0), 0.0, 0.0, 0.0, (900.0, 0.0, 0.0))
+    [(landed, at)], m_mask, f_full = _case(far, ((8, 20, 25), (30, 130, 135)))
+    identity = sitk.Resample(m_mask, f_full, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+    assert at == [0, 0, 0]
     assert np.array_equal(landed, sitk.GetArrayFromImage(identity))
 
 
