@@ -33,6 +33,9 @@ __all__ = ["RegistrationResult", "propagate_mask", "register"]
 
 _SEED = 20261124
 _THREADS = 1
+"""ITK threads in a registration: one, so a re-run gives the same transform (with two, three
+re-runs of bench.imaging_study's five-lesion registration differed in the transform's last
+digits, 2026-12-04)."""
 
 
 @dataclass
