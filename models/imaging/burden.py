@@ -63,14 +63,38 @@ def _max_feret(points: np.ndarray) -> tuple[float, int, int]:
     return float(dist[i, j]), int(idx[i]), int(idx[j])
 
 
+def _area_level(layer: np.ndarray, pixels: int) -> float:
+    """The level of ``layer`` (a smoothed mask) above which exactly ``pixels`` of its pixels
+    lie: halfway between its ``pixels``-th and next largest values."""
+    flat = layer.ravel()
+    k = flat.size - pixels
+    if k <= 0:
+        return 0.5
+    part = np.partition(flat, (k - 1, k))
+    return 0.5 * float(part[k - 1] + part[k])
+
+
 def _outline(mask2d: np.ndarray) -> list[np.ndarray]:
-    """Outline polygons (row, col; padded pixel units) of a lightly smoothed 2-D mask; of the
-    mask itself when the smoothing leaves nothing at the 0.5 level (a lesion one or two pixels
+    """Outline polygons (row, col; padded pixel units) of a lightly smoothed 2-D mask, traced
+    at the level that keeps the mask's area (as many pixels above it as the mask holds); of the
+    mask itself when the smoothing leaves nothing at that level (a lesion one or two pixels
     wide: its outline then runs through the pixel edges' midpoints, so a single pixel measures
-    about one pixel, not 0)."""
+    about one pixel, not 0).
+
+    Until 2026-12-04 the outline was traced at the 0.5 level, which the smoothing moves inwards
+    on a curved outline by about its width squared over the radius: a lesion a few pixels wide
+    came out too small. On ``bench``-style ellipses voxelised at 2.7 mm pixels the short axis of
+    a 6 mm lesion was 1.1 mm short at 0.5 and is 0.1 mm long at the area's level; 10 to 15 mm
+    ones 0.2 to 0.5 mm short and 0.1 to 0.2 mm long; at 0.7 mm pixels both within 0.15 mm.
+    On the tuning cohort v2-tune6-25301 (250 patients, 2.7 mm pixels, ``bench.lesion_accuracy``)
+    lymph nodes of 10 to 15 mm (truth) were measured 0.35 to 0.69 mm short at 0.5 and 0.01 to
+    0.11 mm short now, those under 8 mm about 1.9 mm and 0.9 to 1.3 mm short (the rest is the
+    reader's outline: voxels at least half inside the lesion, on 3 mm slices); long axes 3.05 %
+    off (median) before, 2.74 % now; RECIST 1.1 agreement 96.1 % and 97.0 % (docs/lesions.md)."""
     padded = np.pad(mask2d.astype(np.float32), _PAD)
     layer = ndimage.gaussian_filter(padded, _SMOOTH_PX)
-    polys = [c for c in measure.find_contours(layer, 0.5) if len(c) >= 2]
+    level = _area_level(layer, int(np.count_nonzero(mask2d)))
+    polys = [c for c in measure.find_contours(layer, level) if len(c) >= 2]
     if polys or not mask2d.any():
         return polys
     return [c for c in measure.find_contours(padded, 0.5) if len(c) >= 2]
@@ -115,7 +139,8 @@ def axial_axes(mask: np.ndarray, geometry: Geometry) -> AxialAxes:
     """Long axis (max axial Feret diameter over all slices) and short axis of ``mask``.
 
     On each slice the mask is smoothed in-plane (Gaussian, 0.7 pixel) and its outline traced
-    at the 0.5 level (marching squares); the longest distance between two outline points (the
+    at the level that keeps its area (marching squares, :func:`_outline`); the longest
+    distance between two outline points (the
     maximum Feret diameter, via the convex hull) is taken in millimetres. The light smoothing
     removes the staircase corners of a voxel outline, which otherwise lengthen the diameter by
     about half a pixel (on simulated ellipses at 2.7 mm pixels: bias +3.7 % without, +0.6 %

@@ -108,6 +108,30 @@ def test_a_lesion_of_one_or_two_pixels_measures_about_their_width(
     assert burden.short_axis_mm > 0.0
 
 
+@pytest.mark.parametrize("short_mm", [6.0, 8.0, 10.0, 12.0, 15.0])
+def test_small_lesions_are_not_measured_short(short_mm: float) -> None:
+    """Ellipses voxelised at 2.7 mm pixels (pixel centres inside), placed and turned at
+    random: their short axes measure on average within half a millimetre of the truth at every
+    size. Outlined at the smoothed mask's 0.5 level (the code until 2026-12-04) a 6 mm lesion
+    came out 1.1 mm short, a 10 mm one 0.5 mm short."""
+    rng = np.random.default_rng(int(short_mm * 10))
+    s = 2.7
+    errors = []
+    for _ in range(60):
+        b = short_mm / 2
+        a = b * rng.uniform(1.0, 1.6)
+        turn, (cx, cy) = rng.uniform(0.0, np.pi), rng.uniform(0.0, s, 2)
+        n = int(2 * a / s) + 8
+        yy, xx = (np.mgrid[:n, :n] - n / 2) * s
+        u = (xx - cx) * np.cos(turn) + (yy - cy) * np.sin(turn)
+        v = -(xx - cx) * np.sin(turn) + (yy - cy) * np.cos(turn)
+        mask = np.zeros((3, n, n), bool)
+        mask[1] = (u / a) ** 2 + (v / b) ** 2 <= 1
+        axes = axial_axes(mask, _geometry(mask.shape, (2.5, s, s)))
+        errors.append(axes.short_mm - short_mm)
+    assert abs(float(np.mean(errors))) < 0.5
+
+
 def test_empty_mask_has_no_burden() -> None:
     with pytest.raises(InsufficientDataError):
         measure_burden(np.zeros((3, 4, 4), bool), _geometry((3, 4, 4), (1.0, 1.0, 1.0)))
