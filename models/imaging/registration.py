@@ -208,9 +208,10 @@ def _landing(
     """
     grid, size_all = _grid(fixed), list(fixed.geometry.shape[::-1])
     reference = _blank(grid, [0, 0, 0], size_all)
+    masks = [mask for mask in moving_masks if mask.any()]
+    images = [_mask_image(mask, moving, np.uint8) for mask in masks]  # cropped: zero outside
     out: list[tuple[np.ndarray, list[int]]] = []
-    for mask in moving_masks:
-        m_mask = _mask_image(mask, moving, np.uint8)  # cropped: zero outside, as before
+    for mask, m_mask in zip(masks, images, strict=True):
         region = _landing_region(mask, moving, grid, size_all, coarse)
         if region is not None:
             index, size = region
@@ -229,15 +230,9 @@ def _landing(
         return [(landed, at) for landed, at in out if landed.any()]
     union = [
         sitk.GetArrayFromImage(
-            sitk.Resample(
-                _mask_image(mask, moving, np.uint8),
-                reference,
-                sitk.Transform(),
-                sitk.sitkNearestNeighbor,
-                0,
-            )
+            sitk.Resample(m_mask, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
         )
-        for mask in moving_masks
+        for m_mask in images
     ]
     return [(np.any(union, axis=0).astype(np.uint8), [0, 0, 0])]
 
@@ -379,7 +374,6 @@ def _register(
     deformable: bool,
     margin_mm: float,
 ) -> RegistrationResult:
-
     # 1. global rigid, 4 mm voxels
     f4, m4 = _shrunk(fixed, 4.0), _shrunk(moving, 4.0)
     init = sitk.CenteredTransformInitializer(
