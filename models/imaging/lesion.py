@@ -221,9 +221,7 @@ def _box_around(
     return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
 
 
-def _core(
-    prop: np.ndarray, first: np.ndarray, last: np.ndarray, spacing: np.ndarray
-) -> np.ndarray:
+def _core(prop: np.ndarray, first: np.ndarray, last: np.ndarray, spacing: np.ndarray) -> np.ndarray:
     """``prop``'s voxels deeper than :data:`_CORE_MM`, ``prop`` holding the lesion's voxels
     from index ``first`` to ``last`` (zyx, inclusive).
 
