@@ -2,8 +2,8 @@
 
 Rigid (Euler 3D: Mattes mutual information on the whole volume, then correlation on a box
 around the lesion); on request (``deformable=True``) a B-spline stage on that box after it, kept
-only where it improves the local match. Every random choice is seeded and ITK runs
-single-threaded here, so a re-run gives the same transform.
+only where it improves the local match. Every random choice is seeded and ITK's threads are
+fixed (:data:`_THREADS`), so a re-run gives the same transform.
 
 The B-spline stage is off by default since 2026-12-02. Measured on the first 12 patients of the
 training cohort v2-train-24101 (``bench.lesion_accuracy --propagate --limit 12``: every follow-up
@@ -20,7 +20,8 @@ what the stage is for (breathing, positioning); and its acceptance test (local c
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -32,10 +33,35 @@ from models.imaging.volume import Volume, mask_bounds
 __all__ = ["RegistrationResult", "propagate_mask", "register"]
 
 _SEED = 20261124
-_THREADS = 1
-"""ITK threads in a registration: one, so a re-run gives the same transform (with two, three
-re-runs of bench.imaging_study's five-lesion registration differed in the transform's last
-digits, 2026-12-04)."""
+_THREADS = 2
+"""ITK threads in a registration, on ITK's ``Platform`` threader, whatever the machine's cores
+or the site's ``ITK_GLOBAL_DEFAULT_*`` settings: a fixed split of the work. Resampling and
+shrinking compute each voxel alone, and the local stage's correlation adds one partial sum per
+thread in thread order, so re-runs give the same transform to the last digit (checked five times
+on ``bench.imaging_study``'s five-lesion follow-up and two one-lesion ones, 2026-12-04: the local
+stage 0.50 -> 0.30 s for five lesions, 0.34 -> 0.20 s for one; its transform differs from one
+thread's in the twelfth digit). The split, not the cores, sets those digits: the ``Pool``
+threader splits the work otherwise and gives other last digits, hence the pinned threader."""
+
+_SERIAL = 1
+"""ITK threads for the stages that do not add their sums in a fixed order: the global stage's
+Mattes mutual information (with two threads its joint histogram is accumulated in whatever
+order the threads reach it: five re-runs gave five transforms differing in their last digits,
+2026-12-04) and the B-spline stage (not checked with two)."""
+
+
+@contextmanager
+def _threads(n: int) -> Iterator[None]:
+    """ITK's global threader set to ``Platform`` with ``n`` threads inside, restored after."""
+    obj = sitk.ProcessObject
+    threader, threads = obj.GetGlobalDefaultThreader(), obj.GetGlobalDefaultNumberOfThreads()
+    obj.SetGlobalDefaultThreader("Platform")
+    obj.SetGlobalDefaultNumberOfThreads(n)
+    try:
+        yield
+    finally:
+        obj.SetGlobalDefaultThreader(threader)
+        obj.SetGlobalDefaultNumberOfThreads(threads)
 
 
 @dataclass
@@ -359,12 +385,8 @@ def register(
     masks = [moving_mask] if isinstance(moving_mask, np.ndarray) else list(moving_mask)
     if not any(mask.any() for mask in masks):
         raise InsufficientDataError("baseline lesion mask is empty; nothing to propagate")
-    threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(_THREADS)  # reproducible sums
-    try:
+    with _threads(_THREADS):
         return _register(fixed, moving, masks, deformable, margin_mm)
-    finally:
-        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
 
 
 def _register(
@@ -385,7 +407,8 @@ def _register(
     reg.SetSmoothingSigmasPerLevel([4.0, 0.0])
     reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
     reg.SetInitialTransform(init, inPlace=True)
-    reg.Execute(f4, m4)
+    with _threads(_SERIAL):
+        reg.Execute(f4, m4)
     coarse = sitk.Euler3DTransform(init)
 
     # where the lesion lands on the follow-up
@@ -434,7 +457,8 @@ def _register(
     dreg.SetInitialTransform(bspline, inPlace=True)
     dreg.SetShrinkFactorsPerLevel([2, 1])
     dreg.SetSmoothingSigmasPerLevel([1.0, 0.0])
-    dreg.Execute(f_box, m_box)
+    with _threads(_SERIAL):
+        dreg.Execute(f_box, m_box)
     composite = sitk.CompositeTransform([rigid, bspline])
     ncc_def = _ncc(f_box, m_box, composite, roi)
     if np.isfinite(ncc_def) and ncc_def > ncc_rigid + 0.005:
