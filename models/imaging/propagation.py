@@ -12,9 +12,10 @@ with its tracking UID: not evaluable, not gone.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from scipy import ndimage
@@ -26,6 +27,26 @@ from models.imaging.registration import RegistrationResult, propagate_mask, regi
 from models.imaging.volume import Volume, dice, mask_bounds, mask_box
 
 __all__ = ["Propagation", "carry_masks", "propagate_lesions", "register_study"]
+
+_LESION_THREADS = 2
+"""Lesions carried and refined at once. Each lesion's work is SimpleITK's resampling and SciPy's
+``ndimage`` (distance maps, smoothing, labelling), which release Python's lock, on its own
+arrays, so the results are those of one lesion after another, in the same order: on
+``bench.imaging_study``'s five-lesion 512 x 512 x 200 follow-up the carrying and refining took
+0.29 s one after another (2026-12-04)."""
+
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+def _each(fn: Callable[[_T], _R], items: Iterable[_T]) -> list[_R]:
+    """``[fn(item) for item in items]``, up to :data:`_LESION_THREADS` at once."""
+    todo = list(items)
+    if len(todo) < 2 or _LESION_THREADS < 2:
+        return [fn(item) for item in todo]
+    with ThreadPoolExecutor(min(_LESION_THREADS, len(todo))) as pool:
+        return list(pool.map(fn, todo))
 
 
 @dataclass
@@ -62,10 +83,10 @@ def carry_masks(
     registration: RegistrationResult,
 ) -> list[np.ndarray]:
     """Each baseline lesion's mask on this scan's grid, through the study's registration."""
-    return [
-        propagate_mask(lesion.mask, baseline_volume, volume, registration.transform)
-        for lesion in baseline_lesions
-    ]
+    return _each(
+        lambda lesion: propagate_mask(lesion.mask, baseline_volume, volume, registration.transform),
+        baseline_lesions,
+    )
 
 
 def _key(lesion: Lesion) -> str:
@@ -97,31 +118,30 @@ def propagate_lesions(
     result = Propagation(registration=reg)
     growth = 6.0 if reg.stage == "rigid+bspline" else 12.0
     carried_all = carry_masks(volume, baseline_volume, baseline_lesions, reg)
-    found: list[tuple[Lesion, np.ndarray, np.ndarray]] = []
-    for lesion, carried in zip(baseline_lesions, carried_all, strict=True):
 
-        def failure(
-            what: str, lesion: Lesion = lesion, problem: LesionProblem = LesionProblem.NOT_FOUND
-        ) -> LesionFailure:
-            return LesionFailure(
-                lesion.label,
-                lesion.number,
-                problem,
-                f"baseline lesion {lesion.tracking_id or lesion.number} {lesion.label!r} {what}",
-                "",
-                lesion.tracking_uid,
-            )
+    def failure(
+        lesion: Lesion, what: str, problem: LesionProblem = LesionProblem.NOT_FOUND
+    ) -> LesionFailure:
+        return LesionFailure(
+            lesion.label,
+            lesion.number,
+            problem,
+            f"baseline lesion {lesion.tracking_id or lesion.number} {lesion.label!r} {what}",
+            "",
+            lesion.tracking_uid,
+        )
 
+    def refined(pair: tuple[Lesion, np.ndarray]) -> np.ndarray | LesionFailure:
+        lesion, carried = pair
         if not carried.any():
-            result.failures.append(
-                failure(
-                    "fell outside this scan when propagated", problem=LesionProblem.OUTSIDE_IMAGE
-                )
+            return failure(
+                lesion,
+                "fell outside this scan when propagated",
+                LesionProblem.OUTSIDE_IMAGE,
             )
-            continue
         inside = baseline_volume.array[lesion.mask]
         try:
-            refined = refine_mask(
+            return refine_mask(
                 volume,
                 carried,
                 float(np.median(inside)),
@@ -129,9 +149,15 @@ def propagate_lesions(
                 lesion_hu_max=float(np.percentile(inside, 99)),
             )
         except InsufficientDataError as err:
-            result.failures.append(failure(f"was not found on this scan: {err}"))
-            continue
-        found.append((lesion, carried, refined))
+            return failure(lesion, f"was not found on this scan: {err}")
+
+    pairs = list(zip(baseline_lesions, carried_all, strict=True))
+    found: list[tuple[Lesion, np.ndarray, np.ndarray]] = []
+    for (lesion, carried), outcome in zip(pairs, _each(refined, pairs), strict=True):
+        if isinstance(outcome, LesionFailure):
+            result.failures.append(outcome)
+        else:
+            found.append((lesion, carried, outcome))
     _share_out(found, volume.geometry.spacing)
     for lesion, carried, refined in found:
         if not refined.any():
