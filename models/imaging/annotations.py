@@ -27,7 +27,7 @@ from skimage.draw import polygon as draw_polygon
 
 from models.exceptions import UnreadableInputError
 from models.imaging.lesion import MaskSource
-from models.imaging.volume import Geometry, Volume, mask_bounds
+from models.imaging.volume import Geometry, Volume, box_slices, mask_bounds
 from schemas.enums import Organ
 
 __all__ = [
@@ -114,7 +114,7 @@ class Lesion:
         if bounds is None:
             return np.full(3, np.nan)  # as the mean of no voxels
         lo, hi = bounds
-        box = self.mask[lo[0] : hi[0] + 1, lo[1] : hi[1] + 1, lo[2] : hi[2] + 1]
+        box = self.mask[box_slices(lo, hi + 1)]
         return np.mean(np.nonzero(box), axis=1) + lo
 
     def centre_mm(self, geometry: Geometry) -> np.ndarray:

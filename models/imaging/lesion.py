@@ -16,7 +16,7 @@ from scipy import ndimage
 from skimage.draw import polygon as draw_polygon
 
 from models.exceptions import InsufficientDataError, UnreadableInputError
-from models.imaging.volume import Volume, mask_bounds
+from models.imaging.volume import Volume, box_slices, mask_bounds, padded_box
 
 __all__ = [
     "LesionMask",
@@ -216,9 +216,7 @@ def _box_around(
     for nothing: the same masks.)"""
     kernel = int(4.0 * _SMOOTH_SIGMA + 0.5)  # scipy's radius for the default truncate 4.0
     pad = np.ceil(reach_mm / spacing).astype(int) + kernel + 1
-    lo = np.maximum(first - pad, 0)
-    hi = np.minimum(last + pad + 1, shape)
-    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+    return box_slices(*padded_box(first, last, pad, shape))
 
 
 def _core(prop: np.ndarray, first: np.ndarray, last: np.ndarray, spacing: np.ndarray) -> np.ndarray:
@@ -229,9 +227,7 @@ def _core(prop: np.ndarray, first: np.ndarray, last: np.ndarray, spacing: np.nda
     of any lesion voxel lies there (clamping an outside voxel to that box brings it no further
     and leaves it outside), so the depths are those of any larger box, on a fraction of its
     voxels."""
-    lo = np.maximum(first - 1, 0)
-    hi = np.minimum(last + 2, prop.shape)
-    own = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+    own = box_slices(*padded_box(first, last, 1, prop.shape))
     core = np.zeros(prop.shape, bool)
     core[own] = ndimage.distance_transform_edt(prop[own], sampling=spacing) > _CORE_MM
     return core

@@ -24,7 +24,7 @@ from models.exceptions import InsufficientDataError
 from models.imaging.annotations import Lesion, LesionFailure, LesionProblem
 from models.imaging.lesion import MaskSource, refine_mask
 from models.imaging.registration import RegistrationResult, propagate_mask, register
-from models.imaging.volume import Volume, dice, mask_bounds, mask_box
+from models.imaging.volume import Volume, box_slices, dice, mask_bounds, mask_box
 
 __all__ = ["Propagation", "carry_masks", "propagate_lesions", "register_study"]
 
@@ -201,7 +201,7 @@ def _share_out(
         return
     start = np.min([b[0] for b in bounds], axis=0)
     stop = np.max([b[1] for b in bounds], axis=0) + 1
-    every = tuple(slice(int(a), int(b)) for a, b in zip(start, stop, strict=True))
+    every = box_slices(start, stop)
     count = np.zeros(tuple(int(v) for v in stop - start), np.uint8)
     for _, _, refined in found:
         count += refined[every]
@@ -215,7 +215,7 @@ def _share_out(
     shared = shared_every[inner]  # type: ignore[index]
     lo = np.array([s.start for s in inner]) + start  # type: ignore[union-attr]
     hi = np.array([s.stop for s in inner]) + start  # type: ignore[union-attr]
-    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+    box = box_slices(lo, hi)
     distances = np.stack([_distance_to(found[i][1], lo, hi, spacing) for i in claimants])
     winner = np.argmin(distances, axis=0)
     for rank, i in enumerate(claimants):
@@ -233,6 +233,6 @@ def _distance_to(
     first, last = mask_bounds(mask)  # type: ignore[misc]  # not empty: a carried lesion
     a = np.minimum(first, lo)
     b = np.maximum(last + 1, hi)
-    region = tuple(slice(int(u), int(v)) for u, v in zip(a, b, strict=True))
+    region = box_slices(a, b)
     inner = tuple(slice(int(u - v), int(w - v)) for u, w, v in zip(lo, hi, a, strict=True))
     return ndimage.distance_transform_edt(~mask[region], sampling=spacing)[inner]

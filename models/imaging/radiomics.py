@@ -29,7 +29,7 @@ from scipy import ndimage
 
 from models.exceptions import InsufficientDataError
 from models.imaging.features import Feature
-from models.imaging.volume import Volume, mask_bounds
+from models.imaging.volume import Volume, box_slices, mask_bounds, padded_box
 
 __all__ = [
     "DEFAULT_RADIOMICS_CONFIG",
@@ -151,9 +151,8 @@ def crop_to_lesion(volume: Volume, mask: np.ndarray, margin_mm: float) -> tuple[
     sp = np.asarray(g.spacing)
     pad = np.ceil(margin_mm / sp).astype(int) + 1
     first, last = mask_bounds(mask)  # type: ignore[misc]  # not empty: checked above
-    lo = np.maximum(first - pad, 0)
-    hi = np.minimum(last + pad + 1, g.shape)
-    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+    lo, hi = padded_box(first, last, pad, g.shape)
+    box = box_slices(lo, hi)
     origin = g.index_to_patient(np.asarray(lo, float)[None])[0]
     sub = type(g)(
         origin=tuple(float(v) for v in origin),

@@ -28,7 +28,7 @@ import numpy as np
 import SimpleITK as sitk  # noqa: N813
 
 from models.exceptions import InsufficientDataError
-from models.imaging.volume import Volume, mask_bounds
+from models.imaging.volume import Volume, box_slices, mask_bounds, padded_box
 
 __all__ = ["RegistrationResult", "propagate_mask", "register"]
 
@@ -202,9 +202,7 @@ def _box(
     last = np.max([la for _, la in found], axis=0)
     shape = np.asarray(size_xyz[::-1])
     sp = np.asarray(spacing_xyz)[::-1]
-    pad = np.ceil(margin_mm / sp).astype(int)
-    lo = np.maximum(first - pad, 0)
-    hi = np.minimum(last + pad + 1, shape)
+    lo, hi = padded_box(first, last, np.ceil(margin_mm / sp).astype(int), shape)
     return [int(v) for v in lo[::-1]], [int(v) for v in (hi - lo)[::-1]]
 
 
@@ -503,9 +501,8 @@ def _mask_image(mask: np.ndarray, source: Volume, dtype: type = np.float32) -> s
     bounds = mask_bounds(mask)
     if bounds is None:
         return source.to_sitk(mask.astype(dtype))
-    lo = np.maximum(bounds[0] - 2, 0)
-    hi = np.minimum(bounds[1] + 3, mask.shape)
-    image = sitk.GetImageFromArray(mask[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]].astype(dtype))
+    lo, hi = padded_box(bounds[0], bounds[1], 2, mask.shape)
+    image = sitk.GetImageFromArray(mask[box_slices(lo, hi)].astype(dtype))
     image.SetOrigin(tuple(float(v) for v in source.geometry.index_to_patient(lo)[0]))
     image.SetSpacing(tuple(float(s) for s in source.geometry.spacing[::-1]))
     image.SetDirection(tuple(float(v) for v in source.geometry.direction_matrix().ravel()))

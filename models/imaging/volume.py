@@ -8,6 +8,7 @@ two halves of Image Orientation (Patient), ``normal`` points from slice 0 to sli
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -110,13 +111,28 @@ def mask_bounds(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     return np.array([z[0], y[0], x[0]]), np.array([z[-1], y[-1], x[-1]])
 
 
+def padded_box(
+    first: np.ndarray, last: np.ndarray, pad: int | np.ndarray, shape: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The box ``[lo, hi)`` (``zyx``) of the voxels ``first`` to ``last`` (both inclusive) plus
+    ``pad`` voxels each side (one number, or one per axis), within a grid of ``shape``."""
+    lo = np.maximum(np.asarray(first) - pad, 0)
+    hi = np.minimum(np.asarray(last) + pad + 1, np.asarray(shape))
+    return lo, hi
+
+
+def box_slices(lo: Sequence[int] | np.ndarray, hi: Sequence[int] | np.ndarray) -> tuple[slice, ...]:
+    """The slices that cut the box ``[lo, hi)`` out of an array."""
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+
+
 def mask_box(mask: np.ndarray) -> tuple[slice, ...] | None:
     """The slices (``zyx``) of ``mask``'s bounding box (:func:`mask_bounds`), or None when it is
     empty: every voxel of ``mask`` lies in ``mask[mask_box(mask)]``."""
     bounds = mask_bounds(mask)
     if bounds is None:
         return None
-    return tuple(slice(int(lo), int(hi) + 1) for lo, hi in zip(bounds[0], bounds[1], strict=True))
+    return box_slices(bounds[0], bounds[1] + 1)
 
 
 def shared_voxels(a: np.ndarray, b: np.ndarray) -> int:

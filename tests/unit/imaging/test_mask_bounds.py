@@ -1,11 +1,12 @@
-"""`mask_bounds`: the bounding box of a mask by projections, as np.nonzero would give it."""
+"""`mask_bounds`: the bounding box of a mask by projections, as np.nonzero would give it; the
+boxes cut around it."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from models.imaging.volume import mask_bounds
+from models.imaging.volume import box_slices, mask_bounds, mask_box, padded_box
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -28,3 +29,18 @@ def test_one_voxel_and_an_empty_mask() -> None:
     mask[4, 0, 6] = True
     lo, hi = mask_bounds(mask)  # type: ignore[misc]
     assert lo.tolist() == hi.tolist() == [4, 0, 6]
+
+
+def test_a_padded_box_holds_the_voxels_and_the_pad_within_the_grid() -> None:
+    shape = (10, 40, 40)
+    mask = np.zeros(shape, bool)
+    mask[1:4, 20:31, 36:40] = True
+    first, last = mask_bounds(mask)  # type: ignore[misc]
+    lo, hi = padded_box(first, last, np.array([2, 3, 3]), shape)
+    assert lo.tolist() == [0, 17, 33]  # z clipped at the first slice
+    assert hi.tolist() == [6, 34, 40]  # x clipped at the last column
+    box = box_slices(lo, hi)
+    assert mask[box].sum() == mask.sum()
+    assert mask[box].shape == (6, 17, 7)
+    lo, hi = padded_box(first, last, 0, shape)
+    assert box_slices(lo, hi) == mask_box(mask)
