@@ -25,6 +25,8 @@ from pydicom.sr.coding import Code
 from pydicom.uid import ExplicitVRLittleEndian, RTStructureSetStorage, generate_uid
 from skimage import measure
 
+from models.imaging.volume import Geometry, Volume
+
 SPACING = (2.5, 0.9, 0.9)  # z, y, x mm
 SHAPE = (26, 100, 100)
 ORIGIN = (-40.0, -45.0, 100.0)  # x, y, z of the first voxel (LPS, mm)
@@ -112,6 +114,19 @@ def image(
         hu = hu * (1 - f) + 40.0 * f
     rng = np.random.default_rng(seed)
     return (hu + rng.normal(0, 5, shape)).astype(np.float32)
+
+
+def volume(hu: np.ndarray) -> Volume:
+    """``hu`` (an :func:`image`) as a volume on the study's grid, axial, without DICOM."""
+    geometry = Geometry(
+        origin=ORIGIN,
+        row_direction=(1.0, 0.0, 0.0),
+        column_direction=(0.0, 1.0, 0.0),
+        normal=(0.0, 0.0, 1.0),
+        spacing=SPACING,
+        shape=SHAPE,
+    )
+    return Volume(hu, geometry)
 
 
 def write_ct_with_simpleitk(

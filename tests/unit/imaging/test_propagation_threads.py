@@ -12,30 +12,17 @@ from models.imaging import propagation
 from models.imaging.annotations import Lesion
 from models.imaging.lesion import MaskSource
 from models.imaging.propagation import propagate_lesions, register_study
-from models.imaging.volume import Geometry, Volume
-from tests.unit.imaging.lesion_study import LESIONS, ORIGIN, SHAPE, SPACING, Ellipsoid, image
+from tests.unit.imaging.lesion_study import LESIONS, Ellipsoid, image, volume
 
 SHIFT_MM = (0.0, 2.7, -3.6)  # z, y, x
 NOTHING = Ellipsoid("nothing there", (30.0, 45.0, 45.0), (5.0, 6.0, 6.0))
 """A baseline "lesion" drawn on plain fat: it cannot be told from its background."""
 
 
-def _volume(hu: np.ndarray) -> Volume:
-    geometry = Geometry(
-        origin=ORIGIN,
-        row_direction=(1.0, 0.0, 0.0),
-        column_direction=(0.0, 1.0, 0.0),
-        normal=(0.0, 0.0, 1.0),
-        spacing=SPACING,
-        shape=SHAPE,
-    )
-    return Volume(hu, geometry)
-
-
 @pytest.fixture(scope="module")
 def study():
-    baseline = _volume(image())
-    followup = _volume(image([e.moved(SHIFT_MM, 0.9) for e in LESIONS], seed=1, shift_mm=SHIFT_MM))
+    baseline = volume(image())
+    followup = volume(image([e.moved(SHIFT_MM, 0.9) for e in LESIONS], seed=1, shift_mm=SHIFT_MM))
     drawn = [*LESIONS[:2], NOTHING, *LESIONS[2:]]
     lesions = [
         Lesion(e.mask(), e.label, k, MaskSource.SEG, tracking_uid=f"2.25.{k + 1}")

@@ -9,29 +9,17 @@ import pytest
 import SimpleITK as sitk  # noqa: N813
 
 from models.imaging.registration import register
-from models.imaging.volume import Geometry, Volume
-from tests.unit.imaging.lesion_study import LESIONS, ORIGIN, SHAPE, SPACING, image
+from models.imaging.volume import Volume
+from tests.unit.imaging.lesion_study import LESIONS, image, volume
 
 SHIFT_MM = (0.0, 3.2, -4.1)  # z, y, x
 
 
-def _volume(hu: np.ndarray) -> Volume:
-    geometry = Geometry(
-        origin=ORIGIN,
-        row_direction=(1.0, 0.0, 0.0),
-        column_direction=(0.0, 1.0, 0.0),
-        normal=(0.0, 0.0, 1.0),
-        spacing=SPACING,
-        shape=SHAPE,
-    )
-    return Volume(hu, geometry)
-
-
 @pytest.fixture(scope="module")
 def pair() -> tuple[Volume, Volume, list[np.ndarray]]:
-    baseline = _volume(image())
+    baseline = volume(image())
     moved = [e.moved(SHIFT_MM, 1.1) for e in LESIONS]
-    followup = _volume(image(moved, seed=1, shift_mm=SHIFT_MM))
+    followup = volume(image(moved, seed=1, shift_mm=SHIFT_MM))
     return followup, baseline, [e.mask() for e in LESIONS]
 
 
