@@ -52,7 +52,10 @@ order the threads reach it: five re-runs gave five transforms differing in their
 
 @contextmanager
 def _threads(n: int) -> Iterator[None]:
-    """ITK's global threader set to ``Platform`` with ``n`` threads inside, restored after."""
+    """ITK's global threader set to ``Platform`` with ``n`` threads inside, restored after.
+
+    These settings are the process's: one registration runs at a time in a process (the
+    workers' imaging processes and a cohort run's processes each take one study at a time)."""
     obj = sitk.ProcessObject
     threader, threads = obj.GetGlobalDefaultThreader(), obj.GetGlobalDefaultNumberOfThreads()
     obj.SetGlobalDefaultThreader("Platform")
