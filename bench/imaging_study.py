@@ -19,8 +19,12 @@ grown or shrunk) into a temporary folder, then measures in the same run:
   radiomics, as the shipped one): one and five lesions propagated, the SEG and SR written, no
   radiomics or peritumoural ring; their lesions checked identical to the full run's.
 
-Each is the median wall time of ``--repeat`` runs after one warm-up (files in the page cache),
-with the CPU seconds of the process (all threads) beside it. The follow-up's diameters are
+Each measure runs once to warm up (imports, files in the page cache), then ``--repeat`` rounds
+run every measure once each, in turn (interleaved since 2026-12-04: this machine's speed drifts
+by a quarter between minutes, and measures timed back to back each met a different phase). Each
+is reported as its median wall time with the CPU seconds of the process (all threads) beside it,
+and its ratio as the median over the rounds of its time over that round's SimpleITK read. The
+follow-up's diameters are
 compared with the truth (the phantom's ellipsoids), and the five-lesion follow-up is run twice
 to check that re-runs give identical numbers. Cohort throughput is reported as
 ``3600 x cores / CPU seconds per study``. It prints a table and ``--json`` writes the results.
@@ -275,16 +279,32 @@ def write_study(
     return planning, followup, seg1, seg5
 
 
-def _measure(fn: Callable[[], Any], repeat: int) -> tuple[float, float, Any]:
-    """Median wall seconds, median CPU seconds (process, all threads) and the last result."""
-    walls, cpus = [], []
-    result = None
-    for _ in range(repeat):
-        w, c = time.perf_counter(), time.process_time()
-        result = fn()
-        cpus.append(time.process_time() - c)
-        walls.append(time.perf_counter() - w)
-    return statistics.median(walls), statistics.median(cpus), result
+def _rounds(
+    measures: dict[str, Callable[[], Any]], repeat: int
+) -> dict[str, list[tuple[float, float]]]:
+    """Wall and CPU seconds (process, all threads) of every measure, ``repeat`` rounds, each
+    round every measure once in order: a machine whose speed drifts between minutes slows every
+    measure of a round alike, where one measure's repeats run back to back would each meet a
+    different phase."""
+    out: dict[str, list[tuple[float, float]]] = {key: [] for key in measures}
+    for n in range(repeat):
+        for key, fn in measures.items():
+            w, c = time.perf_counter(), time.process_time()
+            fn()
+            out[key].append((time.perf_counter() - w, time.process_time() - c))
+        line = ", ".join(f"{key} {runs[-1][0]:.2f}" for key, runs in out.items())
+        print(f"  round {n + 1}/{repeat}: {line} s", flush=True)
+    return out
+
+
+def _ratios(rounds: dict[str, list[tuple[float, float]]]) -> dict[str, float]:
+    """Each measure's median, over the rounds, of its wall time over that round's SimpleITK
+    read (``sitk_read``)."""
+    reads = [w for w, _ in rounds["sitk_read"]]
+    return {
+        key: statistics.median(w / r for (w, _), r in zip(runs, reads, strict=True))
+        for key, runs in rounds.items()
+    }
 
 
 def _sitk_read(folder: Path) -> sitk.Image:
@@ -333,7 +353,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=512, help="rows = columns (default 512)")
     parser.add_argument("--slices", type=int, default=200, help="slices (default 200)")
-    parser.add_argument("--repeat", type=int, default=1, help="runs per measure (median)")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds of every measure (medians)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument(
         "--dir", type=Path, help="write the study here and keep it (reused when already there)"
@@ -349,14 +369,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
         _sitk_read(planning)  # warm the page cache for every reader
         _sitk_read(followup)
-        timings: dict[str, tuple[float, float]] = {}
+        measures: dict[str, Callable[[], Any]] = {}
 
         def timed(key: str, fn: Callable[[], Any]) -> Any:
-            fn()  # warm-up: imports, caches
-            wall, cpu, result = _measure(fn, args.repeat)
-            timings[key] = (wall, cpu)
-            print(f"  {key}: {wall:.2f} s ({cpu:.2f} CPU s)", flush=True)
-            return result
+            """Run ``fn`` once (the warm-up: imports, caches; its result is returned for the
+            measures that build on it) and keep it for the timed rounds."""
+            measures[key] = fn
+            return fn()
 
         timed("sitk_read", lambda: _sitk_read(planning))
         timed("irtmon_read", lambda: read_series(planning))
@@ -402,12 +421,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "five_propagated_worker", lambda: five_followup(root / "out", radiomics=False)
         )
         again = five_followup()
+        rounds = _rounds(measures, args.repeat)
 
-    sitk_wall = timings["sitk_read"][0]
+    timings = {
+        key: (statistics.median(w for w, _ in runs), statistics.median(c for _, c in runs))
+        for key, runs in rounds.items()
+    }
+    ratios = _ratios(rounds)
     for key, (wall, cpu) in timings.items():
         results[f"{key}_s"] = round(wall, 3)
         results[f"{key}_cpu_s"] = round(cpu, 3)
-        results[f"{key}_ratio"] = round(wall / sitk_wall, 2)
+        results[f"{key}_ratio"] = round(ratios[key], 2)
     by_label = {r.label: r.burden for r in fu.lesions if r.burden is not None}
     missing = [e.label for e in LESIONS if e.label not in by_label]
     results["five_missing"] = missing
@@ -447,7 +471,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     for key, label in labels.items():
         wall, cpu = timings[key]
-        print(f"{label:34s} {wall:8.2f} {cpu:8.2f} {wall / sitk_wall:17.1f}")
+        print(f"{label:34s} {wall:8.2f} {cpu:8.2f} {ratios[key]:17.1f}")
     print(f"\nfollow-up diameters against the truth ({missing or 'all found'}):")
     rows = [("1 lesion: " + k, v) for k, v in results["one_errors"].items()]
     rows += [("5 lesions: " + k, v) for k, v in results["five_errors"].items()]
