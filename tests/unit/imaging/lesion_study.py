@@ -116,15 +116,16 @@ def image(
     return (hu + rng.normal(0, 5, shape)).astype(np.float32)
 
 
-def volume(hu: np.ndarray) -> Volume:
-    """``hu`` (an :func:`image`) as a volume on the study's grid, axial, without DICOM."""
+def volume(hu: np.ndarray, spacing=SPACING, origin=ORIGIN) -> Volume:
+    """``hu`` (an :func:`image`, by default) as an axial volume, without DICOM: on the study's
+    grid, or with another ``spacing`` (z, y, x mm) and ``origin`` (x, y, z of the first voxel)."""
     geometry = Geometry(
-        origin=ORIGIN,
+        origin=origin,
         row_direction=(1.0, 0.0, 0.0),
         column_direction=(0.0, 1.0, 0.0),
         normal=(0.0, 0.0, 1.0),
-        spacing=SPACING,
-        shape=SHAPE,
+        spacing=spacing,
+        shape=hu.shape,
     )
     return Volume(hu, geometry)
 

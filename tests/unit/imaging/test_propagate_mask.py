@@ -8,19 +8,8 @@ import pytest
 import SimpleITK as sitk  # noqa: N813
 
 from models.imaging.registration import _grid, _landing_region, propagate_mask
-from models.imaging.volume import Geometry, Volume
-
-
-def _volume(shape: tuple[int, int, int], spacing: tuple[float, float, float], origin) -> Volume:
-    geometry = Geometry(
-        origin=origin,
-        row_direction=(1.0, 0.0, 0.0),
-        column_direction=(0.0, 1.0, 0.0),
-        normal=(0.0, 0.0, 1.0),
-        spacing=spacing,
-        shape=shape,
-    )
-    return Volume(np.zeros(shape, np.float32), geometry)
+from models.imaging.volume import Volume
+from tests.unit.imaging.lesion_study import volume
 
 
 def _everywhere(mask: np.ndarray, source: Volume, target: Volume, transform) -> np.ndarray:
@@ -41,8 +30,8 @@ def _transforms(target: Volume) -> dict[str, sitk.Transform]:
 
 @pytest.mark.parametrize("kind", ["rigid", "rigid+bspline"])
 def test_the_carried_mask_is_the_whole_grid_resample(kind: str) -> None:
-    source = _volume((40, 160, 160), (3.0, 1.5, 1.5), (-120.0, -120.0, -60.0))
-    target = _volume((48, 200, 200), (2.5, 1.2, 1.2), (-120.0, -120.0, -60.0))
+    source = volume(np.zeros((40, 160, 160), np.float32), (3.0, 1.5, 1.5), (-120.0, -120.0, -60.0))
+    target = volume(np.zeros((48, 200, 200), np.float32), (2.5, 1.2, 1.2), (-120.0, -120.0, -60.0))
     zz, yy, xx = np.mgrid[:40, :160, :160]
     mask = ((zz - 18) / 4.0) ** 2 + ((yy - 70) / 7.0) ** 2 + ((xx - 90) / 5.0) ** 2 <= 1.0
     transform = _transforms(target)[kind]
