@@ -32,7 +32,7 @@ from models.imaging.radiomics import (
     compute_radiomics,
     peritumoural_features,
 )
-from models.imaging.registration import propagate_mask, register
+from models.imaging.registration import BaselineSide, propagate_mask, register
 from models.imaging.series import CtSeries, SeriesIndex, index_folder, read_series
 from models.imaging.spectral import mask_on_grid, spectral_features
 from models.imaging.volume import Volume, dice
@@ -57,6 +57,10 @@ class Baseline:
     series_uid: str = ""
     lesions: list[Lesion] = field(default_factory=list)
     frame_of_reference_uid: str = ""
+    registration_side: BaselineSide | None = field(default=None, repr=False, compare=False)
+    """The baseline's half of the last registration to it
+    (:class:`~models.imaging.registration.BaselineSide`), kept for its next follow-up: a cohort
+    run's, or a worker's baseline kept in memory."""
 
     @property
     def lesion_hu(self) -> float:
@@ -245,7 +249,14 @@ def analyse_acquisition(
             raise InsufficientDataError(
                 f"series {ref.series_uid}: no RTSTRUCT or SEG and no baseline to propagate from"
             )
-        reg = register(volume, baseline.volume, baseline.mask, deformable=deformable)
+        reg = register(
+            volume,
+            baseline.volume,
+            baseline.mask,
+            deformable=deformable,
+            baseline=baseline.registration_side,
+        )
+        baseline.registration_side = reg.baseline
         carried = propagate_mask(baseline.mask, baseline.volume, volume, reg.transform)
         if not carried.any():
             raise InsufficientDataError(

@@ -23,7 +23,12 @@ from scipy import ndimage
 from models.exceptions import InsufficientDataError
 from models.imaging.annotations import Lesion, LesionFailure, LesionProblem
 from models.imaging.lesion import MaskSource, refine_mask
-from models.imaging.registration import RegistrationResult, propagate_mask, register
+from models.imaging.registration import (
+    BaselineSide,
+    RegistrationResult,
+    propagate_mask,
+    register,
+)
 from models.imaging.volume import Volume, box_slices, dice, mask_bounds, mask_box
 
 __all__ = ["Propagation", "carry_masks", "propagate_lesions", "register_study"]
@@ -61,9 +66,15 @@ class Propagation:
 
 
 def register_study(
-    volume: Volume, baseline_volume: Volume, baseline_lesions: Sequence[Lesion], deformable: bool
+    volume: Volume,
+    baseline_volume: Volume,
+    baseline_lesions: Sequence[Lesion],
+    deformable: bool,
+    side: BaselineSide | None = None,
 ) -> RegistrationResult:
-    """One registration of the baseline scan to this one, around every baseline lesion.
+    """One registration of the baseline scan to this one, around every baseline lesion
+    (``side``: the baseline's half, made before, as
+    :func:`~models.imaging.registration.register` takes it).
 
     Raises
     ------
@@ -73,7 +84,7 @@ def register_study(
     if not baseline_lesions:
         raise InsufficientDataError("the baseline has no lesion to register around")
     masks = [lesion.mask for lesion in baseline_lesions]
-    return register(volume, baseline_volume, masks, deformable=deformable)
+    return register(volume, baseline_volume, masks, deformable=deformable, baseline=side)
 
 
 def carry_masks(

@@ -21,8 +21,9 @@ what the stage is for (breathing, positioning); and its acceptance test (local c
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import SimpleITK as sitk  # noqa: N813
@@ -30,7 +31,14 @@ import SimpleITK as sitk  # noqa: N813
 from models.exceptions import InsufficientDataError
 from models.imaging.volume import Volume, box_slices, mask_bounds, padded_box
 
-__all__ = ["RegistrationResult", "propagate_mask", "register"]
+__all__ = [
+    "MARGIN_MM",
+    "BaselineSide",
+    "RegistrationResult",
+    "prepare_baseline",
+    "propagate_mask",
+    "register",
+]
 
 _SEED = 20261124
 _THREADS = 2
@@ -81,6 +89,8 @@ class RegistrationResult:
     """After the kept stages; 1 is a perfect match."""
     bspline_tried: bool = False
     """The B-spline stage was run (``deformable``), whether or not it was kept."""
+    baseline: BaselineSide | None = field(default=None, repr=False, compare=False)
+    """The baseline's half it was made with: give it to the next follow-up's registration."""
 
     def quality(self) -> dict[str, float | str]:
         """The registration quality measures for provenance."""
@@ -347,13 +357,74 @@ def _method(sampling: float, iterations: int) -> sitk.ImageRegistrationMethod:
     return reg
 
 
+MARGIN_MM = 40.0
+"""Margin (mm) around the lesions for the local stages and metrics, by default."""
+
+_BASELINE_MARGIN_MM = 20.0
+"""Margin added to the local stages' margin around the baseline's lesions: the baseline's box
+is larger than the follow-up's, so the local stage's moves stay inside it."""
+
+
+@dataclass(frozen=True, eq=False)
+class BaselineSide:
+    """The baseline's half of a registration, made from the baseline scan and its lesions
+    alone (:func:`prepare_baseline`): the clamped scan block-averaged to 4 mm voxels for the
+    global stage and its lesions' box to 2 mm voxels for the local ones.
+
+    :func:`register` makes it beside the follow-up's 4 mm image (both are block averages,
+    which release Python's lock) and returns it with its result, so a baseline kept in memory
+    for its next follow-up (``Baseline.registration_side``: a cohort run's patient, a worker's
+    cached baseline) makes it once; it is used only for the same baseline volume, the same
+    lesion masks (the same arrays) and margin, and made anew otherwise."""
+
+    volume: Volume
+    masks: tuple[np.ndarray, ...]
+    margin_mm: float
+    whole: sitk.Image
+    box: sitk.Image
+
+    def fits(self, moving: Volume, masks: Sequence[np.ndarray], margin_mm: float) -> bool:
+        """Made from this baseline volume, these masks (the same arrays) and margin?"""
+        return (
+            self.volume is moving
+            and self.margin_mm == margin_mm
+            and len(self.masks) == len(masks)
+            and all(a is b for a, b in zip(self.masks, masks, strict=True))
+        )
+
+
+def prepare_baseline(
+    moving: Volume, moving_masks: Sequence[np.ndarray], margin_mm: float = MARGIN_MM
+) -> BaselineSide:
+    """The baseline's half of :func:`register` (:class:`BaselineSide`), the same images it
+    makes itself.
+
+    Raises
+    ------
+    InsufficientDataError
+        Every baseline mask is empty.
+    """
+    masks = tuple(moving_masks)
+    if not any(mask.any() for mask in masks):
+        raise InsufficientDataError("baseline lesion mask is empty; nothing to propagate")
+    spacing = tuple(float(s) for s in moving.geometry.spacing[::-1])
+    at_origin = [(mask, [0, 0, 0]) for mask in masks]
+    index, size = _box(
+        at_origin, spacing, margin_mm + _BASELINE_MARGIN_MM, moving.geometry.shape[::-1]
+    )
+    return BaselineSide(
+        moving, masks, margin_mm, _shrunk(moving, 4.0), _shrunk(moving, 2.0, index, size)
+    )
+
+
 def register(
     fixed: Volume,
     moving: Volume,
     moving_mask: np.ndarray | Sequence[np.ndarray],
     *,
     deformable: bool = False,
-    margin_mm: float = 40.0,
+    margin_mm: float = MARGIN_MM,
+    baseline: BaselineSide | None = None,
 ) -> RegistrationResult:
     """Register ``moving`` (baseline) to ``fixed`` (follow-up) around ``moving_mask`` (one
     mask, or several: around their union, without making it).
@@ -377,6 +448,9 @@ def register(
         Try the B-spline stage (off by default: module docstring).
     margin_mm
         Margin around the lesion for the local stages and metrics.
+    baseline
+        The baseline's half, made before (:func:`prepare_baseline`); used when it
+        :meth:`~BaselineSide.fits`, else made here, beside the follow-up's half.
 
     Raises
     ------
@@ -387,18 +461,20 @@ def register(
     if not any(mask.any() for mask in masks):
         raise InsufficientDataError("baseline lesion mask is empty; nothing to propagate")
     with _threads(_THREADS):
-        return _register(fixed, moving, masks, deformable, margin_mm)
+        if baseline is not None and baseline.fits(moving, masks, margin_mm):
+            return _register(fixed, _shrunk(fixed, 4.0), baseline, deformable)
+        # the baseline's half beside the follow-up's (both release Python's lock)
+        with ThreadPoolExecutor(1) as pool:
+            side = pool.submit(prepare_baseline, moving, masks, margin_mm)
+            f4 = _shrunk(fixed, 4.0)
+            return _register(fixed, f4, side.result(), deformable)
 
 
 def _register(
-    fixed: Volume,
-    moving: Volume,
-    moving_masks: Sequence[np.ndarray],
-    deformable: bool,
-    margin_mm: float,
+    fixed: Volume, f4: sitk.Image, side: BaselineSide, deformable: bool
 ) -> RegistrationResult:
+    moving, moving_masks, margin_mm, m4 = side.volume, side.masks, side.margin_mm, side.whole
     # 1. global rigid, 4 mm voxels
-    f4, m4 = _shrunk(fixed, 4.0), _shrunk(moving, 4.0)
     init = sitk.CenteredTransformInitializer(
         f4, m4, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.GEOMETRY
     )
@@ -416,12 +492,7 @@ def _register(
     landed = _landing(moving_masks, moving, fixed, coarse)
     f_spacing = tuple(float(s) for s in fixed.geometry.spacing[::-1])
     index, size = _box(landed, f_spacing, margin_mm, fixed.geometry.shape[::-1])
-    f_box = _shrunk(fixed, 2.0, index, size)
-    m_spacing = tuple(float(s) for s in moving.geometry.spacing[::-1])
-    at_origin = [(mask, [0, 0, 0]) for mask in moving_masks]
-    m_box = _shrunk(
-        moving, 2.0, *_box(at_origin, m_spacing, margin_mm + 20.0, moving.geometry.shape[::-1])
-    )
+    f_box, m_box = _shrunk(fixed, 2.0, index, size), side.box
     roi_full = _paste(landed, _grid(fixed), index, size)
     roi = sitk.Resample(roi_full, f_box, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
     roi = sitk.BinaryDilate(roi > 0, [max(1, int(10 / s)) for s in f_box.GetSpacing()])
@@ -438,7 +509,7 @@ def _register(
     ncc_rigid = _ncc(f_box, m_box, rigid, roi)
     if np.isfinite(ncc_coarse) and not ncc_rigid >= ncc_coarse:
         rigid, ncc_rigid = coarse, ncc_coarse
-    result = RegistrationResult(rigid, "rigid", ncc_before, ncc_rigid, ncc_rigid)
+    result = RegistrationResult(rigid, "rigid", ncc_before, ncc_rigid, ncc_rigid, baseline=side)
     if not deformable:
         return result
 
@@ -463,9 +534,8 @@ def _register(
     composite = sitk.CompositeTransform([rigid, bspline])
     ncc_def = _ncc(f_box, m_box, composite, roi)
     if np.isfinite(ncc_def) and ncc_def > ncc_rigid + 0.005:
-        return RegistrationResult(
-            composite, "rigid+bspline", ncc_before, ncc_rigid, ncc_def, bspline_tried=True
-        )
+        kept = {"transform": composite, "stage": "rigid+bspline", "ncc_final": ncc_def}
+        return replace(result, bspline_tried=True, **kept)
     return replace(result, bspline_tried=True)
 
 

@@ -69,7 +69,7 @@ from models.imaging.pipeline import (
 from models.imaging.propagation import carry_masks, propagate_lesions, register_study
 from models.imaging.radiomics import DEFAULT_RADIOMICS_CONFIG, RadiomicsConfig
 from models.imaging.registration import RegistrationResult
-from models.imaging.volume import mask_box
+from models.imaging.volume import Volume, mask_box
 from models.imaging.writers import (
     ALGORITHM_NAME,
     ALGORITHM_VERSION,
@@ -130,6 +130,18 @@ def _baseline_lesions(baseline: Baseline) -> list[Lesion]:
     if baseline.lesions:
         return list(baseline.lesions)
     return [Lesion(baseline.mask, "target lesion", 1, MaskSource.GIVEN, in_field=None)]
+
+
+def _registered(
+    volume: Volume, baseline: Baseline, lesions: Sequence[Lesion], deformable: bool
+) -> RegistrationResult:
+    """The study's one registration (:func:`register_study`), the baseline's half of it kept on
+    ``baseline`` for its next follow-up (``Baseline.registration_side``)."""
+    registration = register_study(
+        volume, baseline.volume, lesions, deformable, baseline.registration_side
+    )
+    baseline.registration_side = registration.baseline
+    return registration
 
 
 def _study_time(headers: Sequence[Dataset]) -> datetime | None:
@@ -350,14 +362,17 @@ def analyse_study(
             raise InsufficientDataError(
                 f"series {ref.series_uid}: no RTSTRUCT or SEG and no baseline to propagate from"
             )
-        carried = propagate_lesions(volume, baseline.volume, base_lesions, deformable=deformable)
+        registration = _registered(volume, baseline, base_lesions, deformable)
+        carried = propagate_lesions(
+            volume, baseline.volume, base_lesions, registration=registration
+        )
         registration = carried.registration
         lesions = carried.lesions
         failures += carried.failures
         quality = carried.quality
     elif baseline is not None and is_follow_up:
         # for matching only: the rigid stages place the centres; no B-spline needed
-        registration = register_study(volume, baseline.volume, base_lesions, deformable=False)
+        registration = _registered(volume, baseline, base_lesions, deformable=False)
 
     # measure every lesion
     measured: list[tuple[Lesion, Burden]] = []
