@@ -311,13 +311,27 @@ agreement 96.0 %, long axes 2.9 % off) at 0.98 CPU-s a study instead of 1.85; on
 study of ``bench.imaging_study`` every propagated diameter is as before."""
 
 
-_LOCAL_SAMPLES = 20_000
-"""Voxels the local rigid stage's metric samples at most (60,000 until 2026-12-02, see
-:data:`_GLOBAL_SAMPLES`; half its box before 2026-12-01). The box
-holds every lesion of a study plus a margin: at test size (2.7 mm pixels) about half a million
-voxels; on a 512 x 512 x 200 study with lesions in five sites about two million, where the
-local and B-spline stages took 164 s of a 220 s follow-up (2026-12-01, ``bench.imaging_study``
-five lesions propagated)."""
+_LOCAL_SAMPLES = 10_000
+"""Voxels the local rigid stage's metric samples at most (20,000 until 2026-12-04, 60,000 until
+2026-12-02, see :data:`_GLOBAL_SAMPLES`; half its box before 2026-12-01).
+
+Its cost per iteration grows faster than its samples (2.3, 5.4, 14.2 and 18.0 ms an iteration with
+5,000, 10,000, 20,000 and 30,000 on ``bench.imaging_study``'s five-lesion follow-up, two threads,
+2026-12-04): with 20,000 the local stage was 0.25 s of that follow-up's 1.8, with 10,000 0.08 s.
+Against the clinic's truth (each lesion's centre on the follow-up carried to the baseline and
+compared with its true place there: ``python -m bench.registration_accuracy --cohort
+.irtmon/evidence/v2-train-24101 --limit 20``, 40 follow-ups of a 40-patient training cohort, seed
+24101, 2.7 mm pixels), the largest error per follow-up was 0.42 mm median, 0.94 mm at most with
+10,000 samples, 0.40 and 0.97 with 20,000, 0.36 and 0.96 with 60,000. ``bench.lesion_accuracy
+--propagate --limit 40`` on that cohort: long axes 2.89 % off against 2.88, matching 76.0 % right
+against 76.3 (one liver lesion of 38 HU contrast, at the 40 HU limit of
+:func:`~models.imaging.lesion.refine_mask`, lost), RECIST 1.1 agreement 62.5 % against 61.25, at
+0.40 CPU-s a study instead of 0.56.
+
+The box holds every lesion of a study plus a margin: at test size (2.7 mm pixels) about half a
+million voxels; on a 512 x 512 x 200 study with lesions in five sites about two million, where
+the local and B-spline stages took 164 s of a 220 s follow-up (2026-12-01,
+``bench.imaging_study`` five lesions propagated)."""
 
 _BSPLINE_SAMPLES = 20_000
 """Voxels the B-spline stage's metric samples at most (it sampled 8 per cent of its box). Its
