@@ -35,7 +35,7 @@ from models.imaging.radiomics import (
 from models.imaging.registration import BaselineSide, propagate_mask, register
 from models.imaging.series import CtSeries, SeriesIndex, index_folder, read_series
 from models.imaging.spectral import mask_on_grid, spectral_features
-from models.imaging.volume import Volume, dice
+from models.imaging.volume import Volume, dice, values_in
 from models.imaging.writers import ALGORITHM_NAME, ALGORITHM_VERSION, write_outputs
 
 __all__ = ["Baseline", "ImagingResult", "analyse_acquisition"]
@@ -65,12 +65,12 @@ class Baseline:
     @property
     def lesion_hu(self) -> float:
         """Median attenuation inside the baseline lesion."""
-        return float(np.median(self.volume.array[self.mask]))
+        return float(np.median(values_in(self.volume.array, self.mask)))
 
     @property
     def lesion_hu_max(self) -> float:
         """99th percentile of attenuation inside the baseline lesion."""
-        return float(np.percentile(self.volume.array[self.mask], 99))
+        return float(np.percentile(values_in(self.volume.array, self.mask), 99))
 
 
 @dataclass

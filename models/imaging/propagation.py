@@ -29,7 +29,7 @@ from models.imaging.registration import (
     propagate_mask,
     register,
 )
-from models.imaging.volume import Volume, box_slices, dice, mask_bounds, mask_box
+from models.imaging.volume import Volume, box_slices, dice, mask_bounds, mask_box, values_in
 
 __all__ = ["Propagation", "carry_masks", "propagate_lesions", "register_study"]
 
@@ -150,7 +150,7 @@ def propagate_lesions(
                 "fell outside this scan when propagated",
                 LesionProblem.OUTSIDE_IMAGE,
             )
-        inside = baseline_volume.array[lesion.mask]
+        inside = values_in(baseline_volume.array, lesion.mask)
         try:
             return refine_mask(
                 volume,

@@ -244,7 +244,10 @@ def _landing(
     whole grid otherwise.
     """
     grid, size_all = _grid(fixed), list(fixed.geometry.shape[::-1])
-    reference = _blank(grid, [0, 0, 0], size_all)
+
+    def whole() -> sitk.Image:  # the whole grid, made only where a lesion needs it
+        return _blank(grid, [0, 0, 0], size_all)
+
     masks = [mask for mask in moving_masks if mask.any()]
     images = [_mask_image(mask, moving, np.uint8) for mask in masks]  # cropped: zero outside
     out: list[tuple[np.ndarray, list[int]]] = []
@@ -259,12 +262,13 @@ def _landing(
             if landed.any() and not _touches_border(landed):
                 out.append((landed, index))
                 continue
-        whole = sitk.Resample(
-            m_mask, reference, coarse, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8
+        on_whole = sitk.Resample(
+            m_mask, whole(), coarse, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8
         )
-        out.append((sitk.GetArrayFromImage(whole), [0, 0, 0]))
+        out.append((sitk.GetArrayFromImage(on_whole), [0, 0, 0]))
     if any(landed.any() for landed, _ in out):
         return [(landed, at) for landed, at in out if landed.any()]
+    reference = whole()
     union = [
         sitk.GetArrayFromImage(
             sitk.Resample(m_mask, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0)

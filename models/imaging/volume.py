@@ -135,6 +135,16 @@ def mask_box(mask: np.ndarray) -> tuple[slice, ...] | None:
     return box_slices(bounds[0], bounds[1] + 1)
 
 
+def values_in(array: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``array[mask]``, the same values in the same order, read on the mask's bounding box: a
+    lesion's voxels without a pass over the whole grid (6 ms on a 512 x 512 x 200 volume, 1 ms
+    on a lesion's box, 2026-12-04)."""
+    box = mask_box(mask)
+    if box is None:
+        return np.empty(0, array.dtype)
+    return array[box][mask[box]]
+
+
 def shared_voxels(a: np.ndarray, b: np.ndarray) -> int:
     """Voxels in both masks, counted inside ``b``'s bounding box (``a & b`` is empty outside):
     no full-size pass over the grid."""

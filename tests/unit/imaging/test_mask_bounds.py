@@ -1,12 +1,12 @@
 """`mask_bounds`: the bounding box of a mask by projections, as np.nonzero would give it; the
-boxes cut around it."""
+boxes cut around it; a mask's values read on its box."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from models.imaging.volume import box_slices, mask_bounds, mask_box, padded_box
+from models.imaging.volume import box_slices, mask_bounds, mask_box, padded_box, values_in
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -44,3 +44,14 @@ def test_a_padded_box_holds_the_voxels_and_the_pad_within_the_grid() -> None:
     assert mask[box].shape == (6, 17, 7)
     lo, hi = padded_box(first, last, 0, shape)
     assert box_slices(lo, hi) == mask_box(mask)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_values_in_a_mask_are_those_of_the_whole_grid_in_order(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    shape = (rng.integers(1, 12), rng.integers(1, 30), rng.integers(1, 30))
+    array = rng.normal(size=shape).astype(np.float32)
+    mask = rng.random(shape) > 0.9
+    values = values_in(array, mask)
+    assert values.dtype == array.dtype
+    assert np.array_equal(values, array[mask])  # same values, same order (empty included)
