@@ -1,18 +1,19 @@
-"""Registration error against a story-v2 cohort's truth, per local-stage sample count.
+"""Registration error against a story-v2 cohort's truth, per sample count of a rigid stage.
 
 Run ``python -m bench.registration_accuracy --cohort DIR`` (``--help`` for options) on a
-training or tuning cohort written by ``irtmon clinic generate --story v2`` (never a test
-cohort: this is for choosing settings). For each patient the planning study is read with its
-annotation (as the worker reads it), and each follow-up's series is registered to it
+training or tuning cohort written by ``irtmon clinic generate --story v2`` (never a test cohort:
+this is for choosing settings). For each patient the planning study is read with its annotation
+(as the worker reads it), and each follow-up's series is registered to it
 (:func:`models.imaging.registration.register`, around every baseline lesion) once per sample
-count of the local rigid stage (``--samples``). The virtual clinic moves the patient rigidly
-between scans and records where each lesion lies on the scan (``centre_*_mm``) and in the body,
-which is the planning scan's frame (``body_*_mm``); a registration maps the follow-up's points
-to the baseline's, so each lesion's error is the distance between its follow-up centre carried
-by the transform and its true place. Reported per sample count: the largest error per follow-up
-(median and maximum over follow-ups), every lesion's error (median, 95th percentile), how far
-the transform lies from the last sample count's at the lesions, and the CPU seconds of a
-registration. New lesions are left out (not on the baseline scan).
+count (``--samples``) of the local rigid stage, or of the global one (``--stage global``). The
+virtual clinic moves the patient rigidly between scans and records where each lesion lies on the
+scan (``centre_*_mm``) and in the body, which is the planning scan's frame (``body_*_mm``); a
+registration maps the follow-up's points to the baseline's, so each lesion's error is the
+distance between its follow-up centre carried by the transform and its true place. Reported per
+sample count: the largest error per follow-up (median and maximum over follow-ups), every
+lesion's error (median, 95th percentile), how far the transform lies from the last sample
+count's at the lesions, and the CPU seconds of a registration. New lesions are left out (not on
+the baseline scan).
 """
 
 from __future__ import annotations
@@ -49,15 +50,22 @@ def _carried(transform: Any, point: np.ndarray) -> np.ndarray:
     return np.array(transform.TransformPoint(tuple(float(v) for v in point)))
 
 
-def measure(cohort: Path, limit: int | None, counts: list[int]) -> dict[str, Any]:
-    """The errors per sample count (see the module docstring)."""
+_STAGES = {"local": "_LOCAL_SAMPLES", "global": "_GLOBAL_SAMPLES"}
+"""The stage whose sample count varies, and the setting that holds it."""
+
+
+def measure(
+    cohort: Path, limit: int | None, counts: list[int], stage: str = "local"
+) -> dict[str, Any]:
+    """The errors per sample count of ``stage`` (see the module docstring)."""
+    setting = _STAGES[stage]
     events = _patient_events(cohort)
     worst: dict[int, list[float]] = {c: [] for c in counts}
     every: dict[int, list[float]] = {c: [] for c in counts}
     apart: dict[int, list[float]] = {c: [] for c in counts}
     cpu: dict[int, list[float]] = {c: [] for c in counts}
     unregistered: list[float] = []
-    default = registration._LOCAL_SAMPLES
+    default = getattr(registration, setting)
     try:
         for patient in sorted(events)[:limit]:
             evs = events[patient]
@@ -84,7 +92,7 @@ def measure(cohort: Path, limit: int | None, counts: list[int]) -> dict[str, Any
                 unregistered.append(max(float(np.linalg.norm(a - b)) for a, b in points))
                 transforms = {}
                 for c in counts:
-                    registration._LOCAL_SAMPLES = c
+                    setattr(registration, setting, c)
                     started = time.process_time()
                     result = registration.register(
                         volume, baseline.volume, masks, baseline=baseline.registration_side
@@ -106,9 +114,10 @@ def measure(cohort: Path, limit: int | None, counts: list[int]) -> dict[str, Any
                         )
                     )
     finally:
-        registration._LOCAL_SAMPLES = default
+        setattr(registration, setting, default)
     return {
         "cohort": str(cohort),
+        "stage": stage,
         "follow_ups": len(unregistered),
         "unregistered_worst_mm_median": round(statistics.median(unregistered), 3),
         "by_samples": {
@@ -136,10 +145,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="Local-stage sample counts, comma-separated; the last is the one the others are "
         "compared with (default 5000,10000,20000,60000).",
     )
+    parser.add_argument(
+        "--stage", choices=sorted(_STAGES), default="local", help="The stage (default local)."
+    )
     parser.add_argument("--json", type=Path, help="Also write the results here.")
     args = parser.parse_args(argv)
     counts = [int(v) for v in args.samples.split(",")]
-    results = measure(args.cohort.resolve(), args.limit, counts)
+    results = measure(args.cohort.resolve(), args.limit, counts, args.stage)
     print(json.dumps(results, indent=2))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
