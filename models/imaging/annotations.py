@@ -27,7 +27,7 @@ from skimage.draw import polygon as draw_polygon
 
 from models.exceptions import UnreadableInputError
 from models.imaging.lesion import MaskSource
-from models.imaging.volume import Geometry, Volume, box_slices, mask_bounds
+from models.imaging.volume import Geometry, Volume, box_slices, final_mask, mask_bounds
 from schemas.enums import Organ
 
 __all__ = [
@@ -282,7 +282,7 @@ def _lesion(
 ) -> Lesion:
     organ = organ_of(codes, label)
     return Lesion(
-        mask=mask,
+        mask=final_mask(mask if mask.base is None else mask.copy()),
         label=label,
         number=number,
         source=source,

@@ -12,7 +12,7 @@ from scipy.spatial import ConvexHull, QhullError
 from skimage import measure
 
 from models.exceptions import InsufficientDataError
-from models.imaging.volume import Geometry, mask_bounds
+from models.imaging.volume import Geometry, mask_bounds, mask_voxels
 
 __all__ = ["AxialAxes", "Burden", "axial_axes", "longest_axial_diameter_mm", "measure_burden"]
 
@@ -207,7 +207,7 @@ def measure_burden(mask: np.ndarray, geometry: Geometry) -> Burden:
     InsufficientDataError
         The mask is empty.
     """
-    n = int(np.count_nonzero(mask))
+    n = mask_voxels(mask)
     if n == 0:
         raise InsufficientDataError("lesion mask is empty: no burden to measure")
     axes = axial_axes(mask, geometry)

@@ -16,7 +16,7 @@ from scipy import ndimage
 from skimage.draw import polygon as draw_polygon
 
 from models.exceptions import InsufficientDataError, UnreadableInputError
-from models.imaging.volume import Volume, box_slices, mask_bounds, padded_box
+from models.imaging.volume import Volume, box_slices, final_mask, mask_bounds, padded_box
 
 __all__ = [
     "LesionMask",
@@ -257,10 +257,11 @@ def refine_mask(
     InsufficientDataError
         The propagated mask is empty or the lesion cannot be told from its background.
     """
-    if not propagated.any():
+    bounds = mask_bounds(propagated)
+    if bounds is None:
         raise InsufficientDataError("propagated lesion mask is empty")
     sp = np.asarray(volume.geometry.spacing)
-    first, last = mask_bounds(propagated)  # type: ignore[misc]  # not empty: checked above
+    first, last = bounds
     box = _box_around(first, last, max(growth_mm, _RING_MM[1]), sp, volume.geometry.shape)
     img = volume.array[box]
     prop = propagated[box]
@@ -300,4 +301,5 @@ def refine_mask(
     refined = ndimage.binary_fill_holes(refined)
     out = np.zeros(propagated.shape, bool)  # untouched pages stay unallocated
     out[box] = refined
-    return out
+    inside = mask_bounds(refined)
+    return final_mask(out, None if inside is None else (inside[0] + start, inside[1] + start))

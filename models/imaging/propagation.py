@@ -29,7 +29,16 @@ from models.imaging.registration import (
     propagate_mask,
     register,
 )
-from models.imaging.volume import Volume, box_slices, dice, mask_bounds, mask_box, values_in
+from models.imaging.volume import (
+    Volume,
+    box_slices,
+    dice,
+    final_mask,
+    mask_bounds,
+    mask_box,
+    mask_voxels,
+    values_in,
+)
 
 __all__ = ["Propagation", "carry_masks", "propagate_lesions", "register_study"]
 
@@ -144,7 +153,7 @@ def propagate_lesions(
 
     def refined(pair: tuple[Lesion, np.ndarray]) -> np.ndarray | LesionFailure:
         lesion, carried = pair
-        if not carried.any():
+        if mask_bounds(carried) is None:
             return failure(
                 lesion,
                 "fell outside this scan when propagated",
@@ -171,7 +180,7 @@ def propagate_lesions(
             found.append((lesion, carried, outcome))
     _share_out(found, volume.geometry.spacing)
     for lesion, carried, refined in found:
-        if not refined.any():
+        if mask_bounds(refined) is None:
             result.failures.append(
                 LesionFailure(
                     lesion.label,
@@ -189,7 +198,7 @@ def propagate_lesions(
         )
         result.quality[_key(lesion)] = {
             "propagated_volume_ml": round(
-                float(np.count_nonzero(carried)) * volume.geometry.voxel_ml, 4
+                float(mask_voxels(carried)) * volume.geometry.voxel_ml, 4
             ),
             "dice_propagated_refined": round(dice(carried, refined), 4),
         }
@@ -230,9 +239,20 @@ def _share_out(
     distances = np.stack([_distance_to(found[i][1], lo, hi, spacing) for i in claimants])
     winner = np.argmin(distances, axis=0)
     for rank, i in enumerate(claimants):
-        refined = found[i][2]
+        lesion, carried, refined = found[i]
         lose = shared & refined[box] & (winner != rank)
-        refined[box][lose] = False
+        if not lose.any():
+            continue
+        # a new mask (the refined ones are final: read-only): its voxels lie in ``every``
+        kept = np.zeros(refined.shape, bool)
+        kept[every] = refined[every]
+        kept[box][lose] = False
+        inside = mask_bounds(kept[every])
+        found[i] = (
+            lesion,
+            carried,
+            final_mask(kept, None if inside is None else (inside[0] + start, inside[1] + start)),
+        )
 
 
 def _distance_to(

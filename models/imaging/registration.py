@@ -29,7 +29,7 @@ import numpy as np
 import SimpleITK as sitk  # noqa: N813
 
 from models.exceptions import InsufficientDataError
-from models.imaging.volume import Volume, box_slices, mask_bounds, padded_box
+from models.imaging.volume import Volume, box_slices, final_mask, mask_bounds, padded_box
 
 __all__ = [
     "MARGIN_MM",
@@ -578,10 +578,13 @@ def propagate_mask(
             full[tuple(slice(i, i + n) for i, n in zip(index[::-1], size[::-1], strict=True))] = (
                 carried
             )
-            return full
+            inside, start = mask_bounds(carried), np.asarray(index[::-1])
+            return final_mask(
+                full, None if inside is None else (inside[0] + start, inside[1] + start)
+            )
     reference = _blank(grid, [0, 0, 0], size_all)
     out = sitk.Resample(moving, reference, transform, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
-    return sitk.GetArrayFromImage(out) >= 0.5
+    return final_mask(sitk.GetArrayFromImage(out) >= 0.5)
 
 
 def _mask_image(mask: np.ndarray, source: Volume, dtype: type = np.float32) -> sitk.Image:

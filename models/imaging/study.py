@@ -69,7 +69,7 @@ from models.imaging.pipeline import (
 from models.imaging.propagation import carry_masks, propagate_lesions, register_study
 from models.imaging.radiomics import DEFAULT_RADIOMICS_CONFIG, RadiomicsConfig
 from models.imaging.registration import RegistrationResult
-from models.imaging.volume import Volume, mask_box
+from models.imaging.volume import Volume, mask_box, mask_voxels
 from models.imaging.writers import (
     ALGORITHM_NAME,
     ALGORITHM_VERSION,
@@ -172,7 +172,7 @@ def _overlaps(
     full-size label image (a twentieth of a five-lesion full-size follow-up, 2026-12-03)."""
     if not found:
         return {}
-    sizes = [int(np.count_nonzero(lesion.mask)) for lesion in found]
+    sizes = [mask_voxels(lesion.mask) for lesion in found]
     out: dict[tuple[str, str], float] = {}
     for lesion, mask in zip(baseline_lesions, carried, strict=True):
         box = mask_box(mask) if lesion.tracking_uid else None

@@ -8,6 +8,7 @@ two halves of Image Orientation (Patient), ``normal`` points from slice 0 to sli
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -96,13 +97,65 @@ def volume_from_sitk(image: sitk.Image, unit: str = "HU") -> Volume:
     return Volume(sitk.GetArrayFromImage(image).astype(np.float32), geometry_from_sitk(image), unit)
 
 
+_KNOWN_BOUNDS: dict[int, tuple[weakref.ref, tuple[np.ndarray, np.ndarray] | None]] = {}
+""":func:`mask_bounds` of the masks made final (:func:`final_mask`), by ``id``, while they live."""
+
+_REMEMBERED_VOXELS = 1 << 20
+"""Masks smaller than this are not remembered: a pass over them costs less than the lookup's
+bookkeeping matters."""
+
+
+def final_mask(mask: np.ndarray, bounds: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """``mask`` made read-only, so :func:`mask_bounds` may remember its bounds: a lesion's mask
+    once it is made (read from an annotation, carried, refined). Returns the same array.
+    ``bounds``, when given, are its :func:`mask_bounds` as its maker knows them (from the box it
+    was written on), so they are not found by a pass over the whole grid.
+
+    A full-size study's lesion masks were asked their bounds 65 times, about 2 ms each, an
+    eighth of a second of a five-lesion 512 x 512 x 200 follow-up (2026-12-04). The memory must
+    be the array's own (not a view of another), so that nothing can change it afterwards.
+
+    Raises
+    ------
+    ValueError
+        ``mask`` is a view: its memory belongs to another array that may still change."""
+    if mask.base is not None:
+        raise ValueError("a view cannot be made a final mask: copy it first")
+    mask.flags.writeable = False
+    if bounds is not None and mask.size >= _REMEMBERED_VOXELS:
+        _remember(mask, (np.asarray(bounds[0]).copy(), np.asarray(bounds[1]).copy()))
+    return mask
+
+
+def _remember(mask: np.ndarray, bounds: tuple[np.ndarray, np.ndarray] | None) -> None:
+    key = id(mask)
+    _KNOWN_BOUNDS[key] = (weakref.ref(mask, lambda _, key=key: _forget(key)), bounds)
+
+
+def _forget(key: int) -> None:
+    _KNOWN_BOUNDS.pop(key, None)
+
+
 def mask_bounds(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """The lowest and highest ``zyx`` index of ``mask``'s voxels (both inclusive), or None when
     it is empty.
 
     Found by projections, the slab of slices first: ``np.nonzero`` lists every voxel, about
-    80 ms on a 512x512x200 mask against about 1 ms here, and a study asks it many times.
+    80 ms on a 512x512x200 mask against about 1 ms here, and a study asks it many times; for a
+    mask made final (:func:`final_mask`: read-only, its own memory) it is found once and
+    remembered while the mask lives.
     """
+    key = id(mask)
+    known = _KNOWN_BOUNDS.get(key)
+    if known is not None and known[0]() is mask:
+        return None if known[1] is None else (known[1][0].copy(), known[1][1].copy())
+    bounds = _bounds(mask)
+    if mask.size >= _REMEMBERED_VOXELS and not mask.flags.writeable and mask.base is None:
+        _remember(mask, None if bounds is None else (bounds[0].copy(), bounds[1].copy()))
+    return bounds
+
+
+def _bounds(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     z = np.flatnonzero(mask.any(axis=(1, 2)))
     if z.size == 0:
         return None
@@ -154,8 +207,15 @@ def shared_voxels(a: np.ndarray, b: np.ndarray) -> int:
     return int(np.count_nonzero(a[box] & b[box]))
 
 
+def mask_voxels(mask: np.ndarray) -> int:
+    """``np.count_nonzero(mask)``, counted on its bounding box (:func:`mask_box`): for a final
+    mask (:func:`final_mask`), whose box is known, without a pass over the whole grid."""
+    box = mask_box(mask)
+    return 0 if box is None else int(np.count_nonzero(mask[box]))
+
+
 def dice(a: np.ndarray, b: np.ndarray) -> float:
     """The Dice overlap of two masks on one grid (0 when both are empty), without a full-size
     ``a & b``."""
-    n = np.count_nonzero(a) + np.count_nonzero(b)
+    n = mask_voxels(a) + mask_voxels(b)
     return float(2 * shared_voxels(a, b) / n) if n else 0.0

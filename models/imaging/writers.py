@@ -312,7 +312,12 @@ def build_lesions_seg(
         raise ValueError(
             f"a lesion mask does not have one slice per source image ({len(source_images)})"
         )
-    keep = np.flatnonzero(np.any([m.any(axis=(1, 2)) for m in masks], axis=0))
+    seen = np.zeros(len(source_images), bool)
+    for m in masks:  # the slices that hold a voxel, looked for on each mask's box only
+        box = mask_box(m)
+        if box is not None:
+            seen[box[0]] |= m[box].any(axis=(1, 2))
+    keep = np.flatnonzero(seen)
     pixels = _segment_pixels([m[keep] for m in masks])
     return hd.seg.Segmentation(
         source_images=[source_images[int(i)] for i in keep],
