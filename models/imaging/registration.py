@@ -29,7 +29,14 @@ import numpy as np
 import SimpleITK as sitk  # noqa: N813
 
 from models.exceptions import InsufficientDataError
-from models.imaging.volume import Volume, box_slices, final_mask, mask_bounds, padded_box
+from models.imaging.volume import (
+    Volume,
+    box_slices,
+    final_mask,
+    mask_bounds,
+    mask_box,
+    padded_box,
+)
 
 __all__ = [
     "MARGIN_MM",
@@ -180,19 +187,48 @@ def _shrunk(
     return image
 
 
-def _ncc(
-    fixed: sitk.Image, moving: sitk.Image, transform: sitk.Transform, roi: sitk.Image
-) -> float:
-    warped = sitk.Resample(moving, fixed, transform, sitk.sitkLinear, -1000.0, sitk.sitkFloat32)
-    f = sitk.GetArrayViewFromImage(fixed)
-    m = sitk.GetArrayViewFromImage(warped)
-    sel = sitk.GetArrayViewFromImage(roi) > 0
-    if sel.sum() < 10:
-        return float("nan")
-    a = f[sel].astype(float) - f[sel].mean()
-    b = m[sel].astype(float) - m[sel].mean()
-    den = float(np.sqrt((a * a).sum() * (b * b).sum()))
-    return float((a * b).sum() / den) if den > 0 else 0.0
+@dataclass(frozen=True, eq=False)
+class _Similarity:
+    """Where a registration's normalised cross-correlation is measured: the fixed box's voxels
+    inside the region of interest, cut to that region's own box, with their values centred
+    once for every transform that is measured."""
+
+    grid: sitk.Image
+    inside: np.ndarray
+    centred: np.ndarray
+    norm2: float
+
+    @classmethod
+    def of(cls, fixed: sitk.Image, roi: sitk.Image) -> _Similarity | None:
+        """None when the region holds fewer than 10 voxels (the correlation is not defined)."""
+        sel = sitk.GetArrayViewFromImage(roi) > 0
+        box = mask_box(sel)
+        if box is None or np.count_nonzero(sel[box]) < 10:
+            return None
+        index = [int(s.start) for s in box[::-1]]
+        size = [int(s.stop - s.start) for s in box[::-1]]
+        grid = sitk.RegionOfInterest(fixed, size, index)
+        inside = sel[box]
+        f = sitk.GetArrayViewFromImage(grid)[inside]
+        centred = f.astype(float) - f.mean()
+        return cls(grid, inside, centred, float((centred * centred).sum()))
+
+    def ncc(self, moving: sitk.Image, transform: sitk.Transform) -> float:
+        """The correlation of the fixed values and ``moving``'s through ``transform``."""
+        warped = sitk.Resample(
+            moving, self.grid, transform, sitk.sitkLinear, -1000.0, sitk.sitkFloat32
+        )
+        m = sitk.GetArrayViewFromImage(warped)[self.inside]
+        b = m.astype(float) - m.mean()
+        den = float(np.sqrt(self.norm2 * (b * b).sum()))
+        return float((self.centred * b).sum() / den) if den > 0 else 0.0
+
+
+def _ncc(similarity: _Similarity | None, moving: sitk.Image, transform: sitk.Transform) -> float:
+    """Normalised cross-correlation over the region (NaN where there is none): resampled on the
+    region's box only, not the whole lesion box (the three measures of a five-lesion full-size
+    follow-up: 63 ms on the box, 2026-12-04)."""
+    return float("nan") if similarity is None else similarity.ncc(moving, transform)
 
 
 def _box(
@@ -522,9 +558,10 @@ def _register(
     lreg.SetInitialTransform(rigid, inPlace=True)
     lreg.Execute(f_box, m_box)
 
-    ncc_before = _ncc(f_box, m_box, sitk.Euler3DTransform(), roi)
-    ncc_coarse = _ncc(f_box, m_box, coarse, roi)
-    ncc_rigid = _ncc(f_box, m_box, rigid, roi)
+    similarity = _Similarity.of(f_box, roi)
+    ncc_before = _ncc(similarity, m_box, sitk.Euler3DTransform())
+    ncc_coarse = _ncc(similarity, m_box, coarse)
+    ncc_rigid = _ncc(similarity, m_box, rigid)
     if np.isfinite(ncc_coarse) and not ncc_rigid >= ncc_coarse:
         rigid, ncc_rigid = coarse, ncc_coarse
     result = RegistrationResult(rigid, "rigid", ncc_before, ncc_rigid, ncc_rigid, baseline=side)
@@ -550,7 +587,7 @@ def _register(
     with _threads(_SERIAL):
         dreg.Execute(f_box, m_box)
     composite = sitk.CompositeTransform([rigid, bspline])
-    ncc_def = _ncc(f_box, m_box, composite, roi)
+    ncc_def = _ncc(similarity, m_box, composite)
     if np.isfinite(ncc_def) and ncc_def > ncc_rigid + 0.005:
         kept = {"transform": composite, "stage": "rigid+bspline", "ncc_final": ncc_def}
         return replace(result, bspline_tried=True, **kept)
