@@ -15,21 +15,11 @@ from models.imaging.annotations import Lesion
 from models.imaging.lesion import MaskSource, refine_mask
 from models.imaging.propagation import _share_out
 from models.imaging.registration import propagate_mask
-from models.imaging.volume import Geometry, Volume, final_mask, mask_bounds, mask_voxels
+from models.imaging.volume import final_mask, mask_bounds, mask_voxels
+from tests.unit.imaging import lesion_study
 
 SHAPE = (24, 256, 256)  # above the size whose bounds are remembered
 SPACING = (2.0, 0.8, 0.8)
-
-
-def _geometry() -> Geometry:
-    return Geometry(
-        origin=(0.0, 0.0, 0.0),
-        row_direction=(1.0, 0.0, 0.0),
-        column_direction=(0.0, 1.0, 0.0),
-        normal=(0.0, 0.0, 1.0),
-        spacing=SPACING,
-        shape=SHAPE,
-    )
 
 
 def _ball(centre, radius) -> np.ndarray:
@@ -85,12 +75,11 @@ def test_an_empty_final_mask_has_no_bounds() -> None:
 
 
 def test_carried_and_refined_masks_are_final_with_their_boxes_bounds() -> None:
-    geometry = _geometry()
     rng = np.random.default_rng(3)
     hu = rng.normal(0.0, 8.0, SHAPE).astype(np.float32)
     lesion = _ball((12, 120, 130), 11.0)
     hu[lesion] += 60.0
-    volume = Volume(hu, geometry)
+    volume = lesion_study.volume(hu, spacing=SPACING, origin=(0.0, 0.0, 0.0))
     shift = sitk.Euler3DTransform((0.0, 0.0, 0.0), 0.0, 0.0, 0.02, (1.6, -2.4, 2.0))  # mm
     carried = propagate_mask(lesion, volume, volume, shift)
     assert not carried.flags.writeable
