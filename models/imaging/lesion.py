@@ -205,6 +205,10 @@ _CORE_MM = 3.0
 _SMOOTH_SIGMA = 0.6
 """Gaussian smoothing (voxels) of the image for the lesion's upper HU bound."""
 
+MIN_CONTRAST_HU = 40.0
+"""The least difference (HU) between a lesion's median and its background ring's median for
+:func:`refine_mask` to re-outline it by intensity."""
+
 
 def _box_around(
     first: np.ndarray, last: np.ndarray, reach_mm: float, spacing: np.ndarray, shape: tuple
@@ -231,6 +235,29 @@ def _core(prop: np.ndarray, first: np.ndarray, last: np.ndarray, spacing: np.nda
     core = np.zeros(prop.shape, bool)
     core[own] = ndimage.distance_transform_edt(prop[own], sampling=spacing) > _CORE_MM
     return core
+
+
+def lesion_contrast(volume: Volume, mask: np.ndarray) -> float | None:
+    """How far (HU) a lesion's median stands from its background's on ``volume``: the median of
+    its core (its voxels deeper than 3 mm, or all of them when fewer than 10 are) less the
+    median of the ring 4 to 10 mm around it, as :func:`refine_mask` measures them on a
+    follow-up. None when the mask is empty or has no ring within the scan."""
+    bounds = mask_bounds(mask)
+    if bounds is None:
+        return None
+    first, last = bounds
+    sp = np.asarray(volume.geometry.spacing)
+    box = _box_around(first, last, _RING_MM[1], sp, volume.geometry.shape)
+    img, own = volume.array[box], mask[box]
+    start = np.array([s.start for s in box])
+    core = _core(own, first - start, last - start, sp)
+    if core.sum() < 10:
+        core = own
+    outside = ndimage.distance_transform_edt(~own, sampling=sp)
+    ring = (outside > _RING_MM[0]) & (outside <= _RING_MM[1])
+    if not ring.any():
+        return None
+    return float(np.median(img[core])) - float(np.median(img[ring]))
 
 
 def refine_mask(
@@ -274,7 +301,7 @@ def refine_mask(
     inner = 0.5 * (inner + lesion_hu)
     ring = (outside > _RING_MM[0]) & (outside <= _RING_MM[1])
     outer = float(np.median(img[ring])) if ring.any() else -1000.0
-    if abs(inner - outer) < 40.0:
+    if abs(inner - outer) < MIN_CONTRAST_HU:
         raise InsufficientDataError(
             f"lesion ({inner:.0f} HU) cannot be told from its background ({outer:.0f} HU)"
         )

@@ -22,7 +22,7 @@ from scipy import ndimage
 
 from models.exceptions import InsufficientDataError
 from models.imaging.annotations import Lesion, LesionFailure, LesionProblem
-from models.imaging.lesion import MaskSource, refine_mask
+from models.imaging.lesion import MIN_CONTRAST_HU, MaskSource, lesion_contrast, refine_mask
 from models.imaging.registration import (
     BaselineSide,
     RegistrationResult,
@@ -158,6 +158,17 @@ def propagate_lesions(
                 lesion,
                 "fell outside this scan when propagated",
                 LesionProblem.OUTSIDE_IMAGE,
+            )
+        contrast = lesion_contrast(baseline_volume, lesion.mask)
+        if contrast is not None and abs(contrast) < MIN_CONTRAST_HU:
+            # not findable by intensity on the baseline either: not finding it now is no
+            # evidence that it has gone
+            return failure(
+                lesion,
+                f"cannot be outlined on this scan without the reader's outline: on the "
+                f"baseline it stood only {abs(contrast):.0f} HU from its background "
+                f"(refinement needs {MIN_CONTRAST_HU:.0f}); not evaluable",
+                LesionProblem.NOT_MEASURABLE,
             )
         inside = values_in(baseline_volume.array, lesion.mask)
         try:
