@@ -16,7 +16,7 @@ from scipy import ndimage
 from skimage.draw import polygon as draw_polygon
 
 from models.exceptions import InsufficientDataError, UnreadableInputError
-from models.imaging.volume import Volume, box_slices, final_mask, mask_bounds, padded_box
+from models.imaging.volume import Volume, box_slices, mask_bounds, padded_box, placed_mask
 
 __all__ = [
     "LesionMask",
@@ -326,7 +326,4 @@ def refine_mask(
         seeds = np.array([int(np.argmax(sizes)) + 1])
     refined = np.isin(labels, seeds)
     refined = ndimage.binary_fill_holes(refined)
-    out = np.zeros(propagated.shape, bool)  # untouched pages stay unallocated
-    out[box] = refined
-    inside = mask_bounds(refined)
-    return final_mask(out, None if inside is None else (inside[0] + start, inside[1] + start))
+    return placed_mask(propagated.shape, box, refined)

@@ -33,10 +33,10 @@ from models.imaging.volume import (
     Volume,
     box_slices,
     dice,
-    final_mask,
     mask_bounds,
     mask_box,
     mask_voxels,
+    placed_mask,
     values_in,
 )
 
@@ -255,15 +255,9 @@ def _share_out(
         if not lose.any():
             continue
         # a new mask (the refined ones are final: read-only): its voxels lie in ``every``
-        kept = np.zeros(refined.shape, bool)
-        kept[every] = refined[every]
-        kept[box][lose] = False
-        inside = mask_bounds(kept[every])
-        found[i] = (
-            lesion,
-            carried,
-            final_mask(kept, None if inside is None else (inside[0] + start, inside[1] + start)),
-        )
+        kept = refined[every].copy()
+        kept[inner][lose] = False
+        found[i] = (lesion, carried, placed_mask(refined.shape, every, kept))
 
 
 def _distance_to(

@@ -36,6 +36,7 @@ from models.imaging.volume import (
     mask_bounds,
     mask_box,
     padded_box,
+    placed_mask,
 )
 
 __all__ = [
@@ -611,14 +612,8 @@ def propagate_mask(
         out = sitk.Resample(moving, sub, transform, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
         carried = sitk.GetArrayFromImage(out) >= 0.5
         if not _touches_border(carried):
-            full = np.zeros(target.geometry.shape, bool)
-            full[tuple(slice(i, i + n) for i, n in zip(index[::-1], size[::-1], strict=True))] = (
-                carried
-            )
-            inside, start = mask_bounds(carried), np.asarray(index[::-1])
-            return final_mask(
-                full, None if inside is None else (inside[0] + start, inside[1] + start)
-            )
+            box = tuple(slice(i, i + n) for i, n in zip(index[::-1], size[::-1], strict=True))
+            return placed_mask(target.geometry.shape, box, carried)
     reference = _blank(grid, [0, 0, 0], size_all)
     out = sitk.Resample(moving, reference, transform, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
     return final_mask(sitk.GetArrayFromImage(out) >= 0.5)

@@ -101,8 +101,7 @@ _KNOWN_BOUNDS: dict[int, tuple[weakref.ref, tuple[np.ndarray, np.ndarray] | None
 """:func:`mask_bounds` of the masks made final (:func:`final_mask`), by ``id``, while they live."""
 
 _REMEMBERED_VOXELS = 1 << 20
-"""Masks smaller than this are not remembered: a pass over them costs less than the lookup's
-bookkeeping matters."""
+"""Masks smaller than this are not remembered: a pass over them is cheap."""
 
 
 def final_mask(mask: np.ndarray, bounds: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
@@ -130,6 +129,17 @@ def final_mask(mask: np.ndarray, bounds: tuple[np.ndarray, np.ndarray] | None = 
 def _remember(mask: np.ndarray, bounds: tuple[np.ndarray, np.ndarray] | None) -> None:
     key = id(mask)
     _KNOWN_BOUNDS[key] = (weakref.ref(mask, lambda _, key=key: _forget(key)), bounds)
+
+
+def placed_mask(shape: Sequence[int], box: tuple[slice, ...], values: np.ndarray) -> np.ndarray:
+    """A final mask (:func:`final_mask`) of ``shape`` holding ``values`` (a boolean array the
+    size of ``box``) at ``box`` and nothing elsewhere, its bounds those of ``values`` there
+    (no pass over the whole grid). Pages outside ``box`` stay unallocated."""
+    out = np.zeros(tuple(int(n) for n in shape), bool)
+    out[box] = values
+    inside = mask_bounds(values)
+    start = np.array([s.start for s in box])
+    return final_mask(out, None if inside is None else (inside[0] + start, inside[1] + start))
 
 
 def _forget(key: int) -> None:
