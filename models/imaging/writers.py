@@ -318,7 +318,7 @@ def build_lesions_seg(
         if box is not None:
             seen[box[0]] |= m[box].any(axis=(1, 2))
     keep = np.flatnonzero(seen)
-    pixels = _segment_pixels([m[keep] for m in masks])
+    pixels = _segment_pixels(masks, keep)
     return hd.seg.Segmentation(
         source_images=[source_images[int(i)] for i in keep],
         pixel_array=pixels,
@@ -338,22 +338,31 @@ def build_lesions_seg(
     )
 
 
-def _segment_pixels(masks: Sequence[np.ndarray]) -> np.ndarray:
-    """The masks as highdicom's pixel array: a label map (segment ``k`` where mask ``k`` is)
-    when no two overlap, else the masks stacked on a last axis.
+def _segment_pixels(masks: Sequence[np.ndarray], keep: np.ndarray | None = None) -> np.ndarray:
+    """The masks on the slices ``keep`` (every slice when None; each slice with a voxel of any
+    mask must be kept) as highdicom's pixel array: a label map (segment ``k`` where mask ``k``
+    is) when no two overlap, else the masks stacked on a last axis.
 
     Both give the same BINARY SEG (one frame per segment and slice); from a stack highdicom
     first sums it over the segments to learn whether they overlap, which on a five-lesion
-    full-size follow-up cost more than the rest of the SEG (2026-12-04). Overlap is found here
-    on each mask's box."""
-    labels = np.zeros(masks[0].shape, np.uint8 if len(masks) < 256 else np.uint16)
+    full-size follow-up cost more than the rest of the SEG (2026-12-04). The label map is made
+    from each mask's box, straight on the kept slices, and overlap is found there: copying each
+    whole mask's kept slices first was 14 ms and 75 MB of new memory on that follow-up."""
+    rows = np.arange(masks[0].shape[0]) if keep is None else np.asarray(keep)
+    at = np.full(masks[0].shape[0], -1)
+    at[rows] = np.arange(len(rows))  # each slice's place among the kept ones
+    labels = np.zeros((len(rows), *masks[0].shape[1:]), np.uint8 if len(masks) < 256 else np.uint16)
     for number, mask in enumerate(masks, start=1):
         box = mask_box(mask)
         if box is None:
             continue
-        region, inside = labels[box], mask[box]
+        inside = mask[box]
+        kept = at[box[0]] >= 0  # the box's slices without a kept place hold no voxel
+        places = at[box[0]][kept]
+        region = labels[places[0] : places[-1] + 1, box[1], box[2]]
+        inside = inside[kept]
         if region[inside].any():
-            return np.stack(masks, axis=-1)
+            return np.stack([m[rows] for m in masks], axis=-1)
         region[inside] = number
     return labels
 

@@ -67,7 +67,9 @@ def test_a_label_map_gives_the_seg_a_stack_of_masks_gives(
     ]
     assert writers._segment_pixels([x.mask for x in lesions]).ndim == 3
     labelled = build_lesions_seg(images, lesions)
-    monkeypatch.setattr(writers, "_segment_pixels", lambda masks: np.stack(masks, axis=-1))
+    monkeypatch.setattr(
+        writers, "_segment_pixels", lambda masks, keep: np.stack([m[keep] for m in masks], -1)
+    )
     stacked = build_lesions_seg(images, lesions)
     assert labelled.NumberOfFrames == stacked.NumberOfFrames > len(lesions)
     assert labelled.PixelData == stacked.PixelData
@@ -97,3 +99,23 @@ def test_overlapping_masks_are_handed_over_stacked() -> None:
     stacked = writers._segment_pixels([a, b])
     assert stacked.shape == (*a.shape, 2)
     assert np.array_equal(stacked[..., 0], a) and np.array_equal(stacked[..., 1], b)
+
+
+def test_the_label_map_on_the_kept_slices_is_the_whole_one_cut_to_them() -> None:
+    rng = np.random.default_rng(3)
+    masks = []
+    for k in range(4):  # boxes in z with gaps between the lesions' slices
+        m = np.zeros((30, 16, 16), bool)
+        z0 = 2 + 7 * k
+        m[z0 : z0 + 4, 3 + k : 9 + k, 4:12] = rng.random((4, 6, 8)) < 0.6
+        m[z0 + 1] = False  # a slice inside the box without a voxel of it
+        masks.append(m)
+    seen = np.any(masks, axis=(0, 2, 3))
+    keep = np.flatnonzero(seen)
+    assert len(keep) < 30
+    whole = writers._segment_pixels(masks)
+    assert np.array_equal(writers._segment_pixels(masks, keep), whole[keep])
+    masks[3][keep[-1], 0, 0] = masks[2][keep[-1], 0, 0] = True  # overlap: stacked, kept slices
+    stacked = writers._segment_pixels(masks, keep)
+    assert stacked.shape == (len(keep), 16, 16, 4)
+    assert all(np.array_equal(stacked[..., i], m[keep]) for i, m in enumerate(masks))
