@@ -111,9 +111,10 @@ class RegistrationResult:
         }
 
 
-def _clip(values: np.ndarray) -> np.ndarray:
-    """HU values as float32 clamped to [-1000, 1500]: what the registration compares."""
-    return np.clip(values, -1000.0, 1500.0, dtype=np.float32)
+def _clip(values: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """HU values as float32 clamped to [-1000, 1500]: what the registration compares (into
+    ``out`` when given)."""
+    return np.clip(values, -1000.0, 1500.0, dtype=np.float32, out=out)
 
 
 def _grid(volume: Volume) -> sitk.Image:
@@ -173,9 +174,13 @@ def _shrunk(
     per = max(1, _SLAB_BYTES // (4 * ny * nx * fz))  # blocks deep per slab
     parts: list[np.ndarray] = []
     first: sitk.Image | None = None
+    # one slab's clamped voxels, its memory used again for every slab: a new array per slab was
+    # half of the 1.1 GB a five-lesion full-size follow-up allocated and freed (memray,
+    # 2026-12-04), memory the kernel takes back and hands out again, faulting it in each time
+    slab = np.empty((min(per, nz // fz) * fz, ny, nx), np.float32)
     for b in range(0, nz // fz, per):
         z1, z2 = z0 + b * fz, z0 + min(nz // fz, b + per) * fz
-        voxels = _clip(volume.array[z1:z2, y0 : y0 + ny, x0 : x0 + nx])
+        voxels = _clip(volume.array[z1:z2, y0 : y0 + ny, x0 : x0 + nx], slab[: z2 - z1])
         out = sitk.BinShrink(_on_grid(sitk.GetImageFromArray(voxels), grid, [x0, y0, z1]), factors)
         if first is None:
             first = out
