@@ -7,7 +7,9 @@ refines it on the follow-up (:func:`models.imaging.lesion.refine_mask`), so ever
 study shares the same registration. Lesions whose refinement claims the same voxels share them
 out by distance to each carried mask. A lesion that cannot be found (it fell outside the scan,
 or cannot be told from its background) is a :class:`~models.imaging.annotations.LesionFailure`
-with its tracking UID: not evaluable, not gone.
+with its tracking UID: not evaluable, not gone; so is one whose outline ran into the tissue
+around it (more than :data:`~models.imaging.lesion.MAX_OUTLINE_AT_LIMIT` of its edge held back
+by the growth limit).
 """
 
 from __future__ import annotations
@@ -22,7 +24,13 @@ from scipy import ndimage
 
 from models.exceptions import InsufficientDataError
 from models.imaging.annotations import Lesion, LesionFailure, LesionProblem
-from models.imaging.lesion import MIN_CONTRAST_HU, MaskSource, lesion_contrast, refine_mask
+from models.imaging.lesion import (
+    MAX_OUTLINE_AT_LIMIT,
+    MIN_CONTRAST_HU,
+    MaskSource,
+    lesion_contrast,
+    refine_outline,
+)
 from models.imaging.registration import (
     BaselineSide,
     RegistrationResult,
@@ -172,7 +180,7 @@ def propagate_lesions(
             )
         inside = values_in(baseline_volume.array, lesion.mask)
         try:
-            return refine_mask(
+            outline = refine_outline(
                 volume,
                 carried,
                 float(np.median(inside)),
@@ -181,6 +189,17 @@ def propagate_lesions(
             )
         except InsufficientDataError as err:
             return failure(lesion, f"was not found on this scan: {err}")
+        if outline.at_limit > MAX_OUTLINE_AT_LIMIT:
+            # its outline ran on into the tissue around it: a measure of that tissue, not of
+            # the lesion, and no evidence either way of how the lesion changed
+            return failure(
+                lesion,
+                f"cannot be outlined on this scan without the reader's outline: "
+                f"{outline.at_limit:.0%} of its outline ran into the tissue around it, up to "
+                f"{growth:.0f} mm from where the baseline puts it; not evaluable",
+                LesionProblem.NOT_MEASURABLE,
+            )
+        return outline.mask
 
     pairs = list(zip(baseline_lesions, carried_all, strict=True))
     found: list[tuple[Lesion, np.ndarray, np.ndarray]] = []

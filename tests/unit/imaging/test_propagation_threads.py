@@ -40,13 +40,13 @@ def _run(study, threads: int, monkeypatch):
 
 def test_threads_give_what_one_after_another_gives(study, monkeypatch) -> None:
     seen: set[int] = set()
-    refine = propagation.refine_mask
+    refine = propagation.refine_outline
 
     def counted(*args, **kwargs):
         seen.add(threading.get_ident())
         return refine(*args, **kwargs)
 
-    monkeypatch.setattr(propagation, "refine_mask", counted)
+    monkeypatch.setattr(propagation, "refine_outline", counted)
     serial = _run(study, 1, monkeypatch)
     assert seen == {threading.get_ident()}
     seen.clear()
