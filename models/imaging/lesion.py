@@ -26,6 +26,7 @@ __all__ = [
     "read_lesion",
     "refine_mask",
     "refine_outline",
+    "runs_into_surroundings",
 ]
 
 _TARGET_WORDS = ("GTV", "TUMOR", "TUMOUR", "LESION", "TARGET", "CTV", "NEOPLASM")
@@ -284,6 +285,18 @@ class RefinedOutline:
 
     mask: np.ndarray
     at_limit: float
+
+
+def runs_into_surroundings(outline: RefinedOutline, growth_mm: float) -> str | None:
+    """Why ``outline`` (refined within ``growth_mm``) is no measure of its lesion: more than
+    :data:`MAX_OUTLINE_AT_LIMIT` of its edge held back by the growth limit, so it ran on into
+    the tissue around it; None when it is a measure."""
+    if outline.at_limit <= MAX_OUTLINE_AT_LIMIT:
+        return None
+    return (
+        f"{outline.at_limit:.0%} of its outline ran into the tissue around it, up to "
+        f"{growth_mm:.0f} mm from where the baseline puts it"
+    )
 
 
 def refine_mask(

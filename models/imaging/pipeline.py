@@ -24,7 +24,13 @@ from models.imaging.burden import Burden, measure_burden
 from models.imaging.dicomweb import SeriesRetriever, read_series_dicomweb
 from models.imaging.enhancement import enhancement_features, iodine_pattern_features
 from models.imaging.features import Feature
-from models.imaging.lesion import LesionMask, MaskSource, read_lesion, refine_mask
+from models.imaging.lesion import (
+    LesionMask,
+    MaskSource,
+    read_lesion,
+    refine_outline,
+    runs_into_surroundings,
+)
 from models.imaging.pcct import PcctStudy, find_pcct_series, vmi_kev
 from models.imaging.radiomics import (
     DEFAULT_RADIOMICS_CONFIG,
@@ -265,9 +271,16 @@ def analyse_acquisition(
         # a kept B-spline stage already follows the lesion's growth or shrinkage: refine
         # within a narrower band then
         growth = 6.0 if reg.stage == "rigid+bspline" else 12.0
-        refined = refine_mask(
+        outline = refine_outline(
             volume, carried, baseline.lesion_hu, growth, lesion_hu_max=baseline.lesion_hu_max
         )
+        why = runs_into_surroundings(outline, growth)
+        if why is not None:  # as for every lesion of a study (models.imaging.propagation)
+            raise InsufficientDataError(
+                f"series {ref.series_uid}: the propagated lesion cannot be outlined without "
+                f"the reader's outline: {why}"
+            )
+        refined = outline.mask
         registration = {
             **reg.quality(),
             "baseline_series_uid": baseline.series_uid,

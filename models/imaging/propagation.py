@@ -25,11 +25,11 @@ from scipy import ndimage
 from models.exceptions import InsufficientDataError
 from models.imaging.annotations import Lesion, LesionFailure, LesionProblem
 from models.imaging.lesion import (
-    MAX_OUTLINE_AT_LIMIT,
     MIN_CONTRAST_HU,
     MaskSource,
     lesion_contrast,
     refine_outline,
+    runs_into_surroundings,
 )
 from models.imaging.registration import (
     BaselineSide,
@@ -189,14 +189,14 @@ def propagate_lesions(
             )
         except InsufficientDataError as err:
             return failure(lesion, f"was not found on this scan: {err}")
-        if outline.at_limit > MAX_OUTLINE_AT_LIMIT:
-            # its outline ran on into the tissue around it: a measure of that tissue, not of
-            # the lesion, and no evidence either way of how the lesion changed
+        why = runs_into_surroundings(outline, growth)
+        if why is not None:
+            # a measure of the tissue around it, not of the lesion, and no evidence either way
+            # of how the lesion changed
             return failure(
                 lesion,
-                f"cannot be outlined on this scan without the reader's outline: "
-                f"{outline.at_limit:.0%} of its outline ran into the tissue around it, up to "
-                f"{growth:.0f} mm from where the baseline puts it; not evaluable",
+                f"cannot be outlined on this scan without the reader's outline: {why}; "
+                "not evaluable",
                 LesionProblem.NOT_MEASURABLE,
             )
         return outline.mask

@@ -4,14 +4,26 @@ same lesion with fat around it is measured as before."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pytest
 import SimpleITK as sitk  # noqa: N813
 
+from models.exceptions import InsufficientDataError
 from models.imaging.annotations import Lesion, LesionProblem
 from models.imaging.lesion import MAX_OUTLINE_AT_LIMIT, MaskSource, refine_outline
+from models.imaging.pipeline import Baseline, analyse_acquisition
 from models.imaging.propagation import propagate_lesions
 from models.imaging.registration import RegistrationResult
-from tests.unit.imaging.lesion_study import LESIONS, SHAPE, SPACING, image, volume
+from tests.unit.imaging.lesion_study import (
+    LESIONS,
+    SHAPE,
+    SPACING,
+    image,
+    volume,
+    write_ct_with_simpleitk,
+)
 
 NODE = next(e for e in LESIONS if e.label == "LN subcarinal")
 
@@ -61,3 +73,14 @@ def test_a_lesion_outlined_into_its_surroundings_is_not_evaluable_not_measured()
     assert failure.problem is LesionProblem.NOT_MEASURABLE  # not evaluable, not gone
     assert "ran into the tissue around it" in failure.message
     assert "not evaluable" in failure.message
+
+
+def test_one_lesion_outlined_into_its_surroundings_is_refused_not_measured(tmp_path: Path) -> None:
+    """The one-lesion path (``irtmon imaging``) applies the same rule: a clear error, no size."""
+    baseline = Baseline(volume(np.round(image())), NODE.mask())
+    write_ct_with_simpleitk(tmp_path / "plain", image(seed=1))
+    measured = analyse_acquisition(tmp_path / "plain", baseline=baseline, radiomics=False)
+    assert measured.burden.longest_diameter_mm == pytest.approx(NODE.long_mm, rel=0.15)
+    write_ct_with_simpleitk(tmp_path / "crowded", _beside_soft_tissue(image(seed=1)))
+    with pytest.raises(InsufficientDataError, match="ran into the tissue around it"):
+        analyse_acquisition(tmp_path / "crowded", baseline=baseline, radiomics=False)
