@@ -99,7 +99,7 @@ from models.evaluation.targets import Direction, Target, judge
 from models.response.cohort import load_cohort
 from models.response.history import History, LesionReadout, Scan
 from models.response.inference import LoadedModels, load_models, score_timepoint
-from schemas.enums import IRecistState
+from schemas.enums import IRecistState, carries_burden
 
 REPO = Path(__file__).resolve().parents[1]
 BENEFIT = ("responder", "late_responder", "durable_stable_disease")
@@ -243,7 +243,11 @@ def _reread(scan: Scan, variant: Variant, rng: np.random.Generator) -> Scan:
 
 def scored_series(history: History, models: LoadedModels, *, stored_states: bool) -> PatientSeries:
     """The series the worker would load after scoring every scan (module docstring)."""
-    scans = [s for s in sorted(history.scans, key=lambda s: s.at) if s.lesions is not None]
+    scans = [
+        s
+        for s in sorted(history.scans, key=lambda s: s.at)
+        if s.lesions is not None and carries_burden(s.lesions.irecist)
+    ]
     response, immune = [], []
     for scan in scans:
         values = {v.name: v.value for v in score_timepoint(history, scan.at, models)}

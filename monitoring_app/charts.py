@@ -16,6 +16,7 @@ from monitoring_app.vocab import (
     RESPONSE_PROBABILITY,
     SPECIAL_SCORES,
     IRecistState,
+    carries_burden,
 )
 
 VERSION_COLOURS = ["#1f6feb", "#8250df", "#0a7d55", "#bf8700", "#cf222e"]
@@ -347,19 +348,29 @@ def assessment_label(row: pd.Series | dict) -> str:
     return f"{recist} · {state.label if state else NO_VALUE}"
 
 
+SUM_COLUMNS = ("sum_diameters_mm", "in_field_sum_mm", "out_of_field_sum_mm")
+
+
 def lesion_sums(assessments: pd.DataFrame) -> pd.DataFrame:
     """Per scan: the target sum's change from baseline and from the nadir before it (RECIST),
-    and the in-field and out-of-field sums' change from their own baseline."""
+    and the in-field and out-of-field sums' change from their own baseline.
+
+    A not-evaluable scan (iNE, ``evaluable`` False) has no sums (NaN): those stored count only
+    the lesions seen (:func:`schemas.enums.carries_burden`); the nadir passes over it."""
     if assessments.empty:
         return assessments
     a = assessments.sort_values("observed_at").reset_index(drop=True).copy()
-    sums = a["sum_diameters_mm"].astype(float)
+    a["evaluable"] = [carries_burden(IRecistState.from_value(float(v))) for v in a["irecist_state"]]
+    for col in SUM_COLUMNS:
+        a[col] = a[col].astype(float).where(a["evaluable"])
+    sums = a["sum_diameters_mm"]
     baseline = sums.iloc[0]
-    nadir = sums.cummin().shift(1).fillna(baseline)
+    nadir = sums.cummin().ffill().shift(1).fillna(baseline)
     a["pct_from_baseline"] = 100.0 * (sums - baseline) / baseline if baseline else 0.0
     a["pct_from_nadir"] = [
         100.0 * (v - n) / n if n else 0.0 for v, n in zip(sums, nadir, strict=True)
     ]
+    a.loc[~a["evaluable"], ["pct_from_baseline", "pct_from_nadir"]] = math.nan
     a["nadir_before_mm"] = nadir
     for col in ("in_field_sum_mm", "out_of_field_sum_mm"):
         first = float(a[col].iloc[0])
@@ -388,6 +399,7 @@ def _percent_traces(
             x=frame["observed_at"],
             y=frame["pct_from_baseline"],
             mode="lines+markers+text",
+            connectgaps=True,  # over a not-evaluable scan
             name=f"{what}% from baseline",
             line={"color": "#1f2328", "width": 2.5},
             marker={"size": 8},
@@ -405,6 +417,7 @@ def _percent_traces(
             x=frame["observed_at"],
             y=frame["pct_from_nadir"],
             mode="lines+markers",
+            connectgaps=True,
             name=f"{what}% from nadir",
             line={"color": "#6e7781", "dash": "dot"},
             marker={"size": 6, "symbol": "square"},
@@ -445,15 +458,38 @@ def _recist_lines(fig: go.Figure, row: int) -> None:
 def _lesion_sums(fig: go.Figure, assessments: pd.DataFrame, row: int) -> None:
     a = lesion_sums(assessments)
     hover = [
-        f"<b>{r.label}</b><br>target sum {r.sum_diameters_mm:.1f} mm: "
-        f"{r.pct_from_baseline:+.1f} % from baseline, {r.pct_from_nadir:+.1f} % from nadir<br>"
-        f"in field {r.in_field_sum_mm:.1f} mm · out of field {r.out_of_field_sum_mm:.1f} mm<br>"
-        f"new lesions {r.new_lesions} · seen {r.lesions_seen}"
+        (
+            f"<b>{r.label}</b><br>target sum {r.sum_diameters_mm:.1f} mm: "
+            f"{r.pct_from_baseline:+.1f} % from baseline, {r.pct_from_nadir:+.1f} % from nadir<br>"
+            f"in field {r.in_field_sum_mm:.1f} mm · out of field {r.out_of_field_sum_mm:.1f} mm<br>"
+            if r.evaluable
+            else f"<b>{r.label}</b><br>not evaluable: no sum of diameters<br>"
+        )
+        + f"new lesions {r.new_lesions} · seen {r.lesions_seen}"
         + (f" · not evaluable {r.lesions_not_evaluable}" if r.lesions_not_evaluable else "")
         + f"<br>{r.reason}"
         for r in a.itertuples()
     ]
     _percent_traces(fig, a, a["label"], hover, row=row, what="target sum, ", lines=False)
+    ne = a[~a["evaluable"]]
+    if not ne.empty:  # on the last known value's line, labelled, so the scan is not lost
+        at = a["pct_from_baseline"].ffill().fillna(0.0)[ne.index]
+        fig.add_trace(
+            go.Scatter(
+                x=ne["observed_at"],
+                y=at,
+                mode="markers+text",
+                name="not evaluable (NE)",
+                marker={"size": 11, "symbol": "x-open", "color": "#57606a"},
+                text=ne["label"],
+                textposition="top center",
+                textfont={"size": 11, "color": "#57606a"},
+                hovertext=[hover[i] for i in ne.index],
+                hoverinfo="text+x",
+            ),
+            row=row,
+            col=1,
+        )
     for col, name, colour, dash in (
         ("in_field_pct", "in-field sum, % from baseline", IN_FIELD_COLOURS[0], "solid"),
         ("out_of_field_pct", "out-of-field sum, % from baseline", OUT_FIELD_COLOURS[0], "dash"),
@@ -464,6 +500,7 @@ def _lesion_sums(fig: go.Figure, assessments: pd.DataFrame, row: int) -> None:
                     x=a["observed_at"],
                     y=a[col],
                     mode="lines+markers",
+                    connectgaps=True,
                     name=name,
                     line={"color": colour, "dash": dash, "width": 1.5},
                     marker={"size": 6, "symbol": "diamond"},

@@ -6,6 +6,7 @@ from schemas.enums import IRECIST_SCORE
 from schemas.enums import AlertVerb as AlertVerb
 from schemas.enums import IRecistState as IRecistState  # the pages import it from here
 from schemas.enums import Role as Role
+from schemas.enums import carries_burden as carries_burden
 from schemas.results import LESION_SCORES
 
 RESPONSE_PROBABILITY = "response_probability"

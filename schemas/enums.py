@@ -172,6 +172,21 @@ class IRecistState(IntEnum):
         return cls(code) if code in cls._value2member_map_ else None
 
 
+def carries_burden(state: IRecistState | int | None) -> bool:
+    """Whether an assessment in this iRECIST state has a burden: sums of diameters that a
+    decision rule, a chart or a report may use.
+
+    A not-evaluable assessment (iNE: a target lesion could not be evaluated and nothing shows
+    progression) has none: its stored sum counts only the lesions that were seen, so as a
+    point it would read as shrinkage, become the nadir, and make the next evaluable scan look
+    like growth from it. RECIST 1.1 calls such a timepoint NE (Eisenhauer 2009, table 1) and
+    ``models.changepoint.irecist.Irecist`` keeps its nadirs from evaluated sums only. The
+    stored assessment, its lesions and their reasons stay; the decision series skips it, no
+    sum score is stored for it, and the timeline, the SR and FHIR show it as not evaluable.
+    ``None`` (not assessed over lesions) has one."""
+    return state is None or IRecistState(state) is not IRecistState.INE
+
+
 class RecistResponse(StrEnum):
     """RECIST 1.1 response (Eisenhauer et al. 2009), of the target lesions, of the non-target
     lesions or overall at one timepoint. ``NON_CR_NON_PD`` is the non-target category (and the

@@ -39,7 +39,7 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.riskassessment import RiskAssessment
 
-from schemas.enums import IRECIST_SCORE, IRecistState, LesionRole, Organ
+from schemas.enums import IRECIST_SCORE, IRecistState, LesionRole, Organ, carries_burden
 from schemas.events import TimepointScore
 
 __all__ = [
@@ -323,7 +323,8 @@ def lesion_observations(
 ) -> list[Observation]:
     """The lesions of one imaging acquisition as FHIR: one ``Observation`` per lesion and a
     group ``Observation`` (first) whose ``hasMember`` lists them, carrying the timepoint's
-    RECIST 1.1 and iRECIST categories and sums as components.
+    RECIST 1.1 and iRECIST categories and sums as components (the sums absent, "not evaluable",
+    at an iNE timepoint: they would count only the lesions seen).
 
     ``assessment`` and ``lesions`` are rows as ``core.db.lesions`` reads them
     (``lesion_assessments`` and ``lesion_measurements`` columns).
@@ -332,21 +333,25 @@ def lesion_observations(
     at = assessment["observed_at"]
     members = [_lesion_observation(patient, source, at, lesion) for lesion in lesions]
     state = IRecistState(int(assessment["irecist_state"]))
+
+    def summed(column: str) -> dict[str, Any]:  # none when not evaluable (carries_burden)
+        if carries_burden(state):
+            return _mm(assessment[column])
+        return {"dataAbsentReason": {"text": "not evaluable"}}
+
     components = [
         _component(
-            "sum-diameters",
-            "sum of diameters of the target lesions",
-            **_mm(assessment["sum_diameters_mm"]),
+            "sum-diameters", "sum of diameters of the target lesions", **summed("sum_diameters_mm")
         ),
         _component(
             "in-field-sum",
             "sum of diameters in the radiotherapy field",
-            **_mm(assessment["in_field_sum_mm"]),
+            **summed("in_field_sum_mm"),
         ),
         _component(
             "out-of-field-sum",
             "sum of diameters outside the radiotherapy field",
-            **_mm(assessment["out_of_field_sum_mm"]),
+            **summed("out_of_field_sum_mm"),
         ),
         _component(
             "new-lesions", "new lesions present", valueInteger=int(assessment["new_lesions"])

@@ -45,7 +45,7 @@ from models.limits import DEFAULT_LIMITS, ReadLimits
 from models.response.history import History, Scan
 from models.response.inference import LoadedModels, load_models, score_timepoint
 from schemas import BiopsyAcquired, ImagingAcquired, ModelName, TimepointScore
-from schemas.enums import IRECIST_SCORE, LesionOrigin
+from schemas.enums import IRECIST_SCORE, LesionOrigin, carries_burden
 from schemas.results import (
     IN_FIELD_SUM_SCORE,
     NEW_LESIONS_SCORE,
@@ -322,6 +322,15 @@ def _score_fetched(
     inputs = list(result.provenance["series_uids"])
     outcome = Outcome(event.event_id, event.patient, observed_at=event.occurred_at)
     registration = result.provenance.get("registration") or {}
+    outcome.lesions = lesion_rows(result)
+    outcome.assessment = lesion_assessment(result)
+    outcome.scores += lesion_scores(event, outcome.assessment, inputs)
+    features = {k: v.value for k, v in result.features.items()}
+    outcome.features = FeatureSet(model, version, features, _json_safe(result.provenance))
+    if result.burden is None:
+        # no lesion evaluable (NE): its lesions, reasons and assessment are stored; no burden,
+        # so no scan for the models' history and no model scores
+        return outcome
     outcome.measurements.append(
         Measurement(
             lesion_id="target",
@@ -341,11 +350,6 @@ def _score_fetched(
         outcome.scores.append(
             _score(event, name, round(value, 4), model, version, inputs, unit=unit)
         )
-    outcome.lesions = lesion_rows(result)
-    outcome.assessment = lesion_assessment(result)
-    outcome.scores += lesion_scores(event, outcome.assessment, inputs)
-    features = {k: v.value for k, v in result.features.items()}
-    outcome.features = FeatureSet(model, version, features, _json_safe(result.provenance))
     outcome.scores += _response_scores(request, result.burden, features, inputs)
     return outcome
 
@@ -443,14 +447,19 @@ def lesion_scores(
 ) -> list[TimepointScore]:
     """The timepoint's scores derived from its lesions (the same values as its assessment row):
     sum of diameters, in-field and out-of-field sums, new lesions, and, at a follow-up, the
-    iRECIST state (the one stored iRECIST state of a patient whose lesions are tracked)."""
+    iRECIST state (the one stored iRECIST state of a patient whose lesions are tracked). A
+    not-evaluable timepoint (iNE) has no sums: its sums count only the lesions seen
+    (:func:`schemas.enums.carries_burden`); its assessment row keeps them with the lesions
+    they count."""
     a = assessment
-    values: list[tuple[str, float, str | None]] = [
-        (SUM_DIAMETERS_SCORE, a.sum_mm, "mm"),
-        (IN_FIELD_SUM_SCORE, a.in_field_sum_mm, "mm"),
-        (OUT_OF_FIELD_SUM_SCORE, a.out_of_field_sum_mm, "mm"),
-        (NEW_LESIONS_SCORE, float(a.new_lesions), None),
-    ]
+    values: list[tuple[str, float, str | None]] = []
+    if carries_burden(a.irecist):  # not evaluable: the sums count only the lesions seen
+        values += [
+            (SUM_DIAMETERS_SCORE, a.sum_mm, "mm"),
+            (IN_FIELD_SUM_SCORE, a.in_field_sum_mm, "mm"),
+            (OUT_OF_FIELD_SUM_SCORE, a.out_of_field_sum_mm, "mm"),
+        ]
+    values.append((NEW_LESIONS_SCORE, float(a.new_lesions), None))
     if a.timepoint > 0:  # no response category at baseline
         values.append((IRECIST_SCORE, float(a.irecist.code), None))
     return [

@@ -15,7 +15,8 @@ the whole series):
    lesions seen (iRECIST's new-lesion rules thus fire on the pipeline's own output), the
    in-field and out-of-field sums, the total volume, and the iRECIST state assessed over every
    lesion, which is then the patient's one stored iRECIST state (the decision rule reads it
-   rather than assessing the sum again);
+   rather than assessing the sum again); a not-evaluable assessment (iNE) gives no point, its
+   sum counting only the lesions seen (:func:`schemas.enums.carries_burden`);
 2. ``tumour_measurements``: longest diameters summed per acquisition (``source_event_id``),
    for acquisitions scored before lesions were tracked;
 3. the ``tumour_sum_diameters_mm`` score (a producer that publishes sums without lesions);
@@ -42,7 +43,7 @@ import psycopg
 from core.db import events, lesions, scores
 from models.changepoint import PatientSeries
 from models.response.history import Biopsy, History, Scan, Signature, Treatment
-from schemas.enums import IRecistState
+from schemas.enums import IRecistState, carries_burden
 
 PATHOLOGY_SCORES = ("pathology_p_inflamed", "pathology_p_excluded", "pathology_p_desert")
 BURDEN_SCORES = ("tumour_sum_diameters_mm", "longest_diameter_mm", "tumour_volume_ml")
@@ -155,11 +156,20 @@ def _lesion_series(
     if not rows:
         return None
     versions["lesions"] = f"{rows[-1]['model_name']}/{rows[-1]['model_version']}"
+    return lesion_points(rows)
+
+
+def lesion_points(rows: list[dict[str, Any]]) -> tuple[list[Point], dict[str, Any]]:
+    """The decision series' points from stored assessments (``lesion_assessments`` rows,
+    oldest first): one per time, the first assessed where two share it, none for a
+    not-evaluable assessment (:func:`schemas.enums.carries_burden`)."""
     points: list[Point] = []
     extra: dict[str, Any] = {"new": [], "states": [], "in_field": [], "out_of_field": []}
     for r in rows:
         if points and r["observed_at"] <= points[-1][0]:
             continue  # two acquisitions at one time: the first assessed counts
+        if not carries_burden(r["irecist_state"]):
+            continue  # not evaluable: its sum counts only the lesions seen
         points.append(
             (
                 r["observed_at"],

@@ -86,7 +86,9 @@ class ImagingResult:
     study_uid: str
     series_uid: str
     modality: str
-    burden: Burden
+    burden: Burden | None
+    """The (primary) lesion's measures; None for a study of which no lesion was evaluable
+    (:func:`models.imaging.analyse_study`)."""
     features: dict[str, Feature]
     provenance: dict[str, Any]
     volume: Volume = field(repr=False)
@@ -104,7 +106,9 @@ class ImagingResult:
             "study_uid": self.study_uid,
             "series_uid": self.series_uid,
             "modality": self.modality,
-            "burden": {
+            "burden": None
+            if self.burden is None
+            else {
                 "volume_ml": round(self.burden.volume_ml, 4),
                 "longest_axial_diameter_mm": round(self.burden.longest_diameter_mm, 3),
                 "diameter_slice": self.burden.diameter_slice,

@@ -77,7 +77,7 @@ from models.imaging.writers import (
     TimepointOutput,
     write_lesion_outputs,
 )
-from schemas.enums import LesionRole
+from schemas.enums import LesionRole, RecistResponse
 
 __all__ = ["LESION_ALGORITHM", "LesionResult", "StudyResult", "analyse_study"]
 
@@ -210,9 +210,10 @@ def _primary(results: Sequence[LesionResult]) -> LesionResult | None:
     return None
 
 
-def _primary_gone(results: Sequence[LesionResult]) -> LesionResult:
-    """The primary lesion of a study where every lesion has gone: the one in the radiotherapy
-    field, else the first target, else the first lesion (all measure 0 here)."""
+def _primary_unmeasured(results: Sequence[LesionResult]) -> LesionResult:
+    """The primary lesion of a study where no lesion was measured (every one gone, or not
+    evaluable): the one in the radiotherapy field, else the first target, else the first
+    lesion."""
     for pick in (
         [r for r in results if r.in_field],
         [r for r in results if r.role is LesionRole.TARGET],
@@ -324,10 +325,13 @@ def analyse_study(
     UnreadableInputError
         The series cannot be read.
     NoLesionMeasuredError
-        No lesion could be measured (each failure is in ``failures``). Not raised when every
-        lesion carried from the baseline to a follow-up without annotation shows no lesion at
-        its site: they have all gone, each is not seen (0 mm), the primary lesion's burden is
-        0 and the assessment is made (a complete response when no other lesion remains).
+        No lesion could be measured (each failure is in ``failures``). Not raised for a
+        follow-up without annotation whose lesions, carried from the baseline, are each gone or
+        not evaluable: when every one shows no lesion at its site they have all gone, each is
+        not seen (0 mm), the primary lesion's burden is 0 and the assessment is made (a
+        complete response when no other lesion remains); when any is not evaluable the
+        study is assessed as such (RECIST 1.1 NE, iRECIST iNE; ``burden`` None, no features),
+        each lesion's reason in ``failures``.
     InsufficientDataError
         No annotation and no baseline.
     OSError
@@ -405,7 +409,20 @@ def analyse_study(
         and bool(gone)
         and all(f.tracking_uid in gone for f in failures)
     )
-    if not measured and not every_lesion_gone:
+    # a follow-up without annotation whose carried lesions are each gone or not evaluable (too
+    # faint to outline, an outline run into its surroundings, carried outside the scan) is
+    # RECIST 1.1's not evaluable (NE), assessed and stored as such; a reader's annotation of
+    # which nothing could be read, or a lesion of no known track, is bad input and raises
+    nothing_evaluable = (
+        not measured
+        and not every_lesion_gone
+        and is_follow_up
+        and registration is not None
+        and not found.lesions
+        and bool(failures)
+        and all(f.tracking_uid in known for f in failures)
+    )
+    if not measured and not every_lesion_gone and not nothing_evaluable:
         raise NoLesionMeasuredError(
             f"series {ref.series_uid}: no lesion could be measured: "
             + "; ".join(f.message for f in failures),
@@ -510,18 +527,22 @@ def analyse_study(
     results.sort(key=lambda r: int(r.tracking_id[1:]) if r.tracking_id[1:].isdigit() else 0)
 
     primary = _primary(results)
+    primary_burden: Burden | None
     if primary is not None:
         assert primary.burden is not None and primary.mask is not None
         primary_burden, primary_mask = primary.burden, primary.mask
         features = burden_features(primary_burden, ref)
         features.update(primary.features)
         features.update(spectral_for(loaded, primary_mask, enhancement=enhancement))
-    else:  # every lesion has gone (complete response): the primary measures 0
-        assert every_lesion_gone
-        primary = _primary_gone(results)
-        primary_burden = Burden(0.0, 0.0, 0, 0, 0.0)
+    else:  # no lesion measured: every one gone (the primary measures 0), or not evaluable
+        primary = _primary_unmeasured(results)
         primary_mask = np.zeros(geometry.shape, dtype=bool)
-        features = burden_features(primary_burden, ref)
+        if every_lesion_gone:
+            primary_burden = Burden(0.0, 0.0, 0, 0, 0.0)
+            features = burden_features(primary_burden, ref)
+        else:  # no burden is known: none is made up
+            assert nothing_evaluable
+            primary_burden, features = None, {}
     tag = {"series_uid": ref.series_uid, "kev": None}
     study_features = _study_features(update, tag)
 
@@ -597,7 +618,10 @@ def analyse_study(
             recist=assessment.recist,
             target=assessment.target,
             nontarget=assessment.nontarget,
-            sum_mm=assessment.sum_mm if np.isfinite(assessment.sum_mm) else 0.0,
+            # not evaluable: the sum of the lesions seen is no sum of diameters to report
+            sum_mm=None
+            if assessment.target is RecistResponse.NE or not np.isfinite(assessment.sum_mm)
+            else assessment.sum_mm,
             new_lesions=assessment.new_lesions,
         )
         seg_path, sr_path = write_lesion_outputs(output_dir, ref.headers, outputs, timepoint)

@@ -257,7 +257,9 @@ class TimepointOutput:
     recist: RecistResponse | None = None
     target: RecistResponse | None = None
     nontarget: RecistResponse | None = None
-    sum_mm: float = 0.0
+    sum_mm: float | None = 0.0
+    """Sum of the target lesions' diameters; None when the targets are not evaluable (NE):
+    the sum of those seen is not reported as the sum."""
     new_lesions: int = 0
 
     @property
@@ -488,11 +490,17 @@ def build_lesions_sr(
             ),
             time_point_context=time_point,
             measurements=[
-                hd.sr.Measurement(
-                    name=_SUM_NAME,
-                    value=round(float(timepoint.sum_mm), 2),
-                    unit=_MM,
-                    algorithm_id=algorithm,
+                *(
+                    []
+                    if timepoint.sum_mm is None
+                    else [
+                        hd.sr.Measurement(
+                            name=_SUM_NAME,
+                            value=round(float(timepoint.sum_mm), 2),
+                            unit=_MM,
+                            algorithm_id=algorithm,
+                        )
+                    ]
                 ),
                 hd.sr.Measurement(
                     name=_NEW_COUNT_NAME,

@@ -336,7 +336,9 @@ def analyse_patient(
     lesions as the baseline of the follow-ups and the tracking state carried from one study to
     the next, so each study's RECIST 1.1 / iRECIST assessment uses that study and the earlier
     ones only. A follow-up whose analysis fails stops the patient there (its tracking state
-    would be wrong from then on) and skips the patient.
+    would be wrong from then on) and skips the patient; one of which no lesion was evaluable
+    (RECIST 1.1 NE, no burden) gives no row, as the worker stores no scan for the models, and
+    the patient's tracking goes on past it.
     """
 
     studies = sorted(studies, key=lambda s: s.at)
@@ -351,6 +353,8 @@ def analyse_patient(
                 baseline = result.as_baseline()
                 field_known = any(r.in_field for r in result.lesions)
             state = result.tracking
+            if result.burden is None:
+                continue  # no lesion evaluable (NE): tracked on, no scan row to learn from
             rows.append(
                 study_row(s, result, LesionReadout.from_study(result, field_known=field_known))
             )

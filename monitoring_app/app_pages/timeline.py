@@ -38,6 +38,14 @@ with top[1]:
 
 
 @st.fragment(run_every=data.REFRESH_S)
+def _formatted(value: object, spec: str) -> str:
+    """``spec`` of a number, or the no-value mark where there is none (a not-evaluable scan
+    has no sums)."""
+    if value is None or pd.isna(value):  # type: ignore[call-overload]
+        return NO_VALUE
+    return spec.format(float(value))  # type: ignore[arg-type]
+
+
 def timeline(patient: str, chosen: list[str]) -> None:
     live = ui.live_user()  # a disabled user or a changed cohort stops the live refresh
     d = data.timeline(data.dsn(), patient, live.cohorts)
@@ -67,12 +75,12 @@ def timeline(patient: str, chosen: list[str]) -> None:
         )
         m[2].metric(
             "Target sum",
-            f"{last['sum_diameters_mm']:.0f} mm",
+            _formatted(last["sum_diameters_mm"], "{:.0f} mm"),
             help="RECIST 1.1 sum of diameters of the target lesions (short axis for lymph "
             "nodes); the in-field and out-of-field sums below cover every lesion",
         )
-        m[3].metric("vs baseline", f"{last['pct_from_baseline']:+.0f} %")
-        m[4].metric("vs nadir", f"{last['pct_from_nadir']:+.0f} %")
+        m[3].metric("vs baseline", _formatted(last["pct_from_baseline"], "{:+.0f} %"))
+        m[4].metric("vs nadir", _formatted(last["pct_from_nadir"], "{:+.0f} %"))
     elif not burden.empty:
         m[1].metric("iRECIST", ui.irecist(state.iloc[-1]["value"]) if not state.empty else NO_VALUE)
         last = burden.iloc[-1]
@@ -89,12 +97,12 @@ def timeline(patient: str, chosen: list[str]) -> None:
         n = st.columns(6)
         n[0].metric(
             "In-field sum",
-            f"{last['in_field_sum_mm']:.0f} mm",
+            _formatted(last["in_field_sum_mm"], "{:.0f} mm"),
             help="Every lesion in the radiotherapy field, target or not",
         )
         n[1].metric(
             "Out-of-field sum",
-            f"{last['out_of_field_sum_mm']:.0f} mm",
+            _formatted(last["out_of_field_sum_mm"], "{:.0f} mm"),
             help="Every lesion outside the radiotherapy field, target or not (the abscopal "
             "response)",
         )
@@ -180,10 +188,13 @@ def lesion_table(lesions: pd.DataFrame, assessments: pd.DataFrame) -> None:
             f"target {a.target_response or NO_VALUE} · non-target "
             f"{a.nontarget_response or NO_VALUE} · new lesions {a.new_lesions}"
         )
-    parts.append(
-        f"sum of target diameters {a.sum_diameters_mm:.1f} mm · in field "
-        f"{a.in_field_sum_mm:.1f} mm · out of field {a.out_of_field_sum_mm:.1f} mm"
-    )
+    if a.evaluable:
+        parts.append(
+            f"sum of target diameters {a.sum_diameters_mm:.1f} mm · in field "
+            f"{a.in_field_sum_mm:.1f} mm · out of field {a.out_of_field_sum_mm:.1f} mm"
+        )
+    else:
+        parts.append("not evaluable: no sum of diameters (the lesions not measured are below)")
     st.markdown(" — ".join(parts))
     st.caption(f"{a.reason} · {a.model_name} {a.model_version}")
     table = charts.lesion_table(lesions, a.source_event_id)

@@ -193,3 +193,30 @@ def test_lesions_are_observations_grouped_per_scan() -> None:
     assert [o.id for o in again] == [group["id"], *(m["id"] for m in members)]
     b = json.loads(bundle([], again).model_dump_json())
     assert len(b["entry"]) == 5 and b["entry"][0]["fullUrl"] == f"urn:uuid:{group['id']}"
+
+
+def test_a_not_evaluable_scan_reports_no_sums() -> None:
+    assessment = {
+        "source_event_id": SOURCE,
+        "observed_at": datetime(2026, 4, 12, 9, 0, tzinfo=UTC),
+        "timepoint": 1,
+        "irecist_state": 5,
+        "recist": "NE",
+        "target_response": "NE",
+        "nontarget_response": "non-CR/non-PD",
+        "reason": "iNE: not evaluable",
+        "sum_diameters_mm": 12.0,  # only the lesions seen
+        "in_field_sum_mm": 0.0,
+        "out_of_field_sum_mm": 12.0,
+        "new_lesions": 0,
+        "model_name": "irtmon-lesions",
+        "model_version": "1.0",
+    }
+    lesions = [_lesion("L1", "1.2.3.1", "lung", "target", in_field=True)]
+    group = json.loads(lesion_observations(PATIENT, assessment, lesions)[0].model_dump_json())
+    comp = {c["code"]["coding"][0]["code"]: c for c in group["component"]}
+    for name in ("sum-diameters", "in-field-sum", "out-of-field-sum"):
+        assert "valueQuantity" not in comp[name]
+        assert comp[name]["dataAbsentReason"]["text"] == "not evaluable"
+    assert comp["irecist"]["valueCodeableConcept"]["coding"][0]["code"] == "iNE"
+    assert comp["new-lesions"]["valueInteger"] == 0

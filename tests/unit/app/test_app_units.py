@@ -201,6 +201,43 @@ def test_lesion_sums_and_labels() -> None:
     assert list(a["out_of_field_pct"].round(1)) == [0.0, -14.3, 42.9]
 
 
+def _with_a_not_evaluable_scan() -> pd.DataFrame:
+    """The three scans above with a not-evaluable one between the first two: two of its three
+    lesions seen, so its stored sum (20 mm) counts only those."""
+    a = _assessments()
+    ne = a.iloc[[1]].copy()
+    ne["source_event_id"], ne["observed_at"], ne["irecist_state"] = "ne", _t(25), 5
+    ne["recist"], ne["target_response"], ne["reason"] = "NE", "NE", "iNE: not evaluable"
+    ne["sum_diameters_mm"], ne["in_field_sum_mm"], ne["out_of_field_sum_mm"] = 20.0, 5.0, 15.0
+    ne["lesions_seen"], ne["lesions_not_evaluable"] = 2, 1
+    return pd.concat([a, ne]).sort_values("observed_at").reset_index(drop=True)
+
+
+def test_a_not_evaluable_scan_has_no_sums_and_is_no_nadir() -> None:
+    a = charts.lesion_sums(_with_a_not_evaluable_scan())
+    assert list(a["label"]) == ["baseline", "NE · iNE", "SD · iSD", "PD · iUPD"]
+    assert list(a["evaluable"]) == [True, False, True, True]
+    assert a["sum_diameters_mm"].isna().tolist() == [False, True, False, False]
+    # the scans after it as without it: the partial 20 mm is no nadir
+    assert list(a["pct_from_nadir"].round(1).dropna()) == [0.0, -10.0, 7.4]
+    assert list(a["pct_from_baseline"].round(1).dropna()) == [0.0, -10.0, -3.3]
+    assert list(a["out_of_field_pct"].round(1).dropna()) == [0.0, -14.3, 42.9]
+    fig = charts.timeline_figure(
+        {
+            "scores": pd.DataFrame(),
+            "burden": pd.DataFrame(),
+            "treatments": pd.DataFrame(),
+            "alerts": pd.DataFrame(),
+            "actions": pd.DataFrame(),
+            "lesions": _lesion_rows(),
+            "assessments": _with_a_not_evaluable_scan(),
+        }
+    )
+    (ne,) = [t for t in fig.data if t.name == "not evaluable (NE)"]
+    assert list(ne.text) == ["NE · iNE"] and list(ne.y) == [0.0]  # on the last known value
+    assert "not evaluable: no sum of diameters" in ne.hovertext[0]
+
+
 def test_lesion_table_reads_as_a_radiologist_would() -> None:
     table = charts.lesion_table(_lesion_rows(), "c")
     assert list(table["Lesion"]) == ["L1", "L2", "L3", "L4"]  # targets, non-target, new
