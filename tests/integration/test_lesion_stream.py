@@ -7,7 +7,8 @@ after a re-score; one tracking identity per truth lesion across scans; the new l
 the scan that first shows it; the iRECIST state of each scan as the rules give it on the truth;
 the SEG and SR written; the change-point inputs read from the lesions. A SEG with an empty
 segment costs that lesion only (named with its segment); a SEG where nothing can be measured is
-dead-lettered with every segment named.
+dead-lettered with every segment named; a follow-up without annotation where no carried lesion
+can be evaluated is a stored NE timepoint that the decision rule, the timeline and FHIR read.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import psycopg
 import pydicom
 import pytest
@@ -32,8 +34,8 @@ from core.db import connect, history, lesions
 from core.publish import Publisher
 from core.settings import Settings
 from schemas import ImagingAcquired, LesionReference, TreatmentEvent
-from schemas.enums import IRecistState
-from schemas.results import Outcome
+from schemas.enums import IRECIST_SCORE, IRecistState
+from schemas.results import NEW_LESIONS_SCORE, Outcome
 from streams import scoring
 from tests.integration.conftest import Workers, wait_for
 
@@ -377,3 +379,93 @@ def test_a_bad_segment_costs_one_lesion_and_an_unusable_seg_is_dead_lettered(
             assert f"'{t['seg_label']}'" in reason, reason
     assert _status(settings, [bad.event_id])[bad.event_id] == "failed"
     assert all(p.poll() is None for p in replayed["workers"].procs)
+
+
+def test_a_follow_up_with_no_lesion_evaluable_is_stored_not_evaluable(
+    settings: Settings, replayed: dict
+) -> None:
+    """A follow-up without annotation whose carried lesions cannot be outlined (drawn by the
+    reader on plain fat, so nothing tells them from their background) is a stored NE timepoint,
+    not a dead letter: its lesions say why, no burden is made up, and what the app, the
+    decision rule and FHIR read of the patient holds."""
+    from core.db import alerts, audit, events, scores
+    from monitoring_app import charts
+    from schemas.fhir import lesion_observations
+    from tests.unit.imaging import lesion_study as ls
+    from tests.unit.test_scoring_not_evaluable import FAINT, SHIFT, T0, _event
+
+    root = Path(settings.data_roots[0]) / f"not-evaluable-{uuid.uuid4().hex[:6]}"
+    base_images = ls.write_ct_with_simpleitk(root / "baseline" / "CT", ls.image([]))
+    seg = root / "baseline" / "seg.dcm"
+    ls.write_seg_with_highdicom(seg, base_images, [e.mask() for e in FAINT], FAINT)
+    fu_images = ls.write_ct_with_simpleitk(
+        root / "follow-up" / "CT", ls.image([], seed=4, shift_mm=SHIFT), study_uid=generate_uid()
+    )
+    patient = "psn-" + uuid.uuid4().hex[:16]
+    base = _event(root / "baseline", base_images, T0, seg).model_copy(update={"patient": patient})
+    follow_up = _event(root / "follow-up", fu_images, T0 + timedelta(days=42), None).model_copy(
+        update={"patient": patient}
+    )
+    with Publisher(settings) as pub:
+        pub.publish([base, follow_up])
+    ids = [base.event_id, follow_up.event_id]
+    wait_for(
+        lambda: (
+            set(_status(settings, ids).values()) <= {"scored", "failed"}
+            and len(_status(settings, ids)) == 2
+        ),
+        timeout=900,
+        what="the baseline and its not-evaluable follow-up",
+    )
+    assert _status(settings, ids) == {base.event_id: "scored", follow_up.event_id: "scored"}
+    ev = follow_up.event_id
+    assert rows(settings, "SELECT 1 FROM dead_letters WHERE failed_event_id = %s", (ev,)) == []
+    stored = rows(
+        settings,
+        "SELECT label, status, long_axis_mm, failure FROM lesion_measurements "
+        "WHERE source_event_id = %s ORDER BY label",
+        (ev,),
+    )
+    assert [(r[0], r[1], r[2]) for r in stored] == [
+        (e.label, "not_evaluable", None) for e in sorted(FAINT, key=lambda e: e.label)
+    ]
+    assert all(r[0] in r[3] and "not evaluable" in r[3] for r in stored)
+    ((state, recist),) = rows(
+        settings,
+        "SELECT irecist_state, recist FROM lesion_assessments WHERE source_event_id = %s",
+        (ev,),
+    )
+    assert (state, recist) == (int(IRecistState.INE), "NE")
+    no_burden = "SELECT count(*) FROM tumour_measurements WHERE source_event_id = %s"
+    assert rows(settings, no_burden, (ev,)) == [(0,)]
+    names = rows(
+        settings,
+        "SELECT score_name FROM timepoint_scores WHERE source_event_id = %s ORDER BY 1",
+        (ev,),
+    )
+    assert sorted(n[0] for n in names) == sorted([IRECIST_SCORE, NEW_LESIONS_SCORE])
+
+    with connect(settings) as conn:
+        series, sources = history.load_assessments(conn, patient)
+        assert sources == (base.event_id,)  # the NE scan is no burden point
+        assert len(series) == 1
+        assessed = lesions.patient_assessments(conn, patient, cohorts=None)
+        measured = lesions.patient_lesions(conn, patient, cohorts=None)
+        data = {
+            "scores": pd.DataFrame(scores.patient_scores_with_source(conn, patient, cohorts=None)),
+            "burden": pd.DataFrame(scores.patient_burden(conn, patient, cohorts=None)),
+            "lesions": pd.DataFrame(measured),
+            "assessments": pd.DataFrame(assessed),
+            "treatments": pd.DataFrame(events.patient_treatments(conn, patient, cohorts=None)),
+            "alerts": pd.DataFrame(alerts.patient_alerts(conn, patient, cohorts=None)),
+            "actions": pd.DataFrame(audit.alert_actions(conn, patient, cohorts=None)),
+        }
+    fig = charts.timeline_figure(data)
+    (ne,) = [t for t in fig.data if t.name == "not evaluable (NE)"]
+    assert list(ne.text) == ["NE · iNE"]
+    group = lesion_observations(
+        patient, assessed[-1], [r for r in measured if r["source_event_id"] == ev]
+    )[0]
+    comp = {c.code.coding[0].code: c for c in group.component}
+    assert comp["sum-diameters"].valueQuantity is None
+    assert comp["sum-diameters"].dataAbsentReason.text == "not evaluable"
