@@ -27,6 +27,8 @@ from models.imaging.annotations import Lesion, LesionFailure, LesionProblem
 from models.imaging.lesion import (
     MIN_CONTRAST_HU,
     MaskSource,
+    NoEdgeError,
+    fills_its_surroundings,
     lesion_contrast,
     refine_outline,
     runs_into_surroundings,
@@ -179,14 +181,28 @@ def propagate_lesions(
                 LesionProblem.NOT_MEASURABLE,
             )
         inside = values_in(baseline_volume.array, lesion.mask)
+        median_hu = float(np.median(inside))
         try:
             outline = refine_outline(
                 volume,
                 carried,
-                float(np.median(inside)),
+                median_hu,
                 growth,
                 lesion_hu_max=float(np.percentile(inside, 99)),
             )
+        except NoEdgeError as err:
+            if contrast is not None and fills_its_surroundings(err, median_hu, contrast):
+                # still there, and the tissue around it reads as lesion too: it has grown past
+                # where it can be outlined, which is no evidence that it has gone
+                return failure(
+                    lesion,
+                    f"cannot be outlined on this scan without the reader's outline: its site "
+                    f"({err.core_hu:.0f} HU) and the tissue around it ({err.ring_hu:.0f} HU) "
+                    f"both read as the lesion did ({median_hu:.0f} HU); it may have grown past "
+                    "them; not evaluable",
+                    LesionProblem.NOT_MEASURABLE,
+                )
+            return failure(lesion, f"was not found on this scan: {err}")
         except InsufficientDataError as err:
             return failure(lesion, f"was not found on this scan: {err}")
         why = runs_into_surroundings(outline, growth)
