@@ -5,11 +5,16 @@ registration of the whole study.
 lesions together; :func:`propagate_lesions` carries each lesion with that one transform and
 refines it on the follow-up (:func:`models.imaging.lesion.refine_mask`), so every lesion of a
 study shares the same registration. Lesions whose refinement claims the same voxels share them
-out by distance to each carried mask. A lesion that cannot be found (it fell outside the scan,
-or cannot be told from its background) is a :class:`~models.imaging.annotations.LesionFailure`
-with its tracking UID: not evaluable, not gone; so is one whose outline ran into the tissue
-around it (more than :data:`~models.imaging.lesion.MAX_OUTLINE_AT_LIMIT` of its edge held back
-by the growth limit).
+out by distance to each carried mask. A lesion that shows nothing at its site has gone (not
+seen, 0 mm). A lesion that cannot be looked for (it fell outside the scan, or could not be told
+from its background on the baseline either) is a
+:class:`~models.imaging.annotations.LesionFailure` with its tracking UID: not evaluable, not
+gone; so is one whose outline ran into the tissue around it (more than
+:data:`~models.imaging.lesion.MAX_OUTLINE_AT_LIMIT` of its edge held back by the growth limit),
+one whose outline took in a rim of fainter tissue (a halo over
+:data:`~models.imaging.lesion.MAX_OUTLINE_HALO_MM`), and one with no edge whose site still
+reads as the lesion did (:func:`~models.imaging.lesion.fills_its_surroundings`: it grew past
+the ring its background is measured in).
 """
 
 from __future__ import annotations
