@@ -392,7 +392,8 @@ def test_a_follow_up_with_no_lesion_evaluable_is_stored_not_evaluable(
     from monitoring_app import charts
     from schemas.fhir import lesion_observations
     from tests.unit.imaging import lesion_study as ls
-    from tests.unit.test_scoring_not_evaluable import FAINT, SHIFT, T0, _event
+    from tests.unit.test_scoring_lesions import _event
+    from tests.unit.test_scoring_not_evaluable import FAINT, SHIFT, T0
 
     root = Path(settings.data_roots[0]) / f"not-evaluable-{uuid.uuid4().hex[:6]}"
     base_images = ls.write_ct_with_simpleitk(root / "baseline" / "CT", ls.image([]))
@@ -402,10 +403,8 @@ def test_a_follow_up_with_no_lesion_evaluable_is_stored_not_evaluable(
         root / "follow-up" / "CT", ls.image([], seed=4, shift_mm=SHIFT), study_uid=generate_uid()
     )
     patient = "psn-" + uuid.uuid4().hex[:16]
-    base = _event(root / "baseline", base_images, T0, seg).model_copy(update={"patient": patient})
-    follow_up = _event(root / "follow-up", fu_images, T0 + timedelta(days=42), None).model_copy(
-        update={"patient": patient}
-    )
+    base = _event(root / "baseline", seg, base_images, T0, patient)
+    follow_up = _event(root / "follow-up", None, fu_images, T0 + timedelta(days=42), patient)
     with Publisher(settings) as pub:
         pub.publish([base, follow_up])
     ids = [base.event_id, follow_up.event_id]

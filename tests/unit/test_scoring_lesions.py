@@ -34,15 +34,18 @@ PATIENT = pseudonymise("scoring-lesions", "scoring-lesions-key-0123456789")
 T0 = datetime(2026, 3, 1, 10, 15, tzinfo=UTC)
 
 
-def _event(folder: Path, seg: Path, images: list, at: datetime) -> ImagingAcquired:
+def _event(
+    folder: Path, seg: Path | None, images: list, at: datetime, patient: str = PATIENT
+) -> ImagingAcquired:
+    """The acquisition event of a series written here, with its SEG (None: no annotation)."""
     return ImagingAcquired(
-        patient=PATIENT,
+        patient=patient,
         occurred_at=at,
         modality=Modality.CT,
         study_uid=str(images[0].StudyInstanceUID),
         series_uids=[str(images[0].SeriesInstanceUID)],
         location=FolderLocation(path=str(folder)),
-        lesion=LesionReference(kind="seg", path=str(seg)),
+        lesion=None if seg is None else LesionReference(kind="seg", path=str(seg)),
     )
 
 

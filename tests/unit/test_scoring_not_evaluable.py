@@ -19,11 +19,12 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
 from models.imaging.study import analyse_study
-from schemas import FolderLocation, ImagingAcquired, LesionReference, Modality, pseudonymise
+from schemas import pseudonymise
 from schemas.enums import IRECIST_SCORE, IRecistState, LesionStatus, RecistResponse
 from schemas.results import NEW_LESIONS_SCORE, Outcome
 from streams import scoring
 from tests.unit.imaging import lesion_study as ls
+from tests.unit.test_scoring_lesions import _event
 
 PATIENT = pseudonymise("scoring-not-evaluable", "scoring-not-evaluable-key-0123456789")
 T0 = datetime(2026, 3, 1, 10, 15, tzinfo=UTC)
@@ -34,30 +35,18 @@ FAINT = (
 )
 
 
-def _event(folder: Path, images: list, at: datetime, seg: Path | None) -> ImagingAcquired:
-    return ImagingAcquired(
-        patient=PATIENT,
-        occurred_at=at,
-        modality=Modality.CT,
-        study_uid=str(images[0].StudyInstanceUID),
-        series_uids=[str(images[0].SeriesInstanceUID)],
-        location=FolderLocation(path=str(folder)),
-        lesion=None if seg is None else LesionReference(kind="seg", path=str(seg)),
-    )
-
-
 @pytest.fixture(scope="module")
 def scored(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("not-evaluable")
     base_dir = root / "baseline"
     images = ls.write_ct_with_simpleitk(base_dir / "CT", ls.image([]))
     ls.write_seg_with_highdicom(base_dir / "seg.dcm", images, [e.mask() for e in FAINT], FAINT)
-    base_event = _event(base_dir, images, T0, base_dir / "seg.dcm")
+    base_event = _event(base_dir, base_dir / "seg.dcm", images, T0, PATIENT)
     fu_dir = root / "follow-up"
     fu_images = ls.write_ct_with_simpleitk(
         fu_dir / "CT", ls.image([], seed=4, shift_mm=SHIFT), study_uid=generate_uid()
     )
-    fu_event = _event(fu_dir, fu_images, T0 + timedelta(days=42), None)
+    fu_event = _event(fu_dir, None, fu_images, T0 + timedelta(days=42), PATIENT)
 
     derived = root / "derived"
     baseline = scoring.Baseline(base_event.event_id, base_dir, base_dir / "seg.dcm", occurred_at=T0)
