@@ -279,19 +279,20 @@ disease 11 -> 7), 11 more not evaluable (220 -> 231), long axes 2.64 -> 2.58 % o
 
 
 MAX_OUTLINE_HALO_MM = 8.0
-"""The most by which a refined outline's long axis may exceed that of its solid part (the
-voxels at least three quarters of the way from the background to the lesion's intensity on the
-baseline) for the outline to be trusted (:attr:`RefinedOutline.halo_mm`). Past it the outline
-took in a rim of tissue fainter than the lesion: ground glass, or the radiation change around an
+"""The most by which a refined outline's long axis may exceed that of its solid part (the voxels at
+least three quarters of the way from the background to the lesion's intensity on the baseline)
+for the outline to be trusted (:attr:`RefinedOutline.halo_mm`). Past it the outline took in a
+rim of tissue fainter than the lesion: ground glass, or the radiation change around an
 irradiated lung lesion, which the half-way threshold between lung and lesion (about -400 HU)
 counts in (the story draws it at -500 to -50 HU up to 5 to 15 mm beyond the lesion's first
 extent, an assumption; clinic/story_v2/params.py). Chosen on the 200-patient training cohort
 v2-train-24101-200 with every follow-up propagated (1,136 refined lesions against the truth;
-2026-12-04, /work/notes/halo-s24.py): of the 20 outlines over 1.3 times the true long axis, none
-held at the growth limit, 18 were lung lesions at the second follow-up; 13 of them had a halo
-over 8 mm (9.0 to 31.4: truth 5 to 20 mm, measured 21 to 39 mm), and of the 1,116 outlines
-within 1.3 times the truth none had one over 7.2 mm (a small nodule's partial-volume rim is
-about a pixel: 5 mm at 2.7 mm pixels, where its solid part can be empty)."""
+2026-12-04, each outline's halo recorded in a `bench.lesion_accuracy --propagate` run): of the
+20 outlines over 1.3 times the true long axis, none held at the growth limit, 18 were lung
+lesions at the second follow-up; 13 of them had a halo over 8 mm (9.0 to 31.4: truth 5 to 20 mm,
+measured 21 to 39 mm), and of the 1,116 outlines within 1.3 times the truth none had one over
+7.2 mm (a small nodule's partial-volume rim is about a pixel: 5 mm at 2.7 mm pixels, where its
+solid part can be empty)."""
 
 
 @dataclass(frozen=True)
