@@ -19,7 +19,9 @@ Statistics (pure: numpy, scipy):
   median detection delays;
 - :mod:`~models.evaluation.targets`: the one rule that says whether a target is met;
 - :mod:`~models.evaluation.plan`: :class:`EvaluationPlan`, the interval settings of one
-  evaluation.
+  evaluation;
+- :mod:`~models.evaluation.power`: how likely a test of a given size is to show a proportion
+  target (for sizing a declaration before it is written).
 
 Protocol (``docs/evaluation/README.md``): :mod:`~models.evaluation.declaration` (format,
 validation, the pure clearance rules), :mod:`~models.evaluation.results` (results payload and
@@ -33,6 +35,7 @@ from models.evaluation.compare import difference_interval, metric_interval
 from models.evaluation.delong import delong_auc, delong_covariance, delong_difference
 from models.evaluation.estimate import Estimate, IntervalMethod
 from models.evaluation.plan import EvaluationPlan, plan_from_declaration
+from models.evaluation.power import proportion_power
 from models.evaluation.resampling import bootstrap, replicates
 from models.evaluation.rows import Aggregate, one_row_per_patient
 from models.evaluation.targets import Direction, Target, Verdict, judge, render
@@ -59,6 +62,7 @@ __all__ = [
     "one_row_per_patient",
     "plan_from_declaration",
     "poisson_rate",
+    "proportion_power",
     "reliability_table",
     "render",
     "replicates",
