@@ -16,11 +16,16 @@ Two steps, on different cohorts:
 ``fit`` (a tuning cohort)
     fits the rule's logistic coefficients (label: a patient whose true RECIST progression,
     ``change_point_days`` of the ground truth, has happened by the scan) and chooses the policy
-    by a stated objective: among thresholds 0.30..0.95 and with or without the early-window
-    confirmation, the policies whose responder false alarms per patient-year are no higher than
-    RECIST 1.1's and whose pseudo-progression alarms are at most a quarter of RECIST 1.1's, on
-    the tuning cohort; of those, the one with the earliest median detection of progression
-    relative to RECIST 1.1 (ties: fewer responder false alarms, then the higher threshold).
+    by a stated objective: among thresholds 0.30..0.95 and three ways of treating early growth
+    (:data:`CONFIRMATIONS`: flag it at once; hold it for confirmation in the early window; hold
+    it unless the scan meets the RECIST-based hyperprogression criterion), the policies whose
+    responder false alarms per patient-year are no higher than RECIST 1.1's, whose
+    pseudo-progression alarms are at most a quarter of RECIST 1.1's and whose median
+    hyperprogression alarm is no later than RECIST 1.1's, on the tuning cohort; of those, the
+    one with the earliest median detection of progression relative to RECIST 1.1 (ties: its
+    mean, then fewer responder false alarms, then the higher threshold). (Until 2026-12-05 the
+    hyperprogression condition was not part of feasibility and the third way did not exist:
+    the policies of changepoint-v2-f and -j were chosen without them.)
     Writes the policy (coefficients, threshold, confirmation) to a JSON file.
 
 ``evaluate`` (a held-out cohort)
@@ -107,6 +112,10 @@ PSEUDO = "pseudo_progression"
 HYPER = "hyperprogression"
 PROGRESSING = ("non_responder", HYPER)
 THRESHOLDS = tuple(round(0.30 + 0.05 * i, 2) for i in range(14))
+CONFIRMATIONS = ((True, False), (True, True), (False, False))
+"""(confirm_early, hyperprogression_bypass) tried: hold early flags for confirmation; hold them
+unless the scan already meets the RECIST-based hyperprogression criterion
+(:attr:`DecisionConfig.hyperprogression_bypass`); never hold."""
 RESAMPLES = 2000
 SEED = 20261201
 POLICY_FORMAT = "irtmon-changepoint-policy/1"
@@ -509,9 +518,14 @@ def choose_policy(
     recist = [recist_flag(c.series) for c in cases]
     icpd = [icpd_flag(c.series) for c in cases]
     tried = []
-    for confirm_early in (True, False):
+    for confirm_early, bypass in CONFIRMATIONS:
         for threshold in THRESHOLDS:
-            config = replace(base, threshold=threshold, confirm_early=confirm_early)
+            config = replace(
+                base,
+                threshold=threshold,
+                confirm_early=confirm_early,
+                hyperprogression_bypass=bypass,
+            )
             for r in rules:
                 r.config = config
             flags = Flags(recist, icpd, [rule_flag(r) for r in rules])
@@ -521,6 +535,7 @@ def choose_policy(
                 {
                     "threshold": threshold,
                     "confirm_early": confirm_early,
+                    "hyperprogression_bypass": bypass,
                     "responder_fa_minus_recist": fa.value,
                     "pseudo_alarms_minus_quarter_recist": est[
                         "pseudo_alarms_minus_quarter_recist"
@@ -533,7 +548,8 @@ def choose_policy(
                     ),
                     "hyper_delay_vs_recist_scans": est["hyper_delay_vs_recist_scans"].value,
                     "feasible": fa.value <= 0
-                    and _point(est["pseudo_alarms_minus_quarter_recist"]) <= 0,
+                    and _point(est["pseudo_alarms_minus_quarter_recist"]) <= 0
+                    and _point(est["hyper_delay_vs_recist_scans"]) <= 0,
                 }
             )
     feasible = [t for t in tried if t["feasible"]] or tried
@@ -546,7 +562,13 @@ def choose_policy(
             -t["threshold"],
         ),
     )
-    return replace(base, threshold=best["threshold"], confirm_early=best["confirm_early"]), tried
+    chosen = replace(
+        base,
+        threshold=best["threshold"],
+        confirm_early=best["confirm_early"],
+        hyperprogression_bypass=best["hyperprogression_bypass"],
+    )
+    return chosen, tried
 
 
 def policy_to_json(config: DecisionConfig, extra: Mapping[str, Any]) -> dict[str, Any]:
@@ -555,6 +577,7 @@ def policy_to_json(config: DecisionConfig, extra: Mapping[str, Any]) -> dict[str
         "decision": {
             "threshold": config.threshold,
             "confirm_early": config.confirm_early,
+            "hyperprogression_bypass": config.hyperprogression_bypass,
             "early_window_weeks": config.early_window_weeks,
             "coefficients": {
                 "intercept": config.coefficients.intercept,
@@ -612,9 +635,12 @@ def fit(args: argparse.Namespace) -> int:
             "fitted_on": {"cohort": str(args.cohort), "patients": len(cases)},
             "models": {"ct-signature": args.version, "response": args.version},
             "objective": (
-                "among thresholds 0.30..0.95 with and without the early-window confirmation, "
-                "the policies whose responder false alarms per patient-year are no higher than "
-                "RECIST 1.1's and whose pseudo-progression alarms are at most a quarter of "
+                "among thresholds 0.30..0.95 and three ways of treating early growth (flag "
+                "at once; hold for confirmation in the early window; hold unless the scan "
+                "meets the RECIST-based hyperprogression criterion of Matos et al. 2020), the "
+                "policies whose responder false alarms per patient-year are no higher than "
+                "RECIST 1.1's, whose pseudo-progression alarms are at most a quarter of "
+                "RECIST 1.1's and whose median hyperprogression alarm is no later than "
                 "RECIST 1.1's on this cohort; of those, the earliest median (then mean) "
                 "detection of progression relative to RECIST 1.1, then fewer responder false "
                 "alarms, then the higher threshold"
@@ -631,7 +657,8 @@ def fit(args: argparse.Namespace) -> int:
     print(f"{len(cases)} patients, {time.perf_counter() - started:.0f} s")
     print(f"coefficients: {json.dumps(doc['decision']['coefficients'])}")
     print(
-        f"policy: threshold {config.threshold}, confirm_early {config.confirm_early} "
+        f"policy: threshold {config.threshold}, confirm_early {config.confirm_early}, "
+        f"hyperprogression_bypass {config.hyperprogression_bypass} "
         f"(feasible: {doc['feasible']})"
     )
     print(_table({"tuning": est}, {"tuning": counts(cases, flags)}))

@@ -62,6 +62,12 @@ from schemas.enums import IRecistState
 RULE_NAME = "irtmon-changepoint"
 RULE_VERSION = "1.0.0"
 
+HPD_SUM_INCREASE = 0.40
+"""Matos et al., Clin Cancer Res 2020;26:1846: hyperprogression at the first evaluation when
+the sum of target diameters is more than 40 % over baseline."""
+HPD_NEW_LESIONS = 2
+"""Matos et al. 2020: or at least two new lesions (in an organ already involved)."""
+
 FEATURES = (
     "rise",
     "step",
@@ -143,6 +149,13 @@ class DecisionConfig:
         (the iRECIST idea, applied only where pseudo-progression concentrates). Off by default:
         on the tuning cohort it delayed every hyperprogression by one scan and spared no
         pseudo-progression that the response probability did not already spare.
+    hyperprogression_bypass:
+        With ``confirm_early``: do not hold a flag for confirmation at a scan that already meets
+        a RECIST-based definition of hyperprogression at the first evaluation (Matos et al.,
+        Clin Cancer Res 2020;26:1846): the sum of diameters more than 40 % over baseline
+        (:data:`HPD_SUM_INCREASE`), or at least two new lesions (:data:`HPD_NEW_LESIONS`;
+        Matos counts two new lesions in an organ already involved, or spread to a new organ:
+        the series carries counts, not organs). Off by default.
     flag_confirmed_progression:
         Also raise ``confirmed_progression`` at iRECIST iCPD.
     irecist:
@@ -156,6 +169,7 @@ class DecisionConfig:
     confirm: Literal["none", "repeat"] = "none"
     early_window_weeks: float = 12.0
     confirm_early: bool = False
+    hyperprogression_bypass: bool = False
     flag_confirmed_progression: bool = True
     irecist: IrecistConfig = field(default_factory=IrecistConfig)
     coefficients: Coefficients = field(default_factory=lambda: DEFAULT_COEFFICIENTS)
@@ -349,6 +363,13 @@ class DecisionRule:
             moved.append(IMMUNE_SCORE)
         return tuple(moved)
 
+    def hyperprogression_at(self, t: int) -> bool:
+        """Whether assessment ``t`` meets the RECIST-based hyperprogression criterion
+        (:data:`HPD_SUM_INCREASE` over baseline, or :data:`HPD_NEW_LESIONS` new lesions)."""
+        s = self.series_.sum_diameters_mm
+        grown = bool(s[0] > 0 and s[t] > (1.0 + HPD_SUM_INCREASE) * s[0])
+        return grown or int(self.series_.new_lesions[t]) >= HPD_NEW_LESIONS
+
     def _change_index(self, t: int) -> int:
         """Start of the current rise: the assessment after the last nadir before ``t``."""
         ls = self.series_.sum_diameters_mm[: t + 1]
@@ -395,7 +416,10 @@ class DecisionRule:
             if t + 1 < cfg.min_timepoints or not over[t]:
                 continue
             early = self.series_.days[t] <= cfg.early_window_weeks * 7
-            needs_repeat = cfg.confirm == "repeat" or (cfg.confirm_early and early)
+            hold = cfg.confirm_early and early
+            if hold and cfg.hyperprogression_bypass and self.hyperprogression_at(t):
+                hold = False
+            needs_repeat = cfg.confirm == "repeat" or hold
             if needs_repeat and not (t > 0 and over[t - 1]):
                 continue
             flags.append(

@@ -95,6 +95,29 @@ def test_early_jump_is_held_with_early_confirmation() -> None:
     assert DecisionRule().fit(s).predict().flag("suspected_non_response").index == 1
 
 
+def test_early_hyperprogression_bypasses_the_early_confirmation() -> None:
+    # Matos et al. 2020: more than 40 % over baseline at the first evaluation, or two new lesions
+    held = DecisionConfig(confirm_early=True)
+    bypass = DecisionConfig(confirm_early=True, hyperprogression_bypass=True)
+    fast = series([50, 72, 95, 120], rp=[0.7, 0.5, 0.4, 0.3], immune=[1.0, 1.0, 1.0, 1.0])
+    assert DecisionRule(config=held).fit(fast).predict().flag("suspected_non_response").index == 2
+    rule = DecisionRule(config=bypass).fit(fast)
+    assert rule.hyperprogression_at(1) and rule.predict().flag("suspected_non_response").index == 1
+    # +28 % (a pseudo-progression's size) is still held for its confirmation
+    pseudo = series([50, 64, 45, 40], rp=[0.7, 0.5, 0.7, 0.8], immune=[1.0, 1.0, 1.1, 1.0])
+    rule = DecisionRule(config=bypass).fit(pseudo)
+    assert not rule.hyperprogression_at(1) and not rule.predict().flagged
+    # two new lesions meet the criterion whatever the sum
+    two_new = PatientSeries(
+        times=(0, 49, 98, 147),
+        sum_diameters_mm=np.array([50.0, 64.0, 45.0, 40.0]),
+        response_probability=np.array([0.7, 0.5, 0.7, 0.8]),
+        new_lesions=np.array([0, 2, 0, 0]),
+    )
+    assert DecisionRule(config=bypass).fit(two_new).hyperprogression_at(1)
+    assert not DecisionRule(config=bypass).fit(two_new).hyperprogression_at(2)
+
+
 def test_an_early_jump_the_response_model_trusts_is_not_flagged() -> None:
     # ... it lets a high response probability spare a pseudo-progression instead
     s = series([50, 64, 45, 40], rp=[0.7, 0.9, 0.9, 0.9], immune=[1.0, 1.0, 1.1, 1.0])

@@ -15,13 +15,16 @@ from bench.changepoint_pipeline import (
     Truth,
     Variant,
     alert_estimates,
+    choose_policy,
     cohort_arguments,
+    fit_coefficients,
     icpd_flag,
     metric_keys,
     perturb,
     recist_flag,
     variant_rng,
 )
+from models.changepoint.decision import DecisionConfig
 from models.changepoint.series import PatientSeries
 from models.evaluation.estimate import Estimate
 from models.response.history import History, LesionReadout, Scan
@@ -142,3 +145,34 @@ def test_a_story_variant_cohort_names_its_metrics_apart() -> None:
         "changepoint.as_generated.responder_fa_minus_recist@variant:pseudo-double",
         "changepoint.reader_2_2_mm.x@variant:pseudo-double",
     }
+
+
+def test_the_policy_search_keeps_hyperprogression_on_time_and_spares_pseudo_progression() -> None:
+    # pseudo-progressions grow +30 % at the first follow-up (inside the early window), as much as
+    # the first scan of a slow non-responder; hyperprogressions +70 %. Holding early growth for
+    # confirmation delays every hyperprogression (never feasible); holding it unless the scan
+    # meets the hyperprogression criterion keeps them on time and spares pseudo-progressions.
+    rng = np.random.default_rng(3)
+
+    def jitter(sums: list[float]) -> list[float]:
+        return [float(v) * (1 + 0.01 * rng.standard_normal()) for v in sums]
+
+    cases = (
+        [case("responder", jitter([50, 40, 34, 30, 28])) for _ in range(30)]
+        + [case("pseudo_progression", jitter([50, 65, 42, 36, 32])) for _ in range(12)]
+        + [case("non_responder", jitter([50, 62, 80, 100, 125]), change=20.0) for _ in range(20)]
+        + [
+            case("hyperprogression", jitter([50, 85, 140, 220, 330]), change=10.0)
+            for _ in range(12)
+        ]
+    )
+    config, tried = choose_policy(cases, fit_coefficients(cases, DecisionConfig(), "test"))
+    modes = {(t["confirm_early"], t["hyperprogression_bypass"]) for t in tried}
+    assert modes == {(True, False), (True, True), (False, False)}
+    feasible = {(t["confirm_early"], t["hyperprogression_bypass"]) for t in tried if t["feasible"]}
+    assert (True, True) in feasible and (True, False) not in feasible
+    assert (config.confirm_early, config.hyperprogression_bypass) in feasible
+    held = [t for t in tried if t["confirm_early"] and not t["hyperprogression_bypass"]]
+    assert all(t["hyper_delay_vs_recist_scans"] > 0 for t in held)
+    bypass = [t for t in tried if t["hyperprogression_bypass"]]
+    assert all(t["pseudo_alarms_minus_quarter_recist"] == -0.25 for t in bypass)
