@@ -166,7 +166,8 @@ def test_the_policy_search_keeps_hyperprogression_on_time_and_spares_pseudo_prog
             for _ in range(12)
         ]
     )
-    config, tried = choose_policy(cases, fit_coefficients(cases, DecisionConfig(), "test"))
+    coefficients = fit_coefficients(cases, DecisionConfig(), "test")
+    config, tried = choose_policy(cases, coefficients)
     modes = {(t["confirm_early"], t["hyperprogression_bypass"]) for t in tried}
     assert modes == {(True, False), (True, True), (False, False)}
     feasible = {(t["confirm_early"], t["hyperprogression_bypass"]) for t in tried if t["feasible"]}
@@ -178,3 +179,11 @@ def test_the_policy_search_keeps_hyperprogression_on_time_and_spares_pseudo_prog
     assert all(t["feasible"] for t in tried if t["shown"])
     bypass = [t for t in tried if t["hyperprogression_bypass"]]
     assert all(t["pseudo_alarms_minus_quarter_recist"] == -0.25 for t in bypass)
+
+    # with stress variants, a policy is shown only where every variant shows it; the same
+    # cases under a second name change nothing but the record
+    twice, tried2 = choose_policy({"as generated": cases, "again": cases}, coefficients)
+    assert twice == config
+    for one, two in zip(tried, tried2, strict=True):
+        assert two["shown_in"] == (["as generated", "again"] if one["shown"] else [])
+        assert two["variants"]["again"]["upper_bounds"] == one["upper_bounds"]
