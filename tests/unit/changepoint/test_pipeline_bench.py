@@ -186,4 +186,5 @@ def test_the_policy_search_keeps_hyperprogression_on_time_and_spares_pseudo_prog
     assert twice == config
     for one, two in zip(tried, tried2, strict=True):
         assert two["shown_in"] == (["as generated", "again"] if one["shown"] else [])
+        assert two["shown_as_generated"] == one["shown"] == one["shown_as_generated"]
         assert two["variants"]["again"]["upper_bounds"] == one["upper_bounds"]
