@@ -405,11 +405,14 @@ def _check_cohorts(
     for c in cohorts:
         if c.patients < 1:
             problems.append(f"{where}: cohort {c.name} must have at least one patient")
-        if c.role is not CohortRole.TEST and c.variant != BASE_VARIANT:
+        # A tuning cohort may be a story variant (the change-point policy is tuned on one with
+        # more pseudo-progressions, to have enough of them to judge); the models are trained on
+        # the base story, and `irtmon evaluate` still asks for a base tuning cohort of its own.
+        if c.role is CohortRole.TRAINING and c.variant != BASE_VARIANT:
             problems.append(
-                f"{where}: {c.role} cohort {c.name} has variant {c.variant!r}: training and "
-                f"tuning cohorts must be of the base story ({BASE_VARIANT!r}) in this analysis "
-                "(the models are trained and tuned once; story variants are test cohorts)"
+                f"{where}: {c.role} cohort {c.name} has variant {c.variant!r}: training "
+                f"cohorts must be of the base story ({BASE_VARIANT!r}) in this analysis "
+                "(the models are trained once; story variants are test or tuning cohorts)"
             )
     variants = [c.variant for c in tests]
     if parts:

@@ -318,7 +318,7 @@ def test_every_declaration_in_the_repository_still_parses() -> None:
     variants = {}
     for path in paths:
         d = load_declaration(path)
-        assert {c.variant for c in d.cohorts if c.role is not CohortRole.TEST} <= {"base"}, path
+        assert {c.variant for c in d.cohorts if c.role is CohortRole.TRAINING} <= {"base"}, path
         assert d.primary_test_cohort.variant == "base", path
         variants[d.id] = [c.variant for c in d.variant_test_cohorts]
     assert variants["response-v2-d"] == variants["changepoint-v2-f"] == []
@@ -370,7 +370,7 @@ def test_test_cohorts_of_story_variants_are_declared() -> None:
         (
             VARIANT_COHORT.replace('role = "test"', 'role = "training"').replace("9002", "102"),
             "",
-            "training and tuning cohorts must be of the base story",
+            "training cohorts must be of the base story",
         ),
         # not a variant name
         (VARIANT_COHORT.replace('"immune-none"', '"Immune None"'), "", "lower-case letters"),
@@ -386,6 +386,15 @@ def test_bad_variant_declarations_are_refused(extra: str, metrics: str, words: s
 
     with pytest.raises(DeclarationError, match=words):
         parse_declaration(tomllib.loads(_variant_declaration(extra, metrics)))
+
+
+def test_a_tuning_cohort_may_be_a_story_variant() -> None:
+    import tomllib
+
+    tuning = VARIANT_COHORT.replace('role = "test"', 'role = "tuning"').replace("9002", "103")
+    d = parse_declaration(tomllib.loads(_variant_declaration(tuning, "")))
+    (tune,) = [c for c in d.cohorts if c.seed == 103]
+    assert tune.variant == "immune-none" and str(tune.role) == "tuning"
 
 
 def test_the_only_test_cohort_is_the_base_story() -> None:
