@@ -376,13 +376,25 @@ class Flags:
     rule: list[int | None]
 
 
+@dataclass(frozen=True)
+class ReferenceFlags:
+    """RECIST 1.1's and iCPD's first flags per case: they do not depend on the policy, so the
+    policy search computes them once per set of cases."""
+
+    recist: list[int | None]
+    icpd: list[int | None]
+
+    @classmethod
+    def of(cls, cases: Sequence[Case]) -> ReferenceFlags:
+        return cls([recist_flag(c.series) for c in cases], [icpd_flag(c.series) for c in cases])
+
+    def with_rule(self, rules: Sequence[DecisionRule]) -> Flags:
+        return Flags(self.recist, self.icpd, [rule_flag(r) for r in rules])
+
+
 def flags_of(cases: Sequence[Case], config: DecisionConfig) -> Flags:
     rules = [DecisionRule(config=config).fit(c.series) for c in cases]
-    return Flags(
-        [recist_flag(c.series) for c in cases],
-        [icpd_flag(c.series) for c in cases],
-        [rule_flag(r) for r in rules],
-    )
+    return ReferenceFlags.of(cases).with_rule(rules)
 
 
 def _diff_of_rates(
@@ -519,16 +531,15 @@ def _point(e: Estimate) -> float:
 
 
 def _policy_row(
-    cases: Sequence[Case], rules: Sequence[DecisionRule], config: DecisionConfig
+    cases: Sequence[Case],
+    rules: Sequence[DecisionRule],
+    reference: ReferenceFlags,
+    config: DecisionConfig,
 ) -> dict[str, Any]:
     """One policy on one set of cases: the four metrics, their upper bounds and verdicts."""
     for r in rules:
         r.config = config
-    flags = Flags(
-        [recist_flag(c.series) for c in cases],
-        [icpd_flag(c.series) for c in cases],
-        [rule_flag(r) for r in rules],
-    )
+    flags = reference.with_rule(rules)
     est = alert_estimates(cases, flags, resamples=FIT_RESAMPLES)
     verdicts = {
         key: judge(Target(key, Direction.AT_MOST, TARGETS[key]), est[key]) for key in TARGETS
@@ -569,6 +580,7 @@ def choose_policy(
         name: [DecisionRule(config=base).fit(c.series) for c in group]
         for name, group in by_variant.items()
     }
+    reference = {name: ReferenceFlags.of(group) for name, group in by_variant.items()}
     first = next(iter(by_variant))
     tried = []
     for confirm_early, bypass in CONFIRMATIONS:
@@ -580,7 +592,8 @@ def choose_policy(
                 hyperprogression_bypass=bypass,
             )
             rows = {
-                name: _policy_row(group, rules[name], config) for name, group in by_variant.items()
+                name: _policy_row(group, rules[name], reference[name], config)
+                for name, group in by_variant.items()
             }
             row = {
                 "threshold": threshold,
